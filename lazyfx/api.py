@@ -1,0 +1,141 @@
+"""``lazyfx.infer`` and ``lazyfx.materialize``: the passes, run in order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+import torch
+import torch.nn as nn
+
+from lazyfx import diagnostics
+from lazyfx.diagnostics import Diagnostic
+from lazyfx.domain import Domain
+from lazyfx.errors import LazyFXError, ResolutionError, SpecError
+from lazyfx.passes.propagate import propagate
+from lazyfx.passes.resolve import LazyModuleRecord, resolve
+from lazyfx.passes.rewrite import materialize_model
+from lazyfx.passes.trace import bind_inputs, trace
+from lazyfx.report import Report
+from lazyfx.spec import SymbolTable, to_value
+from lazyfx.symbolic import fmt
+
+
+def infer(model: nn.Module, *inputs: Any, **kw_inputs: Any) -> Report:
+    """Infer every shape in ``model`` for the given input specs, without running it.
+
+    >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+    >>> print(report)
+
+    Inputs are shape tuples (``("B", 3, 224, 224)``), strings (``"B,T:int64"``),
+    tensors (meta ones too), :class:`~lazyfx.TensorSpec`, or containers of them,
+    positional or by forward's parameter names. ``model`` is never modified.
+    Raises a :class:`~lazyfx.LazyFXError` subclass when the model cannot work
+    for any input the specs allow.
+    """
+    return _analyze(model, inputs, kw_inputs)
+
+
+def materialize(
+    model: nn.Module,
+    *inputs: Any,
+    device: Union[str, torch.device, None] = None,
+    dtype: Optional[torch.dtype] = None,
+    seed: Optional[int] = None,
+    inplace: bool = False,
+    **kw_inputs: Any,
+) -> nn.Module:
+    """The eager equivalent of a lazy ``model``, with parameters created on ``device``.
+
+    >>> eager = lazyfx.materialize(Net(), ("B", 3, 32, 32), device="cpu")
+
+    Returns a module of the same class (a bare lazy module becomes its eager
+    class) in which every lazy submodule is its eager class, built with the
+    same options and the inferred arguments. Parameter values are bit-identical
+    to a dry run in eval mode under the same RNG state, or under ``seed`` (the
+    caller's RNG state is then left alone). ``dtype`` converts floating-point
+    tensors as ``module.to(dtype)`` does. The given model is copied unless
+    ``inplace=True``; on failure it is left exactly as it was.
+    """
+    device = _device(device)
+    if dtype is not None and not (isinstance(dtype, torch.dtype) and (dtype.is_floating_point or dtype.is_complex)):
+        raise SpecError(f"materialize(dtype=...) takes a floating point dtype, as module.to does; got {dtype!r}")
+    report = _analyze(model, inputs, kw_inputs)
+    _require_resolved(report)
+    return materialize_model(model, report.lazy, device=device, dtype=dtype, seed=seed, inplace=inplace)
+
+
+def _device(device: Union[str, torch.device, None]) -> Optional[torch.device]:
+    if device is None:
+        return None
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise SpecError(f"invalid device {device!r}: {exc}") from None
+
+
+def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"lazyfx needs an nn.Module, got {type(model).__name__}")
+    table = SymbolTable()
+    args = tuple(to_value(spec, table) for spec in inputs)
+    kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
+    signature, bound = bind_inputs(model, args, kwargs)
+    constraints = table.constraints()
+    program = trace(model, bound, signature)
+    propagation = propagate(program, constraints)
+    records = resolve(model, propagation)
+    domain = Domain(constraints, propagation.recorder.conditions)
+    return Report(
+        model=type(model).__name__,
+        inputs=bound,
+        nodes=propagation.nodes,
+        lazy=records,
+        output=propagation.output,
+        domain=domain,
+        diagnostics=[d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None],
+    )
+
+
+def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
+    if not record.called:
+        return Diagnostic(
+            diagnostics.LAZY_NOT_CALLED,
+            f"lazy module '{record.path}' ({record.lazy_class}) is never called in forward, so nothing "
+            f"determines its parameters",
+            severity="warning",
+            module_path=record.path,
+            notes=("call it in forward, remove it, or replace it with its eager class",),
+        )
+    if record.is_concrete:
+        return None
+    args = ", ".join(f"{k} = {fmt(v)}" for k, v in record.resolution.arguments.items())
+    symbols = ", ".join(record.symbols())
+    return Diagnostic(
+        diagnostics.SYMBOLIC_PARAMETER,
+        f"lazy module '{record.path}' ({record.lazy_class}) needs {args}, which depends on {symbols}",
+        severity="warning",
+        module_path=record.path,
+        location=record.call_sites[0] if record.call_sites else None,
+        notes=(
+            f"pin {symbols} to concrete sizes in the input spec, or make the size independent of "
+            f"{'it' if len(record.symbols()) == 1 else 'them'} (e.g. an adaptive pooling layer before a flatten)",
+        ),
+    )
+
+
+def _require_resolved(report: Report) -> None:
+    problems = [d for d in report.diagnostics if d.code in (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED)]
+    if problems:
+        raise ResolutionError(
+            diagnostics=[_as_error(d) for d in problems],
+        )
+
+
+def _as_error(diag: Diagnostic) -> Diagnostic:
+    import dataclasses
+
+    return dataclasses.replace(diag, severity="error")
+
+
+__all__ = ["infer", "materialize", "LazyFXError"]

@@ -1,0 +1,196 @@
+"""What is known about the input symbols, and deciding comparisons under it.
+
+A comparison between dims is *decided* (True or False for every input the
+spec allows) or *undecided*; undecided is a result, never a guess. Deciding
+uses interval bounds of the difference of both sides, computed from each
+symbol's range (``Dim(min=, max=)``, positive by default), after rewriting
+symbols with ``multiple_of=m`` as ``m*k``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional, Union
+
+import sympy
+
+from lazyfx.symbolic import FloorDiv, symbol
+
+Interval = tuple[Union[int, float], Union[int, float]]
+INF = math.inf
+
+
+@dataclass(frozen=True)
+class SymbolInfo:
+    """A symbol's constraints: ``min <= value <= max`` and ``value % multiple_of == 0``."""
+
+    name: str
+    min: int = 1
+    max: Optional[int] = None
+    multiple_of: int = 1
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return symbol(self.name)
+
+    def admits(self, value: int) -> bool:
+        return (
+            value >= self.min
+            and (self.max is None or value <= self.max)
+            and value % self.multiple_of == 0
+        )
+
+    def smallest(self) -> int:
+        return -(-self.min // self.multiple_of) * self.multiple_of
+
+    def conditions(self) -> list[sympy.Basic]:
+        s = self.symbol
+        out: list[sympy.Basic] = []
+        if self.min > 1:
+            out.append(sympy.Ge(s, self.min))
+        if self.max is not None:
+            out.append(sympy.Le(s, self.max))
+        if self.multiple_of > 1:
+            out.append(sympy.Eq(sympy.Mod(s, self.multiple_of), 0))
+        return out
+
+
+class Constraints:
+    """The symbols of one analysis and a decision procedure for comparisons."""
+
+    def __init__(self, infos: dict[str, SymbolInfo] | None = None) -> None:
+        self.infos: dict[str, SymbolInfo] = dict(infos or {})
+        self._ranges: dict[sympy.Symbol, Interval] = {}
+        self._multiples: dict[sympy.Symbol, sympy.Expr] = {}
+        for info in self.infos.values():
+            if info.multiple_of > 1:
+                k = sympy.Symbol(f"_{info.name}_k", integer=True, positive=True)
+                self._multiples[info.symbol] = info.multiple_of * k
+                hi = INF if info.max is None else info.max // info.multiple_of
+                self._ranges[k] = (max(1, -(-info.min // info.multiple_of)), hi)
+            else:
+                self._ranges[info.symbol] = (info.min, INF if info.max is None else info.max)
+        self._cache: dict[sympy.Basic, Optional[bool]] = {}
+
+    def info(self, name: str) -> SymbolInfo:
+        return self.infos.get(name) or SymbolInfo(name)
+
+    # -- deciding --------------------------------------------------------------
+
+    def decide(self, cond: object) -> Optional[bool]:
+        """True or False when ``cond`` holds resp. fails for every admitted input, else None."""
+        if isinstance(cond, bool):
+            return cond
+        if cond is sympy.true:
+            return True
+        if cond is sympy.false:
+            return False
+        if not isinstance(cond, sympy.Basic):
+            return bool(cond)
+        if cond in self._cache:
+            return self._cache[cond]
+        result = self._decide(cond)
+        self._cache[cond] = result
+        return result
+
+    def _decide(self, cond: sympy.Basic) -> Optional[bool]:
+        if isinstance(cond, sympy.And):
+            results = [self.decide(a) for a in cond.args]
+            return False if False in results else (True if all(results) else None)
+        if isinstance(cond, sympy.Or):
+            results = [self.decide(a) for a in cond.args]
+            return True if True in results else (False if all(r is False for r in results) else None)
+        if isinstance(cond, sympy.Not):
+            inner = self.decide(cond.args[0])
+            return None if inner is None else not inner
+        if not isinstance(cond, sympy.core.relational.Relational):
+            return None
+        diff = sympy.expand(cond.lhs - cond.rhs)
+        if self._multiples:
+            diff = sympy.expand(diff.xreplace(self._multiples))
+        lo, hi = self.bounds(diff)
+        op = cond.rel_op
+        if op == ">=":
+            return True if lo >= 0 else (False if hi < 0 else None)
+        if op == ">":
+            return True if lo > 0 else (False if hi <= 0 else None)
+        if op == "<=":
+            return True if hi <= 0 else (False if lo > 0 else None)
+        if op == "<":
+            return True if hi < 0 else (False if lo >= 0 else None)
+        if op == "==":
+            return True if diff == 0 else (False if lo > 0 or hi < 0 else None)
+        if op == "!=":
+            return False if diff == 0 else (True if lo > 0 or hi < 0 else None)
+        return None  # pragma: no cover
+
+    # -- interval bounds ----------------------------------------------------------
+
+    def bounds(self, expr: sympy.Basic) -> Interval:
+        """A sound interval containing every value ``expr`` takes on admitted inputs."""
+        if expr.is_Integer:
+            v = int(expr)
+            return (v, v)
+        if expr.is_Symbol:
+            return self._ranges.get(expr, (1, INF))
+        if expr.is_Add:
+            lo = hi = 0
+            for arg in expr.args:
+                a, b = self.bounds(arg)
+                lo, hi = lo + a, hi + b
+            return (lo, hi)
+        if expr.is_Mul:
+            result: Interval = (1, 1)
+            for arg in expr.args:
+                result = _mul(result, self.bounds(arg))
+            return result
+        if isinstance(expr, FloorDiv):
+            return self._floordiv_bounds(*expr.args)
+        if isinstance(expr, sympy.Mod):
+            p, q = expr.args
+            if q.is_Integer and q > 0:
+                lo, hi = self.bounds(p)
+                if lo >= 0 and hi < q:
+                    return (lo, hi)
+                return (0, int(q) - 1)
+        if isinstance(expr, (sympy.Max, sympy.Min)):
+            parts = [self.bounds(a) for a in expr.args]
+            pick = max if isinstance(expr, sympy.Max) else min
+            return (pick(p[0] for p in parts), pick(p[1] for p in parts))
+        if expr.is_Pow:
+            base, exp = expr.args
+            if exp.is_Integer and exp > 0:
+                lo, hi = self.bounds(base)
+                n = int(exp)
+                if lo >= 0:
+                    return (lo**n, hi**n)
+                if n % 2 == 0:
+                    return (0, max(lo**n, hi**n))
+                return (lo**n, hi**n)
+        return (-INF, INF)
+
+    def _floordiv_bounds(self, p: sympy.Expr, q: sympy.Expr) -> Interval:
+        lo, hi = self.bounds(p)
+        qlo, qhi = self.bounds(q)
+        if qlo <= 0:
+            return (-INF, INF)
+        if lo >= 0:
+            return (_floor_div(lo, qhi), _floor_div(hi, qlo))
+        return (_floor_div(lo, qlo), _floor_div(hi, qlo) if hi >= 0 else _floor_div(hi, qhi))
+
+
+def _floor_div(a, b):
+    if a in (INF, -INF) or b == INF:
+        if b == INF:
+            return 0 if a >= 0 else -1
+        return a
+    return a // b
+
+
+def _mul(x: Interval, y: Interval) -> Interval:
+    def times(a, b):
+        return 0 if a == 0 or b == 0 else a * b
+
+    products = [times(a, b) for a in x for b in y]
+    return (min(products), max(products))

@@ -1,0 +1,187 @@
+"""What lazyfx tells users: error codes as data, source locations, diagnostics.
+
+Every diagnostic points at the user's code: the first frame outside torch and
+lazyfx, taken from the stack traces torch.fx records while tracing or from the
+traceback of an exception raised in the user's ``forward``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import traceback
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+
+@dataclass(frozen=True)
+class ErrorCode:
+    """A diagnostic kind: a stable code users can select and silence, a short name, a description."""
+
+    code: str
+    name: str
+    description: str
+
+
+CODES: dict[str, ErrorCode] = {}
+
+
+def _code(code: str, name: str, description: str) -> ErrorCode:
+    error_code = ErrorCode(code, name, description)
+    if code in CODES:  # pragma: no cover - guards the table below
+        raise ValueError(f"duplicate error code {code}")
+    CODES[code] = error_code
+    return error_code
+
+
+SPEC_SYNTAX = _code("LFX001", "spec-syntax", "An input spec string could not be parsed.")
+SPEC_INVALID = _code(
+    "LFX002",
+    "spec-invalid",
+    "An input spec is well-formed but unusable: a bad dim, conflicting Dim constraints, "
+    "a missing or unexpected input.",
+)
+TRACE_FAILED = _code("LFX010", "trace-failed", "torch.fx could not trace the model's forward.")
+UNSUPPORTED_OP = _code(
+    "LFX020", "unsupported-op", "An operation has no shape rule (and no fallback could handle it)."
+)
+RULE_FAILED = _code(
+    "LFX021", "rule-failed", "A shape rule could not be applied to the arguments it was given."
+)
+SHAPE_MISMATCH = _code(
+    "LFX030", "shape-mismatch", "An operation rejects the shapes it receives, as PyTorch would."
+)
+SYMBOLIC_PARAMETER = _code(
+    "LFX040",
+    "symbolic-parameter",
+    "A lazy parameter's size depends on an input symbol, so it cannot be materialized "
+    "until that symbol is pinned.",
+)
+CONFLICTING_CALLS = _code(
+    "LFX041",
+    "conflicting-calls",
+    "A lazy module is called at two sites with inputs that resolve it differently.",
+)
+LAZY_NOT_CALLED = _code(
+    "LFX042",
+    "lazy-not-called",
+    "A lazy module is never called in forward, so nothing determines its parameters.",
+)
+MATERIALIZE_FAILED = _code(
+    "LFX050", "materialize-failed", "Creating the eager model failed; the given model is unchanged."
+)
+DOMAIN_CONDITION = _code(
+    "LFX060",
+    "domain-condition",
+    "The model is valid only for inputs that satisfy a condition on the input symbols.",
+)
+
+
+@dataclass(frozen=True)
+class SourceLocation:
+    """A place in the user's code."""
+
+    file: str
+    line: int
+    function: Optional[str] = None
+    code: Optional[str] = None
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+    def short(self) -> str:
+        return f"{os.path.basename(self.file)}:{self.line}"
+
+
+_LAZYFX_DIR = os.path.dirname(os.path.abspath(__file__))
+_TORCH_DIR: Optional[str] = None
+
+
+def _is_internal(filename: str) -> bool:
+    global _TORCH_DIR
+    if _TORCH_DIR is None:
+        import torch
+
+        _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+    path = os.path.abspath(filename)
+    return path.startswith(_LAZYFX_DIR + os.sep) or path.startswith(_TORCH_DIR + os.sep)
+
+
+def _last_user_frame(frames: Iterable[tuple[str, int, str, Optional[str]]]) -> Optional[SourceLocation]:
+    found = None
+    for filename, line, function, code in frames:
+        if not _is_internal(filename) and not filename.startswith("<eval_with_key>"):
+            found = SourceLocation(filename, line, function, code)
+    return found
+
+
+_FRAME_RE = re.compile(r'File "(?P<file>.+?)", line (?P<line>\d+), in (?P<func>\S+)(?:\n\s+(?P<code>.*))?')
+
+
+def location_from_stack_trace(stack_trace: Optional[str]) -> Optional[SourceLocation]:
+    """The user's frame in a stack trace that torch.fx recorded on a node."""
+    if not stack_trace:
+        return None
+    frames = [
+        (m["file"], int(m["line"]), m["func"], (m["code"] or "").strip() or None)
+        for m in _FRAME_RE.finditer(stack_trace)
+    ]
+    return _last_user_frame(frames)
+
+
+def location_from_traceback(exc: BaseException) -> Optional[SourceLocation]:
+    """The innermost user frame in the traceback of ``exc``."""
+    frames = [
+        (f.filename, f.lineno or 0, f.name, f.line) for f in traceback.extract_tb(exc.__traceback__)
+    ]
+    return _last_user_frame(frames)
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One finding, with everything needed to point at its cause."""
+
+    code: ErrorCode
+    message: str
+    severity: str = "error"  # "error" | "warning" | "info"
+    module_path: Optional[str] = None
+    op: Optional[str] = None
+    node: Optional[str] = None
+    location: Optional[SourceLocation] = None
+    notes: tuple[str, ...] = field(default=())
+
+    def with_context(self, **context) -> "Diagnostic":
+        """Fill in the context fields that are still empty."""
+        missing = {k: v for k, v in context.items() if getattr(self, k) in (None, ()) and v is not None}
+        return dataclasses.replace(self, **missing) if missing else self
+
+    def where(self) -> str:
+        parts = []
+        if self.module_path is not None:
+            parts.append(f"in module '{self.module_path or '<root>'}'")
+        if self.op:
+            parts.append(f"at {self.op}")
+        return " ".join(parts)
+
+    def __str__(self) -> str:
+        prefix = f"{self.location}: " if self.location else ""
+        where = self.where()
+        text = f"{prefix}{self.code.code} {self.message}" + (f" ({where})" if where else "")
+        for note in self.notes:
+            text += f"\n    note: {note}"
+        return text
+
+    def to_dict(self) -> dict:
+        return {
+            "code": self.code.code,
+            "name": self.code.name,
+            "severity": self.severity,
+            "message": self.message,
+            "module_path": self.module_path,
+            "op": self.op,
+            "node": self.node,
+            "file": self.location.file if self.location else None,
+            "line": self.location.line if self.location else None,
+            "notes": list(self.notes),
+        }

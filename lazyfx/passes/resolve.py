@@ -1,0 +1,105 @@
+"""Pass 3, resolve: one answer per lazy module, from all of its call sites.
+
+A lazy module called at several sites must be resolved the same way at each
+(PyTorch would initialize it at the first and fail at the next): sites that
+provably disagree are an error naming both; sites that agree only for some
+inputs add a condition to the input domain. Lazy modules are listed in
+first-call order, the order in which a dry run would initialize them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch.nn as nn
+
+from lazyfx import diagnostics
+from lazyfx.checks import Recorder, equal, require_equal
+from lazyfx.diagnostics import SourceLocation
+from lazyfx.errors import ResolutionError
+from lazyfx.passes.propagate import LazyCall, Propagation
+from lazyfx.resolvers import Resolution, is_lazy_module
+from lazyfx.symbolic import DimExpr, fmt, free_symbols, is_concrete
+
+
+@dataclass
+class LazyModuleRecord:
+    """How one lazy module resolves."""
+
+    path: str
+    lazy_class: str
+    eager_class: Optional[str]
+    resolution: Optional[Resolution]  # None when the module is never called
+    call_sites: list[Optional[SourceLocation]] = field(default_factory=list)
+    nodes: list[str] = field(default_factory=list)
+
+    @property
+    def called(self) -> bool:
+        return self.resolution is not None
+
+    @property
+    def is_concrete(self) -> bool:
+        return self.resolution is not None and self.resolution.is_concrete
+
+    def symbols(self) -> list[str]:
+        """The input symbols the parameters depend on, sorted."""
+        if self.resolution is None:
+            return []
+        found = set()
+        for value in list(self.resolution.arguments.values()) + [
+            d for shape in self.resolution.parameter_shapes.values() for d in shape
+        ]:
+            found |= {s.name for s in free_symbols(value)}
+        return sorted(found)
+
+
+def resolve(root: nn.Module, propagation: Propagation) -> dict[str, LazyModuleRecord]:
+    calls_by_path: dict[str, list[LazyCall]] = {}
+    for call in propagation.lazy_calls:
+        calls_by_path.setdefault(call.path, []).append(call)
+    records: dict[str, LazyModuleRecord] = {}
+    for path, calls in calls_by_path.items():  # first-call order
+        first = calls[0]
+        for other in calls[1:]:
+            _check_agreement(first, other, propagation.recorder)
+        records[path] = LazyModuleRecord(
+            path=path,
+            lazy_class=type(first.module).__name__,
+            eager_class=_eager_name(first.module),
+            resolution=first.resolution,
+            call_sites=[c.location for c in calls],
+            nodes=[c.node for c in calls],
+        )
+    for path, module in root.named_modules():
+        if path not in records and is_lazy_module(module):
+            records[path] = LazyModuleRecord(path, type(module).__name__, _eager_name(module), None)
+    return records
+
+
+def _eager_name(module: nn.Module) -> Optional[str]:
+    cls = getattr(module, "cls_to_become", None)
+    return cls.__name__ if cls is not None else None
+
+
+def _check_agreement(first: LazyCall, other: LazyCall, recorder: Recorder) -> None:
+    with recorder.at(other.node):
+        for name, value in first.resolution.arguments.items():
+            again: DimExpr = other.resolution.arguments.get(name)
+            if equal(value, again) is False:
+                raise ResolutionError(
+                    f"lazy module '{first.path}' is called with inputs that resolve {name} differently: "
+                    f"{fmt(value)} at {_site(first)} but {fmt(again)} at {_site(other)}",
+                    code=diagnostics.CONFLICTING_CALLS,
+                    module_path=first.path,
+                    location=other.location,
+                    notes=[f"the first call, at {_site(first)}, decides {name}; PyTorch would fail at the second"],
+                )
+            if not (is_concrete(value) and is_concrete(again)):
+                require_equal(value, again, lambda v=value, a=again: (
+                    f"'{first.path}' is called at {_site(first)} and {_site(other)}; both need "
+                    f"{name}: {fmt(v)} == {fmt(a)}"))
+
+
+def _site(call: LazyCall) -> str:
+    return str(call.location) if call.location else f"node {call.node}"

@@ -1,0 +1,201 @@
+"""Pass 4, rewrite: the eager model, with parameters created on the target device.
+
+Each lazy module becomes its eager class the way PyTorch's own lazy
+initialization does it (``LazyModuleMixin._infer_parameters``): resolved
+arguments are set, parameters are created with their inferred shapes,
+``reset_parameters()`` initializes them, the lazy hooks are removed and the
+class is switched. Modules are initialized in first-call order, so the
+random number generator is consumed exactly as in a dry run and the values
+are bit-identical. Nothing runs on data; the only memory allocated is the
+final parameters, on ``device``.
+
+Without ``inplace`` the model is copied first (a copy that works for
+``LazyBatchNorm``, whose ``UninitializedBuffer`` ``copy.deepcopy`` rejects),
+moving non-lazy tensors straight to ``device``/``dtype``. With ``inplace``,
+every change is journaled and rolled back if anything fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+
+from lazyfx import diagnostics
+from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
+from lazyfx.passes.resolve import LazyModuleRecord
+from lazyfx.resolvers import Resolution
+from lazyfx.symbolic import fmt
+
+
+class Journal:
+    """Undo log for in-place materialization: module states and tensor data."""
+
+    def __init__(self) -> None:
+        self._modules: list[tuple[nn.Module, type, dict, dict[str, tuple[dict, dict]]]] = []
+        self._data: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def save_module(self, module: nn.Module) -> None:
+        # Containers (_parameters, hook dicts...) are restored in place: hook handles
+        # hold weak references to those very dict objects.
+        containers = {k: (v, dict(v)) for k, v in module.__dict__.items() if isinstance(v, dict)}
+        self._modules.append((module, type(module), dict(module.__dict__), containers))
+
+    def save_data(self, tensor: torch.Tensor) -> None:
+        self._data.append((tensor, tensor.data))
+
+    def rollback(self) -> None:
+        for tensor, data in reversed(self._data):
+            tensor.data = data
+        for module, cls, attrs, containers in reversed(self._modules):
+            for container, contents in containers.values():
+                container.clear()
+                container.update(contents)
+            module.__dict__.clear()
+            module.__dict__.update(attrs)
+            module.__class__ = cls
+
+
+def materialize_model(
+    model: nn.Module,
+    records: dict[str, LazyModuleRecord],
+    *,
+    device: Optional[torch.device],
+    dtype: Optional[torch.dtype],
+    seed: Optional[int],
+    inplace: bool,
+) -> nn.Module:
+    """The eager twin of ``model`` (``model`` itself when ``inplace``)."""
+    journal = Journal() if inplace else None
+    try:
+        target = model if inplace else copy_model(model, device, dtype)
+    except LazyFXError:
+        raise
+    except Exception as exc:
+        raise MaterializeError(
+            f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        with rng_scope(seed, device):
+            for path, record in records.items():  # first-call order, as a dry run initializes them
+                module = target.get_submodule(path)
+                if journal:
+                    journal.save_module(module)
+                materialize_module(module, record.resolution, device, path)
+        convert_tensors(target, device, dtype, journal)
+    except Exception as exc:
+        if journal:
+            journal.rollback()
+        if isinstance(exc, LazyFXError):
+            raise
+        raise MaterializeError(
+            f"materializing {type(model).__name__} failed: {type(exc).__name__}: {exc}",
+            notes=["the given model is unchanged" if inplace else "the given model was not modified"],
+        ) from exc
+    return target
+
+
+def materialize_module(module: nn.Module, resolution: Resolution, device, path: str) -> None:
+    """Turn one lazy module into its eager class, as ``LazyModuleMixin._infer_parameters`` would."""
+    created = False
+    with torch.no_grad():
+        for name, shape in resolution.parameter_shapes.items():
+            is_param = name in module._parameters
+            old = module._parameters[name] if is_param else module._buffers[name]
+            shape = tuple(int(d) for d in shape)
+            if not is_lazy(old):
+                if tuple(old.shape) != shape:
+                    raise ShapeError(
+                        f"'{_key(path, name)}' already has shape {fmt(tuple(old.shape))} (loaded from a checkpoint?) "
+                        f"but the input resolves it to {fmt(shape)}",
+                        code=diagnostics.SHAPE_MISMATCH,
+                        module_path=path,
+                    )
+                continue
+            tensor = torch.empty(shape, device=device if device is not None else old.device, dtype=old.dtype)
+            if is_param:
+                module._parameters[name] = nn.Parameter(tensor, requires_grad=old.requires_grad)
+            else:
+                module._buffers[name] = tensor
+            created = True
+        for name, value in resolution.arguments.items():
+            setattr(module, name, int(value))
+        if created:
+            module.reset_parameters()
+    if isinstance(module, LazyModuleMixin):
+        module._initialize_hook.remove()
+        module._load_hook.remove()
+        del module._initialize_hook
+        del module._load_hook
+        if module.cls_to_become is not None:
+            module.__class__ = module.cls_to_become
+
+
+def _key(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _converted(tensor: torch.Tensor, device, dtype, *, copy: bool) -> torch.Tensor:
+    """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating point."""
+    new_dtype = dtype if dtype is not None and tensor.is_floating_point() else None
+    return tensor.detach().to(device=device, dtype=new_dtype, copy=copy)
+
+
+def copy_model(model: nn.Module, device, dtype) -> nn.Module:
+    """A deep copy whose tensors are created directly on ``device``/``dtype``."""
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for param in module._parameters.values():
+            if param is None or id(param) in memo:
+                continue
+            if is_lazy(param):
+                memo[id(param)] = UninitializedParameter(param.requires_grad, param.device, param.dtype)
+            elif type(param) is nn.Parameter:
+                memo[id(param)] = nn.Parameter(_converted(param, device, dtype, copy=True), param.requires_grad)
+        for buffer in module._buffers.values():
+            if buffer is None or id(buffer) in memo:
+                continue
+            if is_lazy(buffer):
+                memo[id(buffer)] = UninitializedBuffer(
+                    buffer.requires_grad, buffer.device, buffer.dtype, persistent=getattr(buffer, "persistent", True)
+                )
+            elif type(buffer) is torch.Tensor:
+                memo[id(buffer)] = _converted(buffer, device, dtype, copy=True)
+    return copy.deepcopy(model, memo)
+
+
+def convert_tensors(model: nn.Module, device, dtype, journal: Optional[Journal]) -> None:
+    """Move whatever is not yet on ``device``/``dtype``, in place, as ``module.to`` does."""
+    if device is None and dtype is None:
+        return
+    for module in model.modules():
+        for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+            if tensor is None or is_lazy(tensor):
+                continue
+            new = _converted(tensor, device, dtype, copy=False)
+            if new is not tensor.detach() and (new.device != tensor.device or new.dtype != tensor.dtype):
+                if journal:
+                    journal.save_data(tensor)
+                tensor.data = new
+
+
+@contextlib.contextmanager
+def rng_scope(seed: Optional[int], device) -> Iterator[None]:
+    """With a seed: a forked RNG seeded with it (the caller's RNG state is left alone)."""
+    if seed is None:
+        yield
+        return
+    device_type = torch.device(device).type if device is not None else "cpu"
+    devices: list[int] = []
+    if device_type == "cuda":
+        index = torch.device(device).index
+        devices = [index if index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices, device_type=device_type if devices else "cuda"):
+        torch.manual_seed(seed)
+        yield

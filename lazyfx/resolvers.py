@@ -1,0 +1,149 @@
+"""Lazy modules: detection, and exact resolvers for PyTorch's 13 built-in lazy classes.
+
+A resolver reads the lazy module's first input and returns the constructor
+arguments that input determines (``in_features``, ``in_channels``,
+``num_features``) and the shapes of the parameters and buffers the eager
+class would create. The eager class's shape rule, applied to a
+:class:`ResolvedModule` view, then computes the output and checks the rest.
+
+One deliberate difference from PyTorch: ``LazyInstanceNorm*d`` on an
+unbatched input reads the channel count from dim 0, where PyTorch's own
+initialization reads dim 1 and then fails in ``forward`` (or silently gets
+``num_features`` wrong when ``affine=False``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import sympy
+import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import is_lazy
+
+from lazyfx.checks import require
+from lazyfx.errors import ShapeError
+from lazyfx.registry import resolver
+from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
+from lazyfx.symbolic import DimExpr, floordiv, fmt, is_concrete, mod
+from lazyfx.values import TensorMeta
+
+
+def is_lazy_module(module: nn.Module) -> bool:
+    """A module whose own parameters are (or were) lazy: a ``LazyModuleMixin`` not yet
+    turned into its eager class, or any module holding an uninitialized parameter or buffer."""
+    if isinstance(module, LazyModuleMixin):
+        return True
+    tensors = list(module._parameters.values()) + list(module._buffers.values())
+    return any(is_lazy(t) for t in tensors)
+
+
+@dataclass
+class Resolution:
+    """What a lazy module's input determines."""
+
+    arguments: dict[str, DimExpr]
+    parameter_shapes: dict[str, tuple[DimExpr, ...]] = field(default_factory=dict)
+
+    @property
+    def is_concrete(self) -> bool:
+        dims = list(self.arguments.values()) + [d for s in self.parameter_shapes.values() for d in s]
+        return all(is_concrete(d) for d in dims)
+
+
+class ResolvedModule:
+    """A read-only view of a lazy module with its resolved arguments filled in,
+    which the eager class's shape rule reads like an eager module."""
+
+    def __init__(self, module: nn.Module, arguments: dict[str, Any]) -> None:
+        object.__setattr__(self, "_module", module)
+        object.__setattr__(self, "_arguments", arguments)
+
+    @property
+    def __class__(self) -> type:  # rules see the eager class (isinstance, names)
+        return self._module.cls_to_become
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._arguments:
+            return self._arguments[name]
+        return getattr(self._module, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:  # pragma: no cover - rules are pure
+        raise AttributeError("a resolved module view is read-only")
+
+
+def _present(module: nn.Module, names: tuple[str, ...]) -> list[str]:
+    """The names among ``names`` that the module actually holds (bias may be None)."""
+    return [n for n in names if module._parameters.get(n) is not None or module._buffers.get(n) is not None]
+
+
+@resolver(nn.LazyLinear)
+def resolve_linear(module: nn.LazyLinear, input: TensorMeta) -> Resolution:
+    """``in_features = input.shape[-1]``; weight ``(out_features, in_features)``, bias ``(out_features,)``."""
+    x = tensor_arg(input, "LazyLinear input")
+    if x.ndim == 0:
+        raise ShapeError("LazyLinear: input must have at least 1 dim, got a 0-dim tensor")
+    in_features = x.shape[-1]
+    shapes = {"weight": (module.out_features, in_features), "bias": (module.out_features,)}
+    return Resolution({"in_features": in_features}, {n: shapes[n] for n in _present(module, ("weight", "bias"))})
+
+
+@resolver(
+    nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d,
+    nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d,
+)
+def resolve_conv(module: nn.Module, input: TensorMeta, *args, **kwargs) -> Resolution:
+    """``in_channels`` = dim 1 of a batched input, dim 0 of an unbatched one;
+    weight ``(out, in/groups, *kernel)``, transposed ``(in, out/groups, *kernel)``."""
+    n = len(module.kernel_size)
+    op = type(module).__name__
+    x = tensor_arg(input, f"{op} input")
+    expect_ndim(x, (n + 1, n + 2), op)
+    in_channels = x.shape[1] if x.ndim == n + 2 else x.shape[0]
+    groups = module.groups
+    if groups > 1:
+        remainder = mod(in_channels, groups)
+        require(
+            remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0),
+            lambda: f"{op}: in_channels ({fmt(in_channels)}, from the input of size {shape_str(x.shape)}) "
+            f"must be divisible by groups={groups}",
+        )
+    out = module.out_channels
+    if module.transposed:
+        weight = (in_channels, out // groups, *module.kernel_size)
+    else:
+        weight = (out, floordiv(in_channels, groups), *module.kernel_size)
+    shapes = {"weight": weight, "bias": (out,)}
+    return Resolution({"in_channels": in_channels}, {n_: shapes[n_] for n_ in _present(module, ("weight", "bias"))})
+
+
+_NORM_TENSORS = ("weight", "bias", "running_mean", "running_var")
+
+
+def _norm_resolution(module: nn.Module, channels: DimExpr) -> Resolution:
+    names = _present(module, _NORM_TENSORS)
+    return Resolution({"num_features": channels}, {n: (channels,) for n in names})
+
+
+@resolver(nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
+def resolve_batch_norm(module: nn.Module, input: TensorMeta) -> Resolution:
+    """``num_features = input.shape[1]``; weight, bias, running stats ``(num_features,)``."""
+    op = type(module).__name__
+    x = tensor_arg(input, f"{op} input")
+    if x.ndim < 2:
+        raise ShapeError(f"{op} expects an input of at least 2 dims (N, C, ...), got size {shape_str(x.shape)}")
+    return _norm_resolution(module, x.shape[1])
+
+
+_INSTANCE_NORM_SPATIAL = {nn.LazyInstanceNorm1d: 1, nn.LazyInstanceNorm2d: 2, nn.LazyInstanceNorm3d: 3}
+
+
+@resolver(nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)
+def resolve_instance_norm(module: nn.Module, input: TensorMeta) -> Resolution:
+    """``num_features`` = the channel dim: 1 for batched inputs, 0 for unbatched ones."""
+    op = type(module).__name__
+    n = lookup_by_class(module, _INSTANCE_NORM_SPATIAL)
+    x = tensor_arg(input, f"{op} input")
+    expect_ndim(x, (n + 1, n + 2), op)
+    return _norm_resolution(module, x.shape[x.ndim - n - 1])

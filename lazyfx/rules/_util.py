@@ -1,0 +1,138 @@
+"""Helpers shared by the rule families: argument normalization and common checks."""
+
+from __future__ import annotations
+
+from itertools import zip_longest
+from typing import Any, Iterable, Sequence
+
+import sympy
+import torch
+
+from lazyfx.checks import assume, decide, equal, require_equal
+from lazyfx.errors import ShapeError, UnsupportedOpError
+from lazyfx.symbolic import DimExpr, fmt, is_concrete, sym_max, sym_min
+from lazyfx.values import TensorMeta
+
+
+def ntuple(value: Any, n: int, what: str) -> tuple:
+    """``3 -> (3, 3)``; a sequence must have length ``n``."""
+    if isinstance(value, (tuple, list)):
+        if len(value) == 1 and n > 1:
+            return tuple(value) * n
+        if len(value) != n:
+            raise ShapeError(f"{what} must have {n} elements, got {tuple(value)}")
+        return tuple(value)
+    return (value,) * n
+
+
+def lookup_by_class(module: Any, table: dict) -> Any:
+    """``table[cls]`` for the first class in the module's MRO that the table knows
+    (subclasses of ``nn.MaxPool2d`` pool like it)."""
+    for cls in module.__class__.__mro__:
+        if cls in table:
+            return table[cls]
+    raise KeyError(module.__class__.__name__)  # pragma: no cover - rules are registered per table
+
+
+def tensor_arg(value: Any, what: str) -> TensorMeta:
+    if not isinstance(value, TensorMeta):
+        raise ShapeError(f"{what} must be a tensor, got {type(value).__name__} {fmt(value)}")
+    return value
+
+
+def normalize_dim(dim: Any, ndim: int, *, wrap_scalar: bool = True) -> int:
+    """A possibly negative dim index, checked like PyTorch's ``maybe_wrap_dim``."""
+    if not isinstance(dim, int) or isinstance(dim, bool):
+        if isinstance(dim, sympy.Basic):
+            raise UnsupportedOpError(f"a dim index must be a concrete int, got the formula {fmt(dim)}")
+        raise ShapeError(f"a dim index must be an int, got {dim!r}")
+    rank = max(ndim, 1) if wrap_scalar else ndim
+    if not -rank <= dim < rank:
+        raise ShapeError(
+            f"Dimension out of range (expected to be in range of [{-rank}, {rank - 1}], but got {dim})"
+        )
+    return dim % rank
+
+
+def shape_str(shape: Sequence[DimExpr]) -> str:
+    return "[" + ", ".join(fmt(d) for d in shape) + "]"
+
+
+def expect_ndim(x: TensorMeta, allowed: Iterable[int], what: str) -> None:
+    allowed = tuple(allowed)
+    if x.ndim not in allowed:
+        names = " or ".join(f"{n}D" for n in allowed)
+        raise ShapeError(f"{what} expects a {names} input, got {x.ndim}D input of size {shape_str(x.shape)}")
+
+
+def broadcast_shapes(*shapes: Sequence[DimExpr]) -> tuple[DimExpr, ...]:
+    """NumPy broadcasting: sizes are aligned from the right; each pair must be equal or 1.
+
+    A symbolic size that could be 1 is taken not to be (PyTorch would then
+    broadcast instead); that choice is recorded as an assumption.
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    result: list[DimExpr] = []
+    for position, dims in enumerate(zip_longest(*(tuple(reversed(s)) for s in shapes), fillvalue=1)):
+        out: DimExpr = 1
+        for d in dims:
+            if _is_one(d):
+                continue
+            if _is_one(out):
+                out = d
+                continue
+            if equal(out, d) is True:
+                continue
+            for value in (out, d):
+                if not is_concrete(value):
+                    assume(sympy.Ne(value, 1), lambda v=value: f"{fmt(v)} != 1 (broadcasting)")
+            require_equal(
+                out,
+                d,
+                lambda a=out, b=d, i=ndim - 1 - position: f"The size of tensor a ({fmt(a)}) must match "
+                f"the size of tensor b ({fmt(b)}) at non-singleton dimension {i}",
+            )
+        result.append(out)
+    return tuple(reversed(result))
+
+
+def _is_one(d: DimExpr) -> bool:
+    return is_concrete(d) and d == 1
+
+
+def clamp_min(value: DimExpr, low: DimExpr) -> DimExpr:
+    """``max(value, low)`` that stays a plain formula when the comparison is decided."""
+    ge = decide(sympy.Ge(value, low)) if not (is_concrete(value) and is_concrete(low)) else value >= low
+    if ge is True:
+        return value
+    if ge is False:
+        return low
+    return sym_max(value, low)
+
+
+def clamp_max(value: DimExpr, high: DimExpr) -> DimExpr:
+    le = decide(sympy.Le(value, high)) if not (is_concrete(value) and is_concrete(high)) else value <= high
+    if le is True:
+        return value
+    if le is False:
+        return high
+    return sym_min(value, high)
+
+
+_SCALAR_STANDINS = {}
+
+
+def _standin(value: Any) -> Any:
+    if isinstance(value, TensorMeta):
+        key = (value.ndim > 0, value.dtype)
+        if key not in _SCALAR_STANDINS:
+            _SCALAR_STANDINS[key] = torch.empty((1,) if value.ndim else (), dtype=value.dtype, device="meta")
+        return _SCALAR_STANDINS[key]
+    if isinstance(value, sympy.Basic):
+        return 1
+    return value
+
+
+def result_dtype(a: Any, b: Any) -> torch.dtype:
+    """PyTorch's type promotion for a binary op (tensors beat 0-dim tensors beat scalars)."""
+    return torch.result_type(_standin(a), _standin(b))

@@ -1,0 +1,240 @@
+"""Input specs: what the user says the model's inputs look like.
+
+An input is any of
+
+* a tuple/list of dims, each an ``int``, a ``str`` symbol name, a
+  ``sympy.Symbol`` or a :class:`Dim` -- ``("B", 3, 224, 224)``;
+* a string shorthand ``"B,3,H,W"``, optionally with a dtype suffix
+  ``"B,T:int64"``;
+* a ``torch.Tensor`` on any device (``meta`` included): its shape and dtype
+  are taken as concrete;
+* a :class:`TensorSpec`;
+* nested tuples/lists/dicts of these, ``None`` and Python constants, for
+  forwards that take containers or optional arguments.
+
+A tuple is a shape when every entry is a dim (an int, a Dim, a Symbol or an
+identifier string); otherwise it is a container of inputs. The same symbol
+name in two inputs is the same symbol.
+"""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional, Union
+
+import sympy
+import torch
+
+from lazyfx import diagnostics
+from lazyfx.constraints import Constraints, SymbolInfo
+from lazyfx.errors import SpecError
+from lazyfx.symbolic import DimExpr, symbol
+from lazyfx.values import TensorMeta
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+@dataclass(frozen=True)
+class Dim:
+    """A named input dimension with optional constraints.
+
+    >>> lazyfx.Dim("H", min=32, max=1024, multiple_of=32)
+    Dim('H', min=32, max=1024, multiple_of=32)
+
+    A plain ``"H"`` in a shape is ``Dim("H")``: any positive integer.
+    """
+
+    name: str
+    min: Optional[int] = None
+    max: Optional[int] = None
+    multiple_of: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not _is_symbol_name(self.name):
+            raise SpecError(
+                f"Dim name {self.name!r} is not a valid symbol name (a Python identifier)",
+                code=diagnostics.SPEC_INVALID,
+            )
+        for attr in ("min", "max", "multiple_of"):
+            value = getattr(self, attr)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise SpecError(
+                    f"Dim({self.name!r}): {attr} must be a positive int, got {value!r}",
+                    code=diagnostics.SPEC_INVALID,
+                )
+        info = self.info()
+        if info.max is not None and info.smallest() > info.max:
+            raise SpecError(
+                f"{self!r} admits no value: nothing between min={info.min} and max={info.max}"
+                + (f" is a multiple of {info.multiple_of}" if info.multiple_of > 1 else ""),
+                code=diagnostics.SPEC_INVALID,
+            )
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return symbol(self.name)
+
+    def info(self) -> SymbolInfo:
+        return SymbolInfo(self.name, self.min or 1, self.max, self.multiple_of or 1)
+
+    def __repr__(self) -> str:
+        opts = "".join(
+            f", {k}={getattr(self, k)}" for k in ("min", "max", "multiple_of") if getattr(self, k) is not None
+        )
+        return f"Dim({self.name!r}{opts})"
+
+
+DimLike = Union[int, str, sympy.Symbol, Dim]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A tensor input described by its shape and dtype, without data.
+
+    >>> lazyfx.TensorSpec(("B", "T"), dtype=torch.int64)
+    >>> lazyfx.TensorSpec("B,T", dtype="int64")
+    """
+
+    shape: Any
+    dtype: Any = torch.float32
+    _dims: tuple = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.shape, str):
+            parsed = parse_shorthand(self.shape)
+            if parsed.dtype is not torch.float32 and self.dtype is not torch.float32:
+                raise SpecError(f"TensorSpec({self.shape!r}): dtype given twice")
+            object.__setattr__(self, "shape", parsed.shape)
+            if self.dtype is torch.float32:
+                object.__setattr__(self, "dtype", parsed.dtype)
+        if isinstance(self.shape, torch.Size):
+            object.__setattr__(self, "shape", tuple(self.shape))
+        if not isinstance(self.shape, (tuple, list)) or not all(_is_dim_like(d) for d in self.shape):
+            raise SpecError(
+                f"TensorSpec shape must be a tuple of dims (int, symbol name, sympy.Symbol or Dim) "
+                f"or a string such as 'B,3,H,W'; got {self.shape!r}"
+            )
+        object.__setattr__(self, "shape", tuple(self.shape))
+        object.__setattr__(self, "dtype", _dtype(self.dtype))
+
+
+def _is_symbol_name(name: str) -> bool:
+    return bool(_IDENT.match(name)) and not keyword.iskeyword(name)
+
+
+def _is_dim_like(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, (int, Dim, sympy.Symbol)):
+        return True
+    return isinstance(value, str) and _is_symbol_name(value)
+
+
+_DTYPES = {
+    name: getattr(torch, name)
+    for name in (
+        "float32 float float64 double float16 half bfloat16 int8 uint8 int16 short int32 int "
+        "int64 long bool complex64 complex128 float8_e4m3fn float8_e5m2"
+    ).split()
+    if isinstance(getattr(torch, name, None), torch.dtype)
+}
+
+
+def _dtype(value: Any) -> torch.dtype:
+    if isinstance(value, torch.dtype):
+        return value
+    if isinstance(value, str):
+        name = value.strip().removeprefix("torch.")
+        if name in _DTYPES:
+            return _DTYPES[name]
+        known = ", ".join(sorted(_DTYPES))
+        raise SpecError(f"unknown dtype {value!r} (known: {known})", code=diagnostics.SPEC_SYNTAX)
+    raise SpecError(f"dtype must be a torch.dtype or its name, got {value!r}")
+
+
+def parse_shorthand(text: str) -> TensorSpec:
+    """Parse ``"B,3,H,W"`` or ``"B,T:int64"`` (parentheses and spaces allowed)."""
+    if not isinstance(text, str):
+        raise SpecError(f"expected a spec string, got {text!r}")
+    body, sep, dtype_text = text.partition(":")
+    if sep and not dtype_text.strip():
+        raise SpecError(f"malformed input spec {text!r}: nothing after ':' (expected a dtype such as int64)",
+                        code=diagnostics.SPEC_SYNTAX)
+    body = body.strip()
+    if body[:1] in "([" and body[-1:] in ")]":
+        body = body[1:-1].strip()
+    dims: list[DimLike] = []
+    if body:
+        entries = body.split(",")
+        if entries[-1].strip() == "" and len(entries) > 1:
+            entries = entries[:-1]  # a trailing comma, as in "(B,)"
+        for position, entry in enumerate(entries):
+            token = entry.strip()
+            if re.fullmatch(r"\d+", token):
+                dims.append(int(token))
+            elif _is_symbol_name(token):
+                dims.append(token)
+            else:
+                what = "an empty entry" if not token else f"{token!r}"
+                hint = " (dims are non-negative)" if token.startswith("-") else ""
+                raise SpecError(
+                    f"malformed input spec {text!r}: {what} at position {position}; "
+                    f"expected an integer or a symbol name such as B or H{hint}",
+                    code=diagnostics.SPEC_SYNTAX,
+                )
+    return TensorSpec(tuple(dims), dtype=_dtype(dtype_text) if sep else torch.float32)
+
+
+class SymbolTable:
+    """The symbols of one analysis, collected from every input spec."""
+
+    def __init__(self) -> None:
+        self.dims: dict[str, Dim] = {}
+
+    def dim(self, entry: DimLike) -> DimExpr:
+        if isinstance(entry, bool):
+            raise SpecError(f"a dim cannot be a bool: {entry!r}")
+        if isinstance(entry, int):
+            if entry < 0:
+                raise SpecError(f"dims are non-negative integers, got {entry}")
+            return entry
+        if isinstance(entry, sympy.Symbol):
+            entry = entry.name
+        if isinstance(entry, str):
+            entry = Dim(entry)
+        known = self.dims.get(entry.name)
+        if known is None or known == Dim(entry.name):
+            self.dims[entry.name] = entry
+        elif entry != Dim(entry.name) and entry != known:
+            raise SpecError(f"symbol {entry.name!r} is given two different constraints: {known!r} and {entry!r}")
+        return entry.symbol
+
+    def constraints(self) -> Constraints:
+        return Constraints({name: d.info() for name, d in self.dims.items()})
+
+
+def to_value(spec: Any, table: SymbolTable) -> Any:
+    """Turn one user input spec into the abstract value propagation starts from."""
+    if isinstance(spec, TensorSpec):
+        return TensorMeta(tuple(table.dim(d) for d in spec.shape), spec.dtype)
+    if isinstance(spec, torch.Tensor):
+        return TensorMeta(tuple(int(s) for s in spec.shape), spec.dtype)
+    if isinstance(spec, str):
+        return to_value(parse_shorthand(spec), table)
+    if isinstance(spec, torch.Size):
+        return to_value(TensorSpec(spec), table)
+    if isinstance(spec, (tuple, list)):
+        if all(_is_dim_like(d) for d in spec):
+            return to_value(TensorSpec(tuple(spec)), table)
+        converted = [to_value(s, table) for s in spec]
+        return tuple(converted) if isinstance(spec, tuple) else converted
+    if isinstance(spec, dict):
+        return {k: to_value(v, table) for k, v in spec.items()}
+    if spec is None or isinstance(spec, (bool, int, float, complex, torch.dtype, torch.device)):
+        return spec
+    raise SpecError(
+        f"cannot use {type(spec).__name__} {spec!r} as an input spec; expected a shape tuple such as "
+        f"('B', 3, 224, 224), a string such as 'B,3,H,W', a torch.Tensor or a lazyfx.TensorSpec"
+    )
