@@ -51,6 +51,8 @@ class Recorder:
             return
         self._seen.add(expr)
         self.conditions.append(Condition(expr, message, self.node, kind))
+        if kind == "requires":
+            self.constraints.tighten(expr)
 
     @contextlib.contextmanager
     def at(self, node_name: Optional[str]) -> Iterator[None]:

@@ -73,6 +73,21 @@ class Constraints:
                 self._ranges[info.symbol] = (info.min, INF if info.max is None else info.max)
         self._cache: dict[sympy.Basic, Optional[bool]] = {}
 
+    def tighten(self, cond: sympy.Basic) -> None:
+        """Narrow a symbol's range by a condition the model requires (``H >= 3``), so that
+        later comparisons are decided within the domain the earlier ones leave."""
+        bound = as_bound(simplify_condition(cond))
+        if bound is None:
+            return
+        sym, op, value = bound
+        if sym in self._multiples:
+            m = int(self._multiples[sym].as_coeff_Mul()[0])
+            sym = next(iter(self._multiples[sym].free_symbols))
+            value = -(-value // m) if op == ">=" else value // m
+        lo, hi = self._ranges.get(sym, (1, INF))
+        self._ranges[sym] = (max(lo, value), hi) if op == ">=" else (lo, min(hi, value))
+        self._cache.clear()
+
     def info(self, name: str) -> SymbolInfo:
         return self.infos.get(name) or SymbolInfo(name)
 
@@ -194,3 +209,60 @@ def _mul(x: Interval, y: Interval) -> Interval:
 
     products = [times(a, b) for a in x for b in y]
     return (min(products), max(products))
+
+
+# -- reading conditions -------------------------------------------------------------
+
+
+def simplify_condition(cond: sympy.Basic) -> sympy.Basic:
+    """An equivalent, more readable form of a condition on positive integer symbols:
+    ``(H - 3)//2 + 1 >= 1`` becomes ``H >= 3``. A condition that does not reduce to a
+    bound on one symbol keeps its original (unexpanded) form."""
+    if not isinstance(cond, sympy.core.relational.Relational):
+        return cond
+    op, diff = cond.rel_op, sympy.expand(cond.lhs - cond.rhs)
+    if op in (">", "<"):  # integers: d > 0  <=>  d - 1 >= 0
+        diff, op = (diff - 1, ">=") if op == ">" else (diff + 1, "<=")
+    if op in (">=", "<="):
+        solved = _solve_linear(_unwrap_floordiv(diff, op), op)
+        if solved is not None:
+            return solved
+        const, rest = sympy.factor_terms(cond.lhs - cond.rhs).as_coeff_Add()
+        if cond.rel_op in (">", "<"):
+            return (sympy.Gt if cond.rel_op == ">" else sympy.Lt)(rest, -const, evaluate=False)
+        return (sympy.Ge if op == ">=" else sympy.Le)(rest, -const, evaluate=False)
+    return cond
+
+
+def _unwrap_floordiv(diff: sympy.Expr, op: str) -> sympy.Expr:
+    """``a//q + c >= 0  <=>  a + c*q >= 0`` and ``a//q + c <= 0  <=>  a + c*q - (q - 1) <= 0``."""
+    while True:
+        const, rest = diff.as_coeff_Add()
+        if not isinstance(rest, FloorDiv):
+            return diff
+        a, q = rest.args
+        if not q.is_Integer:
+            return diff
+        diff = sympy.expand(a + const * q - (q - 1 if op == "<=" else 0))
+
+
+def _solve_linear(diff: sympy.Expr, op: str) -> Optional[sympy.Basic]:
+    """``k*H + c >= 0`` -> ``H >= ceil(-c/k)``; None when ``diff`` is not linear in one symbol."""
+    symbols = diff.free_symbols
+    const, rest = diff.as_coeff_Add()
+    if len(symbols) == 1:
+        (s,) = symbols
+        k = rest.coeff(s)
+        if rest == k * s and k.is_Integer and k != 0:
+            bound = sympy.Rational(-const, k)
+            if (op == ">=") == (k > 0):
+                return sympy.Ge(s, math.ceil(bound))
+            return sympy.Le(s, math.floor(bound))
+    return None
+
+
+def as_bound(cond: sympy.Basic) -> Optional[tuple[sympy.Symbol, str, int]]:
+    """``(H, ">=", 3)`` when a simplified condition bounds one symbol, else None."""
+    if isinstance(cond, (sympy.GreaterThan, sympy.LessThan)) and cond.lhs.is_Symbol and cond.rhs.is_Integer:
+        return cond.lhs, cond.rel_op, int(cond.rhs)
+    return None

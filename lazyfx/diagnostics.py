@@ -95,6 +95,7 @@ class SourceLocation:
 
 
 _LAZYFX_DIR = os.path.dirname(os.path.abspath(__file__))
+_USER_CODE_IN_LAZYFX = {os.path.join(_LAZYFX_DIR, "demo.py")}  # the bundled example model is user code
 _TORCH_DIR: Optional[str] = None
 
 
@@ -105,6 +106,8 @@ def _is_internal(filename: str) -> bool:
 
         _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
     path = os.path.abspath(filename)
+    if path in _USER_CODE_IN_LAZYFX:
+        return False
     return path.startswith(_LAZYFX_DIR + os.sep) or path.startswith(_TORCH_DIR + os.sep)
 
 

@@ -3,20 +3,20 @@
 Conditions come from the rules (a kernel must fit, two dims must agree, a
 reshape must divide) when they hold for some inputs but not all; together
 with each symbol's ``Dim`` constraints they are exactly the inputs the
-analysis accepts. They print the way a person writes them: a floor division
-is moved to the other side (``(H - 3)//2 + 1 >= 1`` prints as ``H >= 3``).
+analysis accepts. For reading they are simplified: a floor division moves to
+the other side (``(H - 3)//2 + 1 >= 1`` reads ``H >= 3``), bounds on one
+symbol merge into the tightest, and conditions the others imply are dropped.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Iterable, Optional
 
 import sympy
 
 from lazyfx.checks import Condition
-from lazyfx.constraints import Constraints
-from lazyfx.symbolic import FloorDiv, fmt
+from lazyfx.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
+from lazyfx.symbolic import fmt, symbol
 
 
 class Domain:
@@ -35,16 +35,40 @@ class Domain:
             names |= {s.name for s in c.expr.free_symbols}
         return sorted(names)
 
+    def bounds(self) -> dict[str, SymbolInfo]:
+        """Each symbol's tightest range: its Dim constraints and the single-symbol conditions."""
+        infos = {name: self.constraints.info(name) for name in self.symbols}
+        for c in self.requirements:
+            bound = as_bound(simplify_condition(c.expr))
+            if bound is None:
+                continue
+            sym, op, value = bound
+            info = infos[sym.name]
+            if op == ">=":
+                infos[sym.name] = SymbolInfo(sym.name, max(info.min, value), info.max, info.multiple_of)
+            else:
+                high = value if info.max is None else min(info.max, value)
+                infos[sym.name] = SymbolInfo(sym.name, info.min, high, info.multiple_of)
+        return infos
+
     def conditions(self) -> list[sympy.Basic]:
-        """Every condition, simplified for reading: symbol constraints first, then the model's."""
+        """The domain as a list of simple conditions: per-symbol bounds first, then the rest,
+        leaving out what those already imply."""
+        infos = self.bounds()
         out: list[sympy.Basic] = []
-        for info in self.constraints.infos.values():
+        for info in infos.values():
             out.extend(info.conditions())
+        decider = Constraints(infos)
         for c in self.requirements:
             simple = simplify_condition(c.expr)
-            if simple not in out:
+            if as_bound(simple) is None and decider.decide(simple) is not True and simple not in out:
                 out.append(simple)
         return out
+
+    @property
+    def is_empty(self) -> bool:
+        """True when the per-symbol bounds already contradict each other."""
+        return any(info.max is not None and info.smallest() > info.max for info in self.bounds().values())
 
     def contains(self, **sizes: int) -> bool:
         """Whether concrete sizes for every symbol are valid inputs."""
@@ -52,10 +76,9 @@ class Domain:
         if missing:
             raise TypeError(f"contains() needs a size for every symbol; missing: {', '.join(missing)}")
         for name, value in sizes.items():
-            if not isinstance(value, int) or value < 1 or not self.constraints.info(name).admits(value):
+            if not isinstance(value, int) or not self.constraints.info(name).admits(value):
                 return False
-        values = {sympy.Symbol(n, integer=True, positive=True): sympy.Integer(v) for n, v in sizes.items()}
-        return all(bool(c.expr.xreplace(values)) for c in self.requirements)
+        return first_failing(self, sizes) is None
 
     def __str__(self) -> str:
         conditions = self.conditions()
@@ -67,50 +90,9 @@ class Domain:
         return f"<Domain: {self}>"
 
 
-def simplify_condition(cond: sympy.Basic) -> sympy.Basic:
-    """An equivalent, more readable form of a condition on positive integer symbols."""
-    if not isinstance(cond, sympy.core.relational.Relational):
-        return cond
-    op, diff = cond.rel_op, sympy.expand(cond.lhs - cond.rhs)
-    if op in (">", "<"):  # integers: d > 0  <=>  d - 1 >= 0
-        diff, op = (diff - 1, ">=") if op == ">" else (diff + 1, "<=")
-    if op in (">=", "<="):
-        diff = _unwrap_floordiv(diff, op)
-        return _solve_linear(diff, op)
-    return sympy.Eq(diff, 0) if op == "==" else cond
-
-
-def _unwrap_floordiv(diff: sympy.Expr, op: str) -> sympy.Expr:
-    """``a//q + c >= 0  <=>  a + c*q >= 0`` and ``a//q + c <= 0  <=>  a + c*q - (q - 1) <= 0``."""
-    while True:
-        const, rest = diff.as_coeff_Add()
-        if not isinstance(rest, FloorDiv):
-            return diff
-        a, q = rest.args
-        if not q.is_Integer:
-            return diff
-        diff = sympy.expand(a + const * q - (q - 1 if op == "<=" else 0))
-
-
-def _solve_linear(diff: sympy.Expr, op: str) -> sympy.Basic:
-    """``k*H + c >= 0`` -> ``H >= ceil(-c/k)``; anything else keeps its constant on the right."""
-    symbols = diff.free_symbols
-    const, rest = diff.as_coeff_Add()
-    if len(symbols) == 1:
-        (s,) = symbols
-        k = rest.coeff(s)
-        if rest == k * s and k.is_Integer and k != 0:
-            bound = sympy.Rational(-const, k)
-            if (op == ">=") == (k > 0):
-                return sympy.Ge(s, math.ceil(bound))
-            return sympy.Le(s, math.floor(bound))
-    relation = sympy.Ge if op == ">=" else sympy.Le
-    return relation(rest, -const, evaluate=False)
-
-
 def first_failing(domain: Domain, sizes: dict[str, int]) -> Optional[Condition]:
-    """The first model condition that ``sizes`` violates (for messages)."""
-    values = {sympy.Symbol(n, integer=True, positive=True): sympy.Integer(v) for n, v in sizes.items()}
+    """The first model condition that concrete ``sizes`` violate."""
+    values = {symbol(n): sympy.Integer(v) for n, v in sizes.items()}
     for c in domain.requirements:
         if not bool(c.expr.xreplace(values)):
             return c

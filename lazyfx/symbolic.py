@@ -167,7 +167,10 @@ def substitute(value: DimExpr, values: dict) -> DimExpr:
     if is_concrete(value):
         return value
     mapping = {(symbol(k) if isinstance(k, str) else k): v for k, v in values.items()}
-    return as_dim(value.xreplace({k: sympy.Integer(v) for k, v in mapping.items()}))
+    result = value.xreplace({k: sympy.Integer(v) for k, v in mapping.items()})
+    if result.is_Number and not result.is_Integer:  # a true division of sizes, as Python's /
+        return float(result)
+    return as_dim(result)
 
 
 # -- printing -------------------------------------------------------------------

@@ -21,7 +21,7 @@ from lazyfx import diagnostics
 from lazyfx.checks import Recorder
 from lazyfx.constraints import Constraints
 from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
-from lazyfx.errors import LazyFXError, ShapeError, UnsupportedOpError
+from lazyfx.errors import LazyFXError, UnsupportedOpError
 from lazyfx.passes.trace import TracedProgram
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import Resolution, ResolvedModule, is_lazy_module
@@ -40,6 +40,7 @@ class NodeRecord:
     value: Any
     rule: Optional[str]
     location: Optional[SourceLocation]
+    key: Any = None  # the registry key the node dispatched on
 
 
 @dataclass
@@ -72,7 +73,7 @@ def propagate(program: TracedProgram, constraints: Constraints) -> Propagation:
         module_path = node.target if node.op == "call_module" else _enclosing_module(node)
         with result.recorder.at(node.name):
             try:
-                value, rule_name = _dispatch(program, node, args, kwargs, result, location)
+                value, rule_name, key = _dispatch(program, node, args, kwargs, result, location)
             except LazyFXError as exc:
                 raise exc.with_context(
                     location=location, module_path=module_path, op=_op_name(program, node), node=node.name
@@ -99,6 +100,7 @@ def propagate(program: TracedProgram, constraints: Constraints) -> Propagation:
                 value=value,
                 rule=rule_name,
                 location=location,
+                key=key,
             )
         )
     return result
@@ -125,21 +127,22 @@ def _op_name(program: TracedProgram, node: fx.Node) -> str:
     return node.op
 
 
-def _dispatch(program, node, args, kwargs, result: Propagation, location) -> tuple[Any, Optional[str]]:
+def _dispatch(program, node, args, kwargs, result: Propagation, location) -> tuple[Any, Optional[str], Any]:
+    """(value, rule name, registry key) of one node."""
     op = node.op
     if op == "placeholder":
-        return program.placeholder_values[node.name], None
+        return program.placeholder_values[node.name], None, None
     if op == "output":
-        return args[0], None
+        return args[0], None, None
     if op == "get_attr":
-        return _get_attr(program.root, node.target), None
+        return _get_attr(program.root, node.target), None, None
     if op == "call_module":
         return _call_module(program.root.get_submodule(node.target), node, args, kwargs, result, location)
     key = node.target if op == "call_function" else Method(node.target)
     rule = RULES.get(key)
     if rule is None:
         raise UnsupportedOpError(f"no shape rule for {key_name(key)}")
-    return rule.fn(*args, **kwargs), rule.name
+    return rule.fn(*args, **kwargs), rule.name, key
 
 
 def _get_attr(root: nn.Module, target: str) -> Any:
@@ -157,6 +160,7 @@ def _get_attr(root: nn.Module, target: str) -> Any:
 
 
 def _module_rule(module_class: type) -> Optional[Rule]:
+    """The rule of the nearest registered class in the MRO (subclasses behave like their base)."""
     for cls in module_class.__mro__:
         rule = RULES.get(cls)
         if rule is not None:
@@ -178,11 +182,10 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         rule = _module_rule(eager)
         if rule is None:  # pragma: no cover - every built-in lazy class has an eager rule
             raise UnsupportedOpError(f"no shape rule for {eager.__name__}")
-        return rule.fn(ResolvedModule(module, resolution.arguments), *args, **kwargs), f"{resolver.name} + {rule.name}"
+        view = ResolvedModule(module, resolution.arguments)
+        return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
     rule = _module_rule(type(module))
     if rule is None:
         raise UnsupportedOpError(f"no shape rule for the module class {key_name(type(module))}")
-    return rule.fn(module, *args, **kwargs), rule.name
+    return rule.fn(module, *args, **kwargs), rule.name, rule.key
 
-
-__all__ = ["propagate", "Propagation", "NodeRecord", "LazyCall", "ShapeError"]

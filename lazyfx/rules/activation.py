@@ -12,7 +12,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lazyfx.checks import require_equal
-from lazyfx.errors import ShapeError
 from lazyfx.registry import Method, rule
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
 from lazyfx.symbolic import fmt
@@ -57,12 +56,11 @@ def same_shape(input, *args, **kwargs) -> TensorMeta:
 
 @rule(nn.PReLU)
 def prelu_module(module: nn.PReLU, x: TensorMeta) -> TensorMeta:
-    """``(*) -> (*)``; ``num_parameters`` is 1 or the size of dim 1 (dim 0 for 1-D inputs)."""
+    """``(*) -> (*)``; ``num_parameters`` is 1 or the size of dim 1 (inputs of fewer
+    than 2 dims have one channel)."""
     x = tensor_arg(x, "PReLU input")
     if module.num_parameters != 1:
-        if x.ndim == 0:
-            raise ShapeError("PReLU with num_parameters > 1 does not accept a 0-dim input")
-        channels = x.shape[1] if x.ndim >= 2 else x.shape[0]
+        channels = x.shape[1] if x.ndim >= 2 else 1
         require_equal(
             channels,
             module.num_parameters,

@@ -15,10 +15,12 @@ from typing import Any, Callable
 import sympy
 import torch
 
+from lazyfx.checks import require_equal
+from lazyfx.errors import ShapeError
 from lazyfx.registry import Method, rule
-from lazyfx.rules._util import broadcast_shapes, result_dtype
+from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str
 from lazyfx.symbolic import as_dim, floordiv, is_concrete, mod
-from lazyfx.values import TensorMeta
+from lazyfx.values import TensorMeta, dtype_name
 
 
 def broadcast(a: Any, b: Any, *, true_division: bool = False) -> TensorMeta:
@@ -68,12 +70,49 @@ def _binary(name: str):
     return binary
 
 
+def _inplace(name: str):
+    forward = _binary(name)
+
+    def inplace(input, other, *args, **kwargs):
+        """In place: the broadcast shape must be ``input``'s own, and the result type must
+        cast to ``input``'s dtype."""
+        result = forward(input, other, *args, **kwargs)
+        if not isinstance(input, TensorMeta):
+            return result
+        if tuple(result.shape) != tuple(input.shape) and len(result.shape) != len(input.shape):
+            raise ShapeError(f"output with shape {shape_str(input.shape)} doesn't match the broadcast shape "
+                             f"{shape_str(result.shape)}")
+        for have, want in zip(input.shape, result.shape):
+            require_equal(have, want, lambda: f"output with shape {shape_str(input.shape)} doesn't match the "
+                                              f"broadcast shape {shape_str(result.shape)}")
+        if not torch.can_cast(result.dtype, input.dtype):
+            raise ShapeError(f"result type {dtype_name(result.dtype)} can't be cast to the desired output type "
+                             f"{dtype_name(input.dtype)}")
+        return input
+
+    inplace.__name__ = f"{name}_"
+    return inplace
+
+
+# ``x += y`` on a traced value is recorded by torch.fx as ``x + y`` (proxies have no
+# ``__iadd__``), so only the explicit in-place methods reach these rules.
+_INPLACE_KEYS = {
+    "add": (Method("add_"),),
+    "sub": (Method("sub_"),),
+    "mul": (Method("mul_"),),
+    "truediv": (Method("div_"),),
+}
+
+for _name, _keys in _INPLACE_KEYS.items():
+    rule(*_keys)(_inplace(_name))
+
+
 _KEYS = {
-    "add": (operator.add, operator.iadd, torch.add, Method("add"), Method("add_"), Method("__add__"), Method("__iadd__")),
-    "sub": (operator.sub, operator.isub, torch.sub, torch.subtract, Method("sub"), Method("sub_"), Method("__sub__")),
-    "mul": (operator.mul, operator.imul, torch.mul, torch.multiply, Method("mul"), Method("mul_"), Method("__mul__")),
-    "truediv": (operator.truediv, operator.itruediv, torch.div, torch.divide, torch.true_divide, Method("div"),
-                Method("div_"), Method("__truediv__")),
+    "add": (operator.add, torch.add, Method("add"), Method("__add__")),
+    "sub": (operator.sub, torch.sub, torch.subtract, Method("sub"), Method("__sub__")),
+    "mul": (operator.mul, torch.mul, torch.multiply, Method("mul"), Method("__mul__")),
+    "truediv": (operator.truediv, torch.div, torch.divide, torch.true_divide, Method("div"),
+                Method("__truediv__")),
     "floordiv": (operator.floordiv, torch.floor_divide, Method("__floordiv__")),
     "mod": (operator.mod, torch.remainder, torch.fmod, Method("remainder"), Method("__mod__")),
     "pow": (operator.pow, torch.pow, Method("pow"), Method("__pow__")),

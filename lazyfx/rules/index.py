@@ -61,6 +61,8 @@ _TENSOR_ATTRIBUTES = {
 
 
 def _swap_last_two(x: TensorMeta, what: str) -> TensorMeta:
+    if x.ndim == 0:  # deprecated identity on 0-dim tensors
+        return x
     if x.ndim < 2:
         raise ShapeError(f"tensor.{what} is only supported on matrices or batches of matrices. Got {x.ndim}-D tensor.")
     return x.with_shape((*x.shape[:-2], x.shape[-1], x.shape[-2]))

@@ -136,4 +136,9 @@ def group_norm_module(module: nn.GroupNorm, x: TensorMeta) -> TensorMeta:
         lambda: f"GroupNorm has num_channels={module.num_channels} but the input has {fmt(x.shape[1])} "
         f"channels (input of size {shape_str(x.shape)})",
     )
+    # F.group_norm always runs _verify_batch_size on (N*C/G, G, *spatial).
+    values = product((x.shape[0] * module.num_channels // module.num_groups, *x.shape[2:]))
+    _require_more_than_one(
+        values, lambda: f"GroupNorm: expected more than 1 value per group, got input of size {shape_str(x.shape)}"
+    )
     return x

@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import decide, require_positive
+from lazyfx.checks import decide, require, require_positive
 from lazyfx.errors import ShapeError
 from lazyfx.registry import rule
 from lazyfx.rules._util import expect_ndim, lookup_by_class, ntuple, shape_str, tensor_arg
@@ -61,14 +61,14 @@ def _pool_shape(
     for name, values in (("kernel_size", kernel), ("stride", stride), ("dilation", dilation)):
         if any(v <= 0 for v in values):
             raise ShapeError(f"{op}: {name} must be greater than zero, got {values}")
-    for k, p, d in zip(kernel, pads, dilation):
-        effective = (k - 1) * d + 1 if max_pool else k
-        if p < 0 or 2 * p > effective:
-            raise ShapeError(
-                f"{op}: pad should be at most half of effective kernel size, "
-                f"but got pad={p}, kernel_size={k} and dilation={d}"
-            )
+    for k, p in zip(kernel, pads):
+        if p < 0 or 2 * p > k:  # ATen's pool{2,3}d_shape_check: kW/2 >= padW (dilation not counted)
+            raise ShapeError(f"{op}: pad should be at most half of kernel size, but got pad={p} and kernel_size={k}")
     leading = x.shape[: x.ndim - n]
+    if n == 3 and not max_pool:  # avg_pool3d also wants the unpadded input to hold a kernel
+        for size, k in zip(x.shape[x.ndim - n :], kernel):
+            require(size >= k if is_concrete(size) else sympy.Ge(size, k),
+                    lambda size=size, k=k: f"{op}: input size {fmt(size)} is smaller than kernel size {k}")
     out = []
     for size, k, s, p, d in zip(x.shape[x.ndim - n :], kernel, stride, pads, dilation):
         o = pool_output_size(size, k, s, p, d, ceil_mode)
@@ -147,6 +147,8 @@ def adaptive_pool_shape(x: TensorMeta, output_size: Any, *, n: int, op: str) -> 
     """``(*leading, *output_size)``, an entry ``None`` keeping that input size."""
     expect_ndim(x, (n + 1, n + 2), op)
     sizes: Sequence = ntuple(output_size, n, "output_size")
+    if n == 1 and None in sizes:  # only the 2d/3d variants fill None from the input (_list_with_default)
+        raise ShapeError(f"{op}: output_size must be a tuple of ints, got {tuple(sizes)}")
     spatial = x.shape[x.ndim - n :]
     out = []
     for want, have in zip(sizes, spatial):

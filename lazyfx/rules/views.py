@@ -122,6 +122,8 @@ def view_as(input, other) -> TensorMeta:
 def permute(input, *dims) -> TensorMeta:
     """Reorders dims; ``dims`` must be a permutation of ``range(ndim)``."""
     x = tensor_arg(input, "permute input")
+    if not dims:
+        raise ShapeError('permute() missing 1 required positional argument: "dims"')
     order = tuple(normalize_dim(d, x.ndim, wrap_scalar=False) for d in _size_args(dims)) if x.ndim else ()
     if len(order) != x.ndim or sorted(order) != list(range(x.ndim)):
         raise ShapeError(f"permute: dims {tuple(_size_args(dims))} are not a permutation of the "

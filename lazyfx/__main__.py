@@ -1,0 +1,3 @@
+from lazyfx.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,733 @@
+"""Differential cases: for every shape rule, modules and inputs drawn by hypothesis.
+
+Each case draws an :class:`~differential.Example` (a module whose forward
+exercises the rule, and concrete input shapes, sometimes invalid ones) plus
+which dims to make symbolic. ``test_rules_differential.py`` runs every case
+against PyTorch on the meta device; ``test_registry.py`` checks that together
+the cases reach every registered rule.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Callable
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import assume
+from hypothesis import strategies as st
+
+from differential import Example, fn_module
+from lazyfx.rules import activation, elementwise
+
+CASES: dict[str, Callable] = {}
+
+FLOAT = torch.float32
+
+
+def case(name: str):
+    def register(fn):
+        assert name not in CASES, name
+        CASES[name] = fn
+        return fn
+
+    return register
+
+
+def sizes(draw, n: int, lo: int = 1, hi: int = 8) -> tuple:
+    return tuple(draw(st.integers(lo, hi)) for _ in range(n))
+
+
+def symbolic_mask(draw, *shapes) -> list:
+    return [[draw(st.booleans()) for _ in shape] for shape in shapes]
+
+
+def example(draw, module, *shapes, dtypes=None, note: str = "") -> Example:
+    dtypes = dtypes or [FLOAT] * len(shapes)
+    return Example(module, list(zip(shapes, dtypes)), symbolic_mask(draw, *shapes), note)
+
+
+def build(factory, *args, **kwargs):
+    """Construct a module; options PyTorch refuses at construction are not what we test."""
+    try:
+        return factory(*args, **kwargs)
+    except (ValueError, RuntimeError, TypeError):
+        assume(False)
+
+
+def mostly(draw, value, alternative):
+    """``value`` nine times in ten, else a drawn alternative (to exercise rejections)."""
+    return value if draw(st.integers(0, 9)) else draw(alternative)
+
+
+# -- convolutions ------------------------------------------------------------------------
+
+
+def conv_options(draw, n: int, transposed: bool = False) -> dict:
+    groups = draw(st.sampled_from([1, 1, 2, 3]))
+    stride = sizes(draw, n, 1, 3)
+    dilation = sizes(draw, n, 1, 2)
+    options = dict(
+        in_channels=groups * draw(st.integers(1, 3)),
+        out_channels=groups * draw(st.integers(1, 3)),
+        kernel_size=sizes(draw, n, 1, 4),
+        stride=stride,
+        dilation=dilation,
+        groups=groups,
+        bias=draw(st.booleans()),
+    )
+    if transposed:
+        options["padding"] = sizes(draw, n, 0, 2)
+        options["output_padding"] = tuple(
+            mostly(draw, draw(st.integers(0, max(s, d) - 1)), st.integers(0, 3)) for s, d in zip(stride, dilation)
+        )
+    else:
+        options["padding"] = draw(st.one_of(st.sampled_from(["same", "valid"]), st.tuples(*[st.integers(0, 3)] * n)))
+        if options["padding"] == "same":
+            options["stride"] = 1
+        options["padding_mode"] = draw(st.sampled_from(["zeros", "zeros", "reflect", "replicate", "circular"]))
+    return options
+
+
+def conv_input(draw, n: int, channels: int) -> tuple:
+    batch = (draw(st.integers(1, 3)),) if draw(st.booleans()) else ()
+    return (*batch, mostly(draw, channels, st.integers(1, 6)), *sizes(draw, n, 1, 10))
+
+
+CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
+
+
+@case("ConvNd")
+def conv_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    options = conv_options(draw, n)
+    module = build(CONV[n], **options)
+    return example(draw, module, conv_input(draw, n, options["in_channels"]), note=str(options))
+
+
+@case("ConvTransposeNd")
+def conv_transpose_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    options = conv_options(draw, n, transposed=True)
+    module = build(CONV_T[n], **options)
+    return example(draw, module, conv_input(draw, n, options["in_channels"]), note=str(options))
+
+
+class WithOutputSize(nn.Module):
+    def __init__(self, conv: nn.Module, output_size: list) -> None:
+        super().__init__()
+        self.conv = conv
+        self.output_size = output_size
+
+    def forward(self, x):
+        return self.conv(x, output_size=self.output_size)
+
+
+@case("ConvTransposeNd(output_size=)")
+def conv_transpose_output_size(draw):
+    n = draw(st.sampled_from([1, 2]))
+    options = conv_options(draw, n, transposed=True)
+    options["output_padding"] = 0
+    conv = build(CONV_T[n], **options)
+    shape = conv_input(draw, n, options["in_channels"])
+    base = [
+        (size - 1) * s - 2 * p + d * (k - 1) + 1
+        for size, s, p, d, k in zip(shape[-n:], conv.stride, conv.padding, conv.dilation, conv.kernel_size)
+    ]
+    output_size = [b + draw(st.integers(0, 2)) for b in base]
+    return Example(WithOutputSize(conv, output_size), [(shape, FLOAT)], [[False] * len(shape)], str(output_size))
+
+
+@case("F.convNd")
+def conv_function(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    o = conv_options(draw, n)
+    padding = o["padding"]
+    fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
+    weight = (o["out_channels"], o["in_channels"] // o["groups"], *o["kernel_size"])
+    x = conv_input(draw, n, o["in_channels"])
+    module = fn_module(
+        lambda x, w, b: fn(x, w, b, stride=o["stride"], padding=padding, dilation=o["dilation"], groups=o["groups"]),
+        3,
+        f"conv{n}d",
+    )
+    bias = (mostly(draw, o["out_channels"], st.integers(1, 4)),)
+    return example(draw, module, x, weight, bias, note=str(o))
+
+
+@case("F.conv_transposeNd")
+def conv_transpose_function(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    o = conv_options(draw, n, transposed=True)
+    fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
+    weight = (o["in_channels"], o["out_channels"] // o["groups"], *o["kernel_size"])
+    x = conv_input(draw, n, o["in_channels"])
+    module = fn_module(
+        lambda x, w: fn(x, w, None, o["stride"], o["padding"], o["output_padding"], o["groups"], o["dilation"]),
+        2,
+        f"conv_transpose{n}d",
+    )
+    return example(draw, module, x, weight, note=str(o))
+
+
+# -- pooling -------------------------------------------------------------------------------
+
+
+def pool_options(draw, n: int, dilation: bool) -> dict:
+    kernel = sizes(draw, n, 1, 4)
+    options = dict(
+        kernel_size=kernel,
+        stride=draw(st.one_of(st.none(), st.tuples(*[st.integers(1, 3)] * n))),
+        padding=tuple(draw(st.integers(0, k // 2 + (1 if draw(st.integers(0, 9)) == 0 else 0))) for k in kernel),
+        ceil_mode=draw(st.booleans()),
+    )
+    if dilation:
+        options["dilation"] = sizes(draw, n, 1, 2)
+    return options
+
+
+def pool_input(draw, n: int) -> tuple:
+    batch = (draw(st.integers(1, 2)),) if draw(st.booleans()) else ()
+    return (*batch, draw(st.integers(1, 3)), *sizes(draw, n, 1, 10))
+
+
+@case("MaxPoolNd")
+def max_pool_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    options = pool_options(draw, n, dilation=True)
+    options["return_indices"] = draw(st.booleans())
+    module = build({1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[n], **options)
+    return example(draw, module, pool_input(draw, n), note=str(options))
+
+
+@case("AvgPoolNd")
+def avg_pool_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    options = pool_options(draw, n, dilation=False)
+    options["count_include_pad"] = draw(st.booleans())
+    module = build({1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[n], **options)
+    return example(draw, module, pool_input(draw, n), note=str(options))
+
+
+@case("F.max_poolNd")
+def max_pool_function(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    o = pool_options(draw, n, dilation=True)
+    indices = draw(st.booleans())
+    fn = getattr(F, f"max_pool{n}d")
+    module = fn_module(
+        lambda x: fn(x, o["kernel_size"], o["stride"], o["padding"], o["dilation"], o["ceil_mode"], indices),
+        1,
+        f"max_pool{n}d",
+    )
+    return example(draw, module, pool_input(draw, n), note=str(o))
+
+
+@case("F.max_poolNd_with_indices")
+def max_pool_with_indices_function(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    o = pool_options(draw, n, dilation=True)
+    fn = getattr(F, f"max_pool{n}d_with_indices")
+    module = fn_module(lambda x: fn(x, o["kernel_size"], o["stride"], o["padding"], o["dilation"], o["ceil_mode"]))
+    return example(draw, module, pool_input(draw, n), note=str(o))
+
+
+@case("F.avg_poolNd")
+def avg_pool_function(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    o = pool_options(draw, n, dilation=False)
+    fn = getattr(F, f"avg_pool{n}d")
+    module = fn_module(lambda x: fn(x, o["kernel_size"], o["stride"], o["padding"], o["ceil_mode"]), 1, f"avg_pool{n}d")
+    return example(draw, module, pool_input(draw, n), note=str(o))
+
+
+def adaptive_output(draw, n: int):
+    entry = st.one_of(st.integers(1, 5), st.none()) if draw(st.booleans()) else st.integers(1, 5)
+    return draw(st.integers(1, 5)) if draw(st.booleans()) else tuple(draw(entry) for _ in range(n))
+
+
+ADAPTIVE = {
+    "avg": {1: nn.AdaptiveAvgPool1d, 2: nn.AdaptiveAvgPool2d, 3: nn.AdaptiveAvgPool3d},
+    "max": {1: nn.AdaptiveMaxPool1d, 2: nn.AdaptiveMaxPool2d, 3: nn.AdaptiveMaxPool3d},
+}
+
+
+@case("AdaptivePoolNd")
+def adaptive_pool_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    kind = draw(st.sampled_from(["avg", "max"]))
+    output = adaptive_output(draw, n)
+    extra = {"return_indices": draw(st.booleans())} if kind == "max" else {}
+    module = build(ADAPTIVE[kind][n], output, **extra)
+    return example(draw, module, pool_input(draw, n))
+
+
+@case("F.adaptive_poolNd")
+def adaptive_pool_function(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    name = draw(st.sampled_from(["avg_pool", "max_pool", "max_pool_with_indices"]))
+    output = adaptive_output(draw, n)
+    fn = getattr(F, f"adaptive_{name.replace('_pool', '_pool' + str(n) + 'd', 1)}")
+    module = fn_module(lambda x: fn(x, output), 1, fn.__name__)
+    return example(draw, module, pool_input(draw, n))
+
+
+# -- linear, embedding ---------------------------------------------------------------------
+
+
+@case("Linear")
+def linear_module(draw):
+    in_features, out_features = draw(st.integers(1, 6)), draw(st.integers(1, 6))
+    module = nn.Linear(in_features, out_features, bias=draw(st.booleans()))
+    shape = (*sizes(draw, draw(st.integers(0, 3)), 1, 4), mostly(draw, in_features, st.integers(1, 6)))
+    if draw(st.integers(0, 19)) == 0:
+        shape = ()
+    dtype = mostly(draw, FLOAT, st.sampled_from([torch.float64, torch.int64]))
+    return example(draw, module, shape, dtypes=[dtype])
+
+
+@case("F.linear")
+def linear_function(draw):
+    in_features = draw(st.integers(1, 6))
+    weight = (draw(st.integers(1, 6)), in_features) if draw(st.integers(0, 4)) else (in_features,)
+    x = (*sizes(draw, draw(st.integers(0, 2)), 1, 4), mostly(draw, in_features, st.integers(1, 6)))
+    return example(draw, fn_module(F.linear, 2), x, weight)
+
+
+@case("Identity")
+def identity_module(draw):
+    return example(draw, nn.Identity(), sizes(draw, draw(st.integers(0, 3))))
+
+
+@case("matmul")
+def matmul_case(draw):
+    op = draw(st.sampled_from([torch.matmul, operator.matmul, lambda a, b: a.matmul(b), lambda a, b: a.__matmul__(b)]))
+    inner = draw(st.integers(1, 4))
+    a_rank, b_rank = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    batch = sizes(draw, max(a_rank, b_rank), 1, 3)
+    a = (*[mostly(draw, d, st.sampled_from([1, 2])) for d in batch[: max(a_rank - 2, 0)]],
+         *((draw(st.integers(1, 4)),) if a_rank > 1 else ()), inner)
+    b = (*[mostly(draw, d, st.sampled_from([1, 2])) for d in batch[: max(b_rank - 2, 0)]],
+         mostly(draw, inner, st.integers(1, 4)), *((draw(st.integers(1, 4)),) if b_rank > 1 else ()))
+    b = b if b_rank > 1 else b[:1]
+    return example(draw, fn_module(op, 2, "matmul"), a, b)
+
+
+@case("Embedding")
+def embedding_module(draw):
+    module = nn.Embedding(draw(st.integers(1, 10)), draw(st.integers(1, 5)))
+    dtype = mostly(draw, torch.int64, st.sampled_from([torch.int32, FLOAT]))
+    return example(draw, module, sizes(draw, draw(st.integers(0, 3))), dtypes=[dtype])
+
+
+@case("F.embedding")
+def embedding_function(draw):
+    weight = (draw(st.integers(1, 10)), draw(st.integers(1, 5)))
+    dtype = mostly(draw, torch.int64, st.sampled_from([torch.int32, FLOAT]))
+    x = sizes(draw, draw(st.integers(0, 3)))
+    return example(draw, fn_module(F.embedding, 2), x, weight, dtypes=[dtype, FLOAT])
+
+
+# -- normalization ---------------------------------------------------------------------------
+
+
+def norm_input(draw, ranks, channels: int) -> tuple:
+    rank = draw(st.sampled_from(ranks))
+    shape = [draw(st.integers(1, 3)) for _ in range(rank)]
+    channel_dim = 1 if rank >= 2 else 0
+    if rank:
+        shape[channel_dim] = mostly(draw, channels, st.integers(1, 5))
+    return tuple(shape)
+
+
+@case("BatchNormNd")
+def batch_norm_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    channels = draw(st.integers(1, 4))
+    module = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[n](
+        channels, affine=draw(st.booleans()), track_running_stats=draw(st.booleans())
+    )
+    module.train(draw(st.booleans()))
+    ranks = {1: [2, 3, 4], 2: [3, 4, 5], 3: [4, 5, 6]}[n]
+    return example(draw, module, norm_input(draw, ranks, channels))
+
+
+@case("InstanceNormNd")
+def instance_norm_module(draw):
+    n = draw(st.sampled_from([1, 2, 3]))
+    channels = draw(st.integers(1, 4))
+    module = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[n](
+        channels, affine=draw(st.booleans()), track_running_stats=draw(st.booleans())
+    )
+    module.train(draw(st.booleans()))
+    rank = draw(st.sampled_from([n, n + 1, n + 2, n + 3]))
+    shape = list(sizes(draw, rank, 1, 3))
+    if rank in (n + 1, n + 2):
+        shape[rank - n - 1] = mostly(draw, channels, st.integers(1, 5))
+    return example(draw, module, tuple(shape))
+
+
+def trailing(draw, normalized: tuple) -> tuple:
+    lead = sizes(draw, draw(st.integers(0, 2)), 1, 3)
+    tail = tuple(mostly(draw, d, st.integers(1, 4)) for d in normalized)
+    if draw(st.integers(0, 9)) == 0:
+        tail = tail[1:]
+    return (*lead, *tail)
+
+
+@case("LayerNorm/RMSNorm")
+def layer_norm_module(draw):
+    normalized = sizes(draw, draw(st.integers(1, 2)), 1, 4)
+    module = draw(st.sampled_from([nn.LayerNorm, nn.RMSNorm]))(normalized)
+    return example(draw, module, trailing(draw, normalized))
+
+
+@case("F.layer_norm")
+def layer_norm_function(draw):
+    normalized = sizes(draw, draw(st.integers(1, 2)), 1, 4)
+    return example(draw, fn_module(lambda x: F.layer_norm(x, normalized)), trailing(draw, normalized))
+
+
+@case("GroupNorm")
+def group_norm_module(draw):
+    groups = draw(st.integers(1, 3))
+    channels = groups * draw(st.integers(1, 2))
+    module = nn.GroupNorm(groups, channels)
+    shape = (draw(st.integers(1, 2)), mostly(draw, channels, st.integers(1, 6)), *sizes(draw, draw(st.integers(0, 2))))
+    return example(draw, module, shape if draw(st.integers(0, 9)) else shape[:1])
+
+
+# -- activations and softmax ---------------------------------------------------------------
+
+
+@case("activation modules")
+def activation_module(draw):
+    cls = draw(st.sampled_from(activation.SAME_SHAPE_MODULES))
+    module = build(cls, 0.5, 0.1) if cls is nn.Threshold else cls()
+    module.eval()
+    rank = draw(st.integers(0, 4))
+    if cls in (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d):
+        rank = {nn.Dropout1d: 3, nn.Dropout2d: 4, nn.Dropout3d: 5}[cls] - draw(st.integers(0, 1))
+    return example(draw, module, sizes(draw, rank, 1, 4))
+
+
+@case("activation functions")
+def activation_function(draw):
+    fn = draw(st.sampled_from(activation.SAME_SHAPE_FUNCTIONS))
+    call = (lambda x: fn(x, 0.5, 0.1)) if fn is F.threshold else (lambda x: fn(x, training=False)) \
+        if fn is F.rrelu else fn
+    rank = draw(st.integers(0, 4))
+    if fn in (F.dropout1d, F.dropout2d, F.dropout3d):
+        rank = {F.dropout1d: 3, F.dropout2d: 4, F.dropout3d: 5}[fn] - draw(st.integers(0, 1))
+    return example(draw, fn_module(call, 1, getattr(fn, "__name__", "fn")), sizes(draw, rank, 1, 4))
+
+
+@case("activation methods")
+def activation_method(draw):
+    method = draw(st.sampled_from(activation.SAME_SHAPE_METHODS)).name
+    return example(draw, fn_module(lambda x: getattr(x, method)(), 1, method), sizes(draw, draw(st.integers(0, 3))))
+
+
+@case("PReLU")
+def prelu_module(draw):
+    module = nn.PReLU(draw(st.sampled_from([1, 1, 2, 3])))
+    return example(draw, module, sizes(draw, draw(st.integers(0, 4)), 1, 3))
+
+
+def softmax_dim(draw, rank: int):
+    return draw(st.one_of(st.integers(-rank - 1, rank), st.none())) if rank else draw(st.sampled_from([0, -1, 1]))
+
+
+@case("Softmax modules")
+def softmax_module(draw):
+    rank = draw(st.integers(0, 3))
+    module = draw(st.sampled_from([nn.Softmax, nn.LogSoftmax, nn.Softmin]))(dim=softmax_dim(draw, rank))
+    return example(draw, module, sizes(draw, rank, 1, 4))
+
+
+@case("softmax functions")
+def softmax_function(draw):
+    rank = draw(st.integers(0, 3))
+    dim = softmax_dim(draw, rank)
+    fn = draw(st.sampled_from([F.softmax, F.log_softmax, F.softmin]))
+    dtype = draw(st.sampled_from([None, torch.float64]))
+    return example(draw, fn_module(lambda x: fn(x, dim, dtype=dtype), 1, fn.__name__), sizes(draw, rank, 1, 4))
+
+
+@case("softmax tensor ops")
+def softmax_tensor(draw):
+    rank = draw(st.integers(0, 3))
+    dim = draw(st.integers(-rank - 1, rank))
+    name = draw(st.sampled_from(["softmax", "log_softmax"]))
+    call = draw(st.sampled_from([lambda x: getattr(torch, name)(x, dim), lambda x: getattr(x, name)(dim)]))
+    return example(draw, fn_module(call, 1, name), sizes(draw, rank, 1, 4))
+
+
+# -- elementwise ---------------------------------------------------------------------------
+
+
+def broadcastable(draw, shape: tuple) -> tuple:
+    out = [mostly(draw, d, st.sampled_from([1, 2, 3])) if draw(st.booleans()) else 1 for d in shape]
+    return tuple(out[draw(st.integers(0, len(out))) :])
+
+
+BINARY_KEYS = [k for keys in elementwise._KEYS.values() for k in keys] + [
+    k for keys in elementwise._INPLACE_KEYS.values() for k in keys
+]
+
+
+def _binary_call(key):
+    from lazyfx.registry import Method
+
+    if isinstance(key, Method):
+        return lambda a, b: getattr(a, key.name)(b)
+    return key
+
+
+def _divides_by_data(key) -> bool:
+    """Integer division by the zero-filled test tensors fails on data, not on shapes."""
+    return any(key in elementwise._KEYS[name] or key in elementwise._INPLACE_KEYS.get(name, ())
+               for name in ("truediv", "floordiv", "mod", "pow"))
+
+
+@case("binary tensor ops")
+def binary_tensor(draw):
+    key = draw(st.sampled_from(BINARY_KEYS))
+    a = sizes(draw, draw(st.integers(0, 3)), 1, 4)
+    b = broadcastable(draw, a) if draw(st.booleans()) else sizes(draw, draw(st.integers(0, 3)), 1, 4)
+    if draw(st.booleans()):
+        a, b = b, a
+    dtypes = [draw(st.sampled_from([FLOAT, FLOAT, torch.int64, torch.float64])) for _ in range(2)]
+    if _divides_by_data(key):
+        dtypes = [FLOAT, draw(st.sampled_from([FLOAT, torch.float64]))]
+    return example(draw, fn_module(_binary_call(key), 2, str(key)), a, b, dtypes=dtypes)
+
+
+@case("binary tensor-scalar ops")
+def binary_scalar(draw):
+    key = draw(st.sampled_from([k for k in BINARY_KEYS if not isinstance(k, type)]))
+    scalar = draw(st.sampled_from([2, 3, 0.5]))
+    call = _binary_call(key)
+    reflected = callable(key) and key.__module__ in ("_operator", "operator") and draw(st.booleans())
+    fn = (lambda x: call(scalar, x)) if reflected else (lambda x: call(x, scalar))
+    dtype = FLOAT if reflected and _divides_by_data(key) else draw(st.sampled_from([FLOAT, torch.int64]))
+    return example(draw, fn_module(fn, 1, f"{key}({scalar})"), sizes(draw, draw(st.integers(0, 3))), dtypes=[dtype])
+
+
+@case("size arithmetic")
+def size_arithmetic(draw):
+    op = draw(st.sampled_from([operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
+                               operator.pow, operator.truediv, operator.neg]))
+    k = draw(st.integers(1, 3))
+    fn = (lambda x: operator.neg(x.size(0))) if op is operator.neg else (lambda x: op(x.size(0), k)) \
+        if draw(st.booleans()) else (lambda x: op(x.size(-1), x.size(0)))
+    return example(draw, fn_module(fn, 1, f"size {op.__name__}"), sizes(draw, 2, 1, 9))
+
+
+@case("neg")
+def neg_tensor(draw):
+    return example(draw, fn_module(operator.neg, 1, "neg"), sizes(draw, draw(st.integers(0, 3))))
+
+
+# -- views -------------------------------------------------------------------------------------
+
+
+@case("flatten")
+def flatten_case(draw):
+    rank = draw(st.integers(0, 4))
+    start, end = draw(st.integers(-rank - 1, rank)), draw(st.integers(-rank - 1, rank))
+    kind = draw(st.sampled_from(["torch", "method", "module"]))
+    if kind == "module":
+        module = nn.Flatten(start, end)
+    else:
+        call = (lambda x: torch.flatten(x, start, end)) if kind == "torch" else (lambda x: x.flatten(start, end))
+        module = fn_module(call, 1, f"flatten({start}, {end})")
+    return example(draw, module, sizes(draw, rank, 1, 4))
+
+
+@case("unflatten")
+def unflatten_case(draw):
+    rank = draw(st.integers(1, 3))
+    shape = sizes(draw, rank, 1, 6)
+    dim = draw(st.integers(-rank, rank - 1))
+    size = shape[dim]
+    parts = draw(st.sampled_from([(size, 1), (1, size), (-1, 1), (size, -1), (2, -1), (2, 3), (-1, -1)]))
+    kind = draw(st.sampled_from(["torch", "method", "module"]))
+    if kind == "module":
+        module = build(nn.Unflatten, dim, parts)
+    else:
+        call = (lambda x: torch.unflatten(x, dim, parts)) if kind == "torch" else (lambda x: x.unflatten(dim, parts))
+        module = fn_module(call, 1, f"unflatten({dim}, {parts})")
+    return example(draw, module, shape)
+
+
+@case("view/reshape")
+def view_case(draw):
+    shape = sizes(draw, draw(st.integers(0, 4)), 1, 4)
+    numel = 1
+    for d in shape:
+        numel *= d
+    target = draw(st.sampled_from([(numel,), (-1,), (1, -1), (-1, 1), (numel, 1), (2, -1), (-1, 3), (2, 3, -1),
+                                   (numel + 1,), (-1, -1), (shape[0] if shape else 1, -1)]))
+    kind = draw(st.sampled_from(["view", "reshape", "view tuple", "torch.reshape", "sizes"]))
+    calls = {
+        "view": lambda x: x.view(*target),
+        "reshape": lambda x: x.reshape(*target),
+        "view tuple": lambda x: x.view(target),
+        "torch.reshape": lambda x: torch.reshape(x, target),
+        "sizes": (lambda x: x.view(x.size(0), -1)) if shape else (lambda x: x.view(-1)),
+    }
+    return example(draw, fn_module(calls[kind], 1, f"{kind}{target}"), shape)
+
+
+@case("view_as/reshape_as")
+def view_as_case(draw):
+    a, b = sizes(draw, draw(st.integers(1, 3)), 1, 4), sizes(draw, draw(st.integers(1, 3)), 1, 4)
+    name = draw(st.sampled_from(["view_as", "reshape_as"]))
+    return example(draw, fn_module(lambda x, y: getattr(x, name)(y), 2, name), a, b)
+
+
+@case("permute")
+def permute_case(draw):
+    rank = draw(st.integers(0, 4))
+    dims = list(draw(st.permutations(range(rank))))
+    if rank and draw(st.integers(0, 4)) == 0:
+        dims[0] = draw(st.integers(-rank, rank))
+    dims = [d - rank if draw(st.booleans()) and 0 <= d < rank else d for d in dims]
+    call = draw(st.sampled_from([lambda x: x.permute(*dims), lambda x: x.permute(dims),
+                                 lambda x: torch.permute(x, dims)]))
+    return example(draw, fn_module(call, 1, f"permute{dims}"), sizes(draw, rank, 1, 4))
+
+
+@case("transpose")
+def transpose_case(draw):
+    rank = draw(st.integers(0, 4))
+    a, b = draw(st.integers(-rank - 1, rank)), draw(st.integers(-rank - 1, rank))
+    name = draw(st.sampled_from(["transpose", "swapaxes", "swapdims"]))
+    call = draw(st.sampled_from([lambda x: getattr(torch, name)(x, a, b), lambda x: getattr(x, name)(a, b)]))
+    return example(draw, fn_module(call, 1, f"{name}({a}, {b})"), sizes(draw, rank, 1, 4))
+
+
+@case("t")
+def t_case(draw):
+    call = draw(st.sampled_from([torch.t, lambda x: x.t()]))
+    return example(draw, fn_module(call, 1, "t"), sizes(draw, draw(st.integers(0, 3)), 1, 4))
+
+
+@case("squeeze/unsqueeze")
+def squeeze_case(draw):
+    rank = draw(st.integers(0, 4))
+    shape = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(rank))
+    dim = draw(st.one_of(st.none(), st.integers(-rank - 1, rank), st.tuples(st.integers(-rank, max(rank - 1, 0)))))
+    name = draw(st.sampled_from(["squeeze", "unsqueeze"]))
+    if name == "unsqueeze":
+        dim = draw(st.integers(-rank - 2, rank + 1))
+    via_torch = draw(st.booleans())
+
+    def call(x):
+        fn = getattr(torch, name) if via_torch else getattr(x, name)
+        args = () if dim is None else (dim,)
+        return fn(x, *args) if via_torch else fn(*args)
+
+    return example(draw, fn_module(call, 1, f"{name}({dim})"), shape)
+
+
+@case("cat")
+def cat_case(draw):
+    rank = draw(st.integers(1, 3))
+    dim = draw(st.integers(-rank - 1, rank))
+    base = sizes(draw, rank, 1, 4)
+    others = [tuple(mostly(draw, d, st.integers(1, 4)) for d in base) for _ in range(2)]
+    if dim in range(-rank, rank):
+        others = [tuple(draw(st.integers(1, 4)) if i == dim % rank else d for i, d in enumerate(o)) for o in others]
+    if draw(st.integers(0, 9)) == 0:
+        others[1] = (0,)
+    fn = draw(st.sampled_from([torch.cat, torch.concat, torch.concatenate]))
+    dtypes = [FLOAT, draw(st.sampled_from([FLOAT, torch.float64, torch.int64])), FLOAT]
+    module = fn_module(lambda x, y, z: fn([x, y, z], dim), 3, f"cat(dim={dim})")
+    return example(draw, module, base, *others, dtypes=dtypes)
+
+
+@case("conversions")
+def conversion_case(draw):
+    name = draw(st.sampled_from(["float", "double", "half", "bfloat16", "int", "long", "short", "bool", "char",
+                                 "byte", "to dtype", "to other", "type_as", "cpu", "to kw"]))
+    calls = {
+        "to dtype": lambda x, y: x.to(torch.float64),
+        "to other": lambda x, y: x.to(y),
+        "to kw": lambda x, y: x.to(dtype=torch.int32),
+        "type_as": lambda x, y: x.type_as(y),
+        "cpu": lambda x, y: x.cpu(),
+    }
+    call = calls.get(name) or (lambda x, y: getattr(x, name)())
+    shape = sizes(draw, draw(st.integers(0, 3)))
+    return example(draw, fn_module(call, 2, name), shape, (1,), dtypes=[FLOAT, torch.int64])
+
+
+# -- shape queries and indexing -------------------------------------------------------------
+
+
+@case("size queries")
+def size_queries(draw):
+    rank = draw(st.integers(0, 3))
+    d = draw(st.integers(-rank - 1, rank))
+    calls = [
+        lambda x: x.size(), lambda x: x.size(d), lambda x: x.dim(), lambda x: x.ndimension(), lambda x: x.numel(),
+        lambda x: x.nelement(), lambda x: torch.numel(x), lambda x: x.shape, lambda x: x.ndim,
+        lambda x: x.size()[d:],
+    ] + ([lambda x: x.shape[d]] if rank else [])
+    return example(draw, fn_module(draw(st.sampled_from(calls)), 1, "size query"), sizes(draw, rank, 1, 5))
+
+
+@case("tensor attributes")
+def tensor_attributes(draw):
+    name = draw(st.sampled_from(["dtype", "T", "mT", "mH", "data", "device"]))
+    rank = draw(st.integers(0, 3))
+    if name == "T" and rank not in (0, 2):
+        rank = 2
+    fn = (lambda x: (x.dtype == torch.float32, x)[1]) if name == "dtype" else (lambda x: getattr(x, name))
+    if name == "dtype":
+        fn = lambda x: x.to(x.dtype)  # noqa: E731
+    if name == "device":
+        fn = lambda x: x.to(x.device)  # noqa: E731
+    return example(draw, fn_module(fn, 1, name), sizes(draw, rank, 1, 4))
+
+
+def index_item(draw, size: int):
+    return draw(
+        st.one_of(
+            st.integers(-size - 1, size),
+            st.builds(slice, st.one_of(st.none(), st.integers(-6, 6)), st.one_of(st.none(), st.integers(-6, 6)),
+                      st.one_of(st.none(), st.integers(1, 3))),
+            st.none(),
+        )
+    )
+
+
+@case("indexing")
+def indexing_case(draw):
+    rank = draw(st.integers(0, 4))
+    shape = sizes(draw, rank, 1, 5)
+    items = [index_item(draw, shape[i] if i < rank else 2) for i in range(draw(st.integers(0, rank + 1)))]
+    if draw(st.booleans()):
+        items.insert(draw(st.integers(0, len(items))), Ellipsis)
+    index = tuple(items) if len(items) != 1 or draw(st.booleans()) else items[0]
+    return example(draw, fn_module(lambda x: x[index], 1, f"x[{index}]"), shape)
+
+
+@case("tuple outputs")
+def tuple_outputs(draw):
+    n = draw(st.integers(0, 1))
+    module = nn.MaxPool1d(2, return_indices=True)
+
+    class TakeOne(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pool = module
+
+        def forward(self, x):
+            return self.pool(x)[n]
+
+    return example(draw, TakeOne(), (1, 2, draw(st.integers(1, 6))))
