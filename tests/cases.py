@@ -19,6 +19,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from differential import Example, fn_module
+from lazyfx.registry import key_name
 from lazyfx.rules import activation, elementwise
 
 CASES: dict[str, Callable] = {}
@@ -26,13 +27,26 @@ CASES: dict[str, Callable] = {}
 FLOAT = torch.float32
 
 
-def case(name: str):
+def case(name: str, over=None):
+    """Register a case; with ``over``, one case per item (``fn(draw, item)``), so that every
+    key of a family is exercised deterministically."""
+
     def register(fn):
-        assert name not in CASES, name
-        CASES[name] = fn
+        items = [(name, None)] if over is None else [(f"{name}[{_label(i)}]", i) for i in over]
+        for full_name, item in items:
+            assert full_name not in CASES, full_name
+            CASES[full_name] = fn if over is None else (lambda draw, fn=fn, item=item: fn(draw, item))
         return fn
 
     return register
+
+
+def _label(item) -> str:
+    if isinstance(item, tuple):
+        item = item[0]
+    if isinstance(item, (str, int)):
+        return str(item)
+    return key_name(item)
 
 
 def sizes(draw, n: int, lo: int = 1, hi: int = 8) -> tuple:
@@ -99,17 +113,15 @@ CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 CONV_T = {1: nn.ConvTranspose1d, 2: nn.ConvTranspose2d, 3: nn.ConvTranspose3d}
 
 
-@case("ConvNd")
-def conv_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("ConvNd", over=[1, 2, 3])
+def conv_module(draw, n):
     options = conv_options(draw, n)
     module = build(CONV[n], **options)
     return example(draw, module, conv_input(draw, n, options["in_channels"]), note=str(options))
 
 
-@case("ConvTransposeNd")
-def conv_transpose_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("ConvTransposeNd", over=[1, 2, 3])
+def conv_transpose_module(draw, n):
     options = conv_options(draw, n, transposed=True)
     module = build(CONV_T[n], **options)
     return example(draw, module, conv_input(draw, n, options["in_channels"]), note=str(options))
@@ -140,9 +152,8 @@ def conv_transpose_output_size(draw):
     return Example(WithOutputSize(conv, output_size), [(shape, FLOAT)], [[False] * len(shape)], str(output_size))
 
 
-@case("F.convNd")
-def conv_function(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("F.convNd", over=[1, 2, 3])
+def conv_function(draw, n):
     o = conv_options(draw, n)
     padding = o["padding"]
     fn = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n]
@@ -157,9 +168,8 @@ def conv_function(draw):
     return example(draw, module, x, weight, bias, note=str(o))
 
 
-@case("F.conv_transposeNd")
-def conv_transpose_function(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("F.conv_transposeNd", over=[1, 2, 3])
+def conv_transpose_function(draw, n):
     o = conv_options(draw, n, transposed=True)
     fn = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}[n]
     weight = (o["in_channels"], o["out_channels"] // o["groups"], *o["kernel_size"])
@@ -193,27 +203,24 @@ def pool_input(draw, n: int) -> tuple:
     return (*batch, draw(st.integers(1, 3)), *sizes(draw, n, 1, 10))
 
 
-@case("MaxPoolNd")
-def max_pool_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("MaxPoolNd", over=[1, 2, 3])
+def max_pool_module(draw, n):
     options = pool_options(draw, n, dilation=True)
     options["return_indices"] = draw(st.booleans())
     module = build({1: nn.MaxPool1d, 2: nn.MaxPool2d, 3: nn.MaxPool3d}[n], **options)
     return example(draw, module, pool_input(draw, n), note=str(options))
 
 
-@case("AvgPoolNd")
-def avg_pool_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("AvgPoolNd", over=[1, 2, 3])
+def avg_pool_module(draw, n):
     options = pool_options(draw, n, dilation=False)
     options["count_include_pad"] = draw(st.booleans())
     module = build({1: nn.AvgPool1d, 2: nn.AvgPool2d, 3: nn.AvgPool3d}[n], **options)
     return example(draw, module, pool_input(draw, n), note=str(options))
 
 
-@case("F.max_poolNd")
-def max_pool_function(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("F.max_poolNd", over=[1, 2, 3])
+def max_pool_function(draw, n):
     o = pool_options(draw, n, dilation=True)
     indices = draw(st.booleans())
     fn = getattr(F, f"max_pool{n}d")
@@ -225,18 +232,16 @@ def max_pool_function(draw):
     return example(draw, module, pool_input(draw, n), note=str(o))
 
 
-@case("F.max_poolNd_with_indices")
-def max_pool_with_indices_function(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("F.max_poolNd_with_indices", over=[1, 2, 3])
+def max_pool_with_indices_function(draw, n):
     o = pool_options(draw, n, dilation=True)
     fn = getattr(F, f"max_pool{n}d_with_indices")
     module = fn_module(lambda x: fn(x, o["kernel_size"], o["stride"], o["padding"], o["dilation"], o["ceil_mode"]))
     return example(draw, module, pool_input(draw, n), note=str(o))
 
 
-@case("F.avg_poolNd")
-def avg_pool_function(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("F.avg_poolNd", over=[1, 2, 3])
+def avg_pool_function(draw, n):
     o = pool_options(draw, n, dilation=False)
     fn = getattr(F, f"avg_pool{n}d")
     module = fn_module(lambda x: fn(x, o["kernel_size"], o["stride"], o["padding"], o["ceil_mode"]), 1, f"avg_pool{n}d")
@@ -264,10 +269,10 @@ def adaptive_pool_module(draw):
     return example(draw, module, pool_input(draw, n))
 
 
-@case("F.adaptive_poolNd")
-def adaptive_pool_function(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
-    name = draw(st.sampled_from(["avg_pool", "max_pool", "max_pool_with_indices"]))
+@case("F.adaptive_poolNd", over=[(f"{name}{n}d", name, n) for name in ("avg_pool", "max_pool", "max_pool_with_indices")
+                                 for n in (1, 2, 3)])
+def adaptive_pool_function(draw, item):
+    _, name, n = item
     output = adaptive_output(draw, n)
     fn = getattr(F, f"adaptive_{name.replace('_pool', '_pool' + str(n) + 'd', 1)}")
     module = fn_module(lambda x: fn(x, output), 1, fn.__name__)
@@ -301,9 +306,9 @@ def identity_module(draw):
     return example(draw, nn.Identity(), sizes(draw, draw(st.integers(0, 3))))
 
 
-@case("matmul")
-def matmul_case(draw):
-    op = draw(st.sampled_from([torch.matmul, operator.matmul, lambda a, b: a.matmul(b), lambda a, b: a.__matmul__(b)]))
+@case("matmul", over=[("torch.matmul", torch.matmul), ("@", operator.matmul), ("Tensor.matmul", lambda a, b: a.matmul(b))])
+def matmul_case(draw, item):
+    op = item[1]
     inner = draw(st.integers(1, 4))
     a_rank, b_rank = draw(st.integers(1, 4)), draw(st.integers(1, 4))
     batch = sizes(draw, max(a_rank, b_rank), 1, 3)
@@ -342,9 +347,8 @@ def norm_input(draw, ranks, channels: int) -> tuple:
     return tuple(shape)
 
 
-@case("BatchNormNd")
-def batch_norm_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("BatchNormNd", over=[1, 2, 3])
+def batch_norm_module(draw, n):
     channels = draw(st.integers(1, 4))
     module = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[n](
         channels, affine=draw(st.booleans()), track_running_stats=draw(st.booleans())
@@ -354,9 +358,8 @@ def batch_norm_module(draw):
     return example(draw, module, norm_input(draw, ranks, channels))
 
 
-@case("InstanceNormNd")
-def instance_norm_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
+@case("InstanceNormNd", over=[1, 2, 3])
+def instance_norm_module(draw, n):
     channels = draw(st.integers(1, 4))
     module = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}[n](
         channels, affine=draw(st.booleans()), track_running_stats=draw(st.booleans())
@@ -402,9 +405,8 @@ def group_norm_module(draw):
 # -- activations and softmax ---------------------------------------------------------------
 
 
-@case("activation modules")
-def activation_module(draw):
-    cls = draw(st.sampled_from(activation.SAME_SHAPE_MODULES))
+@case("activation modules", over=activation.SAME_SHAPE_MODULES)
+def activation_module(draw, cls):
     module = build(cls, 0.5, 0.1) if cls is nn.Threshold else cls()
     module.eval()
     rank = draw(st.integers(0, 4))
@@ -413,9 +415,8 @@ def activation_module(draw):
     return example(draw, module, sizes(draw, rank, 1, 4))
 
 
-@case("activation functions")
-def activation_function(draw):
-    fn = draw(st.sampled_from(activation.SAME_SHAPE_FUNCTIONS))
+@case("activation functions", over=activation.SAME_SHAPE_FUNCTIONS)
+def activation_function(draw, fn):
     call = (lambda x: fn(x, 0.5, 0.1)) if fn is F.threshold else (lambda x: fn(x, training=False)) \
         if fn is F.rrelu else fn
     rank = draw(st.integers(0, 4))
@@ -424,9 +425,9 @@ def activation_function(draw):
     return example(draw, fn_module(call, 1, getattr(fn, "__name__", "fn")), sizes(draw, rank, 1, 4))
 
 
-@case("activation methods")
-def activation_method(draw):
-    method = draw(st.sampled_from(activation.SAME_SHAPE_METHODS)).name
+@case("activation methods", over=activation.SAME_SHAPE_METHODS)
+def activation_method(draw, method):
+    method = method.name
     return example(draw, fn_module(lambda x: getattr(x, method)(), 1, method), sizes(draw, draw(st.integers(0, 3))))
 
 
@@ -447,21 +448,21 @@ def softmax_module(draw):
     return example(draw, module, sizes(draw, rank, 1, 4))
 
 
-@case("softmax functions")
-def softmax_function(draw):
+@case("softmax functions", over=[F.softmax, F.log_softmax, F.softmin])
+def softmax_function(draw, fn):
     rank = draw(st.integers(0, 3))
     dim = softmax_dim(draw, rank)
-    fn = draw(st.sampled_from([F.softmax, F.log_softmax, F.softmin]))
     dtype = draw(st.sampled_from([None, torch.float64]))
     return example(draw, fn_module(lambda x: fn(x, dim, dtype=dtype), 1, fn.__name__), sizes(draw, rank, 1, 4))
 
 
-@case("softmax tensor ops")
-def softmax_tensor(draw):
+@case("softmax tensor ops", over=[(f"{via}.{name}", via, name) for name in ("softmax", "log_softmax")
+                                  for via in ("torch", "Tensor")])
+def softmax_tensor(draw, item):
+    _, via, name = item
     rank = draw(st.integers(0, 3))
     dim = draw(st.integers(-rank - 1, rank))
-    name = draw(st.sampled_from(["softmax", "log_softmax"]))
-    call = draw(st.sampled_from([lambda x: getattr(torch, name)(x, dim), lambda x: getattr(x, name)(dim)]))
+    call = (lambda x: getattr(torch, name)(x, dim)) if via == "torch" else (lambda x: getattr(x, name)(dim))
     return example(draw, fn_module(call, 1, name), sizes(draw, rank, 1, 4))
 
 
@@ -492,9 +493,8 @@ def _divides_by_data(key) -> bool:
                for name in ("truediv", "floordiv", "mod", "pow"))
 
 
-@case("binary tensor ops")
-def binary_tensor(draw):
-    key = draw(st.sampled_from(BINARY_KEYS))
+@case("binary tensor ops", over=BINARY_KEYS)
+def binary_tensor(draw, key):
     a = sizes(draw, draw(st.integers(0, 3)), 1, 4)
     b = broadcastable(draw, a) if draw(st.booleans()) else sizes(draw, draw(st.integers(0, 3)), 1, 4)
     if draw(st.booleans()):
@@ -505,9 +505,8 @@ def binary_tensor(draw):
     return example(draw, fn_module(_binary_call(key), 2, str(key)), a, b, dtypes=dtypes)
 
 
-@case("binary tensor-scalar ops")
-def binary_scalar(draw):
-    key = draw(st.sampled_from([k for k in BINARY_KEYS if not isinstance(k, type)]))
+@case("binary tensor-scalar ops", over=BINARY_KEYS)
+def binary_scalar(draw, key):
     scalar = draw(st.sampled_from([2, 3, 0.5]))
     call = _binary_call(key)
     reflected = callable(key) and key.__module__ in ("_operator", "operator") and draw(st.booleans())
@@ -516,10 +515,9 @@ def binary_scalar(draw):
     return example(draw, fn_module(fn, 1, f"{key}({scalar})"), sizes(draw, draw(st.integers(0, 3))), dtypes=[dtype])
 
 
-@case("size arithmetic")
-def size_arithmetic(draw):
-    op = draw(st.sampled_from([operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
-                               operator.pow, operator.truediv, operator.neg]))
+@case("size arithmetic", over=[operator.add, operator.sub, operator.mul, operator.floordiv, operator.mod,
+                               operator.pow, operator.truediv, operator.neg])
+def size_arithmetic(draw, op):
     k = draw(st.integers(1, 3))
     fn = (lambda x: operator.neg(x.size(0))) if op is operator.neg else (lambda x: op(x.size(0), k)) \
         if draw(st.booleans()) else (lambda x: op(x.size(-1), x.size(0)))
@@ -534,11 +532,10 @@ def neg_tensor(draw):
 # -- views -------------------------------------------------------------------------------------
 
 
-@case("flatten")
-def flatten_case(draw):
+@case("flatten", over=["torch", "method", "module"])
+def flatten_case(draw, kind):
     rank = draw(st.integers(0, 4))
     start, end = draw(st.integers(-rank - 1, rank)), draw(st.integers(-rank - 1, rank))
-    kind = draw(st.sampled_from(["torch", "method", "module"]))
     if kind == "module":
         module = nn.Flatten(start, end)
     else:
@@ -547,14 +544,13 @@ def flatten_case(draw):
     return example(draw, module, sizes(draw, rank, 1, 4))
 
 
-@case("unflatten")
-def unflatten_case(draw):
+@case("unflatten", over=["torch", "method", "module"])
+def unflatten_case(draw, kind):
     rank = draw(st.integers(1, 3))
     shape = sizes(draw, rank, 1, 6)
     dim = draw(st.integers(-rank, rank - 1))
     size = shape[dim]
     parts = draw(st.sampled_from([(size, 1), (1, size), (-1, 1), (size, -1), (2, -1), (2, 3), (-1, -1)]))
-    kind = draw(st.sampled_from(["torch", "method", "module"]))
     if kind == "module":
         module = build(nn.Unflatten, dim, parts)
     else:
@@ -563,15 +559,14 @@ def unflatten_case(draw):
     return example(draw, module, shape)
 
 
-@case("view/reshape")
-def view_case(draw):
+@case("view/reshape", over=["view", "reshape", "view tuple", "torch.reshape", "sizes"])
+def view_case(draw, kind):
     shape = sizes(draw, draw(st.integers(0, 4)), 1, 4)
     numel = 1
     for d in shape:
         numel *= d
     target = draw(st.sampled_from([(numel,), (-1,), (1, -1), (-1, 1), (numel, 1), (2, -1), (-1, 3), (2, 3, -1),
                                    (numel + 1,), (-1, -1), (shape[0] if shape else 1, -1)]))
-    kind = draw(st.sampled_from(["view", "reshape", "view tuple", "torch.reshape", "sizes"]))
     calls = {
         "view": lambda x: x.view(*target),
         "reshape": lambda x: x.reshape(*target),
@@ -582,49 +577,49 @@ def view_case(draw):
     return example(draw, fn_module(calls[kind], 1, f"{kind}{target}"), shape)
 
 
-@case("view_as/reshape_as")
-def view_as_case(draw):
+@case("view_as/reshape_as", over=["view_as", "reshape_as"])
+def view_as_case(draw, name):
     a, b = sizes(draw, draw(st.integers(1, 3)), 1, 4), sizes(draw, draw(st.integers(1, 3)), 1, 4)
-    name = draw(st.sampled_from(["view_as", "reshape_as"]))
     return example(draw, fn_module(lambda x, y: getattr(x, name)(y), 2, name), a, b)
 
 
-@case("permute")
-def permute_case(draw):
+@case("permute", over=["Tensor.permute(*dims)", "Tensor.permute(dims)", "torch.permute"])
+def permute_case(draw, kind):
     rank = draw(st.integers(0, 4))
     dims = list(draw(st.permutations(range(rank))))
     if rank and draw(st.integers(0, 4)) == 0:
         dims[0] = draw(st.integers(-rank, rank))
     dims = [d - rank if draw(st.booleans()) and 0 <= d < rank else d for d in dims]
-    call = draw(st.sampled_from([lambda x: x.permute(*dims), lambda x: x.permute(dims),
-                                 lambda x: torch.permute(x, dims)]))
+    call = {"Tensor.permute(*dims)": lambda x: x.permute(*dims), "Tensor.permute(dims)": lambda x: x.permute(dims),
+            "torch.permute": lambda x: torch.permute(x, dims)}[kind]
     return example(draw, fn_module(call, 1, f"permute{dims}"), sizes(draw, rank, 1, 4))
 
 
-@case("transpose")
-def transpose_case(draw):
+@case("transpose", over=[(f"{via}.{name}", via, name) for name in ("transpose", "swapaxes", "swapdims")
+                         for via in ("torch", "Tensor")])
+def transpose_case(draw, item):
+    _, via, name = item
     rank = draw(st.integers(0, 4))
     a, b = draw(st.integers(-rank - 1, rank)), draw(st.integers(-rank - 1, rank))
-    name = draw(st.sampled_from(["transpose", "swapaxes", "swapdims"]))
-    call = draw(st.sampled_from([lambda x: getattr(torch, name)(x, a, b), lambda x: getattr(x, name)(a, b)]))
+    call = (lambda x: getattr(torch, name)(x, a, b)) if via == "torch" else (lambda x: getattr(x, name)(a, b))
     return example(draw, fn_module(call, 1, f"{name}({a}, {b})"), sizes(draw, rank, 1, 4))
 
 
-@case("t")
-def t_case(draw):
-    call = draw(st.sampled_from([torch.t, lambda x: x.t()]))
+@case("t", over=["torch.t", "Tensor.t"])
+def t_case(draw, kind):
+    call = torch.t if kind == "torch.t" else (lambda x: x.t())
     return example(draw, fn_module(call, 1, "t"), sizes(draw, draw(st.integers(0, 3)), 1, 4))
 
 
-@case("squeeze/unsqueeze")
-def squeeze_case(draw):
+@case("squeeze/unsqueeze", over=[(f"{via}.{name}", via == "torch", name) for name in ("squeeze", "unsqueeze")
+                                 for via in ("torch", "Tensor")])
+def squeeze_case(draw, item):
+    _, via_torch, name = item
     rank = draw(st.integers(0, 4))
     shape = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(rank))
     dim = draw(st.one_of(st.none(), st.integers(-rank - 1, rank), st.tuples(st.integers(-rank, max(rank - 1, 0)))))
-    name = draw(st.sampled_from(["squeeze", "unsqueeze"]))
     if name == "unsqueeze":
         dim = draw(st.integers(-rank - 2, rank + 1))
-    via_torch = draw(st.booleans())
 
     def call(x):
         fn = getattr(torch, name) if via_torch else getattr(x, name)
@@ -634,8 +629,8 @@ def squeeze_case(draw):
     return example(draw, fn_module(call, 1, f"{name}({dim})"), shape)
 
 
-@case("cat")
-def cat_case(draw):
+@case("cat", over=[torch.cat, torch.concat, torch.concatenate])
+def cat_case(draw, fn):
     rank = draw(st.integers(1, 3))
     dim = draw(st.integers(-rank - 1, rank))
     base = sizes(draw, rank, 1, 4)
@@ -644,16 +639,14 @@ def cat_case(draw):
         others = [tuple(draw(st.integers(1, 4)) if i == dim % rank else d for i, d in enumerate(o)) for o in others]
     if draw(st.integers(0, 9)) == 0:
         others[1] = (0,)
-    fn = draw(st.sampled_from([torch.cat, torch.concat, torch.concatenate]))
     dtypes = [FLOAT, draw(st.sampled_from([FLOAT, torch.float64, torch.int64])), FLOAT]
     module = fn_module(lambda x, y, z: fn([x, y, z], dim), 3, f"cat(dim={dim})")
     return example(draw, module, base, *others, dtypes=dtypes)
 
 
-@case("conversions")
-def conversion_case(draw):
-    name = draw(st.sampled_from(["float", "double", "half", "bfloat16", "int", "long", "short", "bool", "char",
-                                 "byte", "to dtype", "to other", "type_as", "cpu", "to kw"]))
+@case("conversions", over=["float", "double", "half", "bfloat16", "int", "long", "short", "bool", "char",
+                            "byte", "to dtype", "to other", "type_as", "cpu", "to kw"])
+def conversion_case(draw, name):
     calls = {
         "to dtype": lambda x, y: x.to(torch.float64),
         "to other": lambda x, y: x.to(y),
@@ -669,21 +662,31 @@ def conversion_case(draw):
 # -- shape queries and indexing -------------------------------------------------------------
 
 
-@case("size queries")
-def size_queries(draw):
-    rank = draw(st.integers(0, 3))
+SIZE_QUERIES = {
+    "size()": lambda x, d: x.size(),
+    "size(d)": lambda x, d: x.size(d),
+    "dim()": lambda x, d: x.dim(),
+    "ndimension()": lambda x, d: x.ndimension(),
+    "numel()": lambda x, d: x.numel(),
+    "nelement()": lambda x, d: x.nelement(),
+    "torch.numel": lambda x, d: torch.numel(x),
+    "shape": lambda x, d: x.shape,
+    "ndim": lambda x, d: x.ndim,
+    "size()[d:]": lambda x, d: x.size()[d:],
+    "shape[d]": lambda x, d: x.shape[d],
+}
+
+
+@case("size queries", over=list(SIZE_QUERIES))
+def size_queries(draw, name):
+    rank = draw(st.integers(1 if name == "shape[d]" else 0, 3))
     d = draw(st.integers(-rank - 1, rank))
-    calls = [
-        lambda x: x.size(), lambda x: x.size(d), lambda x: x.dim(), lambda x: x.ndimension(), lambda x: x.numel(),
-        lambda x: x.nelement(), lambda x: torch.numel(x), lambda x: x.shape, lambda x: x.ndim,
-        lambda x: x.size()[d:],
-    ] + ([lambda x: x.shape[d]] if rank else [])
-    return example(draw, fn_module(draw(st.sampled_from(calls)), 1, "size query"), sizes(draw, rank, 1, 5))
+    query = SIZE_QUERIES[name]
+    return example(draw, fn_module(lambda x: query(x, d), 1, name), sizes(draw, rank, 1, 5))
 
 
-@case("tensor attributes")
-def tensor_attributes(draw):
-    name = draw(st.sampled_from(["dtype", "T", "mT", "mH", "data", "device"]))
+@case("tensor attributes", over=["dtype", "T", "mT", "mH", "data", "device"])
+def tensor_attributes(draw, name):
     rank = draw(st.integers(0, 3))
     if name == "T" and rank not in (0, 2):
         rank = 2

@@ -37,7 +37,7 @@ SAME_SHAPE_METHODS = tuple(
     Method(name)
     for name in (
         "relu relu_ sigmoid sigmoid_ tanh tanh_ exp log sqrt rsqrt abs neg sin cos erf "
-        "clone detach detach_ contiguous requires_grad_ __neg__"
+        "clone detach detach_ contiguous requires_grad_"
     ).split()
 )
 

@@ -108,14 +108,13 @@ for _name, _keys in _INPLACE_KEYS.items():
 
 
 _KEYS = {
-    "add": (operator.add, torch.add, Method("add"), Method("__add__")),
-    "sub": (operator.sub, torch.sub, torch.subtract, Method("sub"), Method("__sub__")),
-    "mul": (operator.mul, torch.mul, torch.multiply, Method("mul"), Method("__mul__")),
-    "truediv": (operator.truediv, torch.div, torch.divide, torch.true_divide, Method("div"),
-                Method("__truediv__")),
-    "floordiv": (operator.floordiv, torch.floor_divide, Method("__floordiv__")),
-    "mod": (operator.mod, torch.remainder, torch.fmod, Method("remainder"), Method("__mod__")),
-    "pow": (operator.pow, torch.pow, Method("pow"), Method("__pow__")),
+    "add": (operator.add, torch.add, Method("add")),
+    "sub": (operator.sub, torch.sub, torch.subtract, Method("sub")),
+    "mul": (operator.mul, torch.mul, torch.multiply, Method("mul")),
+    "truediv": (operator.truediv, torch.div, torch.divide, torch.true_divide, Method("div")),
+    "floordiv": (operator.floordiv, torch.floor_divide),
+    "mod": (operator.mod, torch.remainder, torch.fmod, Method("remainder")),
+    "pow": (operator.pow, torch.pow, Method("pow")),
 }
 
 for _name, _keys in _KEYS.items():

@@ -65,7 +65,7 @@ def identity_module(module: nn.Module, x, *args, **kwargs):
     return x
 
 
-@rule(torch.matmul, operator.matmul, Method("matmul"), Method("__matmul__"))
+@rule(torch.matmul, operator.matmul, Method("matmul"))
 def matmul(input, other) -> TensorMeta:
     """``torch.matmul``: 1D@1D -> scalar, 2D@2D -> (n, m), 1D operands get a
     dim prepended/appended then removed, batch dims broadcast."""

@@ -1,0 +1,64 @@
+"""The registry is consistent: one rule per key, and every rule is reached by a
+differential case (so adding a rule without a case fails here)."""
+
+import functools
+
+import pytest
+import torch.nn as nn
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import lazyfx
+from cases import CASES
+from lazyfx.registry import RESOLVERS, RULES, Method, Registry, ensure_loaded, key_name
+
+# Keys no CPU-only test can execute: the real op needs a device this machine lacks.
+DEVICE_ONLY = {Method("cuda")}
+
+
+def keys_reached(name: str) -> set:
+    reached: set = set()
+
+    @settings(max_examples=10, derandomize=True, database=None, deadline=None,
+              suppress_health_check=list(HealthCheck))
+    @given(st.data())
+    def explore(data):
+        example = CASES[name](data.draw)
+        specs = [lazyfx.TensorSpec(shape, dtype=dtype) for shape, dtype in example.inputs]
+        try:
+            report = lazyfx.infer(example.module, *specs)
+        except lazyfx.LazyFXError:
+            return
+        reached.update(n.key for n in report.nodes if n.key is not None)
+
+    explore()
+    return reached
+
+
+@functools.lru_cache(maxsize=None)
+def all_reached() -> frozenset:
+    reached = set()
+    for name in CASES:
+        reached |= keys_reached(name)
+    return frozenset(reached)
+
+
+def test_every_rule_has_a_differential_case():
+    ensure_loaded()
+    missing = [key_name(r.key) for r in RULES if r.key not in all_reached() and r.key not in DEVICE_ONLY]
+    assert not missing, f"rules without a differential case in tests/cases.py: {sorted(missing)}"
+
+
+def test_registry_refuses_duplicates():
+    registry = Registry("shape rule")
+    registry.register(nn.ReLU)(lambda m, x: x)
+    with pytest.raises(ValueError, match="duplicate shape rule for nn.ReLU"):
+        registry.register(nn.ReLU)(lambda m, x: x)
+
+
+def test_every_builtin_lazy_class_has_a_resolver():
+    lazy_classes = [getattr(nn, n) for n in dir(nn) if n.startswith("Lazy") and isinstance(getattr(nn, n), type)]
+    assert len(lazy_classes) == 13
+    ensure_loaded()
+    assert all(cls in RESOLVERS for cls in lazy_classes)
+    assert all(getattr(cls, "cls_to_become") in RULES for cls in lazy_classes)
