@@ -6,10 +6,14 @@ arguments that input determines (``in_features``, ``in_channels``,
 class would create. The eager class's shape rule, applied to a
 :class:`ResolvedModule` view, then computes the output and checks the rest.
 
-One deliberate difference from PyTorch: ``LazyInstanceNorm*d`` on an
-unbatched input reads the channel count from dim 0, where PyTorch's own
-initialization reads dim 1 and then fails in ``forward`` (or silently gets
-``num_features`` wrong when ``affine=False``).
+Two deliberate differences from PyTorch's own lazy initialization, both in
+attributes only (parameter values are the same):
+
+* ``LazyInstanceNorm*d`` on an unbatched input reads the channel count from
+  dim 0, where PyTorch reads dim 1 and then fails in ``forward`` (or silently
+  gets ``num_features`` wrong when ``affine=False``);
+* a lazy norm without affine parameters or running statistics gets its true
+  ``num_features``; PyTorch leaves it at 0.
 """
 
 from __future__ import annotations
