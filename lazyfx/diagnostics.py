@@ -88,10 +88,19 @@ class SourceLocation:
     code: Optional[str] = None
 
     def __str__(self) -> str:
-        return f"{self.file}:{self.line}"
+        return f"{display_path(self.file)}:{self.line}"
 
     def short(self) -> str:
         return f"{os.path.basename(self.file)}:{self.line}"
+
+
+def display_path(path: str) -> str:
+    """A path relative to the working directory when it lies below it, as linters print them."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return path
+    return path if relative.startswith("..") else relative
 
 
 _LAZYFX_DIR = os.path.dirname(os.path.abspath(__file__))
