@@ -4,38 +4,58 @@
 >>> report = lazyfx.infer(model, ("B", 3, 32, 32))      # every shape, as formulas in B
 >>> eager = lazyfx.materialize(model, ("B", 3, 32, 32), device="cuda")
 
-See https://github.com/ (docs/) for the guide.
+The public names are imported on first use, so that ``import lazyfx`` (and
+``lazyfx --help``) does not pay for importing torch.
 """
 
-from lazyfx.api import infer, materialize
-from lazyfx.errors import (
-    LazyFXError,
-    MaterializeError,
-    ResolutionError,
-    ShapeError,
-    SpecError,
-    TraceError,
-    UnsupportedOpError,
-)
-from lazyfx.report import Report
-from lazyfx.spec import Dim, TensorSpec
-from lazyfx.values import TensorMeta
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "infer",
-    "materialize",
-    "Dim",
-    "TensorSpec",
-    "TensorMeta",
-    "Report",
-    "LazyFXError",
-    "SpecError",
-    "TraceError",
-    "UnsupportedOpError",
-    "ShapeError",
-    "ResolutionError",
-    "MaterializeError",
-    "__version__",
-]
+_EXPORTS = {
+    "infer": "lazyfx.api",
+    "materialize": "lazyfx.api",
+    "Dim": "lazyfx.spec",
+    "TensorSpec": "lazyfx.spec",
+    "TensorMeta": "lazyfx.values",
+    "Report": "lazyfx.report",
+    "LazyFXError": "lazyfx.errors",
+    "SpecError": "lazyfx.errors",
+    "TraceError": "lazyfx.errors",
+    "UnsupportedOpError": "lazyfx.errors",
+    "ShapeError": "lazyfx.errors",
+    "ResolutionError": "lazyfx.errors",
+    "MaterializeError": "lazyfx.errors",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+if TYPE_CHECKING:
+    from lazyfx.api import infer, materialize
+    from lazyfx.errors import (
+        LazyFXError,
+        MaterializeError,
+        ResolutionError,
+        ShapeError,
+        SpecError,
+        TraceError,
+        UnsupportedOpError,
+    )
+    from lazyfx.report import Report
+    from lazyfx.spec import Dim, TensorSpec
+    from lazyfx.values import TensorMeta
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lazyfx' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
