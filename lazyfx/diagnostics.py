@@ -71,12 +71,6 @@ LAZY_NOT_CALLED = _code(
 MATERIALIZE_FAILED = _code(
     "LFX050", "materialize-failed", "Creating the eager model failed; the given model is unchanged."
 )
-DOMAIN_CONDITION = _code(
-    "LFX060",
-    "domain-condition",
-    "The model is valid only for inputs that satisfy a condition on the input symbols.",
-)
-
 
 @dataclass(frozen=True)
 class SourceLocation:

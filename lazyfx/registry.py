@@ -122,5 +122,6 @@ def resolver(*lazy_classes: type):
 
 
 def ensure_loaded() -> None:
-    """Import every rule family (they register themselves on import)."""
+    """Import every rule family and the resolvers (they register themselves on import)."""
+    import lazyfx.resolvers  # noqa: F401
     import lazyfx.rules  # noqa: F401
