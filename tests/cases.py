@@ -259,10 +259,9 @@ ADAPTIVE = {
 }
 
 
-@case("AdaptivePoolNd")
-def adaptive_pool_module(draw):
-    n = draw(st.sampled_from([1, 2, 3]))
-    kind = draw(st.sampled_from(["avg", "max"]))
+@case("AdaptivePoolNd", over=[(f"{kind}{n}d", kind, n) for kind in ("avg", "max") for n in (1, 2, 3)])
+def adaptive_pool_module(draw, item):
+    _, kind, n = item
     output = adaptive_output(draw, n)
     extra = {"return_indices": draw(st.booleans())} if kind == "max" else {}
     module = build(ADAPTIVE[kind][n], output, **extra)
@@ -380,10 +379,10 @@ def trailing(draw, normalized: tuple) -> tuple:
     return (*lead, *tail)
 
 
-@case("LayerNorm/RMSNorm")
-def layer_norm_module(draw):
+@case("LayerNorm/RMSNorm", over=[nn.LayerNorm, nn.RMSNorm])
+def layer_norm_module(draw, cls):
     normalized = sizes(draw, draw(st.integers(1, 2)), 1, 4)
-    module = draw(st.sampled_from([nn.LayerNorm, nn.RMSNorm]))(normalized)
+    module = cls(normalized)
     return example(draw, module, trailing(draw, normalized))
 
 
@@ -441,10 +440,10 @@ def softmax_dim(draw, rank: int):
     return draw(st.one_of(st.integers(-rank - 1, rank), st.none())) if rank else draw(st.sampled_from([0, -1, 1]))
 
 
-@case("Softmax modules")
-def softmax_module(draw):
+@case("Softmax modules", over=[nn.Softmax, nn.LogSoftmax, nn.Softmin])
+def softmax_module(draw, cls):
     rank = draw(st.integers(0, 3))
-    module = draw(st.sampled_from([nn.Softmax, nn.LogSoftmax, nn.Softmin]))(dim=softmax_dim(draw, rank))
+    module = cls(dim=softmax_dim(draw, rank))
     return example(draw, module, sizes(draw, rank, 1, 4))
 
 
