@@ -8,8 +8,10 @@ traceback of an exception raised in the user's ``forward``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import re
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -102,12 +104,16 @@ _USER_CODE_IN_LAZYFX = {os.path.join(_LAZYFX_DIR, "demo.py")}  # the bundled exa
 _TORCH_DIR: Optional[str] = None
 
 
+@functools.lru_cache(maxsize=4096)
 def _is_internal(filename: str) -> bool:
+    """Frames of torch, lazyfx and fx-generated code are not the user's."""
     global _TORCH_DIR
     if _TORCH_DIR is None:
         import torch
 
         _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+    if filename.startswith("<eval_with_key>"):
+        return True
     path = os.path.abspath(filename)
     if path in _USER_CODE_IN_LAZYFX:
         return False
@@ -117,9 +123,22 @@ def _is_internal(filename: str) -> bool:
 def _last_user_frame(frames: Iterable[tuple[str, int, str, Optional[str]]]) -> Optional[SourceLocation]:
     found = None
     for filename, line, function, code in frames:
-        if not _is_internal(filename) and not filename.startswith("<eval_with_key>"):
+        if not _is_internal(filename):
             found = SourceLocation(filename, line, function, code)
     return found
+
+
+def caller_location() -> Optional[SourceLocation]:
+    """The innermost user frame of the current call stack (cheap: no source is read).
+
+    While tracing, this is the line of the user's ``forward`` that made the call."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if not _is_internal(code.co_filename):
+            return SourceLocation(code.co_filename, frame.f_lineno, code.co_name)
+        frame = frame.f_back
+    return None
 
 
 _FRAME_RE = re.compile(r'File "(?P<file>.+?)", line (?P<line>\d+), in (?P<func>\S+)(?:\n\s+(?P<code>.*))?')

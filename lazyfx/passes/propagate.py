@@ -22,7 +22,7 @@ from lazyfx.checks import Recorder
 from lazyfx.constraints import Constraints
 from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
 from lazyfx.errors import LazyFXError, UnsupportedOpError
-from lazyfx.passes.trace import TracedProgram
+from lazyfx.passes.trace import LOCATION, TracedProgram
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import Resolution, ResolvedModule, is_lazy_module
 from lazyfx.values import TensorMeta, tensors_in
@@ -69,7 +69,7 @@ def propagate(program: TracedProgram, constraints: Constraints) -> Propagation:
     for node in program.graph.nodes:
         args = fx.node.map_arg(node.args, lambda n: env[n])
         kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
-        location = location_from_stack_trace(node.stack_trace)
+        location = node.meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)
         module_path = node.target if node.op == "call_module" else _enclosing_module(node)
         with result.recorder.at(node.name):
             try:

@@ -17,25 +17,34 @@ import inspect
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 import torch.fx as fx
 import torch.nn as nn
+from torch.fx._symbolic_trace import _assert_is_none
 
-from lazyfx.diagnostics import location_from_traceback
+from lazyfx.diagnostics import caller_location, location_from_traceback
 from lazyfx.errors import LazyFXError, SpecError, TraceError
 from lazyfx.resolvers import is_lazy_module
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 
-class LazyTracer(fx.Tracer):
-    """A torch.fx tracer that keeps lazy modules as leaves and records user stack traces."""
+LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created the node
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.record_stack_traces = True
+
+class LazyTracer(fx.Tracer):
+    """A torch.fx tracer that keeps lazy modules as leaves and records, for each node,
+    the user's line that created it (the innermost frame outside torch and lazyfx;
+    much cheaper than fx's ``record_stack_traces``, which formats whole stacks)."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return is_lazy_module(m) or super().is_leaf_module(m, module_qualified_name)
+
+    def create_node(self, kind: str, *args, **kwargs) -> fx.Node:
+        node = super().create_node(kind, *args, **kwargs)
+        if kind not in ("placeholder", "output"):  # those are made outside forward's body
+            node.meta[LOCATION] = caller_location()
+        return node
 
 
 @dataclass
@@ -83,12 +92,31 @@ def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature
         raise
     except Exception as exc:
         raise _trace_error(model, exc) from exc
+    _drop_specialization_guards(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     names = [p for p in signature.parameters]
     values = {}
     for node, name in zip(placeholders, names):
         values[node.name] = inputs[name]
     return TracedProgram(model, graph, values)
+
+
+def _drop_specialization_guards(graph: fx.Graph) -> None:
+    """Remove the guards torch.fx adds for each specialized argument (``_assert_is_none(mask_1,
+    ...)``, ``torch._assert(scale_1 == 2, ...)``): the values are the user's own constants, so
+    the guards always hold, and they are not operations of the model."""
+    for node in reversed(list(graph.nodes)):
+        if (
+            node.op == "call_function"
+            and node.target in (_assert_is_none, torch._assert)
+            and len(node.args) > 1
+            and isinstance(node.args[1], str)
+            and "has been specialized to have value" in node.args[1]
+        ):
+            checked = node.args[0]
+            graph.erase_node(node)
+            if isinstance(checked, fx.Node) and checked.op == "call_function" and not checked.users:
+                graph.erase_node(checked)  # the ``scale_1 == 2`` comparison
 
 
 def _leaf_program(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature) -> TracedProgram:
