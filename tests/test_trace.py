@@ -1,0 +1,59 @@
+"""Tracing: lazy modules stay leaves, containers are traced through with qualified paths,
+every node knows the user's line that created it."""
+
+import inspect
+
+import torch
+import torch.nn as nn
+
+import lazyfx
+from dryrun import assert_same_model, dry_run, materialized
+
+
+class Block(nn.Module):
+    def __init__(self, width):
+        super().__init__()
+        self.conv = nn.LazyConv2d(width, 3, padding=1)
+        self.norm = nn.LazyBatchNorm2d()
+
+    def forward(self, x):
+        return torch.relu(self.norm(self.conv(x)))  # <- block line
+
+
+class Nested(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.stages = nn.ModuleList([nn.Sequential(Block(4), Block(8)), nn.Sequential(Block(16))])
+        self.heads = nn.ModuleDict({"cls": nn.LazyLinear(3), "box": nn.Sequential(nn.ReLU(), nn.LazyLinear(4))})
+
+    def forward(self, x):
+        for stage in self.stages:
+            x = stage(x)
+        x = torch.flatten(x, 1)
+        return {name: head(x) for name, head in self.heads.items()}
+
+
+def test_containers_are_traced_through_with_qualified_paths():
+    report = lazyfx.infer(Nested(), ("B", 3, 8, 8))
+    assert list(report.lazy) == [
+        "stages.0.0.conv", "stages.0.0.norm", "stages.0.1.conv", "stages.0.1.norm",
+        "stages.1.0.conv", "stages.1.0.norm", "heads.cls", "heads.box.1",
+    ]
+    assert report.lazy["heads.cls"].resolution.arguments == {"in_features": 16 * 8 * 8}
+    assert {k: str(t) for k, t in report.output.items()} == {"cls": "(B, 3)", "box": "(B, 4)"}
+
+
+def test_nested_model_matches_a_dry_run():
+    expected = dry_run(Nested, (2, 3, 8, 8))
+    assert_same_model(expected, materialized(Nested, ("B", 3, 8, 8)))
+
+
+def test_lazy_modules_are_leaves_and_nodes_know_their_line():
+    report = lazyfx.infer(Nested(), ("B", 3, 8, 8))
+    conv = next(n for n in report.nodes if n.module_path == "stages.0.0.conv")
+    assert conv.op == "call_module"
+    lines, start = inspect.getsourcelines(Block.forward)
+    expected_line = start + next(i for i, line in enumerate(lines) if "<- block line" in line)
+    assert conv.location.line == expected_line and conv.location.file == __file__
+    relu = next(n for n in report.nodes if n.target == "torch.relu" and n.module_path == "stages.1.0")
+    assert relu.location.line == expected_line
