@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 from typing import Any, Optional, Union
 
 import torch
@@ -11,7 +11,7 @@ import torch.nn as nn
 from lazyfx import diagnostics
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.domain import Domain
-from lazyfx.errors import LazyFXError, ResolutionError, SpecError
+from lazyfx.errors import ResolutionError, SpecError
 from lazyfx.passes.propagate import propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import materialize_model
@@ -125,17 +125,8 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
 
 
 def _require_resolved(report: Report) -> None:
-    problems = [d for d in report.diagnostics if d.code in (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED)]
+    """Every lazy module must resolve to concrete parameters before anything is built."""
+    unresolved = (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED)
+    problems = [d for d in report.diagnostics if d.code in unresolved]
     if problems:
-        raise ResolutionError(
-            diagnostics=[_as_error(d) for d in problems],
-        )
-
-
-def _as_error(diag: Diagnostic) -> Diagnostic:
-    import dataclasses
-
-    return dataclasses.replace(diag, severity="error")
-
-
-__all__ = ["infer", "materialize", "LazyFXError"]
+        raise ResolutionError(diagnostics=[dataclasses.replace(d, severity="error") for d in problems])

@@ -17,6 +17,7 @@ import math
 from typing import Iterable, Union
 
 import sympy
+from sympy.core.mul import _keep_coeff
 from sympy.printing.precedence import PRECEDENCE
 from sympy.printing.str import StrPrinter
 
@@ -143,13 +144,6 @@ def product(dims: Iterable[DimExpr]) -> DimExpr:
     return as_dim(result) if not is_concrete(result) else result
 
 
-def exact_div(a: DimExpr, b: DimExpr) -> DimExpr:
-    """``a / b`` where the caller has established that ``b`` divides ``a``."""
-    if is_concrete(a) and is_concrete(b):
-        return a // b
-    return as_dim(sympy.cancel(sympy.sympify(a) / b))
-
-
 def sym_max(a: DimExpr, b: DimExpr) -> DimExpr:
     if is_concrete(a) and is_concrete(b):
         return max(a, b)
@@ -191,7 +185,34 @@ class _DimPrinter(StrPrinter):
 
     def _operand(self, expr):
         text = self._print(expr)
-        return text if (expr.is_Atom or expr.is_Function and not isinstance(expr, FloorDiv)) else f"({text})"
+        return text if (expr.is_Atom or expr.is_Function and not isinstance(expr, (FloorDiv, sympy.Mod))) else f"({text})"
+
+    def _print_Mul(self, expr):
+        # sympy prints the factors of a negative product unparenthesized when they bind as
+        # tightly as '*', which misreads '//' and '%': -2*(H//2) is not -2*H//2 == (-2*H)//2.
+        coeff, rest = expr.as_coeff_Mul()
+        if coeff < 0:
+            positive = _keep_coeff(-coeff, rest)
+            text = self._print(positive)
+            if positive.is_Add or isinstance(positive, (FloorDiv, sympy.Mod)):
+                text = f"({text})"
+            return "-" + text
+        return super()._print_Mul(expr)
+
+    def _print_Add(self, expr, order=None):
+        # A negative term after the first is printed as " - " and its positive part, which
+        # needs no parentheses: W - 2*(H//2), 3 - H//2.
+        out = ""
+        for i, term in enumerate(self._as_ordered_terms(expr, order=order)):
+            coeff, rest = term.as_coeff_Mul()
+            if i and coeff < 0:
+                positive = _keep_coeff(-coeff, rest)
+                text = self._print(positive)
+                out += f" - ({text})" if positive.is_Add else f" - {text}"
+            else:
+                text = self._print(term)
+                out += (" + " if i else "") + (f"({text})" if term.is_Add else text)
+        return out
 
     def _print_Relational(self, expr):
         return f"{self._print(expr.lhs)} {expr.rel_op} {self._print(expr.rhs)}"

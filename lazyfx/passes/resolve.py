@@ -96,9 +96,9 @@ def _check_agreement(first: LazyCall, other: LazyCall, recorder: Recorder) -> No
                     notes=[f"the first call, at {_site(first)}, decides {name}; PyTorch would fail at the second"],
                 )
             if not (is_concrete(value) and is_concrete(again)):
-                require_equal(value, again, lambda v=value, a=again: (
+                require_equal(value, again, lambda n=name, v=value, a=again: (
                     f"'{first.path}' is called at {_site(first)} and {_site(other)}; both need "
-                    f"{name}: {fmt(v)} == {fmt(a)}"))
+                    f"{n}: {fmt(v)} == {fmt(a)}"))
 
 
 def _site(call: LazyCall) -> str:
