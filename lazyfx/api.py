@@ -66,12 +66,15 @@ def materialize(
 
 
 def _device(device: Union[str, torch.device, None]) -> Optional[torch.device]:
+    """The target device, checked before anything is analysed or copied."""
     if device is None:
         return None
     try:
-        return torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise SpecError(f"invalid device {device!r}: {exc}") from None
+        device = torch.device(device)
+        torch.empty(0, device=device)  # an unavailable device fails here, not halfway through
+    except (RuntimeError, TypeError, AssertionError) as exc:
+        raise SpecError(f"invalid device {str(device)!r}: {str(exc).splitlines()[0]}") from None
+    return device
 
 
 def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:

@@ -261,3 +261,27 @@ def test_materialized_models_work_with_deepcopy_jit_and_state_dict_round_trip(tm
     state = torch.load(path, weights_only=True)
     twin = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.Linear(256, 5))
     twin.load_state_dict(state)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_parameters_are_created_on_the_device_and_match_a_cuda_dry_run():
+    def build():
+        return nn.Sequential(nn.LazyConv2d(8, 3), nn.LazyBatchNorm2d(), nn.Flatten(), nn.LazyLinear(4))
+
+    torch.manual_seed(0)
+    expected = build().cuda().eval()
+    with torch.no_grad():
+        expected(torch.zeros(2, 3, 8, 8, device="cuda"))
+    torch.manual_seed(0)
+    actual = lazyfx.materialize(build(), ("B", 3, 8, 8), device="cuda")
+    assert all(t.is_cuda for t in actual.state_dict().values())
+    assert_same_model(expected, actual)
+
+
+def test_unavailable_device_is_refused_before_anything_happens():
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    model = nn.LazyLinear(2)
+    with pytest.raises(lazyfx.SpecError, match="invalid device 'cuda'"):
+        lazyfx.materialize(model, ("B", 3), device="cuda")
+    assert isinstance(model.weight, torch.nn.parameter.UninitializedParameter)
