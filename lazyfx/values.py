@@ -70,21 +70,15 @@ def tensors_in(value: Any) -> list[TensorMeta]:
 
 
 def describe(value: Any) -> str:
-    """A value as the report prints it."""
-    if isinstance(value, TensorMeta):
-        return str(value)
-    if isinstance(value, tuple) and value and all(isinstance(v, TensorMeta) for v in value):
-        return "(" + ", ".join(str(v) for v in value) + ")"
-    if isinstance(value, (tuple, list)):
-        return fmt(tuple(describe_leaf(v) for v in value)) if value else "()"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
-    return describe_leaf(value)
-
-
-def describe_leaf(value: Any) -> Any:
+    """A value as the report prints it: tensors as their shape (and dtype when not
+    float32), sizes as formulas, containers element by element."""
     if isinstance(value, TensorMeta):
         return str(value)
     if isinstance(value, torch.dtype):
         return dtype_name(value)
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(describe(v) for v in value)
+        return f"({inner},)" if len(value) == 1 else f"({inner})"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {describe(v)}" for k, v in value.items()) + "}"
     return fmt(value)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -74,8 +74,6 @@ def materialize_model(
     journal = Journal() if inplace else None
     try:
         target = model if inplace else copy_model(model, device, dtype)
-    except LazyFXError:
-        raise
     except Exception as exc:
         raise MaterializeError(
             f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): "
@@ -88,7 +86,9 @@ def materialize_model(
                 if journal:
                     journal.save_module(module)
                 materialize_module(module, record.resolution, device, path)
-        convert_tensors(target, device, dtype, journal)
+                # Converting each module right away keeps at most one module in two dtypes.
+                convert_tensors([module], device, dtype, journal)
+        convert_tensors(target.modules(), device, dtype, journal)
     except Exception as exc:
         if journal:
             journal.rollback()
@@ -170,16 +170,17 @@ def copy_model(model: nn.Module, device, dtype) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
-def convert_tensors(model: nn.Module, device, dtype, journal: Optional[Journal]) -> None:
-    """Move whatever is not yet on ``device``/``dtype``, in place, as ``module.to`` does."""
+def convert_tensors(modules: Iterable[nn.Module], device, dtype, journal: Optional[Journal]) -> None:
+    """Move the modules' own tensors that are not yet on ``device``/``dtype``, in place,
+    as ``module.to`` does."""
     if device is None and dtype is None:
         return
-    for module in model.modules():
+    for module in modules:
         for tensor in list(module._parameters.values()) + list(module._buffers.values()):
             if tensor is None or is_lazy(tensor):
                 continue
             new = _converted(tensor, device, dtype, copy=False)
-            if new is not tensor.detach() and (new.device != tensor.device or new.dtype != tensor.dtype):
+            if new.device != tensor.device or new.dtype != tensor.dtype:
                 if journal:
                     journal.save_data(tensor)
                 tensor.data = new
