@@ -121,10 +121,14 @@ class Constraints:
             return None if inner is None else not inner
         if not isinstance(cond, sympy.core.relational.Relational):
             return None
-        diff = sympy.expand(cond.lhs - cond.rhs)
+        raw = cond.lhs - cond.rhs
         if self._multiples:
-            diff = sympy.expand(diff.xreplace(self._multiples))
-        lo, hi = self.bounds(diff)
+            raw = raw.xreplace(self._multiples)
+        diff = sympy.expand(raw)
+        # Interval bounds lose correlations differently in the factored and the expanded
+        # form (B*(H//2 + 1) - 1 is clearly positive; its expansion is not): both are
+        # sound, so their intersection is too.
+        lo, hi = _intersect(self.bounds(raw), self.bounds(diff))
         op = cond.rel_op
         if op == ">=":
             return True if lo >= 0 else (False if hi < 0 else None)
@@ -193,6 +197,10 @@ class Constraints:
         if lo >= 0:
             return (_floor_div(lo, qhi), _floor_div(hi, qlo))
         return (_floor_div(lo, qlo), _floor_div(hi, qlo) if hi >= 0 else _floor_div(hi, qhi))
+
+
+def _intersect(x: Interval, y: Interval) -> Interval:
+    return (max(x[0], y[0]), min(x[1], y[1]))
 
 
 def _floor_div(a, b):

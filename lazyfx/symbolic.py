@@ -88,6 +88,10 @@ class FloorDiv(sympy.Function):
         if q.is_positive:
             return p.is_nonnegative
 
+    def _sympystr(self, printer) -> str:
+        # str()/repr() of any formula containing a division reads like lazyfx prints it.
+        return _PRINTER._print_FloorDiv(self)
+
     def _eval_is_positive(self):
         p, q = self.args
         if q.is_positive:

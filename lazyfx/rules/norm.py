@@ -100,11 +100,12 @@ def _trailing_shape_check(x: TensorMeta, normalized_shape: Sequence[DimExpr], op
         )
 
 
-@rule(nn.LayerNorm)
-def layer_norm_module(module: nn.LayerNorm, x: TensorMeta) -> TensorMeta:
+@rule(nn.LayerNorm, nn.RMSNorm)
+def layer_norm_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     """Shape unchanged; the trailing dims must equal ``normalized_shape``."""
-    x = tensor_arg(x, "LayerNorm input")
-    _trailing_shape_check(x, module.normalized_shape, "LayerNorm")
+    op = module.__class__.__name__
+    x = tensor_arg(x, f"{op} input")
+    _trailing_shape_check(x, module.normalized_shape, op)
     return x
 
 
@@ -113,14 +114,6 @@ def layer_norm_function(input, normalized_shape, weight=None, bias=None, eps=1e-
     x = tensor_arg(input, "layer_norm input")
     shape = (normalized_shape,) if not isinstance(normalized_shape, (tuple, list)) else normalized_shape
     _trailing_shape_check(x, shape, "layer_norm")
-    return x
-
-
-@rule(nn.RMSNorm)
-def rms_norm_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
-    """Shape unchanged; the trailing dims must equal ``normalized_shape``."""
-    x = tensor_arg(x, "RMSNorm input")
-    _trailing_shape_check(x, module.normalized_shape, "RMSNorm")
     return x
 
 
