@@ -733,3 +733,10 @@ def tuple_outputs(draw):
             return self.pool(x)[n]
 
     return example(draw, TakeOne(), (1, 2, draw(st.integers(1, 6))))
+
+
+# Case families kept in their own files register into CASES on import.
+import cases_nn  # noqa: E402,F401
+import cases_reduce  # noqa: E402,F401
+import cases_rnn  # noqa: E402,F401
+import cases_shape  # noqa: E402,F401

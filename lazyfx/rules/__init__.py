@@ -3,12 +3,21 @@
 
 from lazyfx.rules import (  # noqa: F401
     activation,
+    attention,
+    compare,
     conv,
     elementwise,
     embedding,
+    factory,
     index,
+    join,
     linear,
+    misc,
     norm,
+    padding,
     pool,
+    reduce,
+    resample,
+    rnn,
     views,
 )

@@ -1,0 +1,1 @@
+"""Attention: nn.MultiheadAttention, the Transformer layers and F.scaled_dot_product_attention."""

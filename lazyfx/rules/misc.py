@@ -1,0 +1,1 @@
+"""Distances and other small modules: CosineSimilarity, PairwiseDistance, Bilinear, ChannelShuffle."""

@@ -1,0 +1,1 @@
+"""Padding: F.pad and the padding modules (constant, zero, reflection, replication, circular)."""

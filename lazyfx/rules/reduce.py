@@ -1,0 +1,1 @@
+"""Reductions: sum/mean/prod/amax/amin/max/min/argmax/argmin/std/var/norm/logsumexp/all/any, keepdim."""

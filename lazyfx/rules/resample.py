@@ -1,0 +1,1 @@
+"""Resampling: Upsample/F.interpolate, PixelShuffle/PixelUnshuffle, Fold/Unfold."""
