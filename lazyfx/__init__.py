@@ -26,6 +26,7 @@ _EXPORTS = {
     "SpecError": "lazyfx.errors",
     "TraceError": "lazyfx.errors",
     "UnsupportedOpError": "lazyfx.errors",
+    "DataDependentError": "lazyfx.errors",
     "ShapeError": "lazyfx.errors",
     "ResolutionError": "lazyfx.errors",
     "MaterializeError": "lazyfx.errors",
@@ -36,6 +37,7 @@ __all__ = [*_EXPORTS, "__version__"]
 if TYPE_CHECKING:
     from lazyfx.api import infer, materialize
     from lazyfx.errors import (
+        DataDependentError,
         LazyFXError,
         MaterializeError,
         ResolutionError,

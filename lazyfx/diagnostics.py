@@ -51,6 +51,12 @@ UNSUPPORTED_OP = _code(
 RULE_FAILED = _code(
     "LFX021", "rule-failed", "A shape rule could not be applied to the arguments it was given."
 )
+DATA_DEPENDENT = _code(
+    "LFX022",
+    "data-dependent-shape",
+    "An operation's output shape depends on tensor values (nonzero, boolean masks, unique, .item()), "
+    "which shape inference cannot know.",
+)
 SHAPE_MISMATCH = _code(
     "LFX030", "shape-mismatch", "An operation rejects the shapes it receives, as PyTorch would."
 )

@@ -76,6 +76,12 @@ class UnsupportedOpError(LazyFXError):
     default_code = d.UNSUPPORTED_OP
 
 
+class DataDependentError(UnsupportedOpError):
+    """An operation's output shape depends on tensor values, not only on shapes."""
+
+    default_code = d.DATA_DEPENDENT
+
+
 class ShapeError(LazyFXError, ValueError):
     """An operation rejects the shapes it receives (PyTorch would raise too)."""
 
