@@ -87,8 +87,10 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     constraints = table.constraints()
     program = trace(model, bound, signature)
     propagation = propagate(program, constraints)
-    records = resolve(model, propagation)
+    records = resolve(model, propagation, program.graph)
     domain = Domain(constraints, propagation.recorder.conditions)
+    warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
+    warnings += _specialization_diagnostics(propagation)
     return Report(
         model=type(model).__name__,
         inputs=bound,
@@ -96,8 +98,28 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
         lazy=records,
         output=propagation.output,
         domain=domain,
-        diagnostics=[d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None],
+        diagnostics=warnings,
     )
+
+
+def _specialization_diagnostics(propagation) -> list[Diagnostic]:
+    """Warnings for sizes PyTorch's meta kernels fixed to a representative value."""
+    if propagation.fallback is None:
+        return []
+    by_name = {n.name: n for n in propagation.nodes}
+    out = []
+    for message, node_name in propagation.fallback.specialized:
+        node = by_name.get(node_name)
+        out.append(Diagnostic(
+            diagnostics.META_SPECIALIZED,
+            f"{message}; the shapes that depend on it hold only for that size",
+            severity="warning",
+            node=node_name,
+            module_path=node.module_path if node else None,
+            location=node.location if node else None,
+            notes=("pin the symbol to a concrete size in the input spec, or add a shape rule for the operation",),
+        ))
+    return out
 
 
 def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
@@ -109,6 +131,16 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
             severity="warning",
             module_path=record.path,
             notes=("call it in forward, remove it, or replace it with its eager class",),
+        )
+    if record.is_concrete and record.specialized_by:
+        return Diagnostic(
+            diagnostics.META_SPECIALIZED,
+            f"lazy module '{record.path}' ({record.lazy_class}) is resolved from shapes that hold for one input "
+            f"size only: {'; '.join(record.specialized_by)}",
+            severity="warning",
+            module_path=record.path,
+            location=record.call_sites[0] if record.call_sites else None,
+            notes=("pin those symbols to concrete sizes in the input spec, or add a shape rule for the operation",),
         )
     if record.is_concrete:
         return None
@@ -128,8 +160,8 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
 
 
 def _require_resolved(report: Report) -> None:
-    """Every lazy module must resolve to concrete parameters before anything is built."""
-    unresolved = (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED)
-    problems = [d for d in report.diagnostics if d.code in unresolved]
+    """Every lazy module must resolve to concrete parameters before anything is built, from
+    shapes that hold for every input the spec allows (not for a specialized size)."""
+    problems = [_unresolved_diagnostic(r) for r in report.lazy.values() if not r.materializable]
     if problems:
         raise ResolutionError(diagnostics=[dataclasses.replace(d, severity="error") for d in problems])

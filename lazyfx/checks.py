@@ -77,6 +77,11 @@ def _text(message: Message) -> str:
     return message() if callable(message) else message
 
 
+def current_node() -> Optional[str]:
+    """The node whose rule is running (None outside propagation)."""
+    return _recorder().node
+
+
 def decide(cond: object) -> Optional[bool]:
     """True/False when ``cond`` is settled for every admitted input, else None."""
     return _recorder().constraints.decide(cond)

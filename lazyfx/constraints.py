@@ -88,6 +88,16 @@ class Constraints:
         self._ranges[sym] = (max(lo, value), hi) if op == ">=" else (lo, min(hi, value))
         self._cache.clear()
 
+    def range_of(self, sym: sympy.Symbol) -> tuple[int, Optional[int]]:
+        """The current (tightened) range of a user symbol: ``(low, high or None)``."""
+        if sym in self._multiples:
+            m = int(self._multiples[sym].as_coeff_Mul()[0])
+            k = next(iter(self._multiples[sym].free_symbols))
+            lo, hi = self._ranges.get(k, (1, INF))
+            return lo * m, None if hi == INF else hi * m
+        lo, hi = self._ranges.get(sym, (1, INF))
+        return int(lo), None if hi == INF else int(hi)
+
     def info(self, name: str) -> SymbolInfo:
         return self.infos.get(name) or SymbolInfo(name)
 

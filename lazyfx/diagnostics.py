@@ -57,6 +57,12 @@ DATA_DEPENDENT = _code(
     "An operation's output shape depends on tensor values (nonzero, boolean masks, unique, .item()), "
     "which shape inference cannot know.",
 )
+META_SPECIALIZED = _code(
+    "LFX023",
+    "meta-kernel-specialized",
+    "PyTorch's meta kernel (the fallback for an operation without a shape rule) fixed a symbolic size "
+    "to its representative value; shapes after that operation hold only for that size.",
+)
 SHAPE_MISMATCH = _code(
     "LFX030", "shape-mismatch", "An operation rejects the shapes it receives, as PyTorch would."
 )

@@ -20,6 +20,7 @@ of its parameters; the eager class's rule then computes the output.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -53,6 +54,8 @@ def key_name(key: Any) -> str:
         if module.startswith("torch.nn.modules"):
             return f"nn.{key.__name__}"
         return f"{module}.{key.__qualname__}"
+    if hasattr(key, "_schema"):  # an operator overload: torch.ops.namespace.name.overload
+        return f"torch.ops.{key}"
     module = getattr(key, "__module__", None) or ""
     name = getattr(key, "__name__", repr(key))
     if module in ("_operator", "operator"):
@@ -90,6 +93,16 @@ class Registry:
             return fn
 
         return decorate
+
+    @contextlib.contextmanager
+    def suspended(self, *keys: Any) -> Iterator[None]:
+        """Within the block the rules for ``keys`` are absent (for testing and benchmarking
+        the meta-kernel fallback on operations that do have a rule)."""
+        removed = {key: self._entries.pop(key) for key in keys if key in self._entries}
+        try:
+            yield
+        finally:
+            self._entries.update(removed)
 
     def get(self, key: Any) -> Rule | None:
         try:

@@ -101,6 +101,7 @@ class Report:
                     "inputs": [to_jsonable(t) for t in n.inputs],
                     "output": to_jsonable(n.value),
                     "rule": n.rule,
+                    "fallback": n.fallback,
                     "file": n.location.file if n.location else None,
                     "line": n.location.line if n.location else None,
                 }
@@ -127,7 +128,7 @@ def _op_label(node: NodeRecord, lazy: dict[str, LazyModuleRecord]) -> str:
     record = lazy.get(node.module_path) if node.op == "call_module" else None
     if record is not None:
         return f"{record.lazy_class} -> {record.eager_class}"
-    return node.target
+    return f"{node.target} [meta kernel]" if node.fallback else node.target
 
 
 def _lazy_line(record: LazyModuleRecord) -> str:

@@ -22,6 +22,8 @@ from lazyfx.checks import Recorder
 from lazyfx.constraints import Constraints
 from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
 from lazyfx.errors import LazyFXError, UnsupportedOpError
+from lazyfx.fallback import RULE_NAME as FALLBACK
+from lazyfx.fallback import MetaKernelFallback
 from lazyfx.passes.trace import LOCATION, TracedProgram
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import Resolution, ResolvedModule, is_lazy_module
@@ -42,6 +44,11 @@ class NodeRecord:
     location: Optional[SourceLocation]
     key: Any = None  # the registry key the node dispatched on
 
+    @property
+    def fallback(self) -> bool:
+        """Whether PyTorch's meta kernel computed this node (no lazyfx rule)."""
+        return self.rule == FALLBACK
+
 
 @dataclass
 class LazyCall:
@@ -60,6 +67,12 @@ class Propagation:
     lazy_calls: list[LazyCall] = field(default_factory=list)
     output: Any = None
     recorder: Recorder = field(default_factory=Recorder)
+    fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
+
+    def meta_kernels(self) -> MetaKernelFallback:
+        if self.fallback is None:
+            self.fallback = MetaKernelFallback(self.recorder.constraints)
+        return self.fallback
 
 
 def propagate(program: TracedProgram, constraints: Constraints) -> Propagation:
@@ -141,8 +154,16 @@ def _dispatch(program, node, args, kwargs, result: Propagation, location) -> tup
     key = node.target if op == "call_function" else Method(node.target)
     rule = RULES.get(key)
     if rule is None:
-        raise UnsupportedOpError(f"no shape rule for {key_name(key)}")
+        call = node.target if op == "call_function" else _method_caller(node.target)
+        return result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
     return rule.fn(*args, **kwargs), rule.name, key
+
+
+def _method_caller(name: str):
+    def call(self, *args, **kwargs):
+        return getattr(self, name)(*args, **kwargs)
+
+    return call
 
 
 def _get_attr(root: nn.Module, target: str) -> Any:
@@ -186,6 +207,7 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
     rule = _module_rule(type(module))
     if rule is None:
-        raise UnsupportedOpError(f"no shape rule for the module class {key_name(type(module))}")
+        value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
+        return value, FALLBACK, type(module)
     return rule.fn(module, *args, **kwargs), rule.name, rule.key
 

@@ -33,6 +33,12 @@ class LazyModuleRecord:
     resolution: Optional[Resolution]  # None when the module is never called
     call_sites: list[Optional[SourceLocation]] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
+    specialized_by: list[str] = field(default_factory=list)  # fallback specializations upstream of a call
+
+    @property
+    def materializable(self) -> bool:
+        """Concrete parameters that hold for every input the spec allows."""
+        return self.is_concrete and not self.specialized_by
 
     @property
     def called(self) -> bool:
@@ -54,7 +60,7 @@ class LazyModuleRecord:
         return sorted(found)
 
 
-def resolve(root: nn.Module, propagation: Propagation) -> dict[str, LazyModuleRecord]:
+def resolve(root: nn.Module, propagation: Propagation, graph=None) -> dict[str, LazyModuleRecord]:
     calls_by_path: dict[str, list[LazyCall]] = {}
     for call in propagation.lazy_calls:
         calls_by_path.setdefault(call.path, []).append(call)
@@ -74,7 +80,27 @@ def resolve(root: nn.Module, propagation: Propagation) -> dict[str, LazyModuleRe
     for path, module in root.named_modules():
         if path not in records and is_lazy_module(module):
             records[path] = LazyModuleRecord(path, type(module).__name__, _eager_name(module), None)
+    if graph is not None and propagation.fallback is not None and propagation.fallback.specialized:
+        _mark_specialized(records, propagation, graph)
     return records
+
+
+def _mark_specialized(records: dict[str, LazyModuleRecord], propagation: Propagation, graph) -> None:
+    """A lazy module whose input flows from a node where PyTorch's meta kernel fixed a
+    size to its hint is resolved for that size only: note which specializations reach it."""
+    messages: dict[str, list[str]] = {}
+    for message, node_name in propagation.fallback.specialized:
+        messages.setdefault(node_name, []).append(message)
+    nodes = {n.name: n for n in graph.nodes}
+    for record in records.values():
+        upstream: set[str] = set()
+        stack = [nodes[name] for name in record.nodes]
+        while stack:
+            for parent in stack.pop().all_input_nodes:
+                if parent.name not in upstream:
+                    upstream.add(parent.name)
+                    stack.append(parent)
+        record.specialized_by = [m for name in sorted(upstream & messages.keys()) for m in messages[name]]
 
 
 def _eager_name(module: nn.Module) -> Optional[str]:

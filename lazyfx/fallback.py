@@ -1,0 +1,358 @@
+"""The fallback for operations without a shape rule: PyTorch's own meta kernels,
+run on fake tensors with symbolic sizes.
+
+This is the one module that touches PyTorch internals (``FakeTensorMode``,
+``ShapeEnv``, ``torch.utils._sympy``), so their churn stays here. For a node
+without a rule, each input symbol (``H``) gets a ShapeEnv symbol with a
+representative hint; input sizes (formulas in the user's symbols) become
+SymInts; the operation runs under ``FakeTensorMode``; output sizes, and the
+guards and runtime asserts the kernel added, are translated back into
+lazyfx formulas in the user's names.
+
+* Kernels run "size-oblivious" (a symbolic size is taken to be >= 2), so that
+  stride and memory-format decisions do not guard on sizes; what the kernel
+  still checks or branches on becomes a condition of the input domain, like a
+  rule's ``require`` (conservative: a branch not taken narrows the domain).
+* A guard that pins a size to its hint value (decompositions that compute
+  sizes in floating point do this) becomes an assumption and a warning
+  (LFX023): shapes after that node hold only for that size.
+* Sizes that depend on tensor values (unbacked symbols: ``nonzero``) raise
+  :class:`~lazyfx.errors.DataDependentError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import operator
+from typing import Any, Callable, Optional
+
+import sympy
+import torch
+
+from lazyfx import checks
+from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
+from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, sym_max, sym_min
+from lazyfx.values import TensorMeta
+
+RULE_NAME = "fallback: meta kernel"
+
+_HINT_BASE = 64  # representative sizes are distinct, typical and never 0 or 1 (which ShapeEnv specializes)
+
+
+class MetaKernelFallback:
+    """Evaluates operations with PyTorch's meta kernels for one analysis."""
+
+    def __init__(self, constraints) -> None:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+        self.constraints = constraints
+        self.shape_env = ShapeEnv(duck_shape=False)
+        self.mode = FakeTensorMode(shape_env=self.shape_env, allow_non_fake_inputs=True)
+        self._symints: dict[sympy.Symbol, torch.SymInt] = {}  # user symbol -> SymInt
+        self._user: dict[sympy.Symbol, sympy.Symbol] = {}  # ShapeEnv symbol -> user symbol
+        self.specialized: list[tuple[str, Optional[str]]] = []  # (message, node): sizes a kernel pinned
+
+    # -- running an operation --------------------------------------------------------
+
+    def run(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str) -> Any:
+        """``call(*args, **kwargs)`` on fake tensors; the result as lazyfx values."""
+        from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
+
+        from torch.fx.experimental import _config
+
+        guards_before = len(self.shape_env.guards)
+        asserts_before = self._runtime_asserts()
+        fake_args, fake_kwargs = self._to_fake(args), self._to_fake(kwargs)
+        try:
+            with self.mode, _config.patch(backed_size_oblivious=True), _quiet_fake_tensor_logs():
+                out = call(*fake_args, **fake_kwargs)
+        except (DataDependentOutputException, DynamicOutputShapeException) as exc:
+            raise DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})") from None
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, NotImplementedError) as exc:
+            if _is_data_dependent(exc):
+                raise DataDependentError(f"{op}: the output shape depends on tensor values") from None
+            if _has_no_meta_kernel(exc):
+                raise UnsupportedOpError(
+                    f"no shape rule for {op}, and PyTorch has no meta kernel for it either: {_first_line(exc)}"
+                ) from None
+            raise self._rejection(op, args, kwargs, exc) from None
+        self._record(op, guards_before, asserts_before)
+        return self._from_fake(out, op)
+
+    def _rejection(self, op: str, args, kwargs, exc: Exception) -> Exception:
+        """A kernel that fails on concrete sizes rejects them, as PyTorch would. With symbolic
+        sizes it only failed at the representative values: that proves nothing about the
+        others (a symbolic size may have to equal a concrete one), so it is not a shape error."""
+        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
+        if not symbols:
+            return ShapeError(f"{op} rejects its inputs: {_first_line(exc)}")
+        hints = ", ".join(f"{s}={self._hint(s)}" for s in symbols)
+        return UnsupportedOpError(
+            f"no shape rule for {op}, and PyTorch's meta kernel rejects its inputs at the representative sizes "
+            f"{hints}, so lazyfx cannot tell for which sizes it is valid: {_first_line(exc)}",
+            notes=[f"pin {', '.join(str(s) for s in symbols)} to concrete sizes, or add a shape rule for {op}"],
+        )
+
+    def run_module(self, module: torch.nn.Module, args: tuple, kwargs: dict, op: str) -> Any:
+        """A module's forward on fake tensors, with fake copies of its parameters and buffers
+        (so that nothing, not even a running statistic, changes in the user's model)."""
+        with self.mode:
+            state = {name: self.mode.from_tensor(t, static_shapes=True) for name, t in _tensors(module)}
+
+        def call(*fake_args, **fake_kwargs):
+            return torch.func.functional_call(module, state, fake_args, fake_kwargs)
+
+        return self.run(call, args, kwargs, op)
+
+    # -- lazyfx values -> fake tensors ---------------------------------------------------
+
+    def _to_fake(self, value: Any) -> Any:
+        if isinstance(value, TensorMeta):
+            sizes = [self._to_symint(d) for d in value.shape]
+            with self.mode:
+                return torch.empty(sizes, dtype=value.dtype)
+        if isinstance(value, tuple):
+            return tuple(self._to_fake(v) for v in value)
+        if isinstance(value, list):
+            return [self._to_fake(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self._to_fake(v) for k, v in value.items()}
+        if isinstance(value, slice):
+            return slice(self._to_fake(value.start), self._to_fake(value.stop), self._to_fake(value.step))
+        if isinstance(value, sympy.Basic):
+            return self._to_symint(value)
+        if isinstance(value, torch.device) and value.type == "meta":
+            return torch.device("cpu")  # the abstract "wherever the input is": fake tensors live on cpu
+        return value
+
+    def _to_symint(self, expr: Any) -> Any:
+        if is_concrete(expr):
+            return expr
+        expr = sympy.sympify(expr)
+        if expr.is_Integer:
+            return int(expr)
+        if expr.is_Symbol:
+            return self._symint(expr)
+        parts = [self._to_symint(a) for a in expr.args]
+        if expr.is_Add:
+            return _fold(operator.add, parts)
+        if expr.is_Mul:
+            return _fold(operator.mul, parts)
+        if expr.is_Pow and expr.args[1].is_Integer and expr.args[1] > 0:
+            return parts[0] ** int(expr.args[1])
+        if isinstance(expr, FloorDiv):
+            return parts[0] // parts[1]
+        if isinstance(expr, sympy.Mod):
+            return parts[0] % parts[1]
+        if isinstance(expr, sympy.Max):
+            return _fold(torch.sym_max, parts)
+        if isinstance(expr, sympy.Min):
+            return _fold(torch.sym_min, parts)
+        raise UnsupportedOpError(f"the meta-kernel fallback cannot express the size {fmt(expr)}")
+
+    def _symint(self, user: sympy.Symbol) -> torch.SymInt:
+        if user not in self._symints:
+            from torch._dynamo.source import ConstantSource
+            from torch.fx.experimental.symbolic_shapes import DimDynamic
+
+            source = ConstantSource(f"lazyfx_{user.name}")
+            hint = self._hint(user)
+            sym = self.shape_env.create_symbol(hint, source, dynamic_dim=DimDynamic.DYNAMIC)
+            self._user[sym] = user
+            self._symints[user] = self.shape_env.create_symintnode(sym, hint=hint, source=source)
+        return self._symints[user]
+
+    def _hint(self, user: sympy.Symbol) -> int:
+        """A representative size: inside the symbol's known range, distinct per symbol."""
+        index = sorted(self.constraints.infos).index(user.name) if user.name in self.constraints.infos else 0
+        info = self.constraints.info(user.name)
+        low, high = self.constraints.range_of(user)
+        step = info.multiple_of
+        want = max(low, _HINT_BASE + 8 * index + (index % 2), 2)
+        want = -(-want // step) * step
+        if high is not None and want > high:
+            want = max(low, (high // step) * step)
+        return int(want)
+
+    # -- fake tensors -> lazyfx values ------------------------------------------------------
+
+    def _from_fake(self, value: Any, op: str) -> Any:
+        if isinstance(value, torch.Tensor):
+            return TensorMeta(tuple(self._dim(s, op) for s in value.shape), value.dtype)
+        if isinstance(value, torch.Size):
+            return tuple(self._dim(s, op) for s in value)
+        if isinstance(value, (torch.SymInt, int)) and not isinstance(value, bool):
+            return self._dim(value, op)
+        if isinstance(value, torch.SymBool):
+            conditions = self._conditions(value.node.expr, op)
+            return conditions[0] if len(conditions) == 1 else sympy.And(*conditions)
+        if isinstance(value, tuple):
+            return tuple(self._from_fake(v, op) for v in value)
+        if isinstance(value, list):
+            return [self._from_fake(v, op) for v in value]
+        if isinstance(value, dict):
+            return {k: self._from_fake(v, op) for k, v in value.items()}
+        return value
+
+    def _dim(self, size: Any, op: str) -> Any:
+        if isinstance(size, int):
+            return size
+        return as_dim(self._expr(size.node.expr, op))
+
+    def _expr(self, expr: sympy.Basic, op: str, replace: bool = True) -> Any:
+        """A ShapeEnv formula in the user's symbols and lazyfx's functions (``replace``:
+        with the values ShapeEnv has fixed symbols to substituted)."""
+        if replace:
+            expr = self.shape_env.replace(expr)
+        if expr.is_Integer:
+            return int(expr)
+        if expr.is_Symbol:
+            if expr in self._user:
+                return self._user[expr]
+            raise DataDependentError(f"{op}: the output shape depends on tensor values (size {expr})")
+        if isinstance(expr, sympy.core.relational.Relational):
+            lhs, rhs = self._expr(expr.lhs, op, replace), self._expr(expr.rhs, op, replace)
+            if isinstance(expr, sympy.Eq) and not isinstance(lhs, sympy.Basic) and isinstance(rhs, sympy.Basic):
+                lhs, rhs = rhs, lhs  # "H - 2 == 62", not "62 == H - 2"
+            return type(expr)(lhs, rhs)
+        args = [self._expr(a, op, replace) for a in expr.args]
+        name = type(expr).__name__
+        if expr.is_Add:
+            return sum(args[1:], args[0])
+        if expr.is_Mul:
+            return _fold(operator.mul, args)
+        if expr.is_Pow or name == "PowByNatural":
+            return args[0] ** args[1]
+        if name in ("FloorDiv", "CleanDiv"):
+            return floordiv(*args)
+        if name == "CeilDiv":
+            return floordiv(args[0] + args[1] - 1, args[1])
+        if name in ("Mod", "PythonMod"):
+            return mod(*args)
+        if name == "ModularIndexing":
+            return mod(floordiv(args[0], args[1]), args[2])
+        if name == "Max":
+            return _fold(sym_max, args)
+        if name == "Min":
+            return _fold(sym_min, args)
+        if name == "Identity":
+            return args[0]
+        raise UnsupportedOpError(f"{op}: PyTorch's meta kernel produced a size lazyfx cannot read: {expr}")
+
+    def _conditions(self, expr: sympy.Basic, op: str, replace: bool = True) -> list:
+        """A ShapeEnv boolean as a list of lazyfx conditions (its conjuncts; True/False as bools).
+        Guards are read with ``replace=False``: a guard that fixes a symbol must not be
+        rewritten by the very replacement it caused."""
+        if replace:
+            expr = self.shape_env.replace(expr)
+        if expr in (sympy.true, sympy.false):
+            return [bool(expr)]
+        if isinstance(expr, sympy.And):
+            return [c for arg in expr.args for c in self._conditions(arg, op, replace)]
+        if isinstance(expr, sympy.core.relational.Relational):
+            converted = self._expr(expr, op, replace)
+            return [converted if isinstance(converted, sympy.Basic) else bool(converted)]
+        raise UnsupportedOpError(f"{op}: PyTorch's meta kernel checked a condition lazyfx cannot read: {expr}")
+
+    # -- guards and runtime asserts ----------------------------------------------------------
+
+    def _runtime_asserts(self) -> set:
+        return {ra.expr for ras in self.shape_env.deferred_runtime_asserts.values() for ra in ras}
+
+    def _record(self, op: str, guards_before: int, asserts_before: set) -> None:
+        new = [g.expr for g in self.shape_env.guards[guards_before:]]
+        new += list(self._runtime_asserts() - asserts_before)
+        for expr in new:
+            for condition in self._conditions(expr, op, replace=False):
+                if condition is True:
+                    continue
+                pinned = _pinned(condition)
+                if pinned is None:
+                    checks.require(condition, f"{op} requires {fmt(condition)} (checked by PyTorch's meta kernel)")
+                elif checks.decide(condition) is None:
+                    message = f"PyTorch's meta kernel for {op} fixed {fmt(pinned.lhs)} to {fmt(pinned.rhs)}"
+                    self.specialized.append((message, checks.current_node()))
+                    checks.assume(condition, message)
+
+
+@contextlib.contextmanager
+def _quiet_fake_tensor_logs():
+    """FakeTensorMode logs every failing meta kernel at error level; a failure here is an
+    answer lazyfx reports itself."""
+    logger = logging.getLogger("torch._subclasses.fake_tensor")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _tensors(module: torch.nn.Module):
+    yield from module.named_parameters()
+    yield from module.named_buffers()
+
+
+def _pinned(condition: Any) -> Optional[sympy.Eq]:
+    """A guard ``size == constant`` that pins a size to its hint value (a specialization),
+    as ``symbol == value`` when it solves for a single symbol (``T + 4 == 77`` -> ``T == 73``)."""
+    if not isinstance(condition, sympy.Eq):
+        return None
+    for side, other in ((condition.lhs, condition.rhs), (condition.rhs, condition.lhs)):
+        if side.free_symbols and other.is_Integer:
+            if len(side.free_symbols) == 1:
+                (sym,) = side.free_symbols
+                solutions = sympy.solve(sympy.Eq(side, other), sym)
+                if len(solutions) == 1 and solutions[0].is_Integer:
+                    return sympy.Eq(sym, solutions[0])
+            return sympy.Eq(side, other)
+    return None
+
+
+def _fold(fn, parts):
+    result = parts[0]
+    for part in parts[1:]:
+        result = fn(result, part)
+    return result
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _has_no_meta_kernel(exc: BaseException) -> bool:
+    from torch._subclasses.fake_tensor import UnsupportedOperatorException
+
+    text = str(exc)
+    return (
+        isinstance(exc, (NotImplementedError, UnsupportedOperatorException))
+        or "fake impl" in text
+        or "meta kernel" in text.lower()
+        or "Could not run" in text
+    )
+
+
+def _is_data_dependent(exc: BaseException) -> bool:
+    name = type(exc).__name__
+    return "DataDependent" in name or "data-dependent" in str(exc) or "unbacked" in str(exc)
+
+
+def _leaves(value: Any):
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            yield from _leaves(v)
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _leaves(v)
+    elif isinstance(value, TensorMeta):
+        yield from value.shape
+    else:
+        yield value
+
+
+def _free(value: Any) -> set:
+    return value.free_symbols if isinstance(value, sympy.Basic) else set()
+

@@ -1,0 +1,240 @@
+"""The meta-kernel fallback: operations without a rule still get shapes (in the user's
+symbols), marked as such in the report; what PyTorch cannot evaluate either, or what depends
+on tensor values, gets a specific diagnostic with the user's line."""
+
+from __future__ import annotations
+
+import operator
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lazyfx
+from cases import CASES
+from differential import Example, check, fn_module
+from dryrun import assert_same_model, dry_run, materialized
+from lazyfx.registry import RULES, Method
+from test_errors import snapshot
+
+def line_of(marker: str) -> int:
+    return next(i for i, line in enumerate(open(__file__).read().splitlines(), 1) if marker in line)
+
+
+# Operations lazyfx has no rule for (the fallback's everyday work), with input shapes.
+NO_RULE = {
+    "cumsum-like torch.cummax": (lambda x: torch.cummax(x, 1)[0], [(2, 5)]),
+    "torch.sort": (lambda x: torch.sort(x, -1)[0], [(3, 4, 5)]),
+    "torch.kthvalue": (lambda x: torch.kthvalue(x, 2, 1)[0], [(3, 4)]),
+    "torch.pdist": (lambda x: torch.pdist(x), [(5, 3)]),
+    "torch.cdist": (lambda x, y: torch.cdist(x, y), [(2, 4, 3), (2, 6, 3)]),
+    "torch.searchsorted": (lambda x, y: torch.searchsorted(x, y), [(3, 5), (3, 2)]),
+    "torch.tril": (lambda x: torch.tril(x), [(4, 4)]),
+    "torch.kron": (lambda x, y: torch.kron(x, y), [(2, 3), (4, 5)]),
+    "F.one_hot-free torch.diff": (lambda x: torch.diff(x, dim=1), [(3, 6)]),
+}
+
+
+def check_fallback(example: Example, symbolic) -> None:
+    """Like ``differential.check``, except that with symbolic sizes the fallback may be
+    inconclusive (the kernel failed at the representative sizes), which it must say."""
+    try:
+        check(example, symbolic=symbolic)
+    except lazyfx.UnsupportedOpError as exc:
+        assert "cannot tell for which sizes it is valid" in str(exc), exc
+        check(example)  # concretely it must agree
+
+
+@pytest.mark.parametrize("name", sorted(NO_RULE))
+@given(data=st.data())
+def test_fallback_agrees_with_pytorch(name, data):
+    fn, shapes = NO_RULE[name]
+    shapes = [tuple(d + data.draw(st.integers(0, 3)) for d in shape) for shape in shapes]
+    example = Example(fn_module(fn, len(shapes), name), [(s, torch.float32) for s in shapes])
+    check_fallback(example, [[data.draw(st.booleans()) for _ in s] for s in shapes])
+
+
+def test_an_inconclusive_kernel_says_so_instead_of_rejecting():
+    with pytest.raises(lazyfx.UnsupportedOpError, match="cannot tell for which sizes it is valid") as info:
+        lazyfx.infer(fn_module(torch.searchsorted, 2), (3, 5), ("N", 2))
+    assert "pin N to concrete sizes" in str(info.value)
+    assert str(lazyfx.infer(fn_module(torch.searchsorted, 2), (3, 5), (3, 2)).output) == "(3, 2) int64"
+    with pytest.raises(lazyfx.ShapeError, match="torch.searchsorted rejects its inputs"):
+        lazyfx.infer(fn_module(torch.searchsorted, 2), (3, 5), (4, 2))
+
+
+def test_fallback_nodes_are_marked_and_formulas_use_the_users_names():
+    report = lazyfx.infer(fn_module(torch.pdist), ("N", 3))
+    node = next(n for n in report.nodes if n.op == "call_function")
+    assert node.fallback and node.rule == "fallback: meta kernel"
+    assert str(report.output) == "((N*(N - 1))//2,)"
+    assert "torch.pdist [meta kernel]" in report.table()
+    assert report.to_dict()["nodes"][1]["fallback"] is True
+
+
+# Operations that do have a rule, evaluated with the rule suspended: the fallback and the rule
+# must agree with PyTorch (and hence with each other).
+SUSPENDED = {
+    "torch.flatten": (torch.flatten, lambda x: torch.flatten(x, 1), [(2, 3, 4, 5)]),
+    "Tensor.view": (Method("view"), lambda x: x.view(x.size(0), -1), [(3, 4, 5)]),
+    "F.conv2d": (F.conv2d, lambda x, w: F.conv2d(x, w, stride=2, padding=1), [(2, 3, 9, 7), (4, 3, 3, 3)]),
+    "torch.matmul": (torch.matmul, torch.matmul, [(2, 3, 4), (4, 5)]),
+    "operator.add": (operator.add, operator.add, [(3, 1, 5), (4, 1)]),
+    "torch.cat": (torch.cat, lambda x, y: torch.cat([x, y], 1), [(2, 3), (2, 4)]),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SUSPENDED))
+@given(data=st.data())
+def test_fallback_matches_pytorch_where_a_rule_exists(name, data):
+    key, fn, shapes = SUSPENDED[name]
+    shapes = [tuple(d + data.draw(st.integers(0, 2)) for d in shape) for shape in shapes]
+    example = Example(fn_module(fn, len(shapes), name), [(s, torch.float32) for s in shapes])
+    with RULES.suspended(key):
+        check_fallback(example, [[data.draw(st.booleans()) for _ in s] for s in shapes])
+
+
+def test_conv_stack_through_the_fallback_keeps_symbolic_sizes():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2), nn.ReLU(), nn.Flatten(), nn.LazyLinear(4))
+    with RULES.suspended(nn.Conv2d, nn.ReLU):
+        report = lazyfx.infer(model, ("B", 3, "H", "W"))
+    assert str(report.nodes[1].value) == "(B, 8, (H - 3)//2 + 1, (W - 3)//2 + 1)"
+    assert str(report.domain) == "H >= 3 and W >= 3"
+
+
+def test_module_without_a_rule_runs_on_fake_copies_of_its_state():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(4)
+            self.loss = nn.SmoothL1Loss(reduction="none")
+            self.norm = nn.SyncBatchNorm(4)
+
+        def forward(self, x, y):
+            return self.norm(self.loss(self.fc(x), y))
+
+    model = Model()
+    before = snapshot(model)
+    stats = [t.clone() for t in model.norm.buffers()]
+    report = lazyfx.infer(model, ("B", 3), ("B", 4))
+    assert str(report.output) == "(B, 4)"
+    assert [n.fallback for n in report.nodes if n.op == "call_module"] == [False, True, True]
+    assert snapshot(model) == before
+    assert all(torch.equal(a, b) for a, b in zip(stats, model.norm.buffers()))
+
+
+def test_lazy_model_with_fallback_ops_matches_a_dry_run():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.LazyConv1d(6, 3)
+            self.fc = nn.LazyLinear(2)
+
+        def forward(self, x):
+            y = torch.cummax(self.conv(x), -1)[0]
+            return self.fc(torch.sort(y, 1)[0].flatten(1))
+
+    expected = dry_run(Model, (2, 4, 9))
+    assert_same_model(expected, materialized(Model, ("B", 4, 9)))
+
+
+def test_data_dependent_shapes_get_a_specific_diagnostic():
+    class Model(nn.Module):
+        def forward(self, x):
+            return torch.unique_consecutive(x)  # <- data-dependent
+
+    with pytest.raises(lazyfx.DataDependentError) as info:
+        lazyfx.infer(Model(), ("B", 3))
+    assert info.value.code == "LFX022"
+    assert "depends on tensor values" in info.value.message
+    assert info.value.diagnostics[0].location.line == line_of("# <- data-dependent")
+
+
+@torch.library.custom_op("lazyfx_tests::opaque", mutates_args=())
+def opaque(x: torch.Tensor) -> torch.Tensor:
+    return x.clone()
+
+
+@torch.library.custom_op("lazyfx_tests::opaque_with_fake", mutates_args=())
+def opaque_with_fake(x: torch.Tensor) -> torch.Tensor:
+    return x[..., :2].clone()
+
+
+opaque_with_fake.register_fake(lambda x: x.new_empty((*x.shape[:-1], 2)))
+
+
+def test_custom_op_without_a_meta_kernel_is_named_with_its_line():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(2)
+
+        def forward(self, x):
+            return self.fc(opaque(x))  # <- opaque op
+
+    model = Model()
+    before = snapshot(model)
+    with pytest.raises(lazyfx.UnsupportedOpError) as info:
+        lazyfx.materialize(model, ("B", 5))
+    diag = info.value.diagnostics[0]
+    assert diag.code.code == "LFX020"
+    assert "no shape rule for torch.ops.lazyfx_tests.opaque.default, and PyTorch has no meta kernel" in diag.message
+    assert diag.location.line == line_of("# <- opaque op")
+    assert snapshot(model) == before
+
+
+def test_custom_op_with_a_fake_kernel_just_works():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(3)
+
+        def forward(self, x):
+            return self.fc(opaque_with_fake(x))
+
+    eager = lazyfx.materialize(Model(), ("B", "T", 7))
+    assert eager.fc.in_features == 2
+
+
+def test_a_kernel_that_specializes_a_size_is_flagged_and_not_trusted_for_parameters():
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(2)
+
+        def forward(self, x):
+            spectrum = torch.view_as_real(torch.stft(x, 4, return_complex=True))
+            return self.fc(spectrum.flatten(1))
+
+    report = lazyfx.infer(Model(), ("B", "T"))
+    codes = {d.code.code for d in report.diagnostics}
+    assert "LFX023" in codes
+    assert any("fixed T to" in d.message for d in report.diagnostics)
+    assert report.domain.assumptions
+    with pytest.raises(lazyfx.ResolutionError, match="LFX023 lazy module 'fc' .* hold for one input size only"):
+        lazyfx.materialize(Model(), ("B", "T"))
+    expected = dry_run(Model, (2, 16))
+    assert_same_model(expected, materialized(Model, (2, 16)))  # concrete sizes: nothing to specialize
+
+
+def test_every_case_op_has_a_rule_so_the_fallback_is_not_hiding_gaps():
+    """The differential cases exercise rules, not the fallback: a case that silently fell back
+    would test PyTorch against itself."""
+    def explore(name):
+        @settings(max_examples=5, derandomize=True, database=None, deadline=None)
+        @given(st.data())
+        def run(data):
+            ex = CASES[name](data.draw)
+            try:
+                report = lazyfx.infer(ex.module, *[lazyfx.TensorSpec(s, dtype=d) for s, d in ex.inputs])
+            except lazyfx.LazyFXError:
+                return
+            assert not any(n.fallback for n in report.nodes), name
+
+        run()
+
+    for name in CASES:
+        explore(name)
