@@ -88,7 +88,7 @@ class MetaKernelFallback:
         symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
         if not symbols:
             return ShapeError(f"{op} rejects its inputs: {_first_line(exc)}")
-        hints = ", ".join(f"{s}={self._hint(s)}" for s in symbols)
+        hints = ", ".join(f"{s}={self.hint(s)}" for s in symbols)
         return UnsupportedOpError(
             f"no shape rule for {op}, and PyTorch's meta kernel rejects its inputs at the representative sizes "
             f"{hints}, so lazyfx cannot tell for which sizes it is valid: {_first_line(exc)}",
@@ -98,8 +98,8 @@ class MetaKernelFallback:
     def run_module(self, module: torch.nn.Module, args: tuple, kwargs: dict, op: str) -> Any:
         """A module's forward on fake tensors, with fake copies of its parameters and buffers
         (so that nothing, not even a running statistic, changes in the user's model)."""
-        with self.mode:
-            state = {name: self.mode.from_tensor(t, static_shapes=True) for name, t in _tensors(module)}
+        with self.mode:  # shape-only stand-ins (on the fake cpu device, like the inputs)
+            state = {name: torch.empty(tuple(t.shape), dtype=t.dtype) for name, t in _tensors(module)}
 
         def call(*fake_args, **fake_kwargs):
             return torch.func.functional_call(module, state, fake_args, fake_kwargs)
@@ -158,13 +158,13 @@ class MetaKernelFallback:
             from torch.fx.experimental.symbolic_shapes import DimDynamic
 
             source = ConstantSource(f"lazyfx_{user.name}")
-            hint = self._hint(user)
+            hint = self.hint(user)
             sym = self.shape_env.create_symbol(hint, source, dynamic_dim=DimDynamic.DYNAMIC)
             self._user[sym] = user
             self._symints[user] = self.shape_env.create_symintnode(sym, hint=hint, source=source)
         return self._symints[user]
 
-    def _hint(self, user: sympy.Symbol) -> int:
+    def hint(self, user: sympy.Symbol) -> int:
         """A representative size: inside the symbol's known range, distinct per symbol."""
         index = sorted(self.constraints.infos).index(user.name) if user.name in self.constraints.infos else 0
         info = self.constraints.info(user.name)

@@ -19,7 +19,7 @@ attributes only (parameter values are the same):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 import sympy
 import torch.nn as nn
@@ -45,10 +45,16 @@ def is_lazy_module(module: nn.Module) -> bool:
 
 @dataclass
 class Resolution:
-    """What a lazy module's input determines."""
+    """What a lazy module's input determines.
+
+    A generic resolution (a lazy module without a built-in resolver, see
+    :mod:`lazyfx.generic`) also keeps the concrete inputs to replay the module's
+    own initialization on, and the input symbols its sizes move with."""
 
     arguments: dict[str, DimExpr]
     parameter_shapes: dict[str, tuple[DimExpr, ...]] = field(default_factory=dict)
+    init_inputs: Optional[tuple[tuple, dict]] = None
+    depends_on: list[str] = field(default_factory=list)
 
     @property
     def is_concrete(self) -> bool:

@@ -36,7 +36,9 @@ def materialized(build: Callable[[], nn.Module], *specs, seed: int = 0, **option
 
 def assert_no_laziness(model: nn.Module) -> None:
     for name, module in model.named_modules():
-        assert not isinstance(module, LazyModuleMixin), f"{name or '<root>'} is still {type(module).__name__}"
+        if isinstance(module, LazyModuleMixin):  # allowed only without a class to become, hooks gone
+            assert module.cls_to_become is None, f"{name or '<root>'} is still {type(module).__name__}"
+            assert not hasattr(module, "_initialize_hook"), f"{name or '<root>'} still has its lazy hook"
         hooks = list(module._forward_pre_hooks.values()) + list(module._load_state_dict_pre_hooks.values())
         assert not any("lazy" in repr(h).lower() or "_infer_parameters" in repr(h) for h in hooks), name
     for name, tensor in list(model.named_parameters()) + list(model.named_buffers()):

@@ -24,6 +24,7 @@ from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
 from lazyfx.errors import LazyFXError, UnsupportedOpError
 from lazyfx.fallback import RULE_NAME as FALLBACK
 from lazyfx.fallback import MetaKernelFallback
+from lazyfx.generic import resolve_generic
 from lazyfx.passes.trace import LOCATION, TracedProgram
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import Resolution, ResolvedModule, is_lazy_module
@@ -119,6 +120,9 @@ def propagate(program: TracedProgram, constraints: Constraints) -> Propagation:
     return result
 
 
+GENERIC = "generic: the module's own initialization + meta kernel"
+
+
 def _enclosing_module(node: fx.Node) -> Optional[str]:
     stack = node.meta.get("nn_module_stack")
     if stack:
@@ -192,11 +196,10 @@ def _module_rule(module_class: type) -> Optional[Rule]:
 def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
     if is_lazy_module(module):
         resolver = RESOLVERS.get(type(module))
-        if resolver is None:
-            raise UnsupportedOpError(
-                f"no resolver for the lazy module class {type(module).__qualname__}; "
-                f"only PyTorch's built-in lazy classes are supported so far"
-            )
+        if resolver is None:  # a user's or a third-party lazy module: run its own initialization
+            resolution, value = resolve_generic(module, node.target, args, kwargs, result.meta_kernels())
+            result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
+            return value, GENERIC, type(module)
         resolution = resolver.fn(module, *args, **kwargs)
         result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
         eager = module.cls_to_become

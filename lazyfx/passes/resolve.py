@@ -19,6 +19,7 @@ from lazyfx.checks import Recorder, equal, require_equal
 from lazyfx.diagnostics import SourceLocation
 from lazyfx.errors import ResolutionError
 from lazyfx.passes.propagate import LazyCall, Propagation
+from lazyfx.generic import UnknownSize
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import DimExpr, fmt, free_symbols, is_concrete
 
@@ -29,7 +30,7 @@ class LazyModuleRecord:
 
     path: str
     lazy_class: str
-    eager_class: Optional[str]
+    eager_class: str
     resolution: Optional[Resolution]  # None when the module is never called
     call_sites: list[Optional[SourceLocation]] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
@@ -52,11 +53,11 @@ class LazyModuleRecord:
         """The input symbols the parameters depend on, sorted."""
         if self.resolution is None:
             return []
-        found = set()
+        found = set(self.resolution.depends_on)
         for value in list(self.resolution.arguments.values()) + [
             d for shape in self.resolution.parameter_shapes.values() for d in shape
         ]:
-            found |= {s.name for s in free_symbols(value)}
+            found |= {s.name for s in free_symbols(value) if not isinstance(s, UnknownSize)}
         return sorted(found)
 
 
@@ -103,9 +104,10 @@ def _mark_specialized(records: dict[str, LazyModuleRecord], propagation: Propaga
         record.specialized_by = [m for name in sorted(upstream & messages.keys()) for m in messages[name]]
 
 
-def _eager_name(module: nn.Module) -> Optional[str]:
-    cls = getattr(module, "cls_to_become", None)
-    return cls.__name__ if cls is not None else None
+def _eager_name(module: nn.Module) -> str:
+    """The class the module becomes: ``cls_to_become``, or its own class when it has none."""
+    cls = getattr(module, "cls_to_become", None) or type(module)
+    return cls.__name__
 
 
 def _check_agreement(first: LazyCall, other: LazyCall, recorder: Recorder) -> None:

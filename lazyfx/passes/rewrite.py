@@ -28,6 +28,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_l
 
 from lazyfx import diagnostics
 from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
+from lazyfx.generic import materialize_generic
 from lazyfx.passes.resolve import LazyModuleRecord
 from lazyfx.resolvers import Resolution
 from lazyfx.symbolic import fmt
@@ -85,7 +86,10 @@ def materialize_model(
                 module = target.get_submodule(path)
                 if journal:
                     journal.save_module(module)
-                materialize_module(module, record.resolution, device, path)
+                if record.resolution.init_inputs is not None:
+                    materialize_generic(module, record.resolution, device, path)
+                else:
+                    materialize_module(module, record.resolution, device, path)
                 # Converting each module right away keeps at most one module in two dtypes.
                 convert_tensors([module], device, dtype, journal)
         convert_tensors(target.modules(), device, dtype, journal)

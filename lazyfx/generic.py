@@ -1,0 +1,197 @@
+"""Any lazy module: resolved by running its own initialization on shape-only inputs.
+
+PyTorch's 13 lazy classes have exact resolvers (:mod:`lazyfx.resolvers`).
+Every other lazy module -- a user's ``LazyModuleMixin`` subclass with its own
+``initialize_parameters``, or a third-party layer holding an
+``UninitializedParameter`` that its own forward pre-hook materializes (PyTorch
+Geometric's ``Linear(-1, out)``) -- is resolved by running that very code on a
+copy whose tensors live on the meta device, with meta inputs of the inferred
+shape: nothing is allocated and nothing runs on data.
+
+* The parameter shapes and the integer attributes the initialization set
+  (``in_channels = 16``) are the resolution.
+* Where an input size is symbolic, the initialization runs at representative
+  sizes, and once more per symbol with that size changed: parameter sizes
+  that move with a symbol are reported as depending on it, never guessed.
+* The output comes from the initialized copy's forward, run by the
+  meta-kernel fallback with symbolic sizes.
+
+Limitation: an initialization that reads input *values* (data-dependent
+init) or the input's device cannot be reproduced from shapes.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import sympy
+import torch
+import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+
+from lazyfx.errors import MaterializeError, UnsupportedOpError
+from lazyfx.resolvers import Resolution
+from lazyfx.symbolic import free_symbols, substitute
+from lazyfx.values import TensorMeta, map_values
+
+
+def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> tuple[Resolution, Any]:
+    """(resolution, output) of a lazy module without a built-in resolver."""
+    symbols = sorted({s for t in _tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
+    hints = {s: fallback.hint(s) for s in symbols}
+    clone, attributes, shapes = _initialize_copy(module, path, args, kwargs, hints)
+    depends: dict[tuple, set[str]] = {}
+    for s in symbols:  # which parameter sizes move with which symbol
+        _, moved_attributes, moved_shapes = _initialize_copy(module, path, args, kwargs, {**hints, s: hints[s] + 1})
+        for key, value in _sizes(attributes, shapes).items():
+            if _sizes(moved_attributes, moved_shapes)[key] != value:
+                depends.setdefault(key, set()).add(s.name)
+    resolution = Resolution(
+        arguments={k: _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
+                   for k, v in attributes.items()},
+        parameter_shapes={
+            name: tuple(_unknown(f"{path}.{name}[{i}]", depends[("param", name, i)])
+                        if ("param", name, i) in depends else d for i, d in enumerate(shape))
+            for name, shape in shapes.items()
+        },
+        init_inputs=(_concrete(args, hints), _concrete(kwargs, hints)),
+        depends_on=sorted(set().union(*depends.values())) if depends else [],
+    )
+    output = fallback.run_module(clone, args, kwargs, type(module).__name__)
+    return resolution, output
+
+
+class UnknownSize(sympy.Symbol):
+    """A parameter size that depends on input symbols in a way only the module's own code
+    knows (it changed when they did): reported as depending on them, never materialized."""
+
+
+def _unknown(name: str, depends_on: set[str]) -> UnknownSize:
+    return UnknownSize(f"<{name}: depends on {', '.join(sorted(depends_on))}>", integer=True, positive=True)
+
+
+def _sizes(attributes: dict, shapes: dict) -> dict:
+    out: dict[tuple, int] = {("arg", k): v for k, v in attributes.items()}
+    for name, shape in shapes.items():
+        out.update({("param", name, i): d for i, d in enumerate(shape)})
+    return out
+
+
+def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple[nn.Module, dict, dict]:
+    """Run the module's own initialization on a meta copy with meta inputs at ``hints``."""
+    clone = meta_copy(module)
+    before = _int_attributes(clone)
+    meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
+    try:
+        with torch.no_grad():
+            run_initialization(clone, meta_args, meta_kwargs)
+    except Exception as exc:
+        raise UnsupportedOpError(
+            f"running the initialization of the lazy module '{path}' ({type(module).__name__}) on shape-only "
+            f"inputs failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        ) from exc
+    left = [n for n, t in _own_tensors(clone) if is_lazy(t)]
+    if left:
+        raise UnsupportedOpError(
+            f"the lazy module '{path}' ({type(module).__name__}) still has uninitialized {', '.join(left)} after "
+            f"its initialization ran"
+        )
+    after = _int_attributes(clone)
+    attributes = {k: v for k, v in after.items() if before.get(k) != v}
+    shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(clone) if is_lazy(getattr(module, n, None))}
+    return clone, attributes, shapes
+
+
+def run_initialization(module: nn.Module, args: tuple, kwargs: dict) -> None:
+    """What a dry run's first call does to a lazy module, without its forward: a
+    ``LazyModuleMixin`` runs ``_infer_parameters`` (initialize, remove the lazy hooks,
+    switch to ``cls_to_become``); any other module runs its forward pre-hooks."""
+    if isinstance(module, LazyModuleMixin):
+        module._infer_parameters(module, args, kwargs)
+        return
+    for hook_id, hook in list(module._forward_pre_hooks.items()):
+        if hook_id in module._forward_pre_hooks_with_kwargs:
+            result = hook(module, args, kwargs)
+            if result is not None:
+                args, kwargs = result
+        else:
+            result = hook(module, args)
+            if result is not None:
+                args = result if isinstance(result, tuple) else (result,)
+
+
+def meta_copy(module: nn.Module) -> nn.Module:
+    """A deep copy of one module with every tensor on the meta device (no memory)."""
+    memo: dict[int, Any] = {}
+    for sub in module.modules():
+        for tensor in list(sub._parameters.values()) + list(sub._buffers.values()):
+            if tensor is None or id(tensor) in memo:
+                continue
+            if isinstance(tensor, UninitializedParameter):
+                memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, "meta", tensor.dtype)
+            elif isinstance(tensor, UninitializedBuffer):
+                memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, "meta", tensor.dtype)
+            elif isinstance(tensor, nn.Parameter):
+                memo[id(tensor)] = nn.Parameter(tensor.detach().to("meta"), tensor.requires_grad)
+            else:
+                memo[id(tensor)] = tensor.detach().to("meta")
+    return copy.deepcopy(module, memo)
+
+
+def _own_tensors(module: nn.Module):
+    for name, tensor in list(module._parameters.items()) + list(module._buffers.items()):
+        if tensor is not None:
+            yield name, tensor
+
+
+def _int_attributes(module: nn.Module) -> dict[str, int]:
+    return {k: v for k, v in vars(module).items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def _meta_inputs(value: Any, hints: dict, device: str = "meta") -> Any:
+    def convert(v):
+        if isinstance(v, TensorMeta):
+            return torch.empty(tuple(substitute(d, hints) for d in v.shape), dtype=v.dtype, device=device)
+        return v
+
+    return map_values(convert, value)
+
+
+def _concrete(value: Any, hints: dict) -> Any:
+    """Abstract inputs at the representative sizes (used to replay the initialization)."""
+    def convert(v):
+        if isinstance(v, TensorMeta):
+            return TensorMeta(tuple(substitute(d, hints) for d in v.shape), v.dtype)
+        return v
+
+    return map_values(convert, value)
+
+
+def _tensors_in(value: Any) -> list[TensorMeta]:
+    found: list[TensorMeta] = []
+    map_values(lambda v: found.append(v) if isinstance(v, TensorMeta) else None, value)
+    return found
+
+
+def materialize_generic(module: nn.Module, resolution: Resolution, device: Optional[torch.device], path: str) -> None:
+    """Initialize a lazy module in place with its own code, its tensors created on ``device``."""
+    for container in (module._parameters, module._buffers):
+        for name, tensor in list(container.items()):
+            if tensor is not None and is_lazy(tensor):
+                target = device if device is not None else tensor.device
+                cls = UninitializedParameter if isinstance(tensor, UninitializedParameter) else UninitializedBuffer
+                container[name] = cls(tensor.requires_grad, target, tensor.dtype)
+    args, kwargs = resolution.init_inputs
+    with torch.no_grad():
+        run_initialization(module, _meta_inputs(args, {}), _meta_inputs(kwargs, {}))
+    for name, tensor in _own_tensors(module):
+        if is_lazy(tensor):
+            raise MaterializeError(f"'{path}.{name}' is still uninitialized after the module's own initialization")
+        if device is not None and device.type != "meta" and tensor.device.type == "meta":
+            raise MaterializeError(
+                f"'{path}.{name}' was created on the meta device: the initialization of {type(module).__name__} "
+                f"follows its input's device, and lazyfx initializes from shape-only (meta) inputs"
+            )
+

@@ -1,0 +1,85 @@
+"""Lazy layers that are not PyTorch's built-in ones, for the generic-resolution tests."""
+
+import math, torch, torch.nn as nn, torch.nn.functional as F
+from torch.nn.parameter import UninitializedParameter
+from torch.nn.modules.lazy import LazyModuleMixin
+
+class LazyScale(LazyModuleMixin, nn.Module):
+    """A user's own lazy layer: a per-channel scale and a projection to `out` features."""
+    cls_to_become = None
+    def __init__(self, out):
+        super().__init__()
+        self.out = out
+        self.channels = 0
+        self.scale = UninitializedParameter()
+        self.proj = UninitializedParameter()
+    def initialize_parameters(self, x):
+        if self.has_uninitialized_params():
+            self.channels = x.shape[-1]
+            self.scale.materialize((self.channels,))
+            self.proj.materialize((self.out, self.channels))
+            self.reset_parameters()
+    def reset_parameters(self):
+        if not self.has_uninitialized_params():
+            nn.init.ones_(self.scale)
+            nn.init.kaiming_uniform_(self.proj, a=math.sqrt(5))
+    def forward(self, x):
+        return F.linear(x * self.scale, self.proj)
+
+class PygLinear(nn.Module):
+    """Shaped like torch_geometric.nn.Linear(-1, out): no LazyModuleMixin, a pre-hook materializes."""
+    def __init__(self, in_channels, out_channels):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        if in_channels > 0:
+            self.weight = nn.Parameter(torch.empty(out_channels, in_channels))
+        else:
+            self.weight = UninitializedParameter()
+            self._hook = self.register_forward_pre_hook(self.initialize_parameters)
+        self.bias = nn.Parameter(torch.empty(out_channels))
+        self.reset_parameters()
+    def reset_parameters(self):
+        if self.in_channels > 0:
+            nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        nn.init.zeros_(self.bias)
+    @torch.no_grad()
+    def initialize_parameters(self, module, input):
+        if isinstance(self.weight, UninitializedParameter):
+            self.in_channels = input[0].size(-1)
+            self.weight.materialize((self.out_channels, self.in_channels))
+            self.reset_parameters()
+        self._hook.remove()
+        delattr(self, "_hook")
+    def forward(self, x):
+        return F.linear(x, self.weight, self.bias)
+
+class LazyGate(LazyModuleMixin, nn.Linear):
+    """A user's lazy layer that becomes an eager nn.Linear (like the built-in ones do)."""
+
+    cls_to_become = nn.Linear
+    weight: UninitializedParameter
+
+    def __init__(self, out_features):
+        super().__init__(0, out_features, bias=False)
+        self.weight = UninitializedParameter()
+
+    def initialize_parameters(self, x):
+        if self.has_uninitialized_params():
+            self.in_features = x.shape[-1]
+            self.weight.materialize((self.out_features, self.in_features))
+            self.reset_parameters()
+
+    def reset_parameters(self):
+        if not self.has_uninitialized_params() and self.in_features:
+            nn.init.orthogonal_(self.weight)
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = PygLinear(-1, 8)
+        self.s = LazyScale(6)
+        self.g = LazyGate(4)
+        self.fc = nn.LazyLinear(2)
+    def forward(self, x):
+        return self.fc(self.g(torch.relu(self.s(self.a(x)))))

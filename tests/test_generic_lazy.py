@@ -1,0 +1,104 @@
+"""Lazy modules without a built-in resolver: a user's own LazyModuleMixin subclasses and
+third-party layers whose forward pre-hook materializes an UninitializedParameter (as PyTorch
+Geometric's Linear(-1, out) does) -- resolved by running their own initialization on
+shape-only inputs, and bit-identical to a dry run."""
+
+import pathlib
+import sys
+import types
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.nn.parameter import UninitializedParameter
+
+import lazyfx
+from dryrun import assert_same_model, dry_run, materialized
+from test_errors import snapshot
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "data"))
+from custom_lazy import LazyGate, LazyScale, Net, PygLinear  # noqa: E402
+
+
+def test_report_resolves_every_kind_of_lazy_module():
+    report = lazyfx.infer(Net(), ("B", "T", 5))
+    assert str(report.output) == "(B, T, 2)"
+    lazy = report.lazy
+    assert list(lazy) == ["a", "s", "g", "fc"]
+    assert lazy["a"].resolution.arguments == {"in_channels": 5}
+    assert lazy["a"].resolution.parameter_shapes == {"weight": (8, 5)}
+    assert lazy["s"].resolution.arguments == {"channels": 8}
+    assert lazy["s"].resolution.parameter_shapes == {"scale": (8,), "proj": (6, 8)}
+    assert lazy["g"].eager_class == "Linear" and lazy["g"].resolution.arguments == {"in_features": 6}
+    assert lazy["a"].eager_class == "PygLinear" and lazy["s"].eager_class == "LazyScale"
+    assert all(r.materializable for r in lazy.values())
+
+
+@pytest.mark.parametrize("spec", [(2, 3, 5), ("B", "T", 5), ("B", 7, 5)])
+def test_materialize_matches_a_dry_run(spec):
+    expected = dry_run(Net, (2, 3, 5))
+    actual = materialized(Net, spec)
+    assert_same_model(expected, actual)
+    assert type(actual.g) is nn.Linear and type(actual.s) is LazyScale
+    assert not actual.a._forward_pre_hooks and not hasattr(actual.a, "_hook")
+
+
+def test_a_size_that_depends_on_a_symbol_is_reported_not_guessed():
+    model = Net()
+    before = snapshot(model)
+    report = lazyfx.infer(model, ("B", "F"))
+    assert report.lazy["a"].symbols() == ["F"] and not report.lazy["a"].is_concrete
+    with pytest.raises(lazyfx.ResolutionError, match="lazy module 'a' \\(PygLinear\\) needs in_channels = .*depends on F"):
+        lazyfx.materialize(model, ("B", "F"))
+    assert snapshot(model) == before
+
+
+def test_meta_device_and_dtype():
+    model = lazyfx.materialize(Net(), ("B", 5), device="meta")
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+    assert model.s.proj.shape == (6, 8)
+    model = lazyfx.materialize(Net(), ("B", 5), dtype=torch.float64)
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+
+
+def test_the_given_model_is_untouched_and_inplace_rolls_back():
+    model = Net()
+    before = snapshot(model)
+    lazyfx.materialize(model, ("B", 5))
+    assert snapshot(model) == before
+
+    def boom(self):
+        if self.weight.device.type != "meta":  # analysis (on meta copies) works; materializing fails
+            raise RuntimeError("boom")
+
+    model.g.reset_parameters = types.MethodType(boom, model.g)  # fails after two lazy modules succeeded
+    before = snapshot(model)
+    with pytest.raises(lazyfx.MaterializeError, match="boom"):
+        lazyfx.materialize(model, ("B", 5), inplace=True)
+    assert snapshot(model) == before
+    assert isinstance(model.a.weight, UninitializedParameter) and hasattr(model.a, "_hook")
+    del model.g.reset_parameters
+    torch.manual_seed(0)
+    expected = dry_run(Net, (2, 5))
+    torch.manual_seed(0)
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(2, 5))  # the restored hooks still initialize it
+    assert_same_model(expected, model)
+
+
+def test_initialization_that_fails_on_shape_only_inputs_is_explained():
+    class Picky(LazyScale):
+        def initialize_parameters(self, x):
+            if x.sum() > 0:  # reads values
+                raise RuntimeError("needs data")
+            super().initialize_parameters(x)
+
+    with pytest.raises(lazyfx.UnsupportedOpError, match="running the initialization of the lazy module ''"):
+        lazyfx.infer(Picky(3), ("B", 4))
+
+
+def test_bare_third_party_layer():
+    eager = lazyfx.materialize(PygLinear(-1, 3), ("B", 4))
+    assert type(eager) is PygLinear and eager.weight.shape == (3, 4) and eager.in_channels == 4
+    assert type(lazyfx.materialize(LazyGate(2), ("N", 3))) is nn.Linear
