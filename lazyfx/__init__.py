@@ -25,6 +25,7 @@ _EXPORTS = {
     "LazyFXError": "lazyfx.errors",
     "SpecError": "lazyfx.errors",
     "TraceError": "lazyfx.errors",
+    "UndecidedConditionError": "lazyfx.errors",
     "UnsupportedOpError": "lazyfx.errors",
     "DataDependentError": "lazyfx.errors",
     "ShapeError": "lazyfx.errors",
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
         ShapeError,
         SpecError,
         TraceError,
+        UndecidedConditionError,
         UnsupportedOpError,
     )
     from lazyfx.report import Report

@@ -12,7 +12,7 @@ from lazyfx import diagnostics
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.domain import Domain
 from lazyfx.errors import ResolutionError, SpecError
-from lazyfx.passes.propagate import propagate
+from lazyfx.passes.propagate import Propagator, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import materialize_model
 from lazyfx.passes.trace import bind_inputs, trace
@@ -85,8 +85,9 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
     signature, bound = bind_inputs(model, args, kwargs)
     constraints = table.constraints()
-    program = trace(model, bound, signature)
-    propagation = propagate(program, constraints)
+    propagator = Propagator(model, constraints)
+    program = trace(model, bound, signature, propagator)
+    propagation = propagate(program, propagator)
     records = resolve(model, propagation, program.graph)
     domain = Domain(constraints, propagation.recorder.conditions)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
@@ -99,6 +100,7 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
         output=propagation.output,
         domain=domain,
         diagnostics=warnings,
+        decisions=propagation.decisions,
     )
 
 

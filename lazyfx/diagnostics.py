@@ -45,6 +45,11 @@ SPEC_INVALID = _code(
     "a missing or unexpected input.",
 )
 TRACE_FAILED = _code("LFX010", "trace-failed", "torch.fx could not trace the model's forward.")
+UNDECIDED_CONDITION = _code(
+    "LFX011",
+    "undecided-condition",
+    "Python control flow in forward depends on a symbolic size, and the input spec does not decide it.",
+)
 UNSUPPORTED_OP = _code(
     "LFX020", "unsupported-op", "An operation has no shape rule (and no fallback could handle it)."
 )

@@ -70,6 +70,12 @@ class TraceError(LazyFXError):
     default_code = d.TRACE_FAILED
 
 
+class UndecidedConditionError(TraceError):
+    """Control flow in forward depends on a symbolic size the input spec leaves open."""
+
+    default_code = d.UNDECIDED_CONDITION
+
+
 class UnsupportedOpError(LazyFXError):
     """An operation in the model has no shape rule."""
 

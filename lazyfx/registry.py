@@ -124,7 +124,7 @@ RULES = Registry("shape rule")
 
 # Rules no CPU-only differential test can execute (the real op needs a device), with why.
 # Every other rule is reached by a differential case (tests/test_registry.py enforces it).
-NOT_DIFFERENTIALLY_TESTED = {Method("cuda"): "the real op needs a CUDA device"}
+NOT_DIFFERENTIALLY_TESTED: dict = {Method("cuda"): "the real op needs a CUDA device"}
 RESOLVERS = Registry("lazy resolver")
 
 

@@ -12,7 +12,7 @@ import torch
 
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.domain import Domain
-from lazyfx.passes.propagate import NodeRecord
+from lazyfx.passes.propagate import Decision, NodeRecord
 from lazyfx.passes.resolve import LazyModuleRecord
 from lazyfx.symbolic import fmt
 from lazyfx.values import TensorMeta, describe, dtype_name
@@ -36,6 +36,7 @@ class Report:
     output: Any
     domain: Domain
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)  # Python conditions decided from shapes
 
     @property
     def output_shape(self) -> Optional[tuple]:
@@ -81,6 +82,10 @@ class Report:
                  "", f"valid for: {self.domain}"]
         if self.domain.assumptions:
             parts.append("assuming: " + " and ".join(fmt(c.expr) for c in self.domain.assumptions))
+        if self.decisions:
+            parts += ["", "decided from shapes:"]
+            parts += [f"  {d.location.short() if d.location else '?'}: {d.condition} -> {d.taken}"
+                      for d in self.decisions]
         if self.diagnostics:
             parts += ["", *(str(d) for d in self.diagnostics)]
         return "\n".join(parts)
@@ -114,6 +119,11 @@ class Report:
                 "assumptions": [fmt(c.expr) for c in self.domain.assumptions],
             },
             "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "decisions": [
+                {"condition": d.condition, "taken": d.taken, "file": d.location.file if d.location else None,
+                 "line": d.location.line if d.location else None}
+                for d in self.decisions
+            ],
         }
 
     def to_json(self, **kwargs) -> str:

@@ -736,6 +736,7 @@ def tuple_outputs(draw):
 
 
 # Case families kept in their own files register into CASES on import.
+import cases_control  # noqa: E402,F401
 import cases_nn  # noqa: E402,F401
 import cases_reduce  # noqa: E402,F401
 import cases_rnn  # noqa: E402,F401

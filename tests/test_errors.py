@@ -199,11 +199,11 @@ def test_lazy_module_never_called():
 def test_untraceable_model_points_at_the_line():
     model = DataDependent()
     before = snapshot(model)
-    with pytest.raises(lazyfx.TraceError) as info:
+    with pytest.raises(lazyfx.DataDependentError) as info:
         lazyfx.infer(model, ("B", 4))
     diag = info.value.diagnostics[0]
-    assert diag.code.code == "LFX010"
-    assert "symbolically traced variables cannot be used as inputs to control flow" in diag.message
+    assert diag.code.code == "LFX022"
+    assert "control flow on a tensor's values (if x.sum() > 0:  # <- data-dependent)" in diag.message
     assert diag.location.line == line_of("# <- data-dependent")
     assert snapshot(model) == before
 

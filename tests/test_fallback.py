@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import lazyfx
@@ -224,7 +224,8 @@ def test_every_case_op_has_a_rule_so_the_fallback_is_not_hiding_gaps():
     """The differential cases exercise rules, not the fallback: a case that silently fell back
     would test PyTorch against itself."""
     def explore(name):
-        @settings(max_examples=5, derandomize=True, database=None, deadline=None)
+        @settings(max_examples=5, derandomize=True, database=None, deadline=None,
+                  suppress_health_check=list(HealthCheck))
         @given(st.data())
         def run(data):
             ex = CASES[name](data.draw)

@@ -1,16 +1,19 @@
 """Pass 2, propagate: an abstract value (symbolic shape and dtype) for every node.
 
-One walk over ``graph.nodes`` dispatching on ``node.op``: placeholders take
-the user's input specs, ``get_attr`` the shapes of the model's tensors, and
-every call goes to its rule in the registry. A lazy module's call goes to its
-resolver first (what the input determines) and then to its eager class's
-rule. Conditions that rules could not decide are recorded per node.
+A :class:`Propagator` computes each node's value as soon as the node exists:
+placeholders take the user's input specs, ``get_attr`` the shapes of the
+model's tensors, and every call goes to its rule in the registry (or to the
+meta-kernel fallback). A lazy module's call goes to its resolver first (what
+the input determines) and then to its eager class's rule. The tracer drives
+it while tracing, so that Python control flow on shapes can be decided from
+the values; :func:`propagate` completes and collects them. Conditions that
+rules could not decide are recorded per node.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 import torch.fx as fx
@@ -25,10 +28,14 @@ from lazyfx.errors import LazyFXError, UnsupportedOpError
 from lazyfx.fallback import RULE_NAME as FALLBACK
 from lazyfx.fallback import MetaKernelFallback
 from lazyfx.generic import resolve_generic
-from lazyfx.passes.trace import LOCATION, TracedProgram
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import Resolution, ResolvedModule, is_lazy_module
 from lazyfx.values import TensorMeta, tensors_in
+
+if TYPE_CHECKING:
+    from lazyfx.passes.trace import TracedProgram
+
+LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created the node
 
 
 @dataclass
@@ -63,9 +70,20 @@ class LazyCall:
 
 
 @dataclass
+class Decision:
+    """A Python condition in forward (``if x.dim() == 4``) that lazyfx decided from shapes."""
+
+    condition: str
+    taken: bool
+    location: Optional[SourceLocation]
+    node: Optional[str] = None
+
+
+@dataclass
 class Propagation:
     nodes: list[NodeRecord] = field(default_factory=list)
     lazy_calls: list[LazyCall] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
     output: Any = None
     recorder: Recorder = field(default_factory=Recorder)
     fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
@@ -76,47 +94,81 @@ class Propagation:
         return self.fallback
 
 
-def propagate(program: TracedProgram, constraints: Constraints) -> Propagation:
-    ensure_loaded()
-    result = Propagation(recorder=Recorder(constraints))
-    env: dict[fx.Node, Any] = {}
-    for node in program.graph.nodes:
-        args = fx.node.map_arg(node.args, lambda n: env[n])
-        kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+class Propagator:
+    """Computes node values one at a time, each as soon as its node exists."""
+
+    def __init__(self, root: nn.Module, constraints: Constraints) -> None:
+        ensure_loaded()
+        self.root = root
+        self.result = Propagation(recorder=Recorder(constraints))
+        self.placeholder_values: dict[str, Any] = {}
+        self.records: dict[fx.Node, NodeRecord] = {}
+
+    def value(self, node: fx.Node) -> Any:
+        if node not in self.records:
+            self.step(node)
+        return self.records[node].value
+
+    def step(self, node: fx.Node) -> NodeRecord:
+        args = fx.node.map_arg(node.args, self.value)
+        kwargs = fx.node.map_arg(node.kwargs, self.value)
         location = node.meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)
         module_path = node.target if node.op == "call_module" else _enclosing_module(node)
+        op_name = _op_name(self.root, node)
+        result = self.result
         with result.recorder.at(node.name):
             try:
-                value, rule_name, key = _dispatch(program, node, args, kwargs, result, location)
+                value, rule_name, key = self._dispatch(node, args, kwargs, location)
             except LazyFXError as exc:
-                raise exc.with_context(
-                    location=location, module_path=module_path, op=_op_name(program, node), node=node.name
-                ) from exc.__cause__
+                raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name) \
+                    from exc.__cause__
             except Exception as exc:  # a rule that cannot handle these arguments
                 raise UnsupportedOpError(
-                    f"the shape rule for {_op_name(program, node)} could not handle its arguments: "
-                    f"{type(exc).__name__}: {exc}",
+                    f"the shape rule for {op_name} could not handle its arguments: {type(exc).__name__}: {exc}",
                     code=diagnostics.RULE_FAILED,
                     location=location,
                     module_path=module_path,
                     node=node.name,
                 ) from exc
-        env[node] = value
-        if node.op == "output":
-            result.output = value
-        result.nodes.append(
-            NodeRecord(
-                name=node.name,
-                op=node.op,
-                target=_op_name(program, node),
-                module_path=module_path,
-                inputs=tensors_in((args, kwargs)),
-                value=value,
-                rule=rule_name,
-                location=location,
-                key=key,
-            )
+        record = NodeRecord(
+            name=node.name,
+            op=node.op,
+            target=op_name,
+            module_path=module_path,
+            inputs=tensors_in((args, kwargs)),
+            value=value,
+            rule=rule_name,
+            location=location,
+            key=key,
         )
+        self.records[node] = record
+        return record
+
+    def _dispatch(self, node, args, kwargs, location) -> tuple[Any, Optional[str], Any]:
+        """(value, rule name, registry key) of one node."""
+        op = node.op
+        if op == "placeholder":
+            return self.placeholder_values[node.name], None, None
+        if op == "output":
+            return args[0], None, None
+        if op == "get_attr":
+            return _get_attr(self.root, node.target), None, None
+        if op == "call_module":
+            return _call_module(self.root.get_submodule(node.target), node, args, kwargs, self.result, location)
+        key = node.target if op == "call_function" else Method(node.target)
+        rule = RULES.get(key)
+        if rule is None:
+            call = node.target if op == "call_function" else _method_caller(node.target)
+            return self.result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
+        return rule.fn(*args, **kwargs), rule.name, key
+
+
+def propagate(program: "TracedProgram", propagator: Propagator) -> Propagation:
+    """Every node's value, in graph order (computing those tracing did not)."""
+    propagator.placeholder_values.update(program.placeholder_values)
+    result = propagator.result
+    result.nodes = [propagator.records.get(n) or propagator.step(n) for n in program.graph.nodes]
+    result.output = result.nodes[-1].value if result.nodes else None
     return result
 
 
@@ -131,9 +183,9 @@ def _enclosing_module(node: fx.Node) -> Optional[str]:
     return None
 
 
-def _op_name(program: TracedProgram, node: fx.Node) -> str:
+def _op_name(root: nn.Module, node: fx.Node) -> str:
     if node.op == "call_module":
-        module = program.root.get_submodule(node.target)
+        module = root.get_submodule(node.target)
         return f"{type(module).__name__}"
     if node.op == "call_method":
         return f"Tensor.{node.target}"
@@ -142,25 +194,6 @@ def _op_name(program: TracedProgram, node: fx.Node) -> str:
     if node.op == "get_attr":
         return f"self.{node.target}"
     return node.op
-
-
-def _dispatch(program, node, args, kwargs, result: Propagation, location) -> tuple[Any, Optional[str], Any]:
-    """(value, rule name, registry key) of one node."""
-    op = node.op
-    if op == "placeholder":
-        return program.placeholder_values[node.name], None, None
-    if op == "output":
-        return args[0], None, None
-    if op == "get_attr":
-        return _get_attr(program.root, node.target), None, None
-    if op == "call_module":
-        return _call_module(program.root.get_submodule(node.target), node, args, kwargs, result, location)
-    key = node.target if op == "call_function" else Method(node.target)
-    rule = RULES.get(key)
-    if rule is None:
-        call = node.target if op == "call_function" else _method_caller(node.target)
-        return result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
-    return rule.fn(*args, **kwargs), rule.name, key
 
 
 def _method_caller(name: str):

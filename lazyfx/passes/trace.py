@@ -1,50 +1,187 @@
-"""Pass 1, trace: the model's forward as a torch.fx graph.
+"""Pass 1, trace: the model's forward as a torch.fx graph, with shapes known while tracing.
 
 Lazy modules stay leaves (their forward would touch uninitialized
 parameters), as do PyTorch's own modules; containers (Sequential, ModuleList,
 ModuleDict) and user modules are traced through, so every node carries the
-qualified path of the module it calls. Stack traces are recorded so that
-diagnostics point at the user's ``file:line``.
+qualified path of the module it calls, and the user's ``file:line``.
+
+Each node's value is computed the moment the node is created (the tracer
+drives the :class:`~lazyfx.passes.propagate.Propagator`), so Python control
+flow on shapes works: ``if x.dim() == 4``, ``assert x.size(1) == 3``,
+``for i in range(x.size(1))``, ``len(x)``, ``a, b = x.shape[:2]``. A
+condition is decided from the symbolic sizes and the spec's constraints and
+recorded in the report; one the spec leaves open is an error that names it
+as a formula, with its line and the symbols to pin. Control flow on tensor
+*values* cannot be decided from shapes.
 
 Forward arguments the user does not give are specialized to their defaults
 (``mask=None`` takes the ``mask is None`` branch), as are Python constants
-the user gives, so that control flow on them traces.
+the user gives.
 """
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import linecache
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
+import sympy
 import torch
 import torch.fx as fx
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
 
+from lazyfx.checks import decide
 from lazyfx.diagnostics import caller_location, location_from_traceback
-from lazyfx.errors import LazyFXError, SpecError, TraceError
+from lazyfx.errors import DataDependentError, LazyFXError, SpecError, TraceError, UndecidedConditionError
+from lazyfx.passes.propagate import LOCATION, Decision, Propagator
 from lazyfx.resolvers import is_lazy_module
+from lazyfx.symbolic import fmt, free_symbols, is_concrete
+from lazyfx.values import TensorMeta
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
+# torch.fx patches these while tracing (attribute reads and calls become graph nodes); rules and
+# the fallback read module attributes and call modules for real, so they run with the originals.
+_MODULE_METHODS = {name: getattr(nn.Module, name) for name in ("__getattr__", "__call__")}
 
-LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created the node
+
+@contextlib.contextmanager
+def _unpatched_modules():
+    patched = {name: getattr(nn.Module, name) for name in _MODULE_METHODS}
+    for name, original in _MODULE_METHODS.items():
+        setattr(nn.Module, name, original)
+    try:
+        yield
+    finally:
+        for name, method in patched.items():
+            setattr(nn.Module, name, method)
+
+
+class _AnswersFromValue:
+    """``len()``, ``int()`` and ``range()`` on a proxy, answered from its computed value."""
+
+    def __len__(self) -> int:
+        return self.tracer.length(self)
+
+    def __index__(self) -> int:
+        return self.tracer.to_int(self)
+
+    def __int__(self) -> int:
+        return self.tracer.to_int(self)
+
+    def __getattr__(self, name: str):
+        return ShapeAttribute(self, name)
+
+
+class ShapeProxy(_AnswersFromValue, fx.Proxy):
+    pass
+
+
+class ShapeAttribute(_AnswersFromValue, fx.proxy.Attribute):
+    """``x.shape`` and friends (fx creates their node on first use)."""
 
 
 class LazyTracer(fx.Tracer):
-    """A torch.fx tracer that keeps lazy modules as leaves and records, for each node,
-    the user's line that created it (the innermost frame outside torch and lazyfx;
-    much cheaper than fx's ``record_stack_traces``, which formats whole stacks)."""
+    """A torch.fx tracer that keeps lazy modules as leaves, records for each node the user's
+    line that created it, and computes node values as it goes (for control flow)."""
+
+    def __init__(self, propagator: Propagator, inputs: list[Any]) -> None:
+        super().__init__()
+        self.propagator = propagator
+        self._inputs = iter(inputs)  # placeholder values, in forward's parameter order
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return is_lazy_module(m) or super().is_leaf_module(m, module_qualified_name)
 
     def create_node(self, kind: str, *args, **kwargs) -> fx.Node:
         node = super().create_node(kind, *args, **kwargs)
-        if kind not in ("placeholder", "output"):  # those are made outside forward's body
+        if kind == "placeholder":
+            self.propagator.placeholder_values[node.name] = next(self._inputs)
+        elif kind != "output":  # made outside forward's body
             node.meta[LOCATION] = caller_location()
+        with _unpatched_modules():
+            self.propagator.step(node)
         return node
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return ShapeProxy(node, self)
+
+    # -- Python control flow on traced values ---------------------------------------
+
+    def to_bool(self, obj: fx.Proxy) -> bool:
+        value = self.propagator.value(obj.node)
+        if isinstance(value, TensorMeta):
+            raise DataDependentError(
+                f"control flow on a tensor's values ({_source(obj.node)}) cannot be followed from shapes",
+                location=obj.node.meta.get(LOCATION),
+            )
+        if isinstance(value, (bool, int, float)) or value is None:
+            taken = bool(value)
+            self._decided(obj.node, _source(obj.node), taken)
+            return taken
+        if isinstance(value, sympy.Basic):
+            condition = value if value.is_Boolean or value.is_Relational else sympy.Ne(value, 0)
+            taken = decide(condition) if not isinstance(condition, bool) else condition
+            if taken is None:
+                raise self._undecided(obj.node, condition)
+            self._decided(obj.node, fmt(condition), bool(taken))
+            return bool(taken)
+        return bool(value)
+
+    def to_int(self, obj: fx.Proxy) -> int:
+        value = self.propagator.value(obj.node)
+        if is_concrete(value):
+            return value
+        if isinstance(value, sympy.Basic):
+            raise self._undecided(obj.node, value, what="a concrete number (range(), int(), an index)")
+        raise TraceError(f"{_source(obj.node)}: expected an integer, got {type(value).__name__}",
+                         location=obj.node.meta.get(LOCATION))
+
+    def length(self, obj: fx.Proxy) -> int:
+        value = self.propagator.value(obj.node)
+        if isinstance(value, (tuple, list, dict)):
+            return len(value)
+        if isinstance(value, TensorMeta):
+            if value.ndim == 0:
+                raise TraceError("len() of a 0-d tensor", location=obj.node.meta.get(LOCATION))
+            if is_concrete(value.shape[0]):
+                return value.shape[0]
+            raise self._undecided(obj.node, value.shape[0], what="a concrete length (len())")
+        raise TraceError(f"len() of {type(value).__name__}", location=obj.node.meta.get(LOCATION))
+
+    def iter(self, obj: fx.Proxy) -> Iterator:
+        return iter([obj[i] for i in range(self.length(obj))])
+
+    def _decided(self, node: fx.Node, condition: str, taken: bool) -> None:
+        self.propagator.result.decisions.append(
+            Decision(condition=condition, taken=taken, location=caller_location(), node=node.name)
+        )
+
+    def _undecided(self, node: fx.Node, value: Any, what: str = "a branch") -> UndecidedConditionError:
+        symbols = ", ".join(sorted(str(s) for s in free_symbols(value)))
+        location = caller_location()
+        return UndecidedConditionError(
+            f"forward needs {what} from `{fmt(value)}`, which depends on {symbols}, and the input spec "
+            f"does not decide it ({_line(location)})",
+            location=location,
+            notes=[f"pin {symbols} to concrete sizes, or constrain {'it' if ',' not in symbols else 'them'} "
+                   f"with lazyfx.Dim(..., min=, max=, multiple_of=) so that the condition always holds or never does"],
+        )
+
+
+def _line(location) -> str:
+    if location is None:
+        return "in forward"
+    code = linecache.getline(location.file, location.line).strip()
+    return f"`{code}`" if code else f"line {location.line}"
+
+
+def _source(node: fx.Node) -> str:
+    location = node.meta.get(LOCATION)
+    return _line(location).strip("`") if location else node.name
 
 
 @dataclass
@@ -76,9 +213,11 @@ def _is_constant(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature) -> TracedProgram:
+def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature,
+          propagator: Propagator) -> TracedProgram:
     """Trace ``model`` with ``inputs`` (forward parameter name -> abstract value)."""
-    tracer = LazyTracer()
+    ordered = [inputs[name] for name in signature.parameters]
+    tracer = LazyTracer(propagator, ordered)
     if tracer.is_leaf_module(model, ""):
         return _leaf_program(model, inputs, signature)
     concrete = {
@@ -94,10 +233,7 @@ def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature
         raise _trace_error(model, exc) from exc
     _drop_specialization_guards(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
-    names = [p for p in signature.parameters]
-    values = {}
-    for node, name in zip(placeholders, names):
-        values[node.name] = inputs[name]
+    values = {node.name: value for node, value in zip(placeholders, ordered)}
     return TracedProgram(model, graph, values)
 
 
@@ -140,7 +276,7 @@ def _trace_error(model: nn.Module, exc: Exception) -> TraceError:
     if "control flow" in reason or "iterate" in reason or "len(" in reason:
         notes.append(
             "torch.fx traces with placeholders instead of tensors, so Python control flow on "
-            "tensor values or shapes cannot be followed; move that logic into a submodule or "
+            "tensor values cannot be followed; move that logic into a submodule or "
             "make it independent of the input"
         )
     return TraceError(

@@ -5,6 +5,7 @@ from lazyfx.rules import (  # noqa: F401
     activation,
     attention,
     compare,
+    control,
     conv,
     elementwise,
     embedding,
