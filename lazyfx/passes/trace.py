@@ -35,7 +35,14 @@ from torch.fx._symbolic_trace import _assert_is_none
 
 from lazyfx.checks import decide
 from lazyfx.diagnostics import caller_location, location_from_traceback
-from lazyfx.errors import DataDependentError, LazyFXError, SpecError, TraceError, UndecidedConditionError
+from lazyfx.errors import (
+    DataDependentError,
+    LazyFXError,
+    ShapeError,
+    SpecError,
+    TraceError,
+    UndecidedConditionError,
+)
 from lazyfx.passes.propagate import LOCATION, Decision, Propagator
 from lazyfx.resolvers import is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
@@ -270,7 +277,13 @@ def _leaf_program(model: nn.Module, inputs: dict[str, Any], signature: inspect.S
     return TracedProgram(model, graph, values)
 
 
-def _trace_error(model: nn.Module, exc: Exception) -> TraceError:
+def _trace_error(model: nn.Module, exc: Exception) -> LazyFXError:
+    if isinstance(exc, AssertionError):  # the user's own assert, decided false from the shapes
+        return ShapeError(
+            f"an assertion in forward fails for these inputs: {exc}" if str(exc) else
+            "an assertion in forward fails for these inputs",
+            location=location_from_traceback(exc),
+        )
     reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     notes = []
     if "control flow" in reason or "iterate" in reason or "len(" in reason:
