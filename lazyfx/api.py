@@ -101,6 +101,7 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
         domain=domain,
         diagnostics=warnings,
         decisions=propagation.decisions,
+        opaque=propagation.opaque,
     )
 
 

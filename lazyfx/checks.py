@@ -54,6 +54,16 @@ class Recorder:
         if kind == "requires":
             self.constraints.tighten(expr)
 
+    def checkpoint(self) -> tuple:
+        return len(self.conditions), set(self._seen), self.constraints.snapshot()
+
+    def rollback(self, checkpoint: tuple) -> None:
+        """Forget what was recorded since ``checkpoint`` (an abandoned analysis attempt)."""
+        count, seen, ranges = checkpoint
+        del self.conditions[count:]
+        self._seen = seen
+        self.constraints.restore(ranges)
+
     @contextlib.contextmanager
     def at(self, node_name: Optional[str]) -> Iterator[None]:
         previous, self.node = self.node, node_name

@@ -88,6 +88,14 @@ class Constraints:
         self._ranges[sym] = (max(lo, value), hi) if op == ">=" else (lo, min(hi, value))
         self._cache.clear()
 
+    def snapshot(self) -> dict:
+        """The current ranges, to restore when an analysis attempt is abandoned."""
+        return dict(self._ranges)
+
+    def restore(self, ranges: dict) -> None:
+        self._ranges = dict(ranges)
+        self._cache.clear()
+
     def range_of(self, sym: sympy.Symbol) -> tuple[int, Optional[int]]:
         """The current (tightened) range of a user symbol: ``(low, high or None)``."""
         if sym in self._multiples:

@@ -55,6 +55,7 @@ class LazyFXError(Exception):
         new = type(self).__new__(type(self))
         LazyFXError.__init__(new, diagnostics=[diag.with_context(**context) for diag in self.diagnostics])
         new.__cause__ = self.__cause__
+        new.__dict__.update({k: v for k, v in self.__dict__.items() if k != "diagnostics"})
         return new
 
 

@@ -37,6 +37,7 @@ class Report:
     domain: Domain
     diagnostics: list[Diagnostic] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)  # Python conditions decided from shapes
+    opaque: dict[str, str] = field(default_factory=dict)  # submodules not traced (abstract execution), why
 
     @property
     def output_shape(self) -> Optional[tuple]:
@@ -82,6 +83,9 @@ class Report:
                  "", f"valid for: {self.domain}"]
         if self.domain.assumptions:
             parts.append("assuming: " + " and ".join(fmt(c.expr) for c in self.domain.assumptions))
+        if self.opaque:
+            parts += ["", "not traced into a graph (analysed by abstract execution on meta tensors):"]
+            parts += [f"  {path or '<root>'}: {reason}" for path, reason in self.opaque.items()]
         if self.decisions:
             parts += ["", "decided from shapes:"]
             parts += [f"  {d.location.short() if d.location else '?'}: {d.condition} -> {d.taken}"
@@ -119,6 +123,7 @@ class Report:
                 "assumptions": [fmt(c.expr) for c in self.domain.assumptions],
             },
             "diagnostics": [d.to_dict() for d in self.diagnostics],
+            "not_traced": dict(self.opaque),
             "decisions": [
                 {"condition": d.condition, "taken": d.taken, "file": d.location.file if d.location else None,
                  "line": d.location.line if d.location else None}
@@ -138,6 +143,8 @@ def _op_label(node: NodeRecord, lazy: dict[str, LazyModuleRecord]) -> str:
     record = lazy.get(node.module_path) if node.op == "call_module" else None
     if record is not None:
         return f"{record.lazy_class} -> {record.eager_class}"
+    if node.rule and node.rule.startswith("abstract execution"):
+        return f"{node.target} [abstract execution]"
     return f"{node.target} [meta kernel]" if node.fallback else node.target
 
 

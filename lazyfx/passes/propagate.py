@@ -20,7 +20,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from lazyfx import diagnostics
+from lazyfx import abstract, diagnostics
 from lazyfx.checks import Recorder
 from lazyfx.constraints import Constraints
 from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
@@ -84,6 +84,7 @@ class Propagation:
     nodes: list[NodeRecord] = field(default_factory=list)
     lazy_calls: list[LazyCall] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    opaque: dict[str, str] = field(default_factory=dict)  # submodule path -> why it was not traced
     output: Any = None
     recorder: Recorder = field(default_factory=Recorder)
     fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
@@ -103,6 +104,23 @@ class Propagator:
         self.result = Propagation(recorder=Recorder(constraints))
         self.placeholder_values: dict[str, Any] = {}
         self.records: dict[fx.Node, NodeRecord] = {}
+
+    def checkpoint(self) -> tuple:
+        result = self.result
+        specialized = len(result.fallback.specialized) if result.fallback else 0
+        return (len(result.lazy_calls), len(result.decisions), specialized, result.recorder.checkpoint())
+
+    def rollback(self, checkpoint: tuple, erased: list[fx.Node]) -> None:
+        """Undo what was learned since ``checkpoint`` while tracing the now ``erased`` nodes."""
+        lazy_calls, decisions, specialized, recorded = checkpoint
+        result = self.result
+        del result.lazy_calls[lazy_calls:]
+        del result.decisions[decisions:]
+        if result.fallback:
+            del result.fallback.specialized[specialized:]
+        result.recorder.rollback(recorded)
+        for node in erased:
+            self.records.pop(node, None)
 
     def value(self, node: fx.Node) -> Any:
         if node not in self.records:
@@ -173,6 +191,7 @@ def propagate(program: "TracedProgram", propagator: Propagator) -> Propagation:
 
 
 GENERIC = "generic: the module's own initialization + meta kernel"
+ABSTRACT = "abstract execution: forward on meta tensors"
 
 
 def _enclosing_module(node: fx.Node) -> Optional[str]:
@@ -227,6 +246,16 @@ def _module_rule(module_class: type) -> Optional[Rule]:
 
 
 def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
+    if node.target in result.opaque:  # torch.fx could not trace it: abstract execution
+        try:
+            found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
+        except LazyFXError as exc:
+            exc.final = True  # the verdict of the last resort: no enclosing module retries
+            raise
+        for sub, lazy_module, resolution in found.lazy:
+            path = f"{node.target}.{sub}" if node.target else sub
+            result.lazy_calls.append(LazyCall(path, lazy_module, resolution, node.name, location))
+        return found.output, ABSTRACT, type(module)
     if is_lazy_module(module):
         resolver = RESOLVERS.get(type(module))
         if resolver is None:  # a user's or a third-party lazy module: run its own initialization

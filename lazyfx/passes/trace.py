@@ -101,7 +101,32 @@ class LazyTracer(fx.Tracer):
         self._inputs = iter(inputs)  # placeholder values, in forward's parameter order
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return is_lazy_module(m) or super().is_leaf_module(m, module_qualified_name)
+        return (
+            is_lazy_module(m)
+            or module_qualified_name in self.propagator.result.opaque
+            or super().is_leaf_module(m, module_qualified_name)
+        )
+
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        """Trace into ``m``; if its code cannot be traced, undo that and keep it as one opaque
+        node, analysed by abstract execution (:mod:`lazyfx.abstract`)."""
+        path = self.path_of_module(m)
+        if self.is_leaf_module(m, path):
+            return super().call_module(m, forward, args, kwargs)
+        last, stack, checkpoint = list(self.graph.nodes)[-1], len(self.module_stack), self.propagator.checkpoint()
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        except Exception as exc:
+            if not untraceable(exc):
+                raise
+            erased = _nodes_after(self.graph, last)
+            for node in reversed(erased):
+                self.graph.erase_node(node)
+            while len(self.module_stack) > stack:
+                self.module_stack.popitem()
+            self.propagator.rollback(checkpoint, erased)
+            self.propagator.result.opaque[path] = untraceable_reason(exc)
+            return super().call_module(m, forward, args, kwargs)
 
     def create_node(self, kind: str, *args, **kwargs) -> fx.Node:
         node = super().create_node(kind, *args, **kwargs)
@@ -179,6 +204,27 @@ class LazyTracer(fx.Tracer):
         )
 
 
+def untraceable(exc: BaseException) -> bool:
+    """Whether tracing failed because the code cannot be traced (rather than a shape error)."""
+    if isinstance(exc, LazyFXError):
+        return isinstance(exc, DataDependentError) and not getattr(exc, "final", False)
+    return isinstance(exc, (fx.proxy.TraceError, TypeError, AttributeError, NotImplementedError, RuntimeError,
+                            IndexError, KeyError, ValueError))
+
+
+def untraceable_reason(exc: BaseException) -> str:
+    if isinstance(exc, LazyFXError):
+        return exc.message
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    location = location_from_traceback(exc)
+    return f"{type(exc).__name__}: {text}" + (f" ({location})" if location else "")
+
+
+def _nodes_after(graph: fx.Graph, last: fx.Node) -> list[fx.Node]:
+    nodes = list(graph.nodes)
+    return nodes[nodes.index(last) + 1 :]
+
+
 def _line(location) -> str:
     if location is None:
         return "in forward"
@@ -232,12 +278,18 @@ def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature
         for name, value in inputs.items()
         if _is_constant(value) and signature.parameters[name].kind not in _VAR_KINDS
     }
+    checkpoint = propagator.checkpoint()
     try:
         graph = tracer.trace(model, concrete_args=concrete or None)
-    except LazyFXError:
-        raise
-    except Exception as exc:
+    except AssertionError as exc:
         raise _trace_error(model, exc) from exc
+    except Exception as exc:
+        if not untraceable(exc):
+            raise exc if isinstance(exc, LazyFXError) else _trace_error(model, exc) from exc
+        # forward itself cannot be traced: the whole model is one opaque node
+        propagator.rollback(checkpoint, list(propagator.records))
+        propagator.result.opaque[""] = untraceable_reason(exc)
+        return _leaf_program(model, inputs, signature)
     _drop_specialization_guards(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     values = {node.name: value for node, value in zip(placeholders, ordered)}

@@ -1,0 +1,227 @@
+"""Abstract execution: the fallback for submodules torch.fx cannot trace.
+
+When tracing a submodule fails (control flow on tensor values, Python that
+proxies cannot follow), lazyfx keeps it as one opaque node and analyses it by
+running its real ``forward`` on a copy whose tensors all live on the meta
+device, with meta inputs of the inferred shapes: nothing is allocated and
+nothing runs on data. The lazy modules inside initialize themselves as in a
+dry run (on meta); their parameter shapes, and the inputs they first saw,
+are recorded so that materialization can replay their own initialization.
+
+* A branch on tensor values (``if (x > 0).any():``) has no answer without
+  data, so every combination of such branches is executed (up to
+  ``MAX_RUNS``): the resolution stands only if all agree.
+* Symbolic sizes run at representative values, and once more per symbol
+  with that value changed: a parameter size that moves with a symbol is
+  reported as depending on it; the output's sizes come from the meta-kernel
+  fallback with symbolic sizes, or are marked unknown where they move.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parameter import is_lazy
+
+from lazyfx.diagnostics import SourceLocation, caller_location
+from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
+from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy
+from lazyfx.resolvers import Resolution, is_lazy_module
+from lazyfx.symbolic import free_symbols
+from lazyfx.values import TensorMeta, map_values, tensors_in
+
+MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
+
+
+@dataclass
+class Run:
+    """One execution of the module's forward on meta tensors."""
+
+    resolutions: dict[str, Optional[tuple]]  # lazy submodule path -> (arguments, shapes, inputs) or None
+    output: Any  # concrete values
+    branches: list[tuple[bool, Optional[SourceLocation]]]  # value-dependent decisions, in order
+    clone: nn.Module
+
+
+@dataclass
+class OpaqueResult:
+    output: Any
+    lazy: list[tuple[str, nn.Module, Resolution]] = field(default_factory=list)
+    branches: int = 0
+
+
+class _Oracle:
+    """Answers ``bool(tensor)`` from a prescribed list of decisions (then True), recording them."""
+
+    def __init__(self, prescribed: list[bool]) -> None:
+        self.prescribed = prescribed
+        self.taken: list[tuple[bool, Optional[SourceLocation]]] = []
+
+    def __call__(self, tensor) -> bool:
+        answer = self.prescribed[len(self.taken)] if len(self.taken) < len(self.prescribed) else True
+        self.taken.append((answer, caller_location()))
+        return answer
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        original = torch.Tensor.__bool__
+        oracle = self
+        torch.Tensor.__bool__ = lambda tensor: oracle(tensor)  # type: ignore[method-assign]
+        try:
+            yield
+        finally:
+            torch.Tensor.__bool__ = original  # type: ignore[method-assign]
+
+
+def execute(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> OpaqueResult:
+    """Resolve the lazy modules inside ``module`` and its output, without tracing it."""
+    symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
+    hints = {s: fallback.hint(s) for s in symbols}
+    base = _run(module, path, args, kwargs, hints, [])
+    _explore_branches(module, path, args, kwargs, hints, base)
+    moved: dict[str, Run] = {s.name: _run(module, path, args, kwargs, {**hints, s: hints[s] + 1}, _answers(base))
+                             for s in symbols}
+    lazy = [(sub, module.get_submodule(sub), _resolution(path, sub, base, moved))
+            for sub, found in base.resolutions.items() if found is not None]
+    return OpaqueResult(_output(module, path, args, kwargs, fallback, base, moved), lazy, len(base.branches))
+
+
+def _answers(run: Run) -> list[bool]:
+    return [answer for answer, _ in run.branches]
+
+
+def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: list[bool]) -> Run:
+    clone = meta_copy(module)
+    seen: dict[str, tuple] = {}
+    originals = {name: sub for name, sub in module.named_modules() if is_lazy_module(sub)}
+    for name in originals:
+        clone.get_submodule(name).register_forward_pre_hook(_recorder(name, seen), prepend=True, with_kwargs=True)
+    oracle = _Oracle(prescribed)
+    before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
+    try:
+        with torch.no_grad(), oracle.installed():
+            out = clone(*_meta_inputs(args, hints), **_meta_inputs(kwargs, hints))
+    except LazyFXError:
+        raise
+    except Exception as exc:
+        raise _failure(module, path, exc, bool(hints)) from exc
+    resolutions: dict[str, Optional[tuple]] = {}
+    for name, original in originals.items():
+        sub = clone.get_submodule(name)
+        if name not in seen:
+            resolutions[name] = None
+            continue
+        arguments = {k: v for k, v in _int_attributes(sub).items() if before[name].get(k) != v}
+        shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(sub) if is_lazy(getattr(original, n, None))}
+        resolutions[name] = (arguments, shapes, seen[name])
+    return Run(resolutions, _values(out), oracle.taken, clone)
+
+
+def _recorder(name: str, seen: dict):
+    def record(module, args, kwargs):
+        if name not in seen:
+            as_meta = lambda v: TensorMeta(tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v  # noqa: E731
+            seen[name] = (map_values(as_meta, args), map_values(as_meta, kwargs))
+
+    return record
+
+
+def _values(out: Any) -> Any:
+    return map_values(lambda v: TensorMeta(tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v, out)
+
+
+def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> LazyFXError:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = f"'{path}' ({type(module).__name__})"
+    if "meta tensors" in text or "item()" in text or "data-dependent" in text:
+        return DataDependentError(f"{where} uses tensor values where a size or number is needed: {text}")
+    if not symbolic:
+        return ShapeError(f"running {where} on shape-only inputs fails: {type(exc).__name__}: {text}")
+    return UnsupportedOpError(
+        f"running {where} on shape-only inputs at representative sizes fails, so lazyfx cannot tell for which "
+        f"sizes it is valid: {type(exc).__name__}: {text}"
+    )
+
+
+def _explore_branches(module, path, args, kwargs, hints, base: Run) -> None:
+    """Run every combination of value-dependent branches; all must resolve alike."""
+    pending = [_answers(base)[:i] + [not _answers(base)[i]] for i in range(len(base.branches))]
+    runs = 1
+    while pending:
+        if runs >= MAX_RUNS:
+            raise DataDependentError(
+                f"'{path}' ({type(module).__name__}) branches on tensor values more often than lazyfx explores "
+                f"({MAX_RUNS} combinations); its shapes cannot be established without data"
+            )
+        prescribed = pending.pop()
+        run = _run(module, path, args, kwargs, hints, prescribed)
+        runs += 1
+        if run.resolutions != base.resolutions or run.output != base.output:
+            where = ", ".join(str(loc) for _, loc in run.branches if loc) or "in forward"
+            raise DataDependentError(
+                f"'{path}' ({type(module).__name__}): which branch a tensor's values select changes the shapes "
+                f"({where})"
+            )
+        answers = _answers(run)
+        pending += [answers[:i] + [not answers[i]] for i in range(len(prescribed), len(answers))]
+
+
+def _resolution(path: str, sub: str, base: Run, moved: dict[str, Run]) -> Resolution:
+    arguments, shapes, (init_args, init_kwargs) = base.resolutions[sub]
+    depends: dict[tuple, set[str]] = {}
+    for symbol, run in moved.items():
+        other = run.resolutions.get(sub)
+        if other is None:
+            continue
+        for key, value in arguments.items():
+            if other[0].get(key) != value:
+                depends.setdefault(("arg", key), set()).add(symbol)
+        for name, shape in shapes.items():
+            for i, d in enumerate(shape):
+                if other[1][name][i] != d:
+                    depends.setdefault(("param", name, i), set()).add(symbol)
+    full = f"{path}.{sub}" if path else sub
+    return Resolution(
+        arguments={k: _unknown(f"{full}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
+                   for k, v in arguments.items()},
+        parameter_shapes={
+            name: tuple(_unknown(f"{full}.{name}[{i}]", depends[("param", name, i)])
+                        if ("param", name, i) in depends else d for i, d in enumerate(shape))
+            for name, shape in shapes.items()
+        },
+        init_inputs=(init_args, init_kwargs),
+        depends_on=sorted(set().union(*depends.values())) if depends else [],
+    )
+
+
+def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, Run]) -> Any:
+    """The output with symbolic sizes: the initialized copy's forward through the meta-kernel
+    fallback; where that fails, the meta runs' sizes, unknown where they move with a symbol."""
+    if moved:
+        oracle = _Oracle(_answers(base))
+        try:
+            with oracle.installed():
+                return fallback.run_module(base.clone, args, kwargs, type(module).__name__)
+        except LazyFXError:
+            pass
+    return _merge(base.output, [run.output for run in moved.values()], path)
+
+
+def _merge(value: Any, others: list, path: str) -> Any:
+    if isinstance(value, TensorMeta):
+        dims = []
+        for i, d in enumerate(value.shape):
+            moving = any(isinstance(o, TensorMeta) and o.shape[i] != d for o in others)
+            dims.append(_unknown(f"{path or 'output'} size {i}", {"input sizes"}) if moving else d)
+        return TensorMeta(tuple(dims), value.dtype)
+    if isinstance(value, (tuple, list)):
+        merged = [_merge(v, [o[i] for o in others], path) for i, v in enumerate(value)]
+        return tuple(merged) if isinstance(value, tuple) else merged
+    if isinstance(value, dict):
+        return {k: _merge(v, [o[k] for o in others], path) for k, v in value.items()}
+    return value
+
