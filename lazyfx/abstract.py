@@ -29,6 +29,7 @@ from torch.nn.parameter import is_lazy
 
 from lazyfx.diagnostics import SourceLocation, caller_location
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
+from lazyfx.fallback import HINT_SCALES
 from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
@@ -80,14 +81,26 @@ class _Oracle:
 def execute(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> OpaqueResult:
     """Resolve the lazy modules inside ``module`` and its output, without tracing it."""
     symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
-    hints = {s: fallback.hint(s) for s in symbols}
-    base = _run(module, path, args, kwargs, hints, [])
+    hints, base = _first_run(module, path, args, kwargs, fallback, symbols)
     _explore_branches(module, path, args, kwargs, hints, base)
     moved: dict[str, Run] = {s.name: _run(module, path, args, kwargs, {**hints, s: hints[s] + 1}, _answers(base))
                              for s in symbols}
     lazy = [(sub, module.get_submodule(sub), _resolution(path, sub, base, moved))
             for sub, found in base.resolutions.items() if found is not None]
     return OpaqueResult(_output(module, path, args, kwargs, fallback, base, moved), lazy, len(base.branches))
+
+
+def _first_run(module, path, args, kwargs, fallback, symbols) -> tuple[dict, Run]:
+    """The first run, at representative sizes: smaller ones if a model rejects the larger
+    (e.g. more positions than its position embedding has)."""
+    for scale in HINT_SCALES:
+        hints = {s: fallback.hint(s, scale) for s in symbols}
+        try:
+            return hints, _run(module, path, args, kwargs, hints, [])
+        except UnsupportedOpError:
+            if scale == HINT_SCALES[-1]:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _answers(run: Run) -> list[bool]:

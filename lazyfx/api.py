@@ -15,7 +15,7 @@ from lazyfx.errors import ResolutionError, SpecError
 from lazyfx.passes.propagate import Propagator, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import materialize_model
-from lazyfx.passes.trace import bind_inputs, trace
+from lazyfx.passes.trace import bind_inputs, trace, with_defaults
 from lazyfx.report import Report
 from lazyfx.spec import SymbolTable, to_value
 from lazyfx.symbolic import fmt
@@ -83,10 +83,10 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     table = SymbolTable()
     args = tuple(to_value(spec, table) for spec in inputs)
     kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
-    signature, bound = bind_inputs(model, args, kwargs)
+    bound = bind_inputs(model, args, kwargs)
     constraints = table.constraints()
     propagator = Propagator(model, constraints)
-    program = trace(model, bound, signature, propagator)
+    program = trace(model, bound, propagator)
     propagation = propagate(program, propagator)
     records = resolve(model, propagation, program.graph)
     domain = Domain(constraints, propagation.recorder.conditions)
@@ -94,7 +94,7 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     warnings += _specialization_diagnostics(propagation)
     return Report(
         model=type(model).__name__,
-        inputs=bound,
+        inputs=with_defaults(bound),
         nodes=propagation.nodes,
         lazy=records,
         output=propagation.output,

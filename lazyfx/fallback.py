@@ -37,7 +37,9 @@ from lazyfx.values import TensorMeta
 
 RULE_NAME = "fallback: meta kernel"
 
-_HINT_BASE = 64  # representative sizes are distinct, typical and never 0 or 1 (which ShapeEnv specializes)
+# Representative sizes are distinct, typical and never 0 or 1 (which ShapeEnv specializes);
+# abstract execution retries at the smaller scales when a model rejects the larger sizes.
+HINT_SCALES = (64, 16, 5)
 
 
 class MetaKernelFallback:
@@ -164,13 +166,13 @@ class MetaKernelFallback:
             self._symints[user] = self.shape_env.create_symintnode(sym, hint=hint, source=source)
         return self._symints[user]
 
-    def hint(self, user: sympy.Symbol) -> int:
+    def hint(self, user: sympy.Symbol, scale: int = HINT_SCALES[0]) -> int:
         """A representative size: inside the symbol's known range, distinct per symbol."""
         index = sorted(self.constraints.infos).index(user.name) if user.name in self.constraints.infos else 0
         info = self.constraints.info(user.name)
         low, high = self.constraints.range_of(user)
         step = info.multiple_of
-        want = max(low, _HINT_BASE + 8 * index + (index % 2), 2)
+        want = max(low, scale + (scale // 8) * index + (index % 2), 2)
         want = -(-want // step) * step
         if high is not None and want > high:
             want = max(low, (high // step) * step)

@@ -250,29 +250,35 @@ class TracedProgram:
         return type(self.root).__name__
 
 
-def bind_inputs(model: nn.Module, args: tuple, kwargs: dict) -> tuple[inspect.Signature, dict[str, Any]]:
-    """Match the user's inputs to ``model.forward``'s parameters (defaults filled in)."""
+def bind_inputs(model: nn.Module, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+    """Match the user's inputs to ``model.forward``'s parameters."""
     signature = inspect.signature(model.forward)
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
         params = ", ".join(str(p) for p in signature.parameters.values())
         raise SpecError(f"the inputs do not fit {type(model).__name__}.forward({params}): {exc}") from None
-    bound.apply_defaults()
-    return signature, dict(bound.arguments)
+    return bound
+
+
+def with_defaults(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """Every forward parameter's abstract value, defaults filled in."""
+    full = inspect.BoundArguments(bound.signature, bound.arguments.copy())
+    full.apply_defaults()
+    return dict(full.arguments)
 
 
 def _is_constant(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature,
-          propagator: Propagator) -> TracedProgram:
-    """Trace ``model`` with ``inputs`` (forward parameter name -> abstract value)."""
+def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagator) -> TracedProgram:
+    """Trace ``model`` with the abstract inputs ``bound`` to its forward's parameters."""
+    signature, inputs = bound.signature, with_defaults(bound)
     ordered = [inputs[name] for name in signature.parameters]
     tracer = LazyTracer(propagator, ordered)
     if tracer.is_leaf_module(model, ""):
-        return _leaf_program(model, inputs, signature)
+        return _leaf_program(model, bound)
     concrete = {
         name: value
         for name, value in inputs.items()
@@ -289,7 +295,7 @@ def trace(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature
         # forward itself cannot be traced: the whole model is one opaque node
         propagator.rollback(checkpoint, list(propagator.records))
         propagator.result.opaque[""] = untraceable_reason(exc)
-        return _leaf_program(model, inputs, signature)
+        return _leaf_program(model, bound)
     _drop_specialization_guards(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     values = {node.name: value for node, value in zip(placeholders, ordered)}
@@ -314,18 +320,22 @@ def _drop_specialization_guards(graph: fx.Graph) -> None:
                 graph.erase_node(checked)  # the ``scale_1 == 2`` comparison
 
 
-def _leaf_program(model: nn.Module, inputs: dict[str, Any], signature: inspect.Signature) -> TracedProgram:
-    """A graph that calls ``model`` itself: for a bare lazy (or torch.nn) module given as the model."""
+def _leaf_program(model: nn.Module, bound: inspect.BoundArguments) -> TracedProgram:
+    """A graph that calls ``model`` itself with the inputs the user gave (``*args`` and
+    ``**kwargs`` spread, defaults left to forward): for a bare lazy module, or a forward
+    that cannot be traced."""
     graph = fx.Graph()
-    args, kwargs, values = [], {}, {}
-    for name, param in signature.parameters.items():
+    values: dict[str, Any] = {}
+
+    def placeholder(name: str, value: Any) -> fx.Node:
         node = graph.placeholder(name)
-        values[node.name] = inputs[name]
-        if param.kind == inspect.Parameter.KEYWORD_ONLY:
-            kwargs[name] = node
-        else:
-            args.append(node)
-    graph.output(graph.call_module("", tuple(args), kwargs))
+        values[node.name] = value
+        return node
+
+    names = list(bound.signature.parameters)
+    args = tuple(placeholder(names[min(i, len(names) - 1)], v) for i, v in enumerate(bound.args))
+    kwargs = {k: placeholder(k, v) for k, v in bound.kwargs.items()}
+    graph.output(graph.call_module("", args, kwargs))
     return TracedProgram(model, graph, values)
 
 
