@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Optional, Union
+from typing import Any, Mapping, Optional, Union
 
 import torch
 import torch.nn as nn
 
-from lazyfx import diagnostics
+from lazyfx import checkpoint, diagnostics
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.domain import Domain
 from lazyfx.errors import ResolutionError, SpecError
@@ -43,6 +43,9 @@ def materialize(
     dtype: Optional[torch.dtype] = None,
     seed: Optional[int] = None,
     inplace: bool = False,
+    state_dict: Optional[Mapping[str, torch.Tensor]] = None,
+    strict: bool = True,
+    init_order: str = "dry-run",
     **kw_inputs: Any,
 ) -> nn.Module:
     """The eager equivalent of a lazy ``model``, with parameters created on ``device``.
@@ -56,13 +59,33 @@ def materialize(
     caller's RNG state is then left alone). ``dtype`` converts floating-point
     tensors as ``module.to(dtype)`` does. The given model is copied unless
     ``inplace=True``; on failure it is left exactly as it was.
+
+    With ``state_dict`` (e.g. saved from the eager model and read back with
+    ``torch.load(..., weights_only=True)``), the lazy shapes come from the
+    checkpoint when no inputs are given, and are checked against it when they
+    are; the values are the checkpoint's (``strict`` as ``load_state_dict``).
+
+    ``init_order="registration"`` initializes every module (eager ones too) again from
+    ``seed``, children before parents, in registration order: the values then equal those
+    of a hand-written eager twin constructed after ``torch.manual_seed(seed)`` (as long as
+    its modules initialize in ``reset_parameters``, not elsewhere in ``__init__``).
     """
+    if init_order not in ("dry-run", "registration"):
+        raise SpecError(f"init_order must be 'dry-run' or 'registration', got {init_order!r}")
     device = _device(device)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and (dtype.is_floating_point or dtype.is_complex)):
         raise SpecError(f"materialize(dtype=...) takes a floating point dtype, as module.to does; got {dtype!r}")
-    report = _analyze(model, inputs, kw_inputs)
-    _require_resolved(report)
-    return materialize_model(model, report.lazy, device=device, dtype=dtype, seed=seed, inplace=inplace)
+    if state_dict is not None and not inputs and not kw_inputs:
+        records = checkpoint.from_state_dict(model, state_dict)
+    else:
+        report = _analyze(model, inputs, kw_inputs)
+        _require_resolved(report)
+        records = report.lazy
+        if state_dict is not None:
+            checkpoint.check_against(records, state_dict)
+    finish = None if state_dict is None else (lambda target: checkpoint.load(target, state_dict, strict))
+    return materialize_model(model, records, device=device, dtype=dtype, seed=seed, inplace=inplace,
+                             initialize=state_dict is None, finish=finish, init_order=init_order)
 
 
 def _device(device: Union[str, torch.device, None]) -> Optional[torch.device]:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -70,8 +70,13 @@ def materialize_model(
     dtype: Optional[torch.dtype],
     seed: Optional[int],
     inplace: bool,
+    initialize: bool = True,
+    finish: Optional[Callable[[nn.Module], None]] = None,
+    init_order: str = "dry-run",
 ) -> nn.Module:
-    """The eager twin of ``model`` (``model`` itself when ``inplace``)."""
+    """The eager twin of ``model`` (``model`` itself when ``inplace``). ``initialize=False``
+    creates the parameters without initializing them (a checkpoint fills them in ``finish``,
+    which runs inside the same rollback scope)."""
     journal = Journal() if inplace else None
     try:
         target = model if inplace else copy_model(model, device, dtype)
@@ -81,18 +86,27 @@ def materialize_model(
             f"{type(exc).__name__}: {exc}"
         ) from exc
     try:
-        with rng_scope(seed, device):
-            for path, record in records.items():  # first-call order, as a dry run initializes them
-                module = target.get_submodule(path)
-                if journal:
-                    journal.save_module(module)
-                if record.resolution.init_inputs is not None:
-                    materialize_generic(module, record.resolution, device, path)
-                else:
-                    materialize_module(module, record.resolution, device, path)
-                # Converting each module right away keeps at most one module in two dtypes.
-                convert_tensors([module], device, dtype, journal)
+        registration = init_order == "registration" and initialize
+        # In registration order the lazy modules are only created here (their own initialization,
+        # if any, runs on a discarded RNG stream); every module is then initialized from the seed.
+        with (torch.random.fork_rng(devices=[]) if registration else contextlib.nullcontext()):
+            with (contextlib.nullcontext() if registration else rng_scope(seed, device)):
+                for path, record in records.items():  # first-call order, as a dry run initializes them
+                    module = target.get_submodule(path)
+                    if journal:
+                        journal.save_module(module)
+                    if record.resolution.init_inputs is not None and initialize:
+                        materialize_generic(module, record.resolution, device, path)
+                    else:
+                        materialize_module(module, record.resolution, device, path, initialize and not registration)
+                    if not registration:  # converting right away keeps at most one module in two dtypes
+                        convert_tensors([module], device, dtype, journal)
+        if registration:
+            with rng_scope(seed, device):
+                reinitialize_in_registration_order(target, journal)
         convert_tensors(target.modules(), device, dtype, journal)
+        if finish is not None:
+            finish(target)
     except Exception as exc:
         if journal:
             journal.rollback()
@@ -105,7 +119,7 @@ def materialize_model(
     return target
 
 
-def materialize_module(module: nn.Module, resolution: Resolution, device, path: str) -> None:
+def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True) -> None:
     """Turn one lazy module into its eager class, as ``LazyModuleMixin._infer_parameters`` would."""
     created = False
     with torch.no_grad():
@@ -130,7 +144,7 @@ def materialize_module(module: nn.Module, resolution: Resolution, device, path: 
             created = True
         for name, value in resolution.arguments.items():
             setattr(module, name, int(value))
-        if created:
+        if created and initialize:
             module.reset_parameters()
     if isinstance(module, LazyModuleMixin):
         module._initialize_hook.remove()
@@ -139,6 +153,26 @@ def materialize_module(module: nn.Module, resolution: Resolution, device, path: 
         del module._load_hook
         if module.cls_to_become is not None:
             module.__class__ = module.cls_to_become
+
+
+def reinitialize_in_registration_order(model: nn.Module, journal: Optional[Journal]) -> None:
+    """Initialize every module again, as a hand-written eager twin's constructors would:
+    children before their parent (constructors build their submodules first and reset their
+    own parameters last), siblings in registration order."""
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            visit(child)
+        reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+        if callable(reset):
+            if journal:
+                for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+                    if tensor is not None:
+                        journal.save_data(tensor)
+                        tensor.data = tensor.data.clone()
+            with torch.no_grad():
+                reset()
+
+    visit(model)
 
 
 def _key(path: str, name: str) -> str:

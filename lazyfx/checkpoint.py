@@ -1,0 +1,140 @@
+"""Lazy models and checkpoints: resolve lazy shapes from a state_dict, or check them against it.
+
+A checkpoint saved from the eager model (``torch.save(eager.state_dict())``,
+loaded back with ``torch.load(..., weights_only=True)``) determines every
+lazy parameter's shape without any input: ``LazyLinear`` reads
+``in_features`` from ``weight.shape[1]``, convolutions ``in_channels`` from
+the weight, norms ``num_features`` from their per-channel tensors. Given
+inputs as well, the inferred shapes must match the checkpoint's; every
+mismatch names the key, the shape the inputs imply and the shape found.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.parameter import is_lazy
+
+from lazyfx import diagnostics
+from lazyfx.diagnostics import Diagnostic
+from lazyfx.errors import ResolutionError, ShapeError
+from lazyfx.passes.resolve import LazyModuleRecord
+from lazyfx.registry import RESOLVERS, ensure_loaded
+from lazyfx.resolvers import Resolution, is_lazy_module
+from lazyfx.values import TensorMeta
+from lazyfx.symbolic import fmt, is_concrete
+
+
+def _key(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _lazy_tensors(module: nn.Module) -> list[str]:
+    return [n for n, t in list(module._parameters.items()) + list(module._buffers.items()) if t is not None and is_lazy(t)]
+
+
+def _arguments(module: nn.Module, shapes: dict[str, tuple]) -> dict[str, int]:
+    """The constructor arguments the checkpoint's shapes imply for a built-in lazy class."""
+    if isinstance(module, nn.LazyLinear) and "weight" in shapes:
+        return {"in_features": shapes["weight"][1]}
+    if hasattr(module, "kernel_size") and "weight" in shapes:
+        weight = shapes["weight"]
+        return {"in_channels": weight[0] if module.transposed else weight[1] * module.groups}
+    if hasattr(module, "num_features"):
+        for name in ("weight", "bias", "running_mean", "running_var"):
+            if name in shapes:
+                return {"num_features": shapes[name][0]}
+    return {}
+
+
+def _probe_input(module: nn.Module, arguments: dict[str, int]) -> Optional[TensorMeta]:
+    """An input that resolves a built-in lazy class to ``arguments`` (only its channel dim matters)."""
+    if isinstance(module, nn.LazyLinear):
+        return TensorMeta((arguments["in_features"],))
+    if hasattr(module, "kernel_size"):
+        return TensorMeta((1, arguments["in_channels"], *module.kernel_size))
+    if isinstance(module, (nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)):
+        n = {nn.LazyInstanceNorm1d: 1, nn.LazyInstanceNorm2d: 2, nn.LazyInstanceNorm3d: 3}[type(module)]
+        return TensorMeta((1, arguments["num_features"], *(2,) * n))
+    if hasattr(module, "num_features"):
+        return TensorMeta((2, arguments["num_features"]))
+    return None
+
+
+def _check_own_shapes(path: str, module: nn.Module, arguments: dict, shapes: dict) -> list[Diagnostic]:
+    """The checkpoint's shapes must be those the module's own options imply (a LazyLinear(7)
+    cannot take a weight with 10 rows)."""
+    resolver = RESOLVERS.get(type(module))
+    probe = _probe_input(module, arguments) if resolver and arguments else None
+    if probe is None:
+        return []
+    expected = resolver.fn(module, probe).parameter_shapes
+    return [
+        Diagnostic(diagnostics.SHAPE_MISMATCH,
+                   f"checkpoint key '{_key(path, name)}' has shape {fmt(shape)}, but {type(module).__name__} "
+                   f"'{path}' with its options expects {fmt(expected[name])}", module_path=path)
+        for name, shape in shapes.items() if name in expected and tuple(expected[name]) != shape
+    ]
+
+
+def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, LazyModuleRecord]:
+    """Every lazy module of ``model`` resolved from a checkpoint (in registration order)."""
+    ensure_loaded()
+    records: dict[str, LazyModuleRecord] = {}
+    missing, problems = [], []
+    for path, module in model.named_modules():
+        if not is_lazy_module(module):
+            continue
+        shapes = {}
+        for name in _lazy_tensors(module):
+            key = _key(path, name)
+            if key not in state_dict:
+                missing.append(key)
+                continue
+            shapes[name] = tuple(state_dict[key].shape)
+        resolution = Resolution(_arguments(module, shapes), shapes)
+        problems += _check_own_shapes(path, module, resolution.arguments, shapes)
+        eager = getattr(module, "cls_to_become", None) or type(module)
+        records[path] = LazyModuleRecord(path, type(module).__name__, eager.__name__, resolution)
+    if problems:
+        raise ShapeError(diagnostics=problems)
+    if missing:
+        raise ResolutionError(
+            f"the checkpoint has no entry for the lazy tensors {', '.join(missing)}, so their shapes are unknown",
+            code=diagnostics.SYMBOLIC_PARAMETER,
+        )
+    return records
+
+
+def check_against(records: dict[str, LazyModuleRecord], state_dict: Mapping[str, torch.Tensor]) -> None:
+    """Every lazy tensor the inputs resolve must have the checkpoint's shape."""
+    problems = []
+    for record in records.values():
+        if record.resolution is None:
+            continue
+        for name, expected in record.resolution.parameter_shapes.items():
+            key = _key(record.path, name)
+            found = state_dict.get(key)
+            if found is None:
+                continue
+            found_shape = tuple(found.shape)
+            if not all(is_concrete(d) for d in expected) or tuple(expected) != found_shape:
+                problems.append(Diagnostic(
+                    diagnostics.SHAPE_MISMATCH,
+                    f"checkpoint key '{key}' has shape {fmt(found_shape)}, but the inputs resolve it to "
+                    f"{fmt(tuple(expected))}",
+                    module_path=record.path,
+                    location=record.call_sites[0] if record.call_sites else None,
+                ))
+    if problems:
+        raise ShapeError(diagnostics=problems)
+
+
+def load(target: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> None:
+    """Load the checkpoint's values into the materialized model (device/dtype as the model's)."""
+    result = target.load_state_dict(state_dict, strict=strict)
+    if strict and (result.missing_keys or result.unexpected_keys):  # pragma: no cover - load_state_dict raises
+        raise ShapeError(f"checkpoint mismatch: {result}")
+
