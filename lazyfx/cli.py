@@ -1,21 +1,27 @@
-"""The ``lazyfx`` command line.
+"""The ``lazyfx`` command line: ``check``, ``show``, ``materialize``, ``export``, ``fix``.
 
 ``main(argv) -> int`` returns the exit code: 0 clean, 1 findings (the model
-has shape errors), 2 usage errors (a bad target or spec). torch is imported
-only once a command runs, so ``lazyfx --help`` is instant.
+has shape errors), 2 usage errors (a bad target, spec or configuration).
+Nothing ends in a raw traceback. torch is imported only once a command runs,
+so ``lazyfx --help`` is instant.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Optional, Sequence
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXPORT_FORMATS = ("onnx", "torchscript", "torchscript-trace", "exported-program")
 
 
 class UsageError(Exception):
     """A problem with the command line itself (exit code 2)."""
+
+
+# -- the parser -------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,35 +32,83 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
-    show = sub.add_parser(
-        "show",
-        help="print the per-layer shape table of a model",
-        description="Trace TARGET with symbolic inputs and print every node's shapes, each lazy "
-        "module's resolution and the input domain.",
+
+    check = sub.add_parser(
+        "check",
+        help="report shape errors like a linter (for pre-commit and CI)",
+        description="Check the models configured under [tool.lazyfx] in pyproject.toml (all of them, or with "
+        "FILES only those whose source, or a file they import, is among FILES), or the TARGETs given. "
+        "One line per finding: path:line:col: LFXnnn message. Exit 0 clean, 1 findings, 2 usage errors.",
     )
-    _add_target_arguments(show)
+    check.add_argument("paths", nargs="*", metavar="FILE_OR_TARGET",
+                       help="changed files (as pre-commit passes them) or targets path/to/file.py:NAME")
+    _add_inputs(check)
+    check.add_argument("--expect", metavar="SPEC", help="expected output, e.g. 'B,10' (with a TARGET)")
+    check.add_argument("--config", metavar="PYPROJECT", help="the pyproject.toml to read (default: the nearest)")
+    check.add_argument("--format", choices=("text", "json", "github"), default="text")
+    check.add_argument("--strict", action="store_true", help="warnings are findings too (exit 1)")
+    check.set_defaults(run=run_check)
+
+    show = sub.add_parser("show", help="print the per-layer shape table of a model",
+                          description="Trace TARGET with symbolic inputs and print every node's shapes, each lazy "
+                          "module's resolution, the input domain and warnings.")
+    _add_target(show)
     show.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
-    show.set_defaults(run=_run_show)
+    show.set_defaults(run=run_show)
+
+    materialize = sub.add_parser("materialize", help="write the eager model's state_dict (a checkpoint)",
+                                 description="Materialize TARGET for the inputs and save its state_dict with "
+                                 "torch.save; it loads with torch.load(..., weights_only=True).")
+    _add_target(materialize)
+    _add_materialize_options(materialize)
+    materialize.add_argument("--init-order", choices=("dry-run", "registration"), default="dry-run")
+    materialize.add_argument("-o", "--output", required=True, metavar="FILE")
+    materialize.set_defaults(run=run_materialize)
+
+    export = sub.add_parser("export", help="materialize and export (ONNX, TorchScript, torch.export)",
+                            description="Materialize TARGET and export it; the input symbols become dynamic "
+                            "dimensions (ONNX dynamic axes, torch.export Dims).")
+    _add_target(export)
+    _add_materialize_options(export)
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.set_defaults(run=run_export)
+
+    fix = sub.add_parser("fix", help="rewrite nn.LazyX(...) calls in the source into their eager classes",
+                         description="Replace each lazy constructor call in the target's source with the eager "
+                         "call and the inferred argument (nn.LazyLinear(10) -> nn.Linear(6272, 10)), keeping "
+                         "comments and formatting. Prints a diff unless --write.")
+    _add_target(fix)
+    fix.add_argument("--write", action="store_true", help="rewrite the file instead of printing a diff")
+    fix.set_defaults(run=run_fix)
     return parser
 
 
-def _add_target_arguments(parser: argparse.ArgumentParser) -> None:
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "target",
-        metavar="TARGET",
-        help="path/to/file.py:NAME or package.module:NAME, where NAME is an nn.Module subclass "
-        "(constructed without arguments), a factory function, or a module instance",
-    )
-    parser.add_argument(
-        "-i",
-        "--input",
-        dest="inputs",
-        action="append",
-        default=[],
-        metavar="SPEC",
+        "-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC",
         help="an input spec such as 'B,3,224,224' or 'B,T:int64'; repeat for several inputs; "
         "'name=SPEC' gives a keyword input",
     )
+    parser.add_argument(
+        "-w", "--where", dest="constraints", action="append", default=[], metavar="CONSTRAINT",
+        help="a constraint on a symbol: 'H>=64', 'H<=1024', 'H%%32==0', 'H==224', 'W==H'; repeatable",
+    )
+
+
+def _add_target(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "target", metavar="TARGET",
+        help="path/to/file.py:NAME or package.module:NAME, where NAME is an nn.Module subclass "
+        "(constructed without arguments), a factory function, or a module instance",
+    )
+    _add_inputs(parser)
+
+
+def _add_materialize_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", help="target device, e.g. cpu, cuda, cuda:1, meta")
+    parser.add_argument("--dtype", help="floating point dtype, e.g. float16, bfloat16, float64")
+    parser.add_argument("--seed", type=int, help="seed the parameter initialization")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -66,28 +120,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"lazyfx: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except BrokenPipeError:  # the reader went away (`lazyfx show ... | head`): not an error
-        import os
-
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
 
 
-def _run_show(args: argparse.Namespace) -> int:
-    from lazyfx.errors import LazyFXError, SpecError
-
-    model = load_target(args.target)
-    positional, keyword = split_inputs(args.inputs)
-    import lazyfx
-
-    try:
-        report = lazyfx.infer(model, *positional, **keyword)
-    except SpecError as exc:
-        raise UsageError(str(exc)) from None
-    except LazyFXError as exc:
-        print(exc, file=sys.stderr)
-        return EXIT_FINDINGS
-    print(report.to_json() if args.json else report)
-    return EXIT_OK
+# -- shared steps -------------------------------------------------------------------------
 
 
 def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
@@ -96,7 +133,7 @@ def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     keyword: dict[str, str] = {}
     for spec in specs:
         name, sep, rest = spec.partition("=")
-        if sep and name.strip().isidentifier():
+        if sep and name.strip().isidentifier() and not rest.startswith("="):
             keyword[name.strip()] = rest
         elif keyword:
             raise UsageError(f"positional input {spec!r} after a keyword input")
@@ -105,48 +142,217 @@ def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return positional, keyword
 
 
-def load_target(target: str) -> Any:
-    """Import ``file.py:NAME`` or ``package.module:NAME`` and turn it into a model."""
-    import importlib
-    import importlib.util
-    import os
+def constrained_inputs(inputs: Any, constraints: Sequence[str]) -> tuple[list, dict]:
+    """Input specs (a list, or a dict of keyword inputs) with the constraints applied."""
+    from lazyfx.spec import constrain, parse_constraints
 
-    import torch.nn as nn
+    if isinstance(inputs, dict):
+        positional, keyword = [], dict(inputs)
+    else:
+        positional, keyword = split_inputs(list(inputs))
+    dims, aliases = parse_constraints(list(constraints))
+    return ([constrain(s, dims, aliases) for s in positional],
+            {k: constrain(v, dims, aliases) for k, v in keyword.items()})
 
-    location, sep, name = target.rpartition(":")
-    if not sep or not location or not name:
-        raise UsageError(f"target {target!r} must look like path/to/file.py:NAME or package.module:NAME")
+
+def load_model(target: str):
+    from lazyfx.targets import TargetError, load
+
     try:
-        if location.endswith(".py") or os.sep in location:
-            if not os.path.isfile(location):
-                raise UsageError(f"no such file: {location}")
-            module_name = "_lazyfx_target_" + os.path.splitext(os.path.basename(location))[0]
-            spec = importlib.util.spec_from_file_location(module_name, location)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[module_name] = module
-            directory = os.path.dirname(os.path.abspath(location))
-            sys.path.insert(0, directory)
-            try:
-                spec.loader.exec_module(module)
-            finally:
-                sys.path.remove(directory)
-        else:
-            module = importlib.import_module(location)
-    except UsageError:
-        raise
-    except Exception as exc:
-        raise UsageError(f"cannot import {location}: {type(exc).__name__}: {exc}") from None
-    if not hasattr(module, name):
-        raise UsageError(f"{location} has no attribute {name!r}")
-    obj = getattr(module, name)
-    if isinstance(obj, nn.Module):
-        return obj
-    if callable(obj):
+        return load(target)
+    except TargetError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def prepare(args: argparse.Namespace):
+    """The model and its inputs, from a command's TARGET, --input and --where."""
+    from lazyfx.errors import SpecError
+
+    model = load_model(args.target)
+    try:
+        positional, keyword = constrained_inputs(args.inputs, args.constraints)
+    except SpecError as exc:
+        raise UsageError(str(exc)) from None
+    return model, positional, keyword
+
+
+def _print_error(exc) -> None:
+    print(exc, file=sys.stderr)
+
+
+# -- check ----------------------------------------------------------------------------------
+
+
+def run_check(args: argparse.Namespace) -> int:
+    from lazyfx import config as cfg
+    from lazyfx import targets
+
+    target_args = [p for p in args.paths if ":" in p and not os.path.exists(p)]
+    files = [p for p in args.paths if p not in target_args]
+    if target_args:
+        models = [cfg.ModelConfig(t, list(args.inputs), list(args.constraints), args.expect) for t in target_args]
+        source = None
+    else:
+        if args.inputs or args.constraints or args.expect:
+            raise UsageError("--input, --where and --expect go with a TARGET (path/to/file.py:NAME)")
+        source = args.config or cfg.find_pyproject()
+        if source is None:
+            raise UsageError("no pyproject.toml with [tool.lazyfx] models found; pass a TARGET or --config")
         try:
-            model = obj()
-        except Exception as exc:
-            raise UsageError(f"calling {name}() to build the model failed: {type(exc).__name__}: {exc}") from None
-        if isinstance(model, nn.Module):
-            return model
-        raise UsageError(f"{name}() returned {type(model).__name__}, not an nn.Module")
-    raise UsageError(f"{name} is a {type(obj).__name__}, not an nn.Module, a module class or a factory")
+            models = cfg.load(source)
+        except cfg.ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        if not models:
+            raise UsageError(f"{source} has no [[tool.lazyfx.models]] entries")
+        if files:
+            root = os.path.dirname(os.path.abspath(source))
+            wanted = {os.path.abspath(f) for f in files}
+            models = [m for m in models if targets.source_files(m.target, root) & wanted]
+    findings = []
+    progress = len(models) > 1 and sys.stderr.isatty()
+    for number, model_config in enumerate(models, 1):
+        if progress:
+            print(f"\rlazyfx: checking {number}/{len(models)} {model_config.label}", end="", file=sys.stderr)
+        findings += check_model(model_config, source)
+    if progress:
+        print(file=sys.stderr)
+    from lazyfx.findings import render
+
+    if findings or args.format == "json":
+        print(render(findings, args.format))
+    failing = [f for f in findings if f.severity == "error" or args.strict]
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def check_model(model_config, source: Optional[str]) -> list:
+    """The findings for one configured (or command-line) model."""
+    import lazyfx
+    from lazyfx import diagnostics
+    from lazyfx.errors import LazyFXError
+    from lazyfx.findings import Finding, from_diagnostic
+    from lazyfx.targets import TargetError, load
+
+    label = model_config.label
+
+    def config_finding(message: str, code=diagnostics.CONFIG_INVALID) -> list:
+        return [Finding(code.code, message, path=source, line=model_config.line if source else None, model=label)]
+
+    try:
+        model = load(model_config.target)
+    except TargetError as exc:
+        return config_finding(str(exc))
+    try:
+        positional, keyword = constrained_inputs(model_config.inputs, model_config.constraints)
+        report = lazyfx.infer(model, *positional, **keyword)
+    except lazyfx.SpecError as exc:
+        return config_finding(exc.message, exc.diagnostics[0].code)
+    except LazyFXError as exc:
+        return [from_diagnostic(d, label) for d in exc.diagnostics]
+    except Exception as exc:  # the user's own code failed while lazyfx analysed it
+        return config_finding(f"analysing {model_config.target} failed: {type(exc).__name__}: {exc}")
+    findings = []
+    for diag in report.diagnostics:
+        blocking = diag.code in (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED)
+        findings.append(from_diagnostic(diag, label, "error" if blocking else "warning"))
+    if model_config.expect_output:
+        findings += _check_output(report, model_config, label)
+    return findings
+
+
+def _check_output(report, model_config, label: str) -> list:
+    import sympy
+
+    from lazyfx import diagnostics
+    from lazyfx.findings import Finding, column_of
+    from lazyfx.spec import SymbolTable, to_value
+    from lazyfx.symbolic import fmt
+    from lazyfx.values import TensorMeta
+
+    (expected,), _ = constrained_inputs([model_config.expect_output], model_config.constraints)
+    want = to_value(expected, SymbolTable())
+    got = report.output
+    node = next((n for n in reversed(report.nodes) if n.op != "output"), None)
+    location = node.location if node else None
+    where = dict(path=location.file, line=location.line, column=column_of(location.file, location.line)) \
+        if location else {}
+    if not isinstance(got, TensorMeta):
+        return [Finding(diagnostics.UNEXPECTED_OUTPUT.code,
+                        f"the output is {type(got).__name__}, expected one tensor {fmt(want.shape)}",
+                        model=label, **where)]
+    same = len(got.shape) == len(want.shape) and all(
+        report.domain.constraints.decide(sympy.Eq(a, b)) is True for a, b in zip(got.shape, want.shape))
+    if same:
+        return []
+    return [Finding(diagnostics.UNEXPECTED_OUTPUT.code,
+                    f"the output has shape {fmt(got.shape)}, expected {fmt(want.shape)} for every input the spec allows",
+                    model=label, **where)]
+
+
+# -- show, materialize, export --------------------------------------------------------------
+
+
+def run_show(args: argparse.Namespace) -> int:
+    import lazyfx
+
+    model, positional, keyword = prepare(args)
+    try:
+        report = lazyfx.infer(model, *positional, **keyword)
+    except lazyfx.SpecError as exc:
+        raise UsageError(str(exc)) from None
+    except lazyfx.LazyFXError as exc:
+        _print_error(exc)
+        return EXIT_FINDINGS
+    print(report.to_json() if args.json else report)
+    return EXIT_OK
+
+
+def _materialize_options(args: argparse.Namespace) -> dict:
+    import torch
+
+    options: dict[str, Any] = {"device": args.device, "seed": args.seed}
+    if args.dtype:
+        dtype = getattr(torch, args.dtype.removeprefix("torch."), None)
+        if not isinstance(dtype, torch.dtype):
+            raise UsageError(f"unknown dtype {args.dtype!r}")
+        options["dtype"] = dtype
+    return options
+
+
+def run_materialize(args: argparse.Namespace) -> int:
+    import torch
+
+    import lazyfx
+
+    model, positional, keyword = prepare(args)
+    try:
+        eager = lazyfx.materialize(model, *positional, init_order=args.init_order, **_materialize_options(args),
+                                   **keyword)
+    except lazyfx.SpecError as exc:
+        raise UsageError(str(exc)) from None
+    except lazyfx.LazyFXError as exc:
+        _print_error(exc)
+        return EXIT_FINDINGS
+    torch.save(eager.state_dict(), args.output)
+    count = sum(p.numel() for p in eager.parameters())
+    print(f"wrote {args.output}: the state_dict of {type(eager).__name__} ({count:,} parameters)")
+    return EXIT_OK
+
+
+def run_export(args: argparse.Namespace) -> int:
+    import lazyfx
+
+    model, positional, keyword = prepare(args)
+    try:
+        result = lazyfx.export(model, *positional, format=args.format, path=args.output,
+                               **_materialize_options(args), **keyword)
+    except lazyfx.SpecError as exc:
+        raise UsageError(str(exc)) from None
+    except lazyfx.LazyFXError as exc:
+        _print_error(exc)
+        return EXIT_FINDINGS
+    print(f"wrote {args.output} ({args.format}, {type(result).__name__ if args.format != 'onnx' else 'ONNX'})")
+    return EXIT_OK
+
+
+def run_fix(args: argparse.Namespace) -> int:
+    raise UsageError("lazyfx fix is not available yet")

@@ -87,6 +87,16 @@ LAZY_NOT_CALLED = _code(
     "lazy-not-called",
     "A lazy module is never called in forward, so nothing determines its parameters.",
 )
+UNEXPECTED_OUTPUT = _code(
+    "LFX070",
+    "unexpected-output",
+    "The model's output shape differs from the expected output configured for it.",
+)
+CONFIG_INVALID = _code(
+    "LFX080",
+    "config-invalid",
+    "A [tool.lazyfx] entry in pyproject.toml is malformed or its target cannot be loaded.",
+)
 MATERIALIZE_FAILED = _code(
     "LFX050", "materialize-failed", "Creating the eager model failed; the given model is unchanged."
 )

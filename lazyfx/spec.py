@@ -22,7 +22,7 @@ from __future__ import annotations
 import keyword
 import re
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 import sympy
 import torch
@@ -238,3 +238,63 @@ def to_value(spec: Any, table: SymbolTable) -> Any:
         f"cannot use {type(spec).__name__} {spec!r} as an input spec; expected a shape tuple such as "
         f"('B', 3, 224, 224), a string such as 'B,3,H,W', a torch.Tensor or a lazyfx.TensorSpec"
     )
+
+
+_CONSTRAINT = re.compile(
+    r"\s*(?P<name>[A-Za-z_]\w*)\s*(?:%\s*(?P<mod>\d+)\s*==\s*0|(?P<op>>=|<=|==|>|<)\s*(?P<rhs>[A-Za-z_]\w*|\d+))\s*\Z"
+)
+
+
+def parse_constraints(texts: Sequence[str]) -> tuple[dict[str, Dim], dict[str, str]]:
+    """``["H%32==0", "H>=64", "W==H"]`` -> Dims by name, and aliases (``W`` is ``H``).
+
+    Accepted: ``S >= n``, ``S > n``, ``S <= n``, ``S < n``, ``S == n``, ``S % n == 0`` and
+    ``S == T`` between two symbols."""
+    bounds: dict[str, dict[str, int]] = {}
+    aliases: dict[str, str] = {}
+    for text in texts:
+        match = _CONSTRAINT.match(text)
+        if not match:
+            raise SpecError(
+                f"malformed constraint {text!r}; expected e.g. 'H>=64', 'H<=1024', 'H%32==0', 'H==224' or 'W==H'",
+                code=diagnostics.SPEC_SYNTAX,
+            )
+        name, op, rhs, mod = match["name"], match["op"], match["rhs"], match["mod"]
+        entry = bounds.setdefault(name, {})
+        if mod is not None:
+            entry["multiple_of"] = int(mod)
+        elif not rhs.isdigit():
+            if op != "==":
+                raise SpecError(f"constraint {text!r}: only == relates two symbols", code=diagnostics.SPEC_SYNTAX)
+            aliases[name] = rhs
+        else:
+            value = int(rhs)
+            low = {">=": value, ">": value + 1, "==": value}.get(op)
+            high = {"<=": value, "<": value - 1, "==": value}.get(op)
+            if low is not None:
+                entry["min"] = max(entry.get("min", 1), low)
+            if high is not None:
+                entry["max"] = min(entry.get("max", high), high)
+    dims = {name: Dim(name, **values) for name, values in bounds.items() if name not in aliases}
+    return dims, aliases
+
+
+def constrain(spec: Any, dims: dict[str, Dim], aliases: dict[str, str]) -> Any:
+    """A spec with its symbol names replaced by constrained Dims (and aliases resolved)."""
+    def dim(entry):
+        if isinstance(entry, str):
+            name = aliases.get(entry, entry)
+            return dims.get(name, name)
+        return entry
+
+    if isinstance(spec, str):
+        spec = parse_shorthand(spec)
+    if isinstance(spec, TensorSpec):
+        return TensorSpec(tuple(dim(d) for d in spec.shape), spec.dtype)
+    if isinstance(spec, dict):
+        return {k: constrain(v, dims, aliases) for k, v in spec.items()}
+    if isinstance(spec, (tuple, list)) and not all(_is_dim_like(d) for d in spec):
+        return type(spec)(constrain(v, dims, aliases) for v in spec)
+    if isinstance(spec, (tuple, list)):
+        return tuple(dim(d) for d in spec)
+    return spec

@@ -81,3 +81,94 @@ def test_console_script_entry_point():
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     assert "head: LazyLinear -> Linear(in_features=2304)" in result.stdout
+
+
+# -- check ------------------------------------------------------------------------------
+
+PROJECT = DATA / "project"
+
+
+def test_check_reports_like_a_linter(capsys, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert out == ("models/cnn.py:21:9: LFX030 Linear has in_features=100 but the input's last dim is 7200 "
+                   "(input of size [B, 7200]) (in module 'fc' at Linear) [models/cnn.py:Broken]\n")
+
+
+def test_check_only_the_models_the_changed_files_touch(capsys, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    assert main(["check", "other.py"]) == 0
+    assert main(["check", "models/blocks.py"]) == 1  # imported by models/cnn.py
+    assert capsys.readouterr().out.count("LFX030") == 1
+
+
+def test_check_formats(capsys, monkeypatch):
+    monkeypatch.chdir(PROJECT)
+    assert main(["check", "--format", "github"]) == 1
+    assert capsys.readouterr().out.startswith("::error file=models/cnn.py,line=21,col=9,title=LFX030::Linear has")
+    assert main(["check", "--format", "json"]) == 1
+    (finding,) = json.loads(capsys.readouterr().out)
+    assert finding["code"] == "LFX030" and finding["line"] == 21 and finding["model"] == "models/cnn.py:Broken"
+
+
+def test_check_a_target_with_constraints_and_expected_output(capsys):
+    target = f"{PROJECT / 'models' / 'cnn.py'}:Net"
+    assert main(["check", target, "-i", "B,3,H,W", "-w", "H>=8", "-w", "W==H", "--expect", "B,10"]) == 0
+    assert main(["check", target, "-i", "B,3,H,W", "--expect", "B,12"]) == 1
+    assert "LFX070 the output has shape (B, 10), expected (B, 12)" in capsys.readouterr().out
+
+
+def test_check_configuration_errors_are_findings_or_usage_errors(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 2
+    assert "no pyproject.toml with [tool.lazyfx] models" in capsys.readouterr().err
+    (tmp_path / "pyproject.toml").write_text('[[tool.lazyfx.models]]\ninputs = ["B"]\n')
+    assert main(["check"]) == 2
+    assert "needs a target" in capsys.readouterr().err
+    (tmp_path / "pyproject.toml").write_text(
+        '[[tool.lazyfx.models]]\ntarget = "nowhere.py:Net"\ninputs = ["B"]\n\n'
+        '[[tool.lazyfx.models]]\ntarget = "lazyfx.demo:Net"\ninputs = ["B,3,,32"]\n'
+    )
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "pyproject.toml:2:1: LFX080 no such file: nowhere.py [nowhere.py:Net]"
+    assert out[1].startswith("pyproject.toml:6:1: LFX001 malformed input spec 'B,3,,32'")
+
+
+def test_check_symbol_dependent_head_is_a_finding(capsys):
+    assert main(["check", "lazyfx.demo:Net", "-i", "B,3,H,W"]) == 1
+    assert "LFX040 lazy module 'head' (LazyLinear) needs in_features" in capsys.readouterr().out
+
+
+# -- materialize and export -----------------------------------------------------------------
+
+
+def test_materialize_writes_a_weights_only_checkpoint(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "net.pt"
+    assert main(["materialize", "lazyfx.demo:Net", "-i", "B,3,32,32", "--seed", "0", "--dtype", "float64",
+                 "-o", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    state = torch.load(out, weights_only=True)
+    assert state["head.weight"].shape == (10, 2304) and state["head.weight"].dtype == torch.float64
+
+
+def test_export_writes_onnx(tmp_path, capsys):
+    out = tmp_path / "net.onnx"
+    assert main(["export", "lazyfx.demo:Net", "-i", "B,3,32,32", "--format", "onnx", "-o", str(out)]) == 0
+    assert out.exists() and "wrote" in capsys.readouterr().out
+
+
+def test_bad_dtype_is_a_usage_error(capsys):
+    assert main(["materialize", "lazyfx.demo:Net", "-i", "B,3,32,32", "--dtype", "float33", "-o", "x.pt"]) == 2
+    assert "unknown dtype 'float33'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["check", "show", "materialize", "export", "fix"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert "usage: lazyfx" in capsys.readouterr().out
