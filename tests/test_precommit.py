@@ -64,7 +64,7 @@ def test_pre_commit_blocks_a_shape_bug_and_passes_the_fix(tmp_path):
     git(repo, "add", ".")
     blocked = subprocess.run(["git", "commit", "-qm", "model"], cwd=repo, capture_output=True, text=True, env=env)
     assert blocked.returncode != 0
-    assert "model.py:12:9: LFX030 Linear has in_features=6272 but the input's last dim is 7200" in blocked.stdout
+    assert "model.py:12:9: LFX030 Linear has in_features=6272 but the input's last dim is 7200" in blocked.stdout + blocked.stderr
 
     (repo / "model.py").write_text(GOOD.format(in_features=7200))
     git(repo, "add", ".")
