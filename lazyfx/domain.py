@@ -16,6 +16,7 @@ import sympy
 
 from lazyfx.checks import Condition
 from lazyfx.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
+from lazyfx.solve import SizeSet, solve
 from lazyfx.symbolic import fmt, symbol
 
 
@@ -27,6 +28,7 @@ class Domain:
         conditions = list(conditions)
         self.requirements: list[Condition] = [c for c in conditions if c.kind == "requires"]
         self.assumptions: list[Condition] = [c for c in conditions if c.kind == "assumes"]
+        self._solved: Optional[dict[str, Optional[SizeSet]]] = None
 
     @property
     def symbols(self) -> list[str]:
@@ -65,9 +67,69 @@ class Domain:
                 out.append(simple)
         return out
 
+    def solved(self) -> dict[str, Optional[SizeSet]]:
+        """Each symbol's exact set of valid values (None where its conditions are of a form
+        :mod:`lazyfx.solve` does not summarize)."""
+        if self._solved is None:
+            single: dict[str, list] = {name: [] for name in self.symbols}
+            for c in self.requirements:
+                names = {s.name for s in c.expr.free_symbols}
+                if len(names) == 1:
+                    single[names.pop()].append(c.expr)
+            self._solved = {
+                name: solve(symbol(name), conditions, self.constraints.info(name))
+                for name, conditions in single.items()
+            }
+        return self._solved
+
+    def describe(self) -> list[str]:
+        """The domain as conditions a person would write: one exact summary per symbol
+        where possible, then the conditions that relate several symbols."""
+        solved = self.solved()
+        out: list[str] = []
+        infos = self.bounds()
+        for name in self.symbols:
+            sizes = solved.get(name)
+            if sizes is not None:
+                out += sizes.conditions()
+                smallest = sizes.smallest()
+                if smallest is not None:
+                    info = infos[name]
+                    infos[name] = SymbolInfo(name, max(info.min, smallest), info.max, info.multiple_of)
+            else:
+                out += [fmt(c) for c in self._raw_conditions(name, infos)]
+        decider = Constraints(infos)
+        for c in self.requirements:
+            if len(c.expr.free_symbols) > 1:
+                simple = simplify_condition(c.expr)
+                text = fmt(simple)
+                if decider.decide(simple) is not True and text not in out:
+                    out.append(text)
+        return out
+
+    def _raw_conditions(self, name: str, infos: dict[str, SymbolInfo]) -> list[sympy.Basic]:
+        out = list(infos[name].conditions())
+        decider = Constraints(infos)
+        for c in self.requirements:
+            if {s.name for s in c.expr.free_symbols} == {name}:
+                simple = simplify_condition(c.expr)
+                if as_bound(simple) is None and decider.decide(simple) is not True and simple not in out:
+                    out.append(simple)
+        return out
+
+    def smallest(self) -> Optional[dict[str, int]]:
+        """The smallest valid size of each symbol (None where that is not known exactly).
+        For separable domains (no condition relates two symbols) it is a valid input."""
+        solved = self.solved()
+        if any(solved.get(n) is None for n in self.symbols):
+            return None
+        return {n: solved[n].smallest() for n in self.symbols}
+
     @property
     def is_empty(self) -> bool:
-        """True when the per-symbol bounds already contradict each other."""
+        """True when no input is valid: a symbol has no valid size, or its bounds contradict."""
+        if any(s is not None and s.is_empty for s in self.solved().values()):
+            return True
         return any(info.max is not None and info.smallest() > info.max for info in self.bounds().values())
 
     def contains(self, **sizes: int) -> bool:
@@ -81,10 +143,10 @@ class Domain:
         return first_failing(self, sizes) is None
 
     def __str__(self) -> str:
-        conditions = self.conditions()
-        if not conditions:
+        described = self.describe()
+        if not described:
             return "all positive sizes"
-        return " and ".join(fmt(c) for c in conditions)
+        return " and ".join(described)
 
     def __repr__(self) -> str:
         return f"<Domain: {self}>"

@@ -119,7 +119,9 @@ class Report:
             "lazy_modules": [_lazy_dict(r) for r in self.lazy.values()],
             "domain": {
                 "text": str(self.domain),
-                "conditions": [fmt(c) for c in self.domain.conditions()],
+                "conditions": self.domain.describe(),
+                "smallest": self.domain.smallest(),
+                "empty": self.domain.is_empty,
                 "assumptions": [fmt(c.expr) for c in self.domain.assumptions],
             },
             "diagnostics": [d.to_dict() for d in self.diagnostics],
