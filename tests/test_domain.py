@@ -1,0 +1,146 @@
+"""The input domain is exact: for every size in a range, lazyfx says valid exactly when a
+meta-device run of the eager model succeeds; and it prints as a person would write it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import lazyfx
+
+
+def accepts(model: nn.Module, shape) -> bool:
+    try:
+        with torch.no_grad():
+            model(torch.empty(shape, device="meta"))
+    except Exception:
+        return False
+    return True
+
+
+def layer(draw):
+    kind = draw(st.sampled_from(["conv", "conv", "max", "avg"]))
+    k, s = draw(st.integers(1, 5)), draw(st.integers(1, 3))
+    if kind == "conv":
+        return nn.Conv1d(2, 2, k, stride=s, padding=draw(st.integers(0, 2)), dilation=draw(st.integers(1, 2)))
+    pad = draw(st.integers(0, k // 2))
+    if kind == "max":
+        return nn.MaxPool1d(k, s, pad, dilation=draw(st.integers(1, 2)), ceil_mode=draw(st.booleans()))
+    return nn.AvgPool1d(k, s, pad, ceil_mode=draw(st.booleans()))
+
+
+@settings(max_examples=20)
+@given(st.data())
+def test_domain_of_random_conv_pool_stacks_matches_pytorch(data):
+    model = nn.Sequential(*(layer(data.draw) for _ in range(data.draw(st.integers(1, 4)))))
+    try:
+        report = lazyfx.infer(model, (1, 2, "H"))
+    except lazyfx.ShapeError:
+        assert not any(accepts(model.to("meta"), (1, 2, h)) for h in range(1, 257))
+        return
+    meta = model.to("meta")
+    wrong = [h for h in range(1, 257) if report.domain.contains(H=h) != accepts(meta, (1, 2, h))]
+    assert not wrong, f"{model}: domain '{report.domain}' is wrong at H in {wrong[:10]}"
+    sizes = report.domain.solved()["H"]
+    assert sizes is not None, f"not summarized: {report.domain}"
+    assert all(sizes.contains(h) == report.domain.contains(H=h) for h in range(1, 257))
+
+
+class UNet(nn.Module):
+    """Four poolings, transposed-conv upsampling and skip concatenation."""
+
+    def __init__(self, depth: int = 4):
+        super().__init__()
+        self.down = nn.ModuleList([nn.LazyConv2d(4, 3, padding=1) for _ in range(depth)])
+        self.up = nn.ModuleList([nn.LazyConvTranspose2d(4, 2, stride=2) for _ in range(depth)])
+        self.fuse = nn.ModuleList([nn.LazyConv2d(4, 3, padding=1) for _ in range(depth)])
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        skips = []
+        for conv in self.down:
+            x = conv(x)
+            skips.append(x)
+            x = self.pool(x)
+        for up, fuse, skip in zip(self.up, self.fuse, reversed(skips)):
+            x = fuse(torch.cat([up(x), skip], 1))
+        return x
+
+
+class FixedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.LazyConv2d(8, 5, stride=2)
+        self.fc = nn.Linear(8 * 12 * 12, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+class TinyViT(nn.Module):
+    """Patches of 8 and a positional embedding for 16 patches fix the image size."""
+
+    def __init__(self):
+        super().__init__()
+        self.patch = nn.LazyConv2d(16, 8, stride=8)
+        self.cls = nn.Parameter(torch.zeros(1, 1, 16))
+        self.pos = nn.Parameter(torch.zeros(1, 17, 16))
+        self.head = nn.LazyLinear(5)
+
+    def forward(self, x):
+        tokens = self.patch(x).flatten(2).transpose(1, 2)
+        tokens = torch.cat([self.cls.expand(tokens.shape[0], -1, -1), tokens], 1) + self.pos
+        return self.head(tokens[:, 0])
+
+
+@pytest.mark.parametrize(
+    "build, spec, text",
+    [
+        (UNet, ("B", 3, "H", "W"), "H % 16 == 0 and W % 16 == 0"),
+        (FixedHead, ("B", 1, "H", "H"), "27 <= H <= 28"),
+        (TinyViT, ("B", 3, "H", "H"), "32 <= H <= 39"),
+    ],
+    ids=["unet", "conv-into-fixed-linear", "vit-positional-embedding"],
+)
+def test_domains_that_matter_print_exactly(build, spec, text):
+    report = lazyfx.infer(build(), spec)
+    assert str(report.domain) == text
+
+
+@pytest.mark.parametrize("build", [UNet, FixedHead, TinyViT], ids=["unet", "fixed-linear", "vit"])
+def test_domains_that_matter_brute_force(build):
+    report = lazyfx.infer(build(), ("B", 3 if build is not FixedHead else 1, "H", "H"))
+    in_channels = 1 if build is FixedHead else 3
+    eager = lazyfx.materialize(build(), (1, in_channels, 32 if build is not FixedHead else 27, 32 if
+                                         build is not FixedHead else 27), device="meta")
+    for h in range(1, 97):
+        assert report.domain.contains(B=1, H=h) == accepts(eager, (1, in_channels, h, h)), h
+
+
+def test_smallest_input_and_empty_domains():
+    import sympy
+
+    from lazyfx.checks import Condition
+    from lazyfx.constraints import Constraints
+    from lazyfx.domain import Domain
+    from lazyfx.symbolic import symbol
+
+    assert lazyfx.infer(UNet(), ("B", 3, "H", "W")).domain.smallest() == {"B": 1, "H": 16, "W": 16}
+    # an empty domain that a single check proves is the error that makes it empty, at its line
+    with pytest.raises(lazyfx.ShapeError, match="Linear has in_features=1152") as info:
+        lazyfx.infer(FixedHead(), ("B", 1, lazyfx.Dim("H", max=20), lazyfx.Dim("H", max=20)))
+    assert info.value.diagnostics[0].location.line == FixedHead.forward.__code__.co_firstlineno + 1
+    # one that only the conditions together make empty is reported by the domain
+    H = symbol("H")
+    odd_and_even = Domain(Constraints(), [Condition(sympy.Eq(sympy.Mod(H, 4), 1), "odd"),
+                                          Condition(sympy.Eq(sympy.Mod(H, 2), 0), "even")])
+    assert odd_and_even.is_empty and str(odd_and_even) == "no valid H" and odd_and_even.smallest() == {"H": None}
+
+
+def test_dim_constraints_decide_and_print():
+    h = lazyfx.Dim("H", min=64, multiple_of=32)
+    report = lazyfx.infer(UNet(), ("B", 3, h, h))
+    assert str(report.domain) == "H >= 64 and H % 32 == 0"
