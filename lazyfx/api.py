@@ -11,7 +11,7 @@ import torch.nn as nn
 from lazyfx import checkpoint, diagnostics
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.domain import Domain
-from lazyfx.errors import ResolutionError, SpecError
+from lazyfx.errors import ResolutionError, ShapeError, SpecError
 from lazyfx.passes.propagate import Propagator, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import materialize_model
@@ -21,7 +21,7 @@ from lazyfx.spec import SymbolTable, to_value
 from lazyfx.symbolic import fmt
 
 
-def infer(model: nn.Module, *inputs: Any, **kw_inputs: Any) -> Report:
+def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs: Any) -> Report:
     """Infer every shape in ``model`` for the given input specs, without running it.
 
     >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
@@ -31,9 +31,35 @@ def infer(model: nn.Module, *inputs: Any, **kw_inputs: Any) -> Report:
     tensors (meta ones too), :class:`~lazyfx.TensorSpec`, or containers of them,
     positional or by forward's parameter names. ``model`` is never modified.
     Raises a :class:`~lazyfx.LazyFXError` subclass when the model cannot work
-    for any input the specs allow.
+    for any input the specs allow. With ``expect_output`` (a spec such as
+    ``"B,10"``), the output must have that shape for every input the spec
+    allows, else :class:`~lazyfx.ShapeError` (LFX070).
     """
-    return _analyze(model, inputs, kw_inputs)
+    report = _analyze(model, inputs, kw_inputs)
+    if expect_output is not None:
+        check_output(report, expect_output)
+    return report
+
+
+def check_output(report: Report, expected: Any) -> None:
+    """The output must equal ``expected`` (a spec, symbols shared with the inputs') for every
+    input the domain admits."""
+    import sympy
+
+    from lazyfx.values import TensorMeta
+
+    want = to_value(expected, SymbolTable())
+    got = report.output
+    last = next((n for n in reversed(report.nodes) if n.op != "output"), None)
+    context = dict(code=diagnostics.UNEXPECTED_OUTPUT, location=last.location if last else None)
+    if not isinstance(want, TensorMeta):
+        raise SpecError(f"expect_output must describe one tensor, got {expected!r}")
+    if not isinstance(got, TensorMeta):
+        raise ShapeError(f"the output is {type(got).__name__}, expected one tensor {fmt(want.shape)}", **context)
+    decide = report.domain.constraints.decide
+    if len(got.shape) != len(want.shape) or not all(decide(sympy.Eq(a, b)) is True for a, b in zip(got.shape, want.shape)):
+        raise ShapeError(f"the output has shape {fmt(got.shape)}, expected {fmt(want.shape)} for every input the "
+                         f"spec allows", **context)
 
 
 def materialize(
