@@ -88,8 +88,9 @@ def materialize(
 
     With ``state_dict`` (e.g. saved from the eager model and read back with
     ``torch.load(..., weights_only=True)``), the lazy shapes come from the
-    checkpoint when no inputs are given, and are checked against it when they
-    are; the values are the checkpoint's (``strict`` as ``load_state_dict``).
+    checkpoint when no inputs are given; given inputs, the checkpoint must fit
+    them (``report.fit``) and settles the sizes they leave symbolic. The values
+    are the checkpoint's (``strict`` as ``load_state_dict``).
 
     ``init_order="registration"`` initializes every module (eager ones too) again from
     ``seed``, children before parents, in registration order: the values then equal those
@@ -105,10 +106,14 @@ def materialize(
         records = checkpoint.from_state_dict(model, state_dict)
     else:
         report = _analyze(model, inputs, kw_inputs)
-        _require_resolved(report)
-        records = report.lazy
-        if state_dict is not None:
-            checkpoint.check_against(records, state_dict)
+        if state_dict is None:
+            _require_resolved(report)
+            records = report.lazy
+        else:  # the checkpoint must fit the inputs; it settles what they leave open
+            report.fit(state_dict)
+            from_checkpoint = checkpoint.from_state_dict(model, state_dict)
+            records = {path: record if record.materializable else from_checkpoint[path]
+                       for path, record in report.lazy.items()}
     finish = None if state_dict is None else (lambda target: checkpoint.load(target, state_dict, strict))
     return materialize_model(model, records, device=device, dtype=dtype, seed=seed, inplace=inplace,
                              initialize=state_dict is None, finish=finish, init_order=init_order)

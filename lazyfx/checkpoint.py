@@ -5,8 +5,10 @@ loaded back with ``torch.load(..., weights_only=True)``) determines every
 lazy parameter's shape without any input: ``LazyLinear`` reads
 ``in_features`` from ``weight.shape[1]``, convolutions ``in_channels`` from
 the weight, norms ``num_features`` from their per-channel tensors. Given
-inputs as well, the inferred shapes must match the checkpoint's; every
-mismatch names the key, the shape the inputs imply and the shape found.
+inputs as well, the inferred shapes must match the checkpoint's (every
+mismatch names the key, the shape the inputs imply and the shape found),
+and where they are symbolic, :func:`fit` solves for the input sizes the
+checkpoint fits.
 """
 
 from __future__ import annotations
@@ -108,33 +110,46 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     return records
 
 
-def check_against(records: dict[str, LazyModuleRecord], state_dict: Mapping[str, torch.Tensor]) -> None:
-    """Every lazy tensor the inputs resolve must have the checkpoint's shape."""
-    problems = []
-    for record in records.values():
-        if record.resolution is None:
-            continue
-        for name, expected in record.resolution.parameter_shapes.items():
-            key = _key(record.path, name)
-            found = state_dict.get(key)
-            if found is None:
-                continue
-            found_shape = tuple(found.shape)
-            if not all(is_concrete(d) for d in expected) or tuple(expected) != found_shape:
-                problems.append(Diagnostic(
-                    diagnostics.SHAPE_MISMATCH,
-                    f"checkpoint key '{key}' has shape {fmt(found_shape)}, but the inputs resolve it to "
-                    f"{fmt(tuple(expected))}",
-                    module_path=record.path,
-                    location=record.call_sites[0] if record.call_sites else None,
-                ))
-    if problems:
-        raise ShapeError(diagnostics=problems)
-
-
 def load(target: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> None:
     """Load the checkpoint's values into the materialized model (device/dtype as the model's)."""
     result = target.load_state_dict(state_dict, strict=strict)
     if strict and (result.missing_keys or result.unexpected_keys):  # pragma: no cover - load_state_dict raises
         raise ShapeError(f"checkpoint mismatch: {result}")
 
+
+
+def fit(report, state_dict: Mapping[str, torch.Tensor]):
+    """The input sizes for which the lazy shapes equal the checkpoint's: the report's domain
+    with each symbolic lazy size set equal to the size found in the checkpoint."""
+    import sympy
+
+    from lazyfx.checks import Condition
+    from lazyfx.domain import Domain
+
+    extra = []
+    mismatches = []
+    for record in report.lazy.values():
+        if record.resolution is None:
+            continue
+        for name, expected in record.resolution.parameter_shapes.items():
+            key = _key(record.path, name)
+            if key not in state_dict:
+                continue
+            found = tuple(state_dict[key].shape)
+            concrete = all(is_concrete(d) for d in expected)
+            if len(found) != len(expected) or concrete and tuple(expected) != found:
+                mismatches.append(Diagnostic(
+                    diagnostics.SHAPE_MISMATCH,
+                    f"checkpoint key '{key}' has shape {fmt(found)}, but the inputs resolve it to {fmt(tuple(expected))}",
+                    module_path=record.path,
+                ))
+                continue
+            for d, f in zip(expected, found):
+                if not is_concrete(d):
+                    extra.append(Condition(sympy.Eq(d, f), f"checkpoint '{key}' has size {f} where the model has {fmt(d)}"))
+    if mismatches:
+        raise ShapeError(diagnostics=mismatches)
+    domain = Domain(report.domain.constraints, report.domain.requirements + report.domain.assumptions + extra)
+    if domain.is_empty:
+        raise ShapeError(f"no input size fits the checkpoint: {'; '.join(c.message for c in extra)}")
+    return domain

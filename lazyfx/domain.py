@@ -16,7 +16,7 @@ import sympy
 
 from lazyfx.checks import Condition
 from lazyfx.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
-from lazyfx.solve import SizeSet, solve
+from lazyfx.solve import SizeSet, solve, solve_pair
 from lazyfx.symbolic import fmt, symbol
 
 
@@ -102,10 +102,30 @@ class Domain:
         for c in self.requirements:
             if len(c.expr.free_symbols) > 1:
                 simple = simplify_condition(c.expr)
-                text = fmt(simple)
+                text = self._pairs(c.expr, solved) or fmt(simple)
                 if decider.decide(simple) is not True and text not in out:
                     out.append(text)
         return out
+
+    def _pairs(self, cond: sympy.Basic, solved: dict) -> Optional[str]:
+        """An equality in two symbols as the pairs of sizes that satisfy it (a checkpoint's
+        ``in_features`` read back as input sizes)."""
+        if len(cond.free_symbols) != 2:
+            return None
+        x, y = sorted(cond.free_symbols, key=lambda s: s.name)
+        if solved.get(x.name) is None or solved.get(y.name) is None:
+            return None
+        pairs = solve_pair(cond, x, y, solved[x.name], solved[y.name], self.constraints.info(y.name))
+        if pairs is None:
+            return None
+        if not pairs:
+            return f"no valid ({x}, {y})"
+        if len(pairs) > 16:
+            return f"{fmt(simplify_condition(cond))} ({len(pairs)} pairs of sizes, e.g. {x}={pairs[0][0]}, {y}={pairs[0][1]})"
+        xs, ys = sorted({p[0] for p in pairs}), sorted({p[1] for p in pairs})
+        if len(pairs) == len(xs) * len(ys):
+            return f"{x} in {{{', '.join(map(str, xs))}}} and {y} in {{{', '.join(map(str, ys))}}}"
+        return f"({x}, {y}) in {{{', '.join(f'({a}, {b})' for a, b in pairs)}}}"
 
     def _raw_conditions(self, name: str, infos: dict[str, SymbolInfo]) -> list[sympy.Basic]:
         out = list(infos[name].conditions())

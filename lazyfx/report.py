@@ -44,6 +44,14 @@ class Report:
         """The output's shape when the model returns a single tensor."""
         return self.output.shape if isinstance(self.output, TensorMeta) else None
 
+    def fit(self, state_dict) -> Domain:
+        """The input sizes a checkpoint fits: the domain with every symbolic lazy size set
+        equal to the checkpoint's (``fc.in_features = 64*((H - 4)//4)**2`` and a weight with
+        6272 columns give ``H in {...}``). Raises ShapeError when no size fits."""
+        from lazyfx.checkpoint import fit
+
+        return fit(self, state_dict)
+
     @property
     def unresolved(self) -> list[LazyModuleRecord]:
         """Lazy modules whose parameters are not fixed by the inputs (symbolic or never called)."""

@@ -286,3 +286,40 @@ def _lcm(*values: int) -> int:
     for v in values:
         result = result * v // math.gcd(result, v)
     return result
+
+
+def solve_pair(cond: sympy.Basic, x: sympy.Symbol, y: sympy.Symbol, sizes_x: SizeSet, sizes_y: SizeSet,
+               info_y: SymbolInfo, limit: int = 10_000) -> Optional[list[tuple[int, int]]]:
+    """The pairs that satisfy an equality between a formula in two symbols and a constant,
+    when the formula grows with each (``64*((H - 4)//4)*((W - 4)//4) == 6272``): x only goes
+    up to where the formula, with y at its smallest, passes the constant."""
+    if not isinstance(cond, sympy.Eq) or cond.free_symbols != {x, y}:
+        return None
+    low_x, low_y = sizes_x.smallest(), sizes_y.smallest()
+    if low_x is None or low_y is None:
+        return []
+    raw = cond.lhs - cond.rhs
+    at_low_y = raw.xreplace({y: sympy.Integer(low_y)})
+    if _direction(at_low_y, x, low_x) != 1 or _direction(raw.xreplace({x: sympy.Integer(low_x)}), y, low_y) != 1:
+        return None
+    evaluate = _compile(at_low_y, x)
+    pairs = []
+    value = low_x
+    while evaluate(value) <= 0:
+        if value - low_x > limit:
+            return None
+        if sizes_x.contains(value):
+            fixed = sympy.Eq(raw.xreplace({x: sympy.Integer(value)}), 0)
+            found = solve(y, [fixed], info_y)
+            if found is None or found.start is not None and found.stop is None:
+                return None
+            pairs += [(value, v) for v in _members(found) if sizes_y.contains(v)]
+        value += 1
+    return pairs
+
+
+def _members(sizes: SizeSet) -> list[int]:
+    values = list(sizes.explicit)
+    if sizes.start is not None and sizes.stop is not None:
+        values += [v for v in range(sizes.start, sizes.stop + 1) if v % sizes.modulus in sizes.residues]
+    return values

@@ -144,3 +144,31 @@ def test_dim_constraints_decide_and_print():
     h = lazyfx.Dim("H", min=64, multiple_of=32)
     report = lazyfx.infer(UNet(), ("B", 3, h, h))
     assert str(report.domain) == "H >= 64 and H % 32 == 0"
+
+
+class StridedHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.LazyConv2d(8, 5, stride=2)
+        self.fc = nn.LazyLinear(10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+
+
+def test_a_checkpoint_tells_which_input_sizes_fit():
+    state = lazyfx.materialize(StridedHead(), ("B", 1, 28, 28), seed=0).state_dict()
+    report = lazyfx.infer(StridedHead(), ("B", 1, "H", "H"))
+    assert str(report.fit(state)) == "27 <= H <= 28"  # a stride-2 floor: two sizes give 12x12
+    pairs = lazyfx.infer(StridedHead(), ("B", 1, "H", "W")).fit(state)
+    assert pairs.contains(B=1, H=27, W=28) and not pairs.contains(B=1, H=27, W=30)
+    model = lazyfx.materialize(StridedHead(), ("B", 1, "H", "H"), state_dict=state)
+    assert model.fc.in_features == 1152 and torch.equal(model.fc.weight, state["fc.weight"])
+
+
+def test_no_size_fits_the_checkpoint():
+    state = lazyfx.materialize(StridedHead(), ("B", 1, 28, 28), seed=0).state_dict()
+    state["fc.weight"] = torch.zeros(10, 1000)
+    with pytest.raises(lazyfx.ShapeError, match="no input size fits the checkpoint: checkpoint 'fc.weight' has size "
+                                                "1000 where the model has 8"):
+        lazyfx.infer(StridedHead(), ("B", 1, "H", "H")).fit(state)
