@@ -119,7 +119,7 @@ class Domain:
         if pairs is None:
             return None
         if not pairs:
-            return f"no valid ({x}, {y})"
+            return f"no valid ({x}, {y}): {fmt(cond)} has no solution"
         if len(pairs) > 16:
             return f"{fmt(simplify_condition(cond))} ({len(pairs)} pairs of sizes, e.g. {x}={pairs[0][0]}, {y}={pairs[0][1]})"
         xs, ys = sorted({p[0] for p in pairs}), sorted({p[1] for p in pairs})
@@ -147,8 +147,11 @@ class Domain:
 
     @property
     def is_empty(self) -> bool:
-        """True when no input is valid: a symbol has no valid size, or its bounds contradict."""
+        """True when no input is valid: a symbol has no valid size, an equality between two
+        symbols has no solution, or bounds contradict."""
         if any(s is not None and s.is_empty for s in self.solved().values()):
+            return True
+        if any(text.startswith("no valid") for text in self.describe()):
             return True
         return any(info.max is not None and info.smallest() > info.max for info in self.bounds().values())
 

@@ -71,10 +71,11 @@ class MetaKernelFallback:
             with self.mode, _config.patch(backed_size_oblivious=True), _quiet_fake_tensor_logs():
                 out = call(*fake_args, **fake_kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException) as exc:
-            raise DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})") from None
+            raise _final(DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})")) \
+                from None
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, NotImplementedError) as exc:
             if _is_data_dependent(exc):
-                raise DataDependentError(f"{op}: the output shape depends on tensor values") from None
+                raise _final(DataDependentError(f"{op}: the output shape depends on tensor values")) from None
             if _has_no_meta_kernel(exc):
                 raise UnsupportedOpError(
                     f"no shape rule for {op}, and PyTorch has no meta kernel for it either: {_first_line(exc)}"
@@ -213,7 +214,7 @@ class MetaKernelFallback:
         if expr.is_Symbol:
             if expr in self._user:
                 return self._user[expr]
-            raise DataDependentError(f"{op}: the output shape depends on tensor values (size {expr})")
+            raise _final(DataDependentError(f"{op}: the output shape depends on tensor values (size {expr})"))
         if isinstance(expr, sympy.core.relational.Relational):
             lhs, rhs = self._expr(expr.lhs, op, replace), self._expr(expr.rhs, op, replace)
             if isinstance(expr, sympy.Eq) and not isinstance(lhs, sympy.Basic) and isinstance(rhs, sympy.Basic):
@@ -323,6 +324,13 @@ def _fold(fn, parts):
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _final(error: DataDependentError) -> DataDependentError:
+    """An operation whose output *size* depends on values: abstract execution cannot do better
+    (unlike a branch on values), so the error is final."""
+    error.final = True
+    return error
 
 
 def _has_no_meta_kernel(exc: BaseException) -> bool:

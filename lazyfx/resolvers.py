@@ -4,7 +4,7 @@ A resolver reads the lazy module's first input and returns the constructor
 arguments that input determines (``in_features``, ``in_channels``,
 ``num_features``) and the shapes of the parameters and buffers the eager
 class would create. The eager class's shape rule, applied to a
-:class:`ResolvedModule` view, then computes the output and checks the rest.
+:class:`ModuleView`, then computes the output and checks the rest.
 
 Two deliberate differences from PyTorch's own lazy initialization, both in
 attributes only (parameter values are the same):
@@ -62,25 +62,41 @@ class Resolution:
         return all(is_concrete(d) for d in dims)
 
 
-class ResolvedModule:
-    """A read-only view of a lazy module with its resolved arguments filled in,
-    which the eager class's shape rule reads like an eager module."""
+# nn.Module's own attribute lookup (parameters, buffers, submodules), captured before torch.fx
+# patches it while tracing: rules read modules through it, so a parameter stays a tensor.
+_MODULE_GETATTR = nn.Module.__getattr__
 
-    def __init__(self, module: nn.Module, arguments: dict[str, Any]) -> None:
+
+def read_attribute(module: nn.Module, name: str) -> Any:
+    """``module.name`` as nn.Module defines it, whatever torch.fx has patched."""
+    try:
+        return object.__getattribute__(module, name)
+    except AttributeError:
+        return _MODULE_GETATTR(module, name)
+
+
+class ModuleView:
+    """A read-only view of a module for shape rules: attributes read as nn.Module defines
+    them, a lazy module's resolved arguments filled in, and the class it stands for (a
+    lazy module's view is its eager class for rules and ``isinstance``)."""
+
+    def __init__(self, module: nn.Module, arguments: Optional[dict[str, Any]] = None,
+                 cls: Optional[type] = None) -> None:
         object.__setattr__(self, "_module", module)
-        object.__setattr__(self, "_arguments", arguments)
+        object.__setattr__(self, "_arguments", arguments or {})
+        object.__setattr__(self, "_cls", cls or type(module))
 
     @property
-    def __class__(self) -> type:  # rules see the eager class (isinstance, names)
-        return self._module.cls_to_become
+    def __class__(self) -> type:  # rules see the class the module stands for
+        return self._cls
 
     def __getattr__(self, name: str) -> Any:
         if name in self._arguments:
             return self._arguments[name]
-        return getattr(self._module, name)
+        return read_attribute(self._module, name)
 
     def __setattr__(self, name: str, value: Any) -> None:  # pragma: no cover - rules are pure
-        raise AttributeError("a resolved module view is read-only")
+        raise AttributeError("a module view is read-only")
 
 
 def _present(module: nn.Module, names: tuple[str, ...]) -> list[str]:

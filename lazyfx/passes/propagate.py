@@ -13,7 +13,8 @@ rules could not decide are recorded per node.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+import contextlib
+from typing import TYPE_CHECKING, Any, Iterator, Optional
 
 import torch
 import torch.fx as fx
@@ -29,7 +30,7 @@ from lazyfx.fallback import RULE_NAME as FALLBACK
 from lazyfx.fallback import MetaKernelFallback
 from lazyfx.generic import resolve_generic
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
-from lazyfx.resolvers import Resolution, ResolvedModule, is_lazy_module
+from lazyfx.resolvers import ModuleView, Resolution, is_lazy_module, read_attribute
 from lazyfx.values import TensorMeta, tensors_in
 
 if TYPE_CHECKING:
@@ -191,6 +192,26 @@ def propagate(program: "TracedProgram", propagator: Propagator) -> Propagation:
 
 
 GENERIC = "generic: the module's own initialization + meta kernel"
+
+# nn.Module's methods that torch.fx patches while tracing (attribute reads and calls become
+# graph nodes): the fallback, generic resolution and abstract execution call modules for real.
+_MODULE_METHODS = {name: getattr(nn.Module, name) for name in ("__getattr__", "__call__")}
+
+
+@contextlib.contextmanager
+def real_modules() -> Iterator[None]:
+    """nn.Module's own ``__getattr__``/``__call__`` within the block (a no-op outside tracing)."""
+    patched = {name: getattr(nn.Module, name) for name in _MODULE_METHODS}
+    if all(patched[n] is m for n, m in _MODULE_METHODS.items()):
+        yield
+        return
+    for name, original in _MODULE_METHODS.items():
+        setattr(nn.Module, name, original)
+    try:
+        yield
+    finally:
+        for name, method in patched.items():
+            setattr(nn.Module, name, method)
 ABSTRACT = "abstract execution: forward on meta tensors"
 
 
@@ -223,9 +244,9 @@ def _method_caller(name: str):
 
 
 def _get_attr(root: nn.Module, target: str) -> Any:
-    owner_path, _, name = target.rpartition(".")
-    owner = root.get_submodule(owner_path)
-    value = getattr(owner, name)
+    value: Any = root
+    for name in target.split("."):
+        value = read_attribute(value, name)
     if isinstance(value, torch.Tensor):
         if is_lazy(value):
             raise UnsupportedOpError(
@@ -248,7 +269,8 @@ def _module_rule(module_class: type) -> Optional[Rule]:
 def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
     if node.target in result.opaque:  # torch.fx could not trace it: abstract execution
         try:
-            found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
+            with real_modules():
+                found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
         except LazyFXError as exc:
             exc.final = True  # the verdict of the last resort: no enclosing module retries
             raise
@@ -259,7 +281,8 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
     if is_lazy_module(module):
         resolver = RESOLVERS.get(type(module))
         if resolver is None:  # a user's or a third-party lazy module: run its own initialization
-            resolution, value = resolve_generic(module, node.target, args, kwargs, result.meta_kernels())
+            with real_modules():
+                resolution, value = resolve_generic(module, node.target, args, kwargs, result.meta_kernels())
             result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
             return value, GENERIC, type(module)
         resolution = resolver.fn(module, *args, **kwargs)
@@ -268,11 +291,12 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         rule = _module_rule(eager)
         if rule is None:  # pragma: no cover - every built-in lazy class has an eager rule
             raise UnsupportedOpError(f"no shape rule for {eager.__name__}")
-        view = ResolvedModule(module, resolution.arguments)
+        view = ModuleView(module, resolution.arguments, eager)
         return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
     rule = _module_rule(type(module))
     if rule is None:
-        value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
+        with real_modules():
+            value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
         return value, FALLBACK, type(module)
-    return rule.fn(module, *args, **kwargs), rule.name, rule.key
+    return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
 

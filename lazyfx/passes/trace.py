@@ -21,7 +21,6 @@ the user gives.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import linecache
 from dataclasses import dataclass
@@ -49,23 +48,6 @@ from lazyfx.symbolic import fmt, free_symbols, is_concrete
 from lazyfx.values import TensorMeta
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-
-# torch.fx patches these while tracing (attribute reads and calls become graph nodes); rules and
-# the fallback read module attributes and call modules for real, so they run with the originals.
-_MODULE_METHODS = {name: getattr(nn.Module, name) for name in ("__getattr__", "__call__")}
-
-
-@contextlib.contextmanager
-def _unpatched_modules():
-    patched = {name: getattr(nn.Module, name) for name in _MODULE_METHODS}
-    for name, original in _MODULE_METHODS.items():
-        setattr(nn.Module, name, original)
-    try:
-        yield
-    finally:
-        for name, method in patched.items():
-            setattr(nn.Module, name, method)
-
 
 class _AnswersFromValue:
     """``len()``, ``int()`` and ``range()`` on a proxy, answered from its computed value."""
@@ -134,8 +116,7 @@ class LazyTracer(fx.Tracer):
             self.propagator.placeholder_values[node.name] = next(self._inputs)
         elif kind != "output":  # made outside forward's body
             node.meta[LOCATION] = caller_location()
-        with _unpatched_modules():
-            self.propagator.step(node)
+        self.propagator.step(node)
         return node
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
