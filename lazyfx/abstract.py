@@ -11,10 +11,11 @@ are recorded so that materialization can replay their own initialization.
 * A branch on tensor values (``if (x > 0).any():``) has no answer without
   data, so every combination of such branches is executed (up to
   ``MAX_RUNS``): the resolution stands only if all agree.
-* Symbolic sizes run at representative values, and once more per symbol
-  with that value changed: a parameter size that moves with a symbol is
-  reported as depending on it; the output's sizes come from the meta-kernel
-  fallback with symbolic sizes, or are marked unknown where they move.
+* Symbolic sizes run at representative values, and again per symbol with
+  that value changed (a step, doubled, halved: a floor division hides a
+  change of one): a parameter size that moves with a symbol is reported as
+  depending on it; the output's sizes come from the meta-kernel fallback
+  with symbolic sizes, or are marked unknown where they move.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class OpaqueResult:
     output: Any
     lazy: list[tuple[str, nn.Module, Resolution]] = field(default_factory=list)
     branches: int = 0
+    rejected: dict = field(default_factory=dict)  # representative sizes the module failed at
 
 
 class _Oracle:
@@ -81,26 +83,87 @@ class _Oracle:
 def execute(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> OpaqueResult:
     """Resolve the lazy modules inside ``module`` and its output, without tracing it."""
     symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
-    hints, base = _first_run(module, path, args, kwargs, fallback, symbols)
-    _explore_branches(module, path, args, kwargs, hints, base)
-    moved: dict[str, Run] = {s.name: _run(module, path, args, kwargs, {**hints, s: hints[s] + 1}, _answers(base))
-                             for s in symbols}
+    hints, runs, smaller = _explore_at_some_scale(module, path, args, kwargs, fallback, symbols)
+    base = runs[0]
+    moved: dict[str, list[Run]] = {
+        s.name: [run for value in fallback.perturbations(s, hints[s])
+                 if (run := _run_or_none(module, path, args, kwargs, {**hints, s: value}, _answers(base)))]
+        for s in symbols
+    }
     lazy = [(sub, module.get_submodule(sub), _resolution(path, sub, base, moved))
             for sub, found in base.resolutions.items() if found is not None]
-    return OpaqueResult(_output(module, path, args, kwargs, fallback, base, moved), lazy, len(base.branches))
+    output = _output(module, path, args, kwargs, fallback, base, moved)
+    return OpaqueResult(output, lazy, len(base.branches), smaller)
 
 
-def _first_run(module, path, args, kwargs, fallback, symbols) -> tuple[dict, Run]:
-    """The first run, at representative sizes: smaller ones if a model rejects the larger
-    (e.g. more positions than its position embedding has)."""
+def _explore_at_some_scale(module, path, args, kwargs, fallback, symbols) -> tuple[dict, list[Run], dict]:
+    """Every value-branch combination at representative sizes; at smaller ones when the model
+    rejects the larger (more positions than its position embedding has, say). Returns the
+    hints, the runs, and the sizes the model was found to reject (to be assumed away)."""
+    rejected: dict = {}
     for scale in HINT_SCALES:
         hints = {s: fallback.hint(s, scale) for s in symbols}
         try:
-            return hints, _run(module, path, args, kwargs, hints, [])
+            return hints, _explore(module, path, args, kwargs, hints), rejected
         except UnsupportedOpError:
             if scale == HINT_SCALES[-1]:
                 raise
+            rejected = dict(hints)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+class _PathFailed(Exception):
+    def __init__(self, error: LazyFXError, answers: list[bool]) -> None:
+        super().__init__(str(error))
+        self.error, self.answers = error, answers
+
+
+def _explore(module, path, args, kwargs, hints) -> list[Run]:
+    """Run every combination of value-dependent branches (up to ``MAX_RUNS``). Paths on which
+    forward raises are the model's own checks on values (``if not torch.isfinite(x).all():
+    raise``): they do not count; the others must all resolve alike."""
+    pending: list[list[bool]] = [[]]
+    runs: list[Run] = []
+    failures: list[_PathFailed] = []
+    while pending:
+        if len(runs) + len(failures) >= MAX_RUNS:
+            raise DataDependentError(
+                f"'{path}' ({type(module).__name__}) branches on tensor values more often than lazyfx explores "
+                f"({MAX_RUNS} combinations); its shapes cannot be established without data"
+            )
+        prescribed = pending.pop()
+        try:
+            run = _run(module, path, args, kwargs, hints, prescribed)
+            answers = _answers(run)
+            runs.append(run)
+        except _PathFailed as failed:
+            if not failed.answers:  # no value branch involved: a real failure
+                raise failed.error from failed.error.__cause__
+            answers = failed.answers
+            failures.append(failed)
+        pending += [answers[:i] + [not answers[i]] for i in range(len(prescribed), len(answers))]
+    if not runs:
+        raise failures[0].error
+    for run in runs[1:]:
+        if run.resolutions != runs[0].resolutions or run.output != runs[0].output:
+            where = ", ".join(str(loc) for _, loc in run.branches if loc) or "in forward"
+            raise DataDependentError(
+                f"'{path}' ({type(module).__name__}): which branch a tensor's values select changes the shapes "
+                f"({where})"
+            )
+    return runs
+
+
+def _run_or_none(module, path, args, kwargs, hints, prescribed) -> Optional[Run]:
+    """A run at perturbed sizes; None where the model rejects them (they tell nothing then)."""
+    try:
+        return _run(module, path, args, kwargs, hints, prescribed)
+    except (_PathFailed, LazyFXError):
+        return None
+
+
+def _answers_of(oracle: "_Oracle") -> list[bool]:
+    return [answer for answer, _ in oracle.taken]
 
 
 def _answers(run: Run) -> list[bool]:
@@ -121,7 +184,9 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     except LazyFXError:
         raise
     except Exception as exc:
-        raise _failure(module, path, exc, bool(hints)) from exc
+        error = _failure(module, path, exc, bool(hints))
+        error.__cause__ = exc
+        raise _PathFailed(error, _answers_of(oracle)) from exc
     resolutions: dict[str, Optional[tuple]] = {}
     for name, original in originals.items():
         sub = clone.get_submodule(name)
@@ -160,33 +225,10 @@ def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> La
     )
 
 
-def _explore_branches(module, path, args, kwargs, hints, base: Run) -> None:
-    """Run every combination of value-dependent branches; all must resolve alike."""
-    pending = [_answers(base)[:i] + [not _answers(base)[i]] for i in range(len(base.branches))]
-    runs = 1
-    while pending:
-        if runs >= MAX_RUNS:
-            raise DataDependentError(
-                f"'{path}' ({type(module).__name__}) branches on tensor values more often than lazyfx explores "
-                f"({MAX_RUNS} combinations); its shapes cannot be established without data"
-            )
-        prescribed = pending.pop()
-        run = _run(module, path, args, kwargs, hints, prescribed)
-        runs += 1
-        if run.resolutions != base.resolutions or run.output != base.output:
-            where = ", ".join(str(loc) for _, loc in run.branches if loc) or "in forward"
-            raise DataDependentError(
-                f"'{path}' ({type(module).__name__}): which branch a tensor's values select changes the shapes "
-                f"({where})"
-            )
-        answers = _answers(run)
-        pending += [answers[:i] + [not answers[i]] for i in range(len(prescribed), len(answers))]
-
-
-def _resolution(path: str, sub: str, base: Run, moved: dict[str, Run]) -> Resolution:
+def _resolution(path: str, sub: str, base: Run, moved: dict[str, list[Run]]) -> Resolution:
     arguments, shapes, (init_args, init_kwargs) = base.resolutions[sub]
     depends: dict[tuple, set[str]] = {}
-    for symbol, run in moved.items():
+    for symbol, run in ((symbol, run) for symbol, runs in moved.items() for run in runs):
         other = run.resolutions.get(sub)
         if other is None:
             continue
@@ -211,7 +253,7 @@ def _resolution(path: str, sub: str, base: Run, moved: dict[str, Run]) -> Resolu
     )
 
 
-def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, Run]) -> Any:
+def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, list[Run]]) -> Any:
     """The output with symbolic sizes: the initialized copy's forward through the meta-kernel
     fallback; where that fails, the meta runs' sizes, unknown where they move with a symbol."""
     if moved:
@@ -221,7 +263,7 @@ def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, Ru
                 return fallback.run_module(base.clone, args, kwargs, type(module).__name__)
         except LazyFXError:
             pass
-    return _merge(base.output, [run.output for run in moved.values()], path)
+    return _merge(base.output, [run.output for runs in moved.values() for run in runs], path)
 
 
 def _merge(value: Any, others: list, path: str) -> Any:

@@ -179,6 +179,21 @@ class MetaKernelFallback:
             want = max(low, (high // step) * step)
         return int(want)
 
+    def perturbations(self, user: sympy.Symbol, hint: int) -> list[int]:
+        """Other admitted values of a symbol, to tell which sizes move with it. Moving by one
+        step misses a dependence through a floor division, so the list also doubles and
+        halves the value (a division by d changes at least once between h and 2h when d <= h)."""
+        info = self.constraints.info(user.name)
+        low, high = self.constraints.range_of(user)
+        step = info.multiple_of
+        candidates = [hint + step, 2 * hint + step, 3 * hint + 7 * step, hint - step, hint // 2]
+        out = []
+        for value in candidates:
+            value = -(-value // step) * step
+            if value != hint and value >= max(low, 2) and (high is None or value <= high) and value not in out:
+                out.append(value)
+        return out
+
     # -- fake tensors -> lazyfx values ------------------------------------------------------
 
     def _from_fake(self, value: Any, op: str) -> Any:
@@ -254,6 +269,12 @@ class MetaKernelFallback:
             return [bool(expr)]
         if isinstance(expr, sympy.And):
             return [c for arg in expr.args for c in self._conditions(arg, op, replace)]
+        if isinstance(expr, sympy.Or):
+            parts = [c for arg in expr.args for c in self._conditions(arg, op, replace)]
+            if any(p is True for p in parts):
+                return [True]
+            parts = [p for p in parts if p is not False]
+            return [sympy.Or(*parts)] if parts else [False]
         if isinstance(expr, sympy.core.relational.Relational):
             converted = self._expr(expr, op, replace)
             return [converted if isinstance(converted, sympy.Basic) else bool(converted)]

@@ -11,8 +11,10 @@ shape: nothing is allocated and nothing runs on data.
 * The parameter shapes and the integer attributes the initialization set
   (``in_channels = 16``) are the resolution.
 * Where an input size is symbolic, the initialization runs at representative
-  sizes, and once more per symbol with that size changed: parameter sizes
-  that move with a symbol are reported as depending on it, never guessed.
+  sizes, and again per symbol with that size changed (by a step, doubled,
+  halved...: a floor division hides a change of one): parameter sizes that
+  move with a symbol are reported as depending on it. Sizes that stay put
+  under every change are taken as independent of the symbol.
 * The output comes from the initialized copy's forward, run by the
   meta-kernel fallback with symbolic sizes.
 
@@ -44,10 +46,11 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fal
     clone, attributes, shapes = _initialize_copy(module, path, args, kwargs, hints)
     depends: dict[tuple, set[str]] = {}
     for s in symbols:  # which parameter sizes move with which symbol
-        _, moved_attributes, moved_shapes = _initialize_copy(module, path, args, kwargs, {**hints, s: hints[s] + 1})
-        for key, value in _sizes(attributes, shapes).items():
-            if _sizes(moved_attributes, moved_shapes)[key] != value:
-                depends.setdefault(key, set()).add(s.name)
+        for value in fallback.perturbations(s, hints[s]):
+            _, moved_attributes, moved_shapes = _initialize_copy(module, path, args, kwargs, {**hints, s: value})
+            for key, size in _sizes(attributes, shapes).items():
+                if _sizes(moved_attributes, moved_shapes)[key] != size:
+                    depends.setdefault(key, set()).add(s.name)
     resolution = Resolution(
         arguments={k: _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
                    for k, v in attributes.items()},

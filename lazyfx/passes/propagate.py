@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
+import sympy
 import torch
 import torch.fx as fx
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
 from lazyfx import abstract, diagnostics
-from lazyfx.checks import Recorder
+from lazyfx.checks import Recorder, assume
 from lazyfx.constraints import Constraints
 from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
 from lazyfx.errors import LazyFXError, UnsupportedOpError
@@ -277,6 +278,9 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         for sub, lazy_module, resolution in found.lazy:
             path = f"{node.target}.{sub}" if node.target else sub
             result.lazy_calls.append(LazyCall(path, lazy_module, resolution, node.name, location))
+        for sym, size in found.rejected.items():  # it ran only at smaller sizes: say so
+            assume(sympy.Lt(sym, size), f"'{node.target or '<root>'}' failed when abstract execution ran it at "
+                                        f"{sym}={size}; its analysis holds for sizes below that")
         return found.output, ABSTRACT, type(module)
     if is_lazy_module(module):
         resolver = RESOLVERS.get(type(module))

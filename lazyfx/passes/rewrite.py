@@ -214,14 +214,25 @@ def convert_tensors(modules: Iterable[nn.Module], device, dtype, journal: Option
     if device is None and dtype is None:
         return
     for module in modules:
-        for tensor in list(module._parameters.values()) + list(module._buffers.values()):
-            if tensor is None or is_lazy(tensor):
-                continue
-            new = _converted(tensor, device, dtype, copy=False)
-            if new.device != tensor.device or new.dtype != tensor.dtype:
-                if journal:
-                    journal.save_data(tensor)
-                tensor.data = new
+        saved = False
+        for container in (module._parameters, module._buffers):
+            for name, tensor in list(container.items()):
+                if tensor is None or is_lazy(tensor):
+                    continue
+                new = _converted(tensor, device, dtype, copy=False)
+                if new.device == tensor.device and new.dtype == tensor.dtype:
+                    continue
+                if torch._has_compatible_shallow_copy_type(tensor, new):
+                    if journal:
+                        journal.save_data(tensor)
+                    tensor.data = new
+                    continue
+                # a new tensor object where the old cannot hold the data (cpu -> meta), as module.to does
+                if journal and not saved:
+                    journal.save_module(module)
+                    saved = True
+                is_param = isinstance(tensor, nn.Parameter)
+                container[name] = nn.Parameter(new, tensor.requires_grad) if is_param else new
 
 
 @contextlib.contextmanager

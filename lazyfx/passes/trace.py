@@ -64,6 +64,14 @@ class _AnswersFromValue:
     def __getattr__(self, name: str):
         return ShapeAttribute(self, name)
 
+    def __format__(self, spec: str) -> str:  # f"length {T}" in a message shows the size
+        return format(str(self), spec)
+
+    def __str__(self) -> str:
+        from lazyfx.values import describe
+
+        return describe(self.tracer.propagator.value(self.node))
+
 
 class ShapeProxy(_AnswersFromValue, fx.Proxy):
     pass
@@ -94,6 +102,9 @@ class LazyTracer(fx.Tracer):
         node, analysed by abstract execution (:mod:`lazyfx.abstract`)."""
         path = self.path_of_module(m)
         if self.is_leaf_module(m, path):
+            return super().call_module(m, forward, args, kwargs)
+        if is_wrapped(m):
+            self.propagator.result.opaque[path] = WRAPPED
             return super().call_module(m, forward, args, kwargs)
         last, stack, checkpoint = list(self.graph.nodes)[-1], len(self.module_stack), self.propagator.checkpoint()
         try:
@@ -185,6 +196,15 @@ class LazyTracer(fx.Tracer):
         )
 
 
+WRAPPED = ("forward is wrapped by a decorator: torch.fx would trace the wrapper's (*args, **kwargs) "
+           "instead of forward's own parameters")
+
+
+def is_wrapped(module: nn.Module) -> bool:
+    """A forward behind a functools.wraps-style decorator (Hugging Face models have them)."""
+    return getattr(type(module).forward, "__wrapped__", None) is not None
+
+
 def untraceable(exc: BaseException) -> bool:
     """Whether tracing failed because the code cannot be traced (rather than a shape error)."""
     if isinstance(exc, LazyFXError):
@@ -259,6 +279,9 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     ordered = [inputs[name] for name in signature.parameters]
     tracer = LazyTracer(propagator, ordered)
     if tracer.is_leaf_module(model, ""):
+        return _leaf_program(model, bound)
+    if is_wrapped(model):
+        propagator.result.opaque[""] = WRAPPED
         return _leaf_program(model, bound)
     concrete = {
         name: value

@@ -1,0 +1,441 @@
+"""The model zoo: lazy versions of real architectures (``tests/zoo/``), each analysed with a
+symbolic batch (and symbolic sequence or spatial sizes where the architecture allows) and
+compared with a real dry run: same module types, same shapes, bit-identical values under the
+same seed. Where a lazy parameter depends on a symbol, lazyfx must say so and refuse to
+materialize; where a model accepts only some sizes, ``report.domain`` must agree with PyTorch."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lazyfx
+from dryrun import assert_same_model, dry_run, materialized
+from lazyfx.symbolic import substitute
+from zoo import hf
+from zoo.autoencoder import ConvAutoencoder
+from zoo.gcn import GCN, LazyGraphConv
+from zoo.gpt import GPT
+from zoo.lstm import LSTMClassifier
+from zoo.mobilenet import MobileNetV2
+from zoo.resnet import ResNet18
+from zoo.seg3d import Seg3D
+from zoo.unet import UNet
+from zoo.vgg import VGG11
+from zoo.vit import ViT
+
+INT = torch.int64
+
+
+def line_of(module, marker: str) -> tuple[str, int]:
+    path = module.__file__
+    return path, next(i for i, line in enumerate(open(path).read().splitlines(), 1) if marker in line)
+
+
+def infer(build, *specs, train: bool = False):
+    model = build()
+    model.train(train)
+    return lazyfx.infer(model, *specs)
+
+
+def concrete(template, values: dict) -> tuple:
+    return tuple(values[d] if isinstance(d, str) else d for d in template)
+
+
+def pytorch_output(build, shapes, dtype=torch.float32, train: bool = False):
+    """The output shape of a real run on zeros, or None when PyTorch rejects the input."""
+    torch.manual_seed(0)
+    model = build()
+    model.train(train)
+    try:
+        with torch.no_grad():
+            out = model(*(torch.zeros(s, dtype=dtype) for s in shapes))
+    except Exception:
+        return None
+    return tuple(out.shape)
+
+
+def assert_domain_agrees(report, build, templates, points, dtype=torch.float32, train: bool = False):
+    """At each point (symbol -> size), ``report.domain`` accepts exactly what PyTorch accepts,
+    and the output formula gives PyTorch's output shape."""
+    for values in points:
+        expected = pytorch_output(build, [concrete(t, values) for t in templates], dtype, train)
+        valid = report.domain.contains(**values)
+        assert valid == (expected is not None), f"domain {report.domain} at {values}; PyTorch gives {expected}"
+        if valid:
+            assert tuple(substitute(d, values) for d in report.output.shape) == expected, values
+
+
+def lazy_count(model: nn.Module) -> int:
+    from torch.nn.modules.lazy import LazyModuleMixin
+
+    return sum(isinstance(m, LazyModuleMixin) for m in model.modules())
+
+
+# -- convolutional networks ------------------------------------------------------------------
+
+
+def test_resnet18():
+    report = infer(ResNet18, ("B", 3, "H", "W"))
+    assert str(report.output) == "(B, 10)" and not report.opaque
+    assert str(report.domain) == "all positive sizes"  # eval mode: any size (adaptive pooling)
+    assert not any(n.fallback for n in report.nodes)
+    assert len(report.lazy) == lazy_count(ResNet18()) == 41
+    assert all(r.materializable for r in report.lazy.values())
+    args = {path: r.resolution.arguments for path, r in report.lazy.items()}
+    assert args["layer1.0.conv1"] == {"in_channels": 4} and "layer1.0.downsample" not in str(list(args))
+    assert args["layer2.0.downsample.0"] == {"in_channels": 4} and args["layer2.0.conv2"] == {"in_channels": 8}
+    assert args["layer4.1.bn2"] == {"num_features": 32} and args["fc"] == {"in_features": 32}
+    by_module = {n.module_path: n for n in report.nodes if n.op == "call_module"}
+    assert str(by_module["layer4.0.downsample.1"].value) == "(B, 32, (H - 1)//32 + 1, (W - 1)//32 + 1)"
+    assert_domain_agrees(report, ResNet18, [("B", 3, "H", "W")], [dict(B=2, H=1, W=1), dict(B=1, H=7, W=12)])
+    assert_same_model(dry_run(ResNet18, (2, 3, 32, 32)), materialized(ResNet18, ("B", 3, "H", "W")))
+
+
+def test_resnet18_in_training_mode_needs_more_than_one_value_per_channel():
+    report = infer(ResNet18, ("B", 3, "H", "W"), train=True)
+    assert "B*((H - 1)//32 + 1)*((W - 1)//32 + 1) > 1" in str(report.domain)
+    assert_domain_agrees(report, ResNet18, [("B", 3, "H", "W")],
+                         [dict(B=1, H=32, W=32), dict(B=1, H=33, W=32), dict(B=2, H=20, W=20)], train=True)
+
+
+def test_vgg11_bn():
+    report = infer(VGG11, ("B", 3, "H", "W"))
+    assert str(report.output) == "(B, 10)" and str(report.domain) == "H >= 32 and W >= 32"
+    assert report.lazy["classifier.0"].resolution.arguments == {"in_features": 32 * 2 * 2}
+    assert report.lazy["features.26"].resolution.arguments == {"num_features": 32}  # the last LazyBatchNorm2d
+    assert_domain_agrees(report, VGG11, [("B", 3, "H", "W")], [dict(B=1, H=31, W=40), dict(B=2, H=32, W=45)])
+    assert_same_model(dry_run(VGG11, (2, 3, 32, 32)), materialized(VGG11, ("B", 3, "H", "W")))
+
+
+def test_vgg11_without_adaptive_pooling_depends_on_the_image_size():
+    build = partial(VGG11, pool=None)
+    report = infer(build, ("B", 3, "H", "W"))
+    head = report.lazy["classifier.0"]
+    assert head.symbols() == ["H", "W"] and not head.materializable
+    assert str(head.resolution.arguments["in_features"]) == "32*(H//32)*(W//32)"
+    assert [d.code.code for d in report.diagnostics] == ["LFX040"]
+    needs = r"'classifier\.0' \(LazyLinear\) needs in_features = .*depends on H, W"
+    with pytest.raises(lazyfx.ResolutionError, match=needs):
+        lazyfx.materialize(build(), ("B", 3, "H", "W"))
+    eager = materialized(build, ("B", 3, 32, 64))
+    assert eager.classifier[0].in_features == 64
+    assert_same_model(dry_run(build, (2, 3, 32, 64)), eager)
+
+
+def test_vgg11_untraceable_forward_by_abstract_execution():
+    build = partial(VGG11, nonfinite="replace")  # a branch on the input's values: fx cannot trace it
+    report = infer(build, ("B", 3, "H", "W"))
+    assert list(report.opaque) == [""] and "control flow on a tensor's values" in report.opaque[""]
+    assert "# <- finite" in report.opaque[""]
+    assert str(report.output) == "(B, 10)" and str(report.domain) == "H >= 32 and W >= 32"
+    assert report.lazy["classifier.0"].resolution.arguments == {"in_features": 128}
+    assert_same_model(dry_run(build, (2, 3, 32, 32)), materialized(build, ("B", 3, "H", "W")))
+    flat = partial(VGG11, pool=None, nonfinite="replace")
+    assert_same_model(dry_run(flat, (2, 3, 32, 64)), materialized(flat, ("B", 3, 32, 64)))
+
+
+def test_vgg11_untraceable_without_adaptive_pooling_depends_on_the_image_size():
+    build = partial(VGG11, pool=None, nonfinite="replace")
+    report = infer(build, ("B", 3, "H", "W"))
+    assert report.lazy["classifier.0"].symbols() == ["H", "W"]
+    with pytest.raises(lazyfx.ResolutionError, match=r"'classifier\.0'"):
+        lazyfx.materialize(build(), ("B", 3, "H", "W"))
+
+
+def test_vgg11_that_rejects_nonfinite_inputs():
+    build = partial(VGG11, nonfinite="raise")
+    report = infer(build, ("B", 3, 32, 32))
+    assert str(report.output) == "(B, 10)"
+    assert_same_model(dry_run(build, (2, 3, 32, 32)), materialized(build, ("B", 3, 32, 32)))
+
+
+def test_mobilenet_v2_depthwise_and_inverted_residuals():
+    report = infer(MobileNetV2, ("B", 3, "H", "W"))
+    assert str(report.output) == "(B, 10)" and str(report.domain) == "all positive sizes"
+    eager = materialized(MobileNetV2, ("B", 3, "H", "W"))
+    depthwise = [m for m in eager.modules() if isinstance(m, nn.Conv2d) and m.groups > 1]
+    assert len(depthwise) == 12
+    assert all(m.groups == m.in_channels == m.out_channels and m.weight.shape[1] == 1 for m in depthwise)
+    residual = [m for m in eager.modules() if getattr(m, "use_res_connect", False)]
+    assert len(residual) == 5
+    assert report.lazy["features.2.conv.1.0"].resolution.parameter_shapes["weight"] == (12, 1, 3, 3)
+    assert_domain_agrees(report, MobileNetV2, [("B", 3, "H", "W")], [dict(B=2, H=1, W=1), dict(B=1, H=17, W=40)])
+    assert_same_model(dry_run(MobileNetV2, (2, 3, 32, 32)), eager)
+
+
+def test_unet_skip_concatenation():
+    S16 = [lazyfx.Dim("H", multiple_of=16), lazyfx.Dim("W", multiple_of=16)]
+    report = infer(UNet, ("B", 3, *S16))
+    assert str(report.output) == "(B, 2, H, W)" and str(report.domain) == "H % 16 == 0 and W % 16 == 0"
+    cats = [n for n in report.nodes if n.target == "torch.cat"]
+    assert [str(n.value) for n in cats] == ["(B, 64, H//8, W//8)", "(B, 32, H//4, W//4)", "(B, 16, H//2, W//2)",
+                                            "(B, 8, H, W)"]
+    assert report.lazy["ups.0.conv.0"].resolution.arguments == {"in_channels": 64}
+    assert report.lazy["ups.0.up"].resolution.arguments == {"in_channels": 64}
+    # with unconstrained sizes, the concatenations require H and W divisible by 16
+    plain = infer(UNet, ("B", 3, "H", "W"))
+    assert str(plain.output) == "(B, 2, H, W)"
+    assert_domain_agrees(plain, UNet, [("B", 3, "H", "W")],
+                         [dict(B=1, H=16, W=48), dict(B=1, H=24, W=32), dict(B=1, H=32, W=8), dict(B=1, H=40, W=16)])
+    assert_same_model(dry_run(UNet, (2, 3, 32, 32)), materialized(UNet, ("B", 3, *S16)))
+
+
+def test_3d_segmentation_net():
+    report = infer(Seg3D, ("B", 1, "D", "H", "W"))
+    assert str(report.output) == "(B, 3, D, H, W)"
+    ups = [n for n in report.nodes if n.module_path == "up"]
+    assert [str(n.value) for n in ups] == ["(B, 8, 2*(D//4), 2*(H//4), 2*(W//4))",
+                                           "(B, 4, 2*(D//2), 2*(H//2), 2*(W//2))"]
+    assert all(n.rule == "resample.upsample_module" for n in ups)
+    assert not any(n.fallback for n in report.nodes)
+    assert report.lazy["dec1.0"].resolution.arguments == {"in_channels": 2 + 4}
+    assert_domain_agrees(report, Seg3D, [("B", 1, "D", "H", "W")],
+                         [dict(B=1, D=4, H=8, W=12), dict(B=1, D=6, H=8, W=8), dict(B=1, D=8, H=4, W=2)])
+    assert_same_model(dry_run(Seg3D, (2, 1, 8, 8, 8)), materialized(Seg3D, ("B", 1, "D", "H", "W")))
+
+
+def test_conv_autoencoder_restores_the_input_size():
+    import zoo.autoencoder as module
+
+    S4 = [lazyfx.Dim("H", multiple_of=4), lazyfx.Dim("W", multiple_of=4)]
+    report = infer(ConvAutoencoder, ("B", 3, *S4))
+    (decision,) = report.decisions
+    assert (decision.location.line, decision.taken) == (line_of(module, "# <- reconstruction")[1], True)
+    assert report.lazy["decoder.0"].resolution.arguments == {"in_channels": 8}
+    for h, w in [(4, 4), (12, 8), (32, 20)]:
+        values = dict(B=2, H=h, W=w)
+        assert tuple(substitute(d, values) for d in report.output.shape) == (2, 3, h, w)
+        assert pytorch_output(ConvAutoencoder, [(2, 3, h, w)]) == (2, 3, h, w)
+    assert_same_model(dry_run(ConvAutoencoder, (2, 3, 16, 12)), materialized(ConvAutoencoder, ("B", 3, *S4)))
+    # without the constraint, whether the reconstruction has the input's shape depends on H, W
+    with pytest.raises(lazyfx.UndecidedConditionError) as info:
+        infer(ConvAutoencoder, ("B", 3, "H", "W"))
+    diag = info.value.diagnostics[0]
+    assert diag.code.code == "LFX011" and diag.location.line == line_of(module, "# <- reconstruction")[1]
+    assert "depends on H, W" in diag.message
+    # a size the decoder cannot restore fails the assertion, as in PyTorch
+    assert pytorch_output(ConvAutoencoder, [(2, 3, 18, 16)]) is None
+    with pytest.raises(lazyfx.ShapeError, match="multiples of 4"):
+        infer(ConvAutoencoder, ("B", 3, 18, 16))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "gap: 4*((H - 1)//4 + 1) is not simplified to H under Dim(multiple_of=4)"
+    ),
+)
+def test_conv_autoencoder_output_formula_is_the_input_size():
+    S4 = [lazyfx.Dim("H", multiple_of=4), lazyfx.Dim("W", multiple_of=4)]
+    assert str(infer(ConvAutoencoder, ("B", 3, *S4)).output) == "(B, 3, H, W)"
+
+
+# -- transformers written by hand --------------------------------------------------------------
+
+
+def test_vit_fixed_number_of_patches():
+    report = infer(ViT, ("B", 3, 16, 16))
+    assert str(report.output) == "(B, 10)" and not report.opaque
+    assert report.lazy["patch_embed"].resolution.arguments == {"in_channels": 3}
+    assert report.lazy["head"].resolution.arguments == {"in_features": 16}
+    expand = next(n for n in report.nodes if n.target == "Tensor.expand")
+    assert str(expand.value) == "(B, 1, 16)"
+    encoder = next(n for n in report.nodes if n.module_path == "encoder")
+    assert str(encoder.value) == "(B, 17, 16)" and not encoder.fallback
+    assert_same_model(dry_run(ViT, (2, 3, 16, 16)), materialized(ViT, ("B", 3, 16, 16)))
+    # symbolic sizes: the positional embedding fixes the number of patches
+    symbolic = infer(ViT, ("B", 3, "H", "W"))
+    assert str(symbolic.domain).startswith("H >= 4 and W >= 4 and (H//4)*(W//4) + 1 == 17")
+    assert_domain_agrees(symbolic, ViT, [("B", 3, "H", "W")],
+                         [dict(B=1, H=16, W=16), dict(B=1, H=19, W=17), dict(B=1, H=8, W=32), dict(B=1, H=20, W=20)])
+    assert_same_model(dry_run(ViT, (2, 3, 16, 16)), materialized(ViT, ("B", 3, "H", "W")))
+
+
+def gpt_spec(*dims):
+    return lazyfx.TensorSpec(dims, dtype=INT)
+
+
+def test_gpt_context_length_must_be_decided():
+    import zoo.gpt as module
+
+    with pytest.raises(lazyfx.UndecidedConditionError) as info:
+        infer(GPT, "B,T:int64")
+    diag = info.value.diagnostics[0]
+    assert diag.code.code == "LFX011" and diag.location.line == line_of(module, "# <- context")[1]
+    assert "`T <= 16`" in diag.message and "depends on T" in diag.message
+
+
+def test_gpt():
+    T = lazyfx.Dim("T", max=16)
+    report = infer(GPT, gpt_spec("B", T))
+    assert str(report.output) == "(B, T, 50)" and str(report.domain) == "T <= 16" and not report.opaque
+    assert [d.taken for d in report.decisions] == [False, True]  # not unbatched; fits the context
+    attention = [n for n in report.nodes if "scaled_dot_product_attention" in str(n.target)]
+    assert len(attention) == 2 and all(not n.fallback and str(n.value) == "(B, 2, T, 8)" for n in attention)
+    assert len(report.lazy) == 2 * 6 + 1
+    assert {r.resolution.arguments["in_features"] for r in report.lazy.values()} == {16, 64}
+    assert report.lazy["blocks.1.mlp.2"].resolution.arguments == {"in_features": 64}
+    assert_same_model(dry_run(GPT, (2, 5), dtype=INT), materialized(GPT, gpt_spec("B", T)))
+    # an unbatched sequence takes the other branch
+    unbatched = infer(GPT, gpt_spec(T))
+    assert str(unbatched.output) == "(1, T, 50)" and [d.taken for d in unbatched.decisions] == [True, True]
+    assert_same_model(dry_run(GPT, (7,), dtype=INT), materialized(GPT, gpt_spec(T)))
+
+
+def test_gpt_sequence_longer_than_the_context():
+    assert pytorch_output(GPT, [(2, 20)], dtype=INT) is None
+    with pytest.raises(lazyfx.ShapeError, match="longer than the context 16"):
+        infer(GPT, "B,20:int64")
+
+
+def test_gpt_failed_assertion_message_shows_the_size():
+    with pytest.raises(lazyfx.ShapeError, match="sequence of length 20 longer than the context 16"):
+        infer(GPT, "B,20:int64")
+
+
+# -- recurrent and graph networks ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("pooling, features", [("last", 12), ("mean-max", 24)])
+def test_lstm_text_classifier(pooling, features):
+    build = partial(LSTMClassifier, pooling=pooling)
+    report = infer(build, "B,T:int64")
+    assert str(report.output) == "(B, 3)" and not report.opaque
+    lstm = next(n for n in report.nodes if n.module_path == "lstm")
+    assert str(lstm.value[0]) == "(B, T, 12)" and str(lstm.value[1][0]) == "(4, B, 6)"
+    assert report.lazy["hidden"].resolution.arguments == {"in_features": features}
+    assert report.lazy["head"].resolution.arguments == {"in_features": 12}
+    assert_same_model(dry_run(build, (2, 5), dtype=INT), materialized(build, "B,T:int64"))
+
+
+def test_gcn_with_custom_lazy_layers():
+    report = infer(GCN, "N,5", "N,N")
+    assert str(report.output) == "(N, 4)" and not report.opaque
+    assert [(p, r.lazy_class, r.eager_class) for p, r in report.lazy.items()] == [
+        ("conv1", "LazyGraphConv", "LazyGraphConv"), ("conv2", "LazyGraphConv", "LazyGraphConv"),
+        ("readout", "PygLinear", "PygLinear")]
+    assert report.lazy["conv1"].resolution.parameter_shapes == {"weight": (5, 8)}
+    assert report.lazy["readout"].resolution.arguments == {"in_channels": 8}
+    eager = materialized(GCN, "N,5", "N,N")
+    assert type(eager.conv1) is LazyGraphConv and eager.conv1.in_features == 5
+    assert not eager.readout._forward_pre_hooks
+    assert_same_model(dry_run(GCN, (6, 5), (6, 6)), eager)
+    # the node counts of the features and of the adjacency must agree
+    with pytest.raises(lazyfx.UndecidedConditionError, match="`M != N`"):
+        infer(GCN, "N,5", "M,M")
+
+
+def test_gcn_feature_size_as_a_symbol():
+    report = infer(GCN, "N,F", "N,N")
+    assert report.lazy["conv1"].symbols() == ["F"] and not report.lazy["conv1"].materializable
+    needs = r"lazy module 'conv1' \(LazyGraphConv\) needs in_features = .*depends on F"
+    with pytest.raises(lazyfx.ResolutionError, match=needs):
+        lazyfx.materialize(GCN(), "N,F", "N,N")
+    assert_same_model(dry_run(GCN, (6, 7), (6, 6)), materialized(GCN, "N,7", "N,N"))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "gap: a generic lazy layer whose weight depends on F has its output evaluated at F's representative "
+        "size, so the report assumes F == 64 and flags the downstream lazy modules (LFX023) though nothing "
+        "after it depends on F"
+    ),
+)
+def test_gcn_feature_size_as_a_symbol_taints_nothing_downstream():
+    report = infer(GCN, "N,F", "N,N")
+    assert not report.domain.assumptions
+    assert report.lazy["conv2"].materializable and report.lazy["readout"].materializable
+    assert [d.code.code for d in report.diagnostics] == ["LFX040"]
+
+
+# -- Hugging Face transformers, every nn.Linear made lazy ----------------------------------------
+
+HF_MODELS = {
+    # name: (factory, lazyfx spec, dry-run shape, dtype, expected last_hidden_state)
+    "bert": (hf.bert, "B,8:int64", (2, 8), INT, "(B, 8, 16)"),  # position embeddings bound T: concrete
+    "distilbert": (hf.distilbert, lazyfx.TensorSpec(("B", lazyfx.Dim("T", max=16)), dtype=INT), (2, 8), INT,
+                   "(B, T, 16)"),  # T below the 32 position embeddings
+    "llama": (hf.llama, "B,T:int64", (2, 5), INT, "(B, T, 16)"),  # rotary positions: any T
+    "t5_encoder": (hf.t5_encoder, "B,T:int64", (2, 5), INT, "(B, T, 16)"),  # relative positions: any T
+    "vit": (hf.vit, "B,3,16,16", (2, 3, 16, 16), torch.float32, "(B, 17, 16)"),
+}
+
+
+@pytest.mark.parametrize("name", list(HF_MODELS))
+def test_hugging_face_model(name):
+    build, spec, shape, dtype, hidden = HF_MODELS[name]
+    model = build()
+    report = lazyfx.infer(model, spec)
+    assert list(report.opaque) == [""]  # the whole forward is analysed by abstract execution
+    assert str(report.output["last_hidden_state"]) == hidden
+    lazy = [path for path, m in model.named_modules() if isinstance(m, nn.LazyLinear)]
+    assert sorted(report.lazy) == sorted(lazy) and len(lazy) >= 12
+    assert all(r.materializable for r in report.lazy.values())
+    assert {r.resolution.arguments["in_features"] for r in report.lazy.values()} == {16, 32}  # hidden, intermediate
+    assert_same_model(dry_run(build, shape, dtype=dtype), materialized(build, spec))
+
+
+def test_hugging_face_bert_with_a_bounded_sequence_length():
+    spec = lazyfx.TensorSpec(("B", lazyfx.Dim("T", max=32)), dtype=INT)
+    report = lazyfx.infer(hf.bert(), spec)
+    assert str(report.output["last_hidden_state"]) == "(B, T, 16)"
+    assert_same_model(dry_run(hf.bert, (2, 8), dtype=INT), materialized(hf.bert, spec))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "gap: with an unconstrained T, abstract execution of BERT fails at its representative sizes and runs at "
+        "smaller ones; the report only assumes T < 73 (and B < 64) where PyTorch rejects T > 32"
+    ),
+)
+def test_hugging_face_bert_domain_with_an_unbounded_sequence_length():
+    report = lazyfx.infer(hf.bert(), "B,T:int64")
+    assert all(r.materializable for r in report.lazy.values())  # this part holds: nothing depends on T
+    for t in (8, 40):
+        torch.manual_seed(0)
+        try:
+            with torch.no_grad():
+                hf.bert()(torch.zeros(2, t, dtype=INT))
+            accepted = True
+        except RuntimeError:  # 40 > max_position_embeddings
+            accepted = False
+        assert report.domain.contains(B=2, T=t) == accepted, f"T={t}: domain {report.domain}, PyTorch {accepted}"
+
+
+def test_hugging_face_bert_output_with_a_small_symbolic_sequence_length():
+    report = lazyfx.infer(hf.bert(), lazyfx.TensorSpec(("B", lazyfx.Dim("T", max=16)), dtype=INT))
+    assert str(report.output["last_hidden_state"]) == "(B, T, 16)"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason=(
+        "gap: HF ViT with interpolate_pos_encoding=True and symbolic H, W reports the token count of "
+        "last_hidden_state as unknown (it moves with H and W, and the meta-kernel run with symbolic sizes fails), "
+        "not as (H//8)*(W//8) + 1"
+    ),
+)
+def test_hugging_face_vit_interpolated_positions_with_symbolic_image_size():
+    report = lazyfx.infer(hf.vit(), "B,3,H,W", interpolate_pos_encoding=True)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        expected = hf.vit()(torch.zeros(2, 3, 16, 24), interpolate_pos_encoding=True).last_hidden_state.shape
+    got = tuple(substitute(d, dict(B=2, H=16, W=24)) for d in report.output["last_hidden_state"].shape)
+    assert got == tuple(expected)
+
+
+@pytest.mark.parametrize("name", ["bert", "t5_encoder"])
+def test_hugging_face_model_with_an_attention_mask(name):
+    build, spec, *_, hidden = HF_MODELS[name]
+    report = lazyfx.infer(build(), spec, attention_mask=spec)
+    assert str(report.output["last_hidden_state"]) == hidden
