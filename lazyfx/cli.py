@@ -54,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "module's resolution, the input domain and warnings.")
     _add_target(show)
     show.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
+    show.add_argument("--graph", metavar="FILE", help="also draw the dataflow graph: FILE.svg (a picture), "
+                      "FILE.html (a page with it) or FILE.dot (Graphviz text)")
     show.set_defaults(run=run_show)
 
     materialize = sub.add_parser("materialize", help="write the eager model's state_dict (a checkpoint)",
@@ -260,32 +262,16 @@ def check_model(model_config, source: Optional[str]) -> list:
 
 
 def _check_output(report, model_config, label: str) -> list:
-    import sympy
-
-    from lazyfx import diagnostics
-    from lazyfx.findings import Finding, column_of
-    from lazyfx.spec import SymbolTable, to_value
-    from lazyfx.symbolic import fmt
-    from lazyfx.values import TensorMeta
+    import lazyfx
+    from lazyfx.api import check_output
+    from lazyfx.findings import from_diagnostic
 
     (expected,), _ = constrained_inputs([model_config.expect_output], model_config.constraints)
-    want = to_value(expected, SymbolTable())
-    got = report.output
-    node = next((n for n in reversed(report.nodes) if n.op != "output"), None)
-    location = node.location if node else None
-    where = dict(path=location.file, line=location.line, column=column_of(location.file, location.line)) \
-        if location else {}
-    if not isinstance(got, TensorMeta):
-        return [Finding(diagnostics.UNEXPECTED_OUTPUT.code,
-                        f"the output is {type(got).__name__}, expected one tensor {fmt(want.shape)}",
-                        model=label, **where)]
-    same = len(got.shape) == len(want.shape) and all(
-        report.domain.constraints.decide(sympy.Eq(a, b)) is True for a, b in zip(got.shape, want.shape))
-    if same:
-        return []
-    return [Finding(diagnostics.UNEXPECTED_OUTPUT.code,
-                    f"the output has shape {fmt(got.shape)}, expected {fmt(want.shape)} for every input the spec allows",
-                    model=label, **where)]
+    try:
+        check_output(report, expected)
+    except lazyfx.ShapeError as exc:
+        return [from_diagnostic(d, label) for d in exc.diagnostics]
+    return []
 
 
 # -- show, materialize, export --------------------------------------------------------------
@@ -294,6 +280,8 @@ def _check_output(report, model_config, label: str) -> list:
 def run_show(args: argparse.Namespace) -> int:
     import lazyfx
 
+    if args.graph and os.path.splitext(args.graph)[1].lower() not in (".svg", ".html", ".dot"):
+        raise UsageError(f"--graph {args.graph}: the file must end in .svg, .html or .dot")
     model, positional, keyword = prepare(args)
     try:
         report = lazyfx.infer(model, *positional, **keyword)
@@ -302,7 +290,20 @@ def run_show(args: argparse.Namespace) -> int:
     except lazyfx.LazyFXError as exc:
         _print_error(exc)
         return EXIT_FINDINGS
-    print(report.to_json() if args.json else report)
+    try:
+        print(report.to_json() if args.json else report, flush=True)
+    except BrokenPipeError:  # `lazyfx show ... --graph g.svg | head`: the picture is still wanted
+        if not args.graph:
+            raise
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if args.graph:
+        from lazyfx import graph
+
+        try:
+            graph.write(report, graph.traced_edges(model, *positional, **keyword), args.graph)
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.graph}: {exc.strerror or exc}") from None
+        print(f"wrote {args.graph}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -355,4 +356,34 @@ def run_export(args: argparse.Namespace) -> int:
 
 
 def run_fix(args: argparse.Namespace) -> int:
-    raise UsageError("lazyfx fix is not available yet")
+    import lazyfx
+    from lazyfx import fix
+    from lazyfx.diagnostics import display_path
+
+    with fix.recording() as constructions:  # where each lazy module is constructed, as the target loads
+        model, positional, keyword = prepare(args)
+    try:
+        report = lazyfx.infer(model, *positional, **keyword)
+    except lazyfx.SpecError as exc:
+        raise UsageError(str(exc)) from None
+    except lazyfx.LazyFXError as exc:
+        _print_error(exc)
+        return EXIT_FINDINGS
+    if not report.lazy:
+        print(f"lazyfx fix: {report.model} has no lazy modules", file=sys.stderr)
+        return EXIT_OK
+    fixes, refusals = fix.apply(fix.plan(model, report, constructions))
+    if args.write:
+        fix.write(fixes)
+        for file_fix in fixes:
+            calls, modules = len(file_fix.rewritten), sum(len(r.paths) for r in file_fix.rewritten)
+            print(f"rewrote {display_path(file_fix.path)}: {calls} call{'s' if calls != 1 else ''} "
+                  f"({modules} lazy module{'s' if modules != 1 else ''})")
+    else:
+        sys.stdout.write("".join(f.diff() for f in fixes))
+    for refusal in refusals:
+        print(refusal.text(), file=sys.stderr)
+    if refusals:
+        print(f"lazyfx fix: {len(refusals)} lazy constructor call{'s' if len(refusals) != 1 else ''} left as "
+              f"{'they were' if len(refusals) != 1 else 'it was'}", file=sys.stderr)
+    return EXIT_FINDINGS if refusals else EXIT_OK
