@@ -10,6 +10,7 @@ symbol merge into the tightest, and conditions the others imply are dropped.
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterable, Optional
 
 import sympy
@@ -138,12 +139,39 @@ class Domain:
         return out
 
     def smallest(self) -> Optional[dict[str, int]]:
-        """The smallest valid size of each symbol (None where that is not known exactly).
-        For separable domains (no condition relates two symbols) it is a valid input."""
+        """The smallest valid size of each symbol on its own (None where that is not known
+        exactly). Where a condition relates two symbols these need not be valid together:
+        :meth:`example` gives a valid input."""
         solved = self.solved()
         if any(solved.get(n) is None for n in self.symbols):
             return None
         return {n: solved[n].smallest() for n in self.symbols}
+
+    def example(self, candidates: int = 20_000) -> Optional[dict[str, int]]:
+        """A valid input, as small as possible: the per-symbol smallest sizes when they are
+        valid together, else the first valid combination of each symbol's smallest valid
+        sizes, trying those with smaller sizes first. None when none of the first
+        ``candidates`` combinations is valid (or a symbol's valid sizes are not known).
+
+        >>> report = lazyfx.infer(unet, ("B", 3, "H", "W"))
+        >>> report.domain.example()
+        {'B': 1, 'H': 16, 'W': 32}
+        """
+        solved = self.solved()
+        if any(solved.get(n) is None for n in self.symbols):
+            return None
+        if not self.symbols:
+            return {}
+        per_symbol = max(2, int(candidates ** (1 / len(self.symbols))))
+        sizes = {n: list(itertools.islice(solved[n].values(), per_symbol)) for n in self.symbols}
+        if any(not values for values in sizes.values()):
+            return None
+        ranked = sorted(itertools.product(*(range(len(sizes[n])) for n in self.symbols)), key=lambda ix: (sum(ix), ix))
+        for index in ranked:
+            point = {n: sizes[n][i] for n, i in zip(self.symbols, index)}
+            if self.contains(**point):
+                return point
+        return None
 
     @property
     def is_empty(self) -> bool:

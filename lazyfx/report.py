@@ -129,6 +129,7 @@ class Report:
                 "text": str(self.domain),
                 "conditions": self.domain.describe(),
                 "smallest": self.domain.smallest(),
+                "example": self.domain.example(),
                 "empty": self.domain.is_empty,
                 "assumptions": [fmt(c.expr) for c in self.domain.assumptions],
             },

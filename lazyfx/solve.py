@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import sympy
 
@@ -58,6 +58,31 @@ class SizeSet:
             if first is not None and (self.stop is None or first <= self.stop):
                 candidates.append(first)
         return min(candidates) if candidates else None
+
+    def values(self) -> Iterator[int]:
+        """The valid values in increasing order (endless where the set is)."""
+        explicit = sorted(self.explicit)
+        pattern = self._pattern_values()
+        following = next(pattern, None)
+        for value in explicit:
+            while following is not None and following < value:
+                yield following
+                following = next(pattern, None)
+            if following == value:
+                following = next(pattern, None)
+            yield value
+        while following is not None:
+            yield following
+            following = next(pattern, None)
+
+    def _pattern_values(self) -> Iterator[int]:
+        if self.start is None:
+            return
+        value = self.start
+        while self.stop is None or value <= self.stop:
+            if value % self.modulus in self.residues:
+                yield value
+            value += 1
 
     def contains(self, value: int) -> bool:
         if value in self.explicit:

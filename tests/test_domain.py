@@ -3,6 +3,8 @@ meta-device run of the eager model succeeds; and it prints as a person would wri
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn as nn
@@ -47,6 +49,34 @@ def test_domain_of_random_conv_pool_stacks_matches_pytorch(data):
     sizes = report.domain.solved()["H"]
     assert sizes is not None, f"not summarized: {report.domain}"
     assert all(sizes.contains(h) == report.domain.contains(H=h) for h in range(1, 257))
+    valid = [h for h in range(1, 257) if accepts(meta, (1, 2, h))]
+    assert list(itertools.islice(sizes.values(), 5)) == valid[:5]
+    assert report.domain.example() == ({"H": valid[0]} if valid else None)
+
+
+class BatchNormBottleneck(nn.Module):
+    """Training-mode batch norm after three poolings: needs more than one value per channel,
+    a condition that relates B, H and W (so the per-symbol smallest sizes are not valid)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.LazyConv2d(4, 3, padding=1)
+        self.pool = nn.MaxPool2d(8)
+        self.norm = nn.LazyBatchNorm2d()
+
+    def forward(self, x):
+        return self.norm(self.pool(self.conv(x)))
+
+
+def test_example_is_a_valid_input_when_the_smallest_sizes_are_not():
+    report = lazyfx.infer(BatchNormBottleneck(), ("B", 3, "H", "W"))
+    assert report.domain.smallest() == {"B": 1, "H": 8, "W": 8}
+    assert not report.domain.contains(B=1, H=8, W=8)
+    example = report.domain.example()
+    assert example == {"B": 2, "H": 8, "W": 8}
+    eager = lazyfx.materialize(BatchNormBottleneck(), (1, 3, 8, 16), device="meta")
+    assert accepts(eager, (example["B"], 3, example["H"], example["W"]))
+    assert not accepts(eager, (1, 3, 8, 8))
 
 
 class UNet(nn.Module):
