@@ -136,7 +136,7 @@ class Report:
             "diagnostics": [d.to_dict() for d in self.diagnostics],
             "not_traced": dict(self.opaque),
             "decisions": [
-                {"condition": d.condition, "taken": d.taken, "file": d.location.file if d.location else None,
+                {"condition": d.condition, "taken": d.taken, "source": d.source, "file": d.location.file if d.location else None,
                  "line": d.location.line if d.location else None}
                 for d in self.decisions
             ],

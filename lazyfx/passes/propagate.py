@@ -73,12 +73,18 @@ class LazyCall:
 
 @dataclass
 class Decision:
-    """A Python condition in forward (``if x.dim() == 4``) that lazyfx decided from shapes."""
+    """A Python condition in forward (``if x.dim() == 4``) that lazyfx decided from shapes.
+
+    ``condition`` is the formula in the input symbols (``(W - 1)//2 + 1 >= 64``) where the
+    condition is symbolic, else the condition as written (``x.dim() == 3``); ``source`` is
+    the line of code it comes from.
+    """
 
     condition: str
     taken: bool
     location: Optional[SourceLocation]
     node: Optional[str] = None
+    source: Optional[str] = None
 
 
 @dataclass

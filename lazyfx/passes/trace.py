@@ -21,10 +21,13 @@ the user gives.
 
 from __future__ import annotations
 
+import ast
 import inspect
+import io
 import linecache
+import tokenize
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 import sympy
 import torch
@@ -144,7 +147,8 @@ class LazyTracer(fx.Tracer):
             )
         if isinstance(value, (bool, int, float)) or value is None:
             taken = bool(value)
-            self._decided(obj.node, _source(obj.node), taken)
+            code = _code(obj.node.meta.get(LOCATION))
+            self._decided(obj.node, _condition_text(code) if code else obj.node.name, taken)
             return taken
         if isinstance(value, sympy.Basic):
             condition = value if value.is_Boolean or value.is_Relational else sympy.Ne(value, 0)
@@ -180,8 +184,9 @@ class LazyTracer(fx.Tracer):
         return iter([obj[i] for i in range(self.length(obj))])
 
     def _decided(self, node: fx.Node, condition: str, taken: bool) -> None:
+        location = caller_location()
         self.propagator.result.decisions.append(
-            Decision(condition=condition, taken=taken, location=caller_location(), node=node.name)
+            Decision(condition=condition, taken=taken, location=location, node=node.name, source=_code(location))
         )
 
     def _undecided(self, node: fx.Node, value: Any, what: str = "a branch") -> UndecidedConditionError:
@@ -226,10 +231,38 @@ def _nodes_after(graph: fx.Graph, last: fx.Node) -> list[fx.Node]:
     return nodes[nodes.index(last) + 1 :]
 
 
+def _code(location) -> Optional[str]:
+    """The source line at ``location``, without its trailing comment."""
+    if location is None:
+        return None
+    line = linecache.getline(location.file, location.line).strip()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return line[: token.start[1]].rstrip() or None
+    except (tokenize.TokenError, SyntaxError):  # a line that continues on the next one
+        pass
+    return line or None
+
+
+def _condition_text(code: str) -> str:
+    """The condition of an ``if``/``elif``/``while``/``assert`` line (``x.dim() == 3``), else the line."""
+    source = code[2:] if code.startswith("elif ") else code
+    if source.endswith(":"):
+        source += " pass"
+    try:
+        statement = ast.parse(source).body[0]
+    except (SyntaxError, IndexError):
+        return code
+    if isinstance(statement, (ast.If, ast.While, ast.Assert)):
+        return ast.get_source_segment(source, statement.test) or code
+    return code
+
+
 def _line(location) -> str:
     if location is None:
         return "in forward"
-    code = linecache.getline(location.file, location.line).strip()
+    code = _code(location)
     return f"`{code}`" if code else f"line {location.line}"
 
 
