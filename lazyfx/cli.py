@@ -209,7 +209,8 @@ def run_check(args: argparse.Namespace) -> int:
         if files:
             root = os.path.dirname(os.path.abspath(source))
             wanted = {os.path.abspath(f) for f in files}
-            models = [m for m in models if targets.source_files(m.target, root) & wanted]
+            if os.path.abspath(source) not in wanted:  # a changed configuration checks every model
+                models = [m for m in models if targets.source_files(m.target, root) & wanted]
     findings = []
     progress = len(models) > 1 and sys.stderr.isatty()
     for number, model_config in enumerate(models, 1):
@@ -223,7 +224,22 @@ def run_check(args: argparse.Namespace) -> int:
     if findings or args.format == "json":
         print(render(findings, args.format))
     failing = [f for f in findings if f.severity == "error" or args.strict]
+    if args.format == "text":  # a summary for people; stdout keeps only the findings
+        sys.stdout.flush()
+        print(f"lazyfx: {_summary(models, findings, files)}", file=sys.stderr)
     return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _summary(models: list, findings: list, files: list) -> str:
+    if not models:
+        return "no configured model uses the given files" if files else "no models to check"
+    checked = f"{len(models)} model{'s' if len(models) != 1 else ''} checked"
+    if not findings:
+        return f"{checked}, no findings"
+    errors = sum(f.severity == "error" for f in findings)
+    warnings = len(findings) - errors
+    counts = [f"{n} {word}{'s' if n != 1 else ''}" for n, word in ((errors, "error"), (warnings, "warning")) if n]
+    return f"{checked}: {', '.join(counts)}"
 
 
 def check_model(model_config, source: Optional[str]) -> list:

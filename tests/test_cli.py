@@ -91,16 +91,20 @@ PROJECT = DATA / "project"
 def test_check_reports_like_a_linter(capsys, monkeypatch):
     monkeypatch.chdir(PROJECT)
     assert main(["check"]) == 1
-    out = capsys.readouterr().out
-    assert out == ("models/cnn.py:21:9: LFX030 Linear has in_features=100 but the input's last dim is 7200 "
-                   "(input of size [B, 7200]) (in module 'fc' at Linear) [models/cnn.py:Broken]\n")
+    captured = capsys.readouterr()
+    assert captured.out == ("models/cnn.py:21:9: LFX030 Linear has in_features=100 but the input's last dim is 7200 "
+                            "(input of size [B, 7200]) (in module 'fc' at Linear) [models/cnn.py:Broken]\n")
+    assert captured.err == "lazyfx: 2 models checked: 1 error\n"
 
 
 def test_check_only_the_models_the_changed_files_touch(capsys, monkeypatch):
     monkeypatch.chdir(PROJECT)
     assert main(["check", "other.py"]) == 0
+    assert capsys.readouterr().err == "lazyfx: no configured model uses the given files\n"
     assert main(["check", "models/blocks.py"]) == 1  # imported by models/cnn.py
     assert capsys.readouterr().out.count("LFX030") == 1
+    assert main(["check", "other.py", "pyproject.toml"]) == 1  # a changed configuration: every model
+    assert capsys.readouterr().err == "lazyfx: 2 models checked: 1 error\n"
 
 
 def test_check_formats(capsys, monkeypatch):
