@@ -1,0 +1,93 @@
+"""Ops whose output shape depends on tensor values are refused with DataDependentError
+(LFX022), naming the op and why, after the checks their shapes decide. Their empty-input
+forms, whose shape is known, are differential cases in tests/cases_shape.py."""
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lazyfx
+from differential import fn_module
+
+B, BOOL, LONG = "B", torch.bool, torch.int64
+
+
+def spec(*dims, dtype=torch.float32):
+    return lazyfx.TensorSpec(dims, dtype=dtype)
+
+
+ITEM_MESSAGE = (r"Tensor.item\(\) returns the tensor's value, and a size or shape taken from a tensor's value "
+                r"cannot be known statically")
+
+CASES = {
+    "torch.nonzero": (torch.nonzero, [spec(B, 3)], "nonzero: the number of rows"),
+    "Tensor.nonzero": (lambda x: x.nonzero(), [spec(2, 3)], "nonzero"),
+    "nonzero(as_tuple=True)": (lambda x: torch.nonzero(x, as_tuple=True), [spec(4)], "nonzero"),
+    "torch.argwhere": (torch.argwhere, [spec(B)], "argwhere"),
+    "Tensor.argwhere": (lambda x: x.argwhere(), [spec(2)], "argwhere"),
+    "torch.masked_select": (lambda x, m: torch.masked_select(x, m), [spec(B, 3), spec(3, dtype=BOOL)],
+                            "masked_select: the number of elements"),
+    "Tensor.masked_select": (lambda x, m: x.masked_select(m), [spec(2, 3), spec(2, 3, dtype=BOOL)], "masked_select"),
+    "torch.unique": (torch.unique, [spec(B, 3)], "unique: the number of distinct values depends on the tensor"),
+    "Tensor.unique": (lambda x: x.unique(return_counts=True), [spec(5)], "Tensor.unique"),
+    "unique(dim=)": (lambda x: torch.unique(x, dim=1), [spec(1, 1)], r"unique\(dim=1\)"),
+    "Tensor.item": (lambda x: x.item(), [spec(1)], ITEM_MESSAGE),
+    "item as a size": (lambda x, n: x.view(n.item(), -1), [spec(6), spec(dtype=LONG)], r"Tensor.item\(\)"),
+    "Tensor.tolist": (lambda x: x.tolist(), [spec(2, 3)], r"Tensor.tolist\(\)"),
+    "x[mask]": (lambda x, m: x[m], [spec(B, 3), spec(B, 3, dtype=BOOL)], "boolean mask"),
+    "x[:, mask]": (lambda x, m: x[:, m], [spec(2, 3), spec(3, dtype=torch.uint8)], "boolean mask"),
+    "x[0-dim bool tensor]": (lambda x, m: x[m], [spec(2), spec(dtype=BOOL)], "boolean mask"),
+    "tensor_split(tensor)": (lambda x, i: torch.tensor_split(x, i), [spec(6), spec(2, dtype=LONG)], "tensor_split"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_value_dependent_shape_is_refused(name):
+    fn, specs, message = CASES[name]
+    with pytest.raises(lazyfx.DataDependentError, match=message) as info:
+        lazyfx.infer(fn_module(fn, len(specs), name), *specs)
+    assert info.value.code == "LFX022"
+
+
+@pytest.mark.parametrize("fn, specs, fragment", [
+    (lambda x, m: x[m], [spec(2, 3), spec(2, 4, dtype=BOOL)], "The shape of the mask [2, 4] at index 1 does not match"),
+    (lambda x, m: torch.masked_select(x, m), [spec(2, 3), spec(2, dtype=BOOL)], "must match"),
+    (lambda x, m: torch.masked_select(x, m), [spec(2, 3), spec(3)], "expected BoolTensor for mask"),
+    (lambda x: x.item(), [spec(2, 3)], "a Tensor with 6 elements cannot be converted to Scalar"),
+    (lambda x: torch.unique(x, dim=2), [spec(2, 3)], "Dimension out of range"),
+])
+def test_shape_errors_come_first(fn, specs, fragment):
+    """What the shapes alone decide is a shape error, not a data dependence."""
+    with pytest.raises(lazyfx.ShapeError) as info:
+        lazyfx.infer(fn_module(fn, len(specs)), *specs)
+    assert fragment in str(info.value)
+
+
+def test_empty_inputs_have_known_shapes():
+    report = lazyfx.infer(fn_module(torch.nonzero), spec(B, 0, 3))
+    assert report.output.shape == (0, 3)
+    report = lazyfx.infer(fn_module(lambda x: x.unique(return_inverse=True)), spec(1, 1))
+    assert [t.shape for t in report.output] == [(1,), (1, 1)]
+
+
+class MaskedMean(nn.Module):
+    def forward(self, x, mask):
+        return x[mask].mean()
+
+
+class Wrapper(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner = MaskedMean()
+
+    def forward(self, x, mask):
+        return self.inner(x, mask) * 2
+
+
+def test_refusal_inside_a_submodule_names_the_op():
+    """The tracer retries a submodule that raised a DataDependentError by abstract execution on meta
+    tensors; these refusals are final (meta kernels cannot know the shape either), so the user
+    reads which op and why."""
+    with pytest.raises(lazyfx.DataDependentError, match="boolean mask") as info:
+        lazyfx.infer(Wrapper(), spec(B, 3), spec(B, 3, dtype=BOOL))
+    assert info.value.code == "LFX022"
