@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "infer": "lazyfx.api",
     "materialize": "lazyfx.api",
-    "export": "lazyfx.export",
+    "export": "lazyfx.exporters",
     "Dim": "lazyfx.spec",
     "TensorSpec": "lazyfx.spec",
     "TensorMeta": "lazyfx.values",
@@ -38,7 +38,7 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from lazyfx.api import infer, materialize
-    from lazyfx.export import export
+    from lazyfx.exporters import export
     from lazyfx.errors import (
         DataDependentError,
         LazyFXError,

@@ -21,6 +21,7 @@ are recorded so that materialization can replay their own initialization.
 from __future__ import annotations
 
 import contextlib
+import re
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
@@ -28,7 +29,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from lazyfx.diagnostics import SourceLocation, caller_location
+from lazyfx.diagnostics import SourceLocation, caller_location, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
 from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy
@@ -214,15 +215,30 @@ def _values(out: Any) -> Any:
 
 def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> LazyFXError:
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    where = f"'{path}' ({type(module).__name__})"
+    where = f"'{path}' ({type(module).__name__})" if path else f"{type(module).__name__}.forward"
+    location = location_from_traceback(exc)  # the line of the user's forward that failed
     if "meta tensors" in text or "item()" in text or "data-dependent" in text:
-        return DataDependentError(f"{where} uses tensor values where a size or number is needed: {text}")
-    if not symbolic:
-        return ShapeError(f"running {where} on shape-only inputs fails: {type(exc).__name__}: {text}")
+        return DataDependentError(f"{where} uses tensor values where a size or number is needed: {text}",
+                                  location=location)
+    if not symbolic or _signature_error(exc):
+        return ShapeError(f"running {where} on shape-only inputs fails: {type(exc).__name__}: {text}",
+                          location=location)
     return UnsupportedOpError(
         f"running {where} on shape-only inputs at representative sizes fails, so lazyfx cannot tell for which "
-        f"sizes it is valid: {type(exc).__name__}: {text}"
+        f"sizes it is valid: {type(exc).__name__}: {text}", location=location,
     )
+
+
+# A call whose arguments do not fit the function's signature (PyTorch's argument parser or
+# Python's own) fails whatever the sizes are.
+_SIGNATURE_ERROR = re.compile(
+    r"\(\):? (argument '\w+' \(position \d+\) must be|received an invalid combination of arguments|missing \d+ "
+    r"required|got an unexpected keyword argument|takes (from )?\d+)"
+)
+
+
+def _signature_error(exc: Exception) -> bool:
+    return isinstance(exc, TypeError) and _SIGNATURE_ERROR.search(str(exc)) is not None
 
 
 def _resolution(path: str, sub: str, base: Run, moved: dict[str, list[Run]]) -> Resolution:

@@ -22,18 +22,92 @@ from lazyfx.symbolic import fmt
 
 
 def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs: Any) -> Report:
-    """Infer every shape in ``model`` for the given input specs, without running it.
+    """Infer every shape in a model for the given input specs, without running it.
 
-    >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
-    >>> print(report)
+    lazyfx traces ``model.forward`` with torch.fx on symbolic inputs and works out
+    every node's output shape as a formula in the input symbols, how each lazy
+    module resolves (its constructor arguments and parameter shapes), and the
+    input domain: the conditions on the symbols under which the model works. No
+    tensor data is created, and ``model`` is never modified.
 
-    Inputs are shape tuples (``("B", 3, 224, 224)``), strings (``"B,T:int64"``),
-    tensors (meta ones too), :class:`~lazyfx.TensorSpec`, or containers of them,
-    positional or by forward's parameter names. ``model`` is never modified.
-    Raises a :class:`~lazyfx.LazyFXError` subclass when the model cannot work
-    for any input the specs allow. With ``expect_output`` (a spec such as
-    ``"B,10"``), the output must have that shape for every input the spec
-    allows, else :class:`~lazyfx.ShapeError` (LFX070).
+    A check that holds for some inputs only (a kernel must fit, two sizes must
+    agree) becomes a condition in ``report.domain``; an error is raised only when
+    the model cannot work for any input the specs allow.
+
+    Args:
+        model: The model to analyse: any ``nn.Module``, with lazy submodules or
+            without; a bare lazy module (``nn.LazyLinear(10)``) works too.
+        *inputs: One input spec per positional parameter of ``model.forward``.
+            A spec is any of: a shape tuple (``("B", 3, 224, 224)``: ints are
+            sizes; strings, ``sympy.Symbol``s and [`Dim`][lazyfx.Dim]s are
+            symbols); a string shorthand (``"B,3,H,W"``, ``"B,T:int64"``,
+            ``"(B,):bool"``); a ``torch.Tensor``, meta tensors included (only its
+            shape and dtype are read); a [`TensorSpec`][lazyfx.TensorSpec]; a
+            tuple, list or dict of specs, for forwards that take containers; or
+            a constant (``None``, ``True``, ``0.5``), passed as it is. A symbol is
+            a positive integer, and the same name in two specs is the same size.
+            The dtype defaults to float32.
+        expect_output: A spec of the single tensor forward must return, such as
+            ``"B,10"`` (its symbols are the inputs'). When given, the output must
+            have this shape for every input the specs allow.
+        **kw_inputs: Input specs by forward's parameter names. Parameters given
+            neither way take their defaults, and forward follows the branch
+            those defaults select (``mask=None`` takes ``if mask is None``).
+
+    Returns:
+        A report of every node's shapes, each lazy module's resolution, the
+            input domain and the warnings.
+
+    Raises:
+        SpecError: A spec is malformed (LFX001) or unusable (LFX002): a bad dim,
+            conflicting `Dim` constraints, a missing or unexpected input, or
+            ``model`` is not an ``nn.Module``.
+        TraceError: torch.fx cannot follow forward (LFX010): Python code needs a
+            concrete value that shapes do not give, such as ``int()`` of a
+            tensor.
+        UndecidedConditionError: Python control flow in forward depends on a
+            symbolic size the specs leave open (LFX011).
+        UnsupportedOpError: An operation has no shape rule and PyTorch's meta
+            kernel cannot evaluate it either (LFX020), or a rule cannot handle
+            its arguments (LFX021).
+        DataDependentError: An output size depends on tensor values (LFX022):
+            ``nonzero``, boolean-mask indexing, ``.tolist()``.
+        ShapeError: An operation rejects its input shapes for every input the
+            specs allow, or an ``assert`` in forward fails (LFX030); or the output
+            is not ``expect_output`` (LFX070).
+        ResolutionError: A lazy module is called at two sites that resolve it
+            differently (LFX041).
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+        >>> report.output
+        TensorMeta(shape=(B, 10), dtype=torch.float32)
+        >>> print(report.domain)
+        H >= 9 and W >= 9
+        >>> report.lazy["features.0"].resolution.arguments
+        {'in_channels': 3}
+
+        Specs by parameter name, and a forward's default arguments:
+
+        >>> class Masked(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.proj = nn.LazyLinear(8)
+        ...
+        ...     def forward(self, tokens, mask=None):
+        ...         x = self.proj(tokens)
+        ...         return x if mask is None else x * mask
+        >>> lazyfx.infer(Masked(), "B,T,16").inputs
+        {'tokens': TensorMeta(shape=(B, T, 16), dtype=torch.float32), 'mask': None}
+        >>> print(lazyfx.infer(Masked(), tokens="B,T,16", mask="B,T,1").output)
+        (B, T, 8)
+
+        Requiring an output shape:
+
+        >>> lazyfx.infer(Net(), ("B", 3, 32, 32), expect_output="B,5")
+        Traceback (most recent call last):
+            ...
+        lazyfx.errors.ShapeError: ...LFX070 the output has shape (B, 10), expected (B, 5) for every input the spec allows
     """
     report = _analyze(model, inputs, kw_inputs)
     if expect_output is not None:
@@ -74,28 +148,112 @@ def materialize(
     init_order: str = "dry-run",
     **kw_inputs: Any,
 ) -> nn.Module:
-    """The eager equivalent of a lazy ``model``, with parameters created on ``device``.
+    """Build the eager equivalent of a lazy model, with its parameters created on a device.
 
-    >>> eager = lazyfx.materialize(Net(), ("B", 3, 32, 32), device="cpu")
+    The result has the same class as ``model``, with its forward, methods and
+    eager submodules intact; every lazy submodule is now its eager class
+    (``LazyLinear`` becomes ``Linear`` with ``in_features`` filled in), built with
+    the same options and the arguments [`infer`][lazyfx.infer] resolves. A bare
+    lazy module given as the model becomes its eager class. No
+    ``UninitializedParameter``, ``UninitializedBuffer`` or lazy hook remains.
 
-    Returns a module of the same class (a bare lazy module becomes its eager
-    class) in which every lazy submodule is its eager class, built with the
-    same options and the inferred arguments. Parameter values are bit-identical
-    to a dry run in eval mode under the same RNG state, or under ``seed`` (the
-    caller's RNG state is then left alone). ``dtype`` converts floating-point
-    tensors as ``module.to(dtype)`` does. The given model is copied unless
-    ``inplace=True``; on failure it is left exactly as it was.
+    Parameter values are bit-identical to a dry run in eval mode on the same
+    device under the same RNG state: lazy modules are initialized in the order a
+    forward first calls them, with their own ``reset_parameters()``. The given
+    model is copied and left untouched unless ``inplace=True``; a failure leaves
+    it exactly as it was.
 
-    With ``state_dict`` (e.g. saved from the eager model and read back with
-    ``torch.load(..., weights_only=True)``), the lazy shapes come from the
-    checkpoint when no inputs are given; given inputs, the checkpoint must fit
-    them (``report.fit``) and settles the sizes they leave symbolic. The values
-    are the checkpoint's (``strict`` as ``load_state_dict``).
+    Args:
+        model: The lazy model (or a bare lazy module).
+        *inputs: Input specs, one per positional parameter of forward, in any
+            form [`infer`][lazyfx.infer] takes. Every lazy parameter must then
+            be concrete: pin the symbols it depends on.
+        device: Where parameters and buffers are created (``"cpu"``, ``"cuda"``,
+            a ``torch.device``). ``"meta"`` allocates nothing and gives a model
+            ready for ``to_empty(device=...)`` and ``reset_parameters()``. Eager
+            parameters and buffers move there too. None keeps the devices as
+            they are.
+        dtype: A floating-point dtype to convert floating-point parameters and
+            buffers to, as ``module.to(dtype)`` does (integer buffers such as
+            ``num_batches_tracked`` keep theirs). Values are initialized in the
+            modules' own dtype first, so they equal a dry run followed by
+            ``.to(dtype)``.
+        seed: Seed the RNG for the initialization, in a forked scope: your
+            global RNG state is left as it was. None uses the current RNG state.
+        inplace: Convert ``model`` itself instead of a copy (the copy works for
+            lazy batch norms, which ``copy.deepcopy`` rejects). On failure every
+            change is rolled back.
+        state_dict: A checkpoint saved from the eager model (read back with
+            ``torch.load(..., weights_only=True)``, say). Without inputs, the
+            lazy shapes come from the checkpoint; with inputs, the checkpoint
+            must fit them (see [`Report.fit`][lazyfx.report.Report.fit]) and
+            settles the sizes they leave symbolic. The values are the
+            checkpoint's.
+        strict: With ``state_dict``, whether every key must match, as in
+            ``load_state_dict(strict=...)``.
+        init_order: ``"dry-run"`` (the default) initializes the lazy modules as
+            a dry run would. ``"registration"`` initializes every module (eager
+            ones too) again from ``seed``, children before parents, in
+            registration order: the values then equal those of a hand-written
+            eager twin constructed after ``torch.manual_seed(seed)``, as long as
+            its modules initialize in ``reset_parameters``, not elsewhere in
+            ``__init__``.
+        **kw_inputs: Input specs by forward's parameter names.
 
-    ``init_order="registration"`` initializes every module (eager ones too) again from
-    ``seed``, children before parents, in registration order: the values then equal those
-    of a hand-written eager twin constructed after ``torch.manual_seed(seed)`` (as long as
-    its modules initialize in ``reset_parameters``, not elsewhere in ``__init__``).
+    Returns:
+        The eager model: ``model`` itself when ``inplace=True``, else a new
+            module of the same class (of the eager class for a bare lazy module).
+
+    Raises:
+        SpecError: A spec is unusable (LFX001, LFX002), ``device`` is invalid or
+            unavailable, ``dtype`` is not a floating-point dtype, or
+            ``init_order`` is neither ``"dry-run"`` nor ``"registration"``
+            (LFX002).
+        ResolutionError: A lazy parameter depends on an input symbol (LFX040);
+            a lazy module is resolved from a meta kernel specialized to one size
+            (LFX023), called at two sites that disagree (LFX041) or never called
+            (LFX042); or ``state_dict`` has no entry for a lazy tensor (LFX040).
+        ShapeError: The inputs fail as in [`infer`][lazyfx.infer] (LFX030), or
+            a ``state_dict`` shape does not fit them (LFX030).
+        MaterializeError: Copying the model or building the eager modules
+            failed (LFX050); the given model is unchanged.
+
+    Any error [`infer`][lazyfx.infer] raises for the inputs is raised too.
+
+    Examples:
+        >>> eager = lazyfx.materialize(Net(), ("B", 3, 32, 32), device="cpu")
+        >>> eager.head
+        Linear(in_features=2304, out_features=10, bias=True)
+        >>> type(eager).__name__, type(lazyfx.materialize(nn.LazyLinear(4), ("B", 6)))
+        ('Net', <class 'torch.nn.modules.linear.Linear'>)
+
+        The same values as a dry run under the same seed, without touching
+        the global RNG state:
+
+        >>> _ = torch.manual_seed(0)
+        >>> dry = Net().eval()
+        >>> _ = dry(torch.zeros(1, 3, 32, 32))
+        >>> eager = lazyfx.materialize(Net(), ("B", 3, 32, 32), seed=0)
+        >>> all(torch.equal(a, b) for a, b in zip(dry.state_dict().values(), eager.state_dict().values()))
+        True
+
+        On the meta device, in bfloat16, or from a checkpoint alone:
+
+        >>> lazyfx.materialize(Net(), ("B", 3, 32, 32), device="meta").head.weight.device
+        device(type='meta')
+        >>> lazyfx.materialize(Net(), ("B", 3, 32, 32), dtype=torch.bfloat16).head.weight.dtype
+        torch.bfloat16
+        >>> restored = lazyfx.materialize(Net(), state_dict=eager.state_dict())
+        >>> torch.equal(restored.head.weight, eager.head.weight)
+        True
+
+        A lazy size that depends on a symbol is never guessed:
+
+        >>> lazyfx.materialize(Net(), ("B", 3, "H", "W"))
+        Traceback (most recent call last):
+            ...
+        lazyfx.errors.ResolutionError: ...LFX040 lazy module 'head' (LazyLinear) needs in_features = 64*((H - 9)//4 + 1)*((W - 9)//4 + 1), which depends on H, W (in module 'head')
+            note: pin H, W to concrete sizes in the input spec, or make the size independent of them (e.g. an adaptive pooling layer before a flatten)
     """
     if init_order not in ("dry-run", "registration"):
         raise SpecError(f"init_order must be 'dry-run' or 'registration', got {init_order!r}")
@@ -144,6 +302,8 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     propagation = propagate(program, propagator)
     records = resolve(model, propagation, program.graph)
     domain = Domain(constraints, propagation.recorder.conditions)
+    if domain.is_empty:
+        raise _no_valid_input(domain, propagation)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
     return Report(
@@ -156,6 +316,24 @@ def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
         diagnostics=warnings,
         decisions=propagation.decisions,
         opaque=propagation.opaque,
+    )
+
+
+def _no_valid_input(domain: Domain, propagation) -> ShapeError:
+    """The error for a model no input fits although each check alone could hold: blames the
+    first condition that, with those before it, leaves no valid input."""
+    conditions = domain.requirements
+    for count in range(1, len(conditions) + 1):
+        if Domain(domain.constraints, conditions[:count]).is_empty:
+            break
+    culprit = conditions[count - 1]
+    earlier = Domain(domain.constraints, conditions[: count - 1])
+    node = next((n for n in propagation.nodes if n.name == culprit.node), None)
+    return ShapeError(
+        f"{culprit.message}: no input sizes satisfy {fmt(culprit.expr)}"
+        + (f" together with {earlier}" if earlier.describe() else ""),
+        location=node.location if node else None,
+        module_path=node.module_path if node else None,
     )
 
 

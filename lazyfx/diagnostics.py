@@ -192,7 +192,40 @@ def location_from_traceback(exc: BaseException) -> Optional[SourceLocation]:
 
 @dataclass(frozen=True)
 class Diagnostic:
-    """One finding, with everything needed to point at its cause."""
+    """One finding, with everything needed to point at its cause.
+
+    Errors carry them in ``error.diagnostics``, reports carry warnings in
+    ``report.diagnostics``. ``str(diagnostic)`` is the line lazyfx prints:
+    ``path:line: CODE message (in module 'path' at Op)``, then one
+    ``note:`` line per note.
+
+    Attributes:
+        code: The kind of finding: ``code.code`` (``"LFX040"``), ``code.name``
+            (``"symbolic-parameter"``) and ``code.description``. The codes are
+            stable: select and silence them by code.
+        message: What is wrong, in one sentence.
+        severity: ``"error"`` or ``"warning"``.
+        module_path: The path of the module at fault (``""`` for the model
+            itself); None when not in a module.
+        op: The operation at fault, as the report names it (``"Linear"``,
+            ``"torch.cat"``).
+        node: The name of the graph node at fault.
+        location: The line of your code at fault, with ``file``, ``line`` and
+            ``function`` (``str()`` gives ``path:line``, relative to the
+            working directory where it lies below it); None when unknown.
+        notes: Hints on how to fix it.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+        >>> warning = report.diagnostics[0]
+        >>> warning.code.code, warning.code.name, warning.severity
+        ('LFX040', 'symbolic-parameter', 'warning')
+        >>> warning.module_path, warning.location.line
+        ('head', 25)
+        >>> print(warning)
+        lazyfx/demo.py:25: LFX040 lazy module 'head' (LazyLinear) needs in_features = 64*((H - 9)//4 + 1)*((W - 9)//4 + 1), which depends on H, W (in module 'head')
+            note: pin H, W to concrete sizes in the input spec, or make the size independent of them (e.g. an adaptive pooling layer before a flatten)
+    """
 
     code: ErrorCode
     message: str
@@ -209,6 +242,20 @@ class Diagnostic:
         return dataclasses.replace(self, **missing) if missing else self
 
     def where(self) -> str:
+        """The module and operation at fault, as printed after the message.
+
+        Returns:
+            ``"in module 'path' at Op"``, either part left out when unknown
+                (``'<root>'`` for the model itself); empty when both are.
+
+        Examples:
+            >>> model = nn.Sequential(nn.LazyConv2d(8, 3), nn.Flatten(), nn.Linear(128, 10))
+            >>> try:
+            ...     lazyfx.infer(model, ("B", 3, 32, 32))
+            ... except lazyfx.ShapeError as error:
+            ...     print(error.diagnostics[0].where())
+            in module '2' at Linear
+        """
         parts = []
         if self.module_path is not None:
             parts.append(f"in module '{self.module_path or '<root>'}'")
@@ -225,6 +272,19 @@ class Diagnostic:
         return text
 
     def to_dict(self) -> dict:
+        """The diagnostic as JSON-ready data, as ``report.to_dict()`` gives it.
+
+        Returns:
+            ``code``, ``name``, ``severity``, ``message``, ``module_path``,
+                ``op``, ``node``, ``file`` (the absolute path), ``line`` and
+                ``notes``.
+
+        Examples:
+            >>> warning = lazyfx.infer(Net(), ("B", 3, "H", "W")).diagnostics[0]
+            >>> data = warning.to_dict()
+            >>> data["code"], data["name"], data["line"], data["file"].endswith("demo.py")
+            ('LFX040', 'symbolic-parameter', 25, True)
+        """
         return {
             "code": self.code.code,
             "name": self.code.name,

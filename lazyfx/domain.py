@@ -11,6 +11,7 @@ symbol merge into the tightest, and conditions the others imply are dropped.
 from __future__ import annotations
 
 import itertools
+from numbers import Integral
 from typing import Iterable, Optional
 
 import sympy
@@ -22,7 +23,49 @@ from lazyfx.symbolic import fmt, symbol
 
 
 class Domain:
-    """The set of valid inputs. ``str(domain)`` gives the conditions; ``contains(H=64)`` tests a point."""
+    """The inputs a model accepts: conditions on the input symbols.
+
+    Where a check holds for some inputs only (a kernel must fit, two sizes must
+    agree, a reshape must divide), lazyfx records it as a condition instead of
+    failing. Together with each symbol's [`Dim`][lazyfx.Dim] constraints, these
+    conditions are exactly the inputs the analysis accepts. ``str(domain)``
+    gives them for reading, simplified: a floor division moves to the other
+    side (``(H - 3)//2 + 1 >= 1`` reads ``H >= 3``), a symbol's conditions are
+    summarized exactly where possible (``H % 16 == 0``, ``27 <= H <= 28``),
+    and conditions the others imply are dropped. With no condition it reads
+    ``all positive sizes``.
+
+    ``report.domain`` is the domain of a report; [`Report.fit`][lazyfx.report.Report.fit]
+    returns the part of it that a checkpoint fits.
+
+    Attributes:
+        requirements (list[Condition]): The conditions as the rules recorded
+            them (unsimplified), each with ``expr`` (a sympy relation),
+            ``message`` and the ``node`` that recorded it.
+        assumptions (list[Condition]): Choices a rule made where PyTorch's
+            behaviour depends on the input and the specs do not tell (a
+            symbolic size taken to be != 1 when broadcasting or squeezing).
+            The results hold under them; the report lists them under
+            ``assuming:``.
+
+    Examples:
+        >>> domain = lazyfx.infer(Net(), ("B", 3, "H", "W")).domain
+        >>> print(domain)
+        H >= 9 and W >= 9
+        >>> domain.contains(B=1, H=8, W=32)
+        False
+
+        An assumption:
+
+        >>> class Add(nn.Module):
+        ...     def forward(self, x, y):
+        ...         return x + y
+        >>> domain = lazyfx.infer(Add(), ("B", "N"), ("B", "M")).domain
+        >>> print(domain)
+        N == M
+        >>> [condition.message for condition in domain.assumptions]
+        ['N != 1 (broadcasting)', 'M != 1 (broadcasting)']
+    """
 
     def __init__(self, constraints: Constraints, conditions: Iterable[Condition]) -> None:
         self.constraints = constraints
@@ -33,13 +76,30 @@ class Domain:
 
     @property
     def symbols(self) -> list[str]:
+        """The input symbols' names, sorted: those of the specs and any the conditions mention.
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, "H", "W")).domain.symbols
+            ['B', 'H', 'W']
+        """
         names = set(self.constraints.infos)
         for c in self.requirements:
             names |= {s.name for s in c.expr.free_symbols}
         return sorted(names)
 
     def bounds(self) -> dict[str, SymbolInfo]:
-        """Each symbol's tightest range: its Dim constraints and the single-symbol conditions."""
+        """Each symbol's tightest range: its Dim constraints and the single-symbol bounds.
+
+        Returns:
+            By symbol name, the range as ``min``, ``max`` (None: unbounded) and
+                ``multiple_of``. Conditions other than bounds (``H % 2 == 0`` from
+                a reshape, say) are not included: see [`solved`][lazyfx.domain.Domain.solved].
+
+        Examples:
+            >>> bounds = lazyfx.infer(Net(), ("B", 3, "H", "W")).domain.bounds()
+            >>> bounds["H"].min, bounds["H"].max, bounds["H"].multiple_of
+            (9, None, 1)
+        """
         infos = {name: self.constraints.info(name) for name in self.symbols}
         for c in self.requirements:
             bound = as_bound(simplify_condition(c.expr))
@@ -55,8 +115,16 @@ class Domain:
         return infos
 
     def conditions(self) -> list[sympy.Basic]:
-        """The domain as a list of simple conditions: per-symbol bounds first, then the rest,
-        leaving out what those already imply."""
+        """The domain as a list of sympy conditions: per-symbol bounds first, then the rest.
+
+        Conditions the bounds already imply are left out. These are the
+        formulas to compute with; [`describe`][lazyfx.domain.Domain.describe]
+        gives the summaries to read.
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, "H", "W")).domain.conditions()
+            [H >= 9, W >= 9]
+        """
         infos = self.bounds()
         out: list[sympy.Basic] = []
         for info in infos.values():
@@ -69,8 +137,29 @@ class Domain:
         return out
 
     def solved(self) -> dict[str, Optional[SizeSet]]:
-        """Each symbol's exact set of valid values (None where its conditions are of a form
-        :mod:`lazyfx.solve` does not summarize)."""
+        """Each symbol's exact set of valid sizes, from the conditions on that symbol alone.
+
+        Conditions on a single symbol built from ``+``, ``*`` by constants,
+        floor divisions and remainders (conv and pool arithmetic, ``cat``
+        equalities, reshape divisibility), or monotone in it, are solved
+        exactly. Conditions that relate several symbols are not taken into
+        account here.
+
+        Returns:
+            By symbol name, a set of sizes with ``conditions()`` (as text),
+                ``smallest()``, ``contains(size)``, ``values()`` (the valid sizes
+                in increasing order, endless where the set is) and ``is_empty``;
+                None for a symbol whose conditions are of another form.
+
+        Examples:
+            >>> H = lazyfx.Dim("H", multiple_of=8)
+            >>> sizes = lazyfx.infer(Net(), ("B", 3, H, "W")).domain.solved()["H"]
+            >>> sizes.conditions(), sizes.smallest(), sizes.contains(20)
+            (['H >= 16', 'H % 8 == 0'], 16, False)
+            >>> import itertools
+            >>> list(itertools.islice(sizes.values(), 4))
+            [16, 24, 32, 40]
+        """
         if self._solved is None:
             single: dict[str, list] = {name: [] for name in self.symbols}
             for c in self.requirements:
@@ -84,8 +173,24 @@ class Domain:
         return self._solved
 
     def describe(self) -> list[str]:
-        """The domain as conditions a person would write: one exact summary per symbol
-        where possible, then the conditions that relate several symbols."""
+        """The domain as conditions a person would write, one string each.
+
+        One exact summary per symbol where possible, then the conditions that
+        relate several symbols; an equality between two symbols is given as
+        the pairs of sizes that satisfy it. ``str(domain)`` joins them with
+        ``and``.
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+            >>> report.domain.describe()
+            ['H >= 9', 'W >= 9']
+
+            The sizes that fit a checkpoint's ``head.in_features = 2304``:
+
+            >>> state = lazyfx.materialize(Net(), ("B", 3, 32, 32), seed=0).state_dict()
+            >>> report.fit(state).describe()
+            ['H >= 9', 'W >= 9', '64*((H - 9)//4 + 1)*((W - 9)//4 + 1) == 2304 (144 pairs of sizes, e.g. H=9, W=149)']
+        """
         solved = self.solved()
         out: list[str] = []
         infos = self.bounds()
@@ -139,23 +244,57 @@ class Domain:
         return out
 
     def smallest(self) -> Optional[dict[str, int]]:
-        """The smallest valid size of each symbol on its own (None where that is not known
-        exactly). Where a condition relates two symbols these need not be valid together:
-        :meth:`example` gives a valid input."""
+        """The smallest valid size of each symbol on its own.
+
+        Where a condition relates several symbols these sizes need not be
+        valid together: [`example`][lazyfx.domain.Domain.example] gives a
+        valid input.
+
+        Returns:
+            The sizes by symbol name (a symbol with no valid size maps to
+                None), or None when a symbol's valid sizes are not known exactly.
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, "H", "W")).domain.smallest()
+            {'B': 1, 'H': 9, 'W': 9}
+        """
         solved = self.solved()
         if any(solved.get(n) is None for n in self.symbols):
             return None
         return {n: solved[n].smallest() for n in self.symbols}
 
     def example(self, candidates: int = 20_000) -> Optional[dict[str, int]]:
-        """A valid input, as small as possible: the per-symbol smallest sizes when they are
-        valid together, else the first valid combination of each symbol's smallest valid
-        sizes, trying those with smaller sizes first. None when none of the first
-        ``candidates`` combinations is valid (or a symbol's valid sizes are not known).
+        """A valid input, as small as possible.
 
-        >>> report = lazyfx.infer(unet, ("B", 3, "H", "W"))
-        >>> report.domain.example()
-        {'B': 1, 'H': 16, 'W': 32}
+        The per-symbol smallest sizes when they are valid together, else the
+        first valid combination of each symbol's smallest valid sizes, trying
+        those with smaller sizes first.
+
+        Args:
+            candidates: How many combinations to try at most.
+
+        Returns:
+            A size for every symbol, by name; None when none of the first
+                ``candidates`` combinations is valid, or a symbol's valid sizes are
+                not known.
+
+        Examples:
+            A batch norm in training mode needs more than one value per
+            channel, a condition on ``B``, ``H`` and ``W`` together:
+
+            >>> class Bottleneck(nn.Module):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.pool = nn.MaxPool2d(8)
+            ...         self.norm = nn.LazyBatchNorm2d()
+            ...
+            ...     def forward(self, x):
+            ...         return self.norm(self.pool(x))
+            >>> domain = lazyfx.infer(Bottleneck(), ("B", 3, "H", "W")).domain
+            >>> domain.smallest(), domain.contains(B=1, H=8, W=8)
+            ({'B': 1, 'H': 8, 'W': 8}, False)
+            >>> domain.example()
+            {'B': 2, 'H': 8, 'W': 8}
         """
         solved = self.solved()
         if any(solved.get(n) is None for n in self.symbols):
@@ -175,8 +314,29 @@ class Domain:
 
     @property
     def is_empty(self) -> bool:
-        """True when no input is valid: a symbol has no valid size, an equality between two
-        symbols has no solution, or bounds contradict."""
+        """Whether no input is valid.
+
+        True when a symbol has no valid size, an equality between two symbols
+        has no solution, or bounds contradict. A report's domain is never
+        empty: [`infer`][lazyfx.infer] raises [`ShapeError`][lazyfx.ShapeError]
+        for a model no input fits.
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, "H", "W")).domain.is_empty
+            False
+
+            Built from conditions directly: ``H`` odd and even.
+
+            >>> import sympy
+            >>> from lazyfx.checks import Condition
+            >>> from lazyfx.constraints import Constraints
+            >>> from lazyfx.domain import Domain
+            >>> H = lazyfx.Dim("H").symbol
+            >>> domain = Domain(Constraints(), [Condition(sympy.Eq(H % 2, 1), "odd"),
+            ...                                 Condition(sympy.Eq(H % 2, 0), "even")])
+            >>> domain.is_empty, str(domain)
+            (True, 'no valid H')
+        """
         if any(s is not None and s.is_empty for s in self.solved().values()):
             return True
         if any(text.startswith("no valid") for text in self.describe()):
@@ -184,13 +344,42 @@ class Domain:
         return any(info.max is not None and info.smallest() > info.max for info in self.bounds().values())
 
     def contains(self, **sizes: int) -> bool:
-        """Whether concrete sizes for every symbol are valid inputs."""
+        """Whether concrete sizes are a valid input.
+
+        Args:
+            **sizes (int): A size for every symbol in
+                [`symbols`][lazyfx.domain.Domain.symbols], by name.
+
+        Returns:
+            True when the sizes meet every condition and ``Dim`` constraint
+                (sizes are positive: 0 and negative sizes are not valid).
+
+        Raises:
+            TypeError: A symbol has no size, a name is not a symbol of the
+                domain (a typo), or a size is not an integer.
+
+        Examples:
+            >>> domain = lazyfx.infer(Net(), ("B", 3, "H", "W")).domain
+            >>> domain.contains(B=1, H=9, W=32), domain.contains(B=1, H=8, W=32)
+            (True, False)
+            >>> domain.contains(H=9)
+            Traceback (most recent call last):
+                ...
+            TypeError: contains() needs a size for every symbol; missing: B, W
+        """
         missing = [s for s in self.symbols if s not in sizes]
         if missing:
             raise TypeError(f"contains() needs a size for every symbol; missing: {', '.join(missing)}")
-        for name, value in sizes.items():
-            if not isinstance(value, int) or not self.constraints.info(name).admits(value):
-                return False
+        unknown = [name for name in sizes if name not in self.symbols]
+        if unknown:
+            raise TypeError(f"contains() got sizes for {', '.join(unknown)}, which are not symbols of this domain "
+                            f"(its symbols: {', '.join(self.symbols) or 'none'})")
+        wrong = [name for name, value in sizes.items() if isinstance(value, bool) or not isinstance(value, Integral)]
+        if wrong:
+            raise TypeError(f"contains() needs integer sizes; got {', '.join(f'{n}={sizes[n]!r}' for n in wrong)}")
+        sizes = {name: int(value) for name, value in sizes.items()}
+        if any(not self.constraints.info(name).admits(value) for name, value in sizes.items()):
+            return False
         return first_failing(self, sizes) is None
 
     def __str__(self) -> str:

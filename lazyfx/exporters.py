@@ -17,6 +17,7 @@ failed export leaves no partial file at ``path``.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from typing import Any, Optional, Union
 
@@ -45,12 +46,72 @@ def export(
     opset: Optional[int] = None,
     **kw_inputs: Any,
 ) -> Any:
-    """Materialize ``model`` for ``inputs`` and export it; the input symbols become the
-    exported program's dynamic dimensions.
+    """Materialize a lazy model for the given inputs and export it in one call.
 
-    >>> lazyfx.export(model, ("B", 3, 224, 224), format="onnx", path="model.onnx")
+    The model is materialized as by [`materialize`][lazyfx.materialize] (a copy:
+    ``model`` is never modified), put in eval mode, and handed to the exporter
+    with example inputs: zero tensors at sizes inside the model's input domain.
+    The input symbols become the exported program's dynamic dimensions, under
+    their own names.
 
-    Returns the ``ScriptModule``, the ``ExportedProgram``, or (for ONNX) ``path``.
+    Args:
+        model: The lazy model.
+        *inputs: Input specs, one per positional parameter of forward, in any
+            form [`infer`][lazyfx.infer] takes. Symbols a lazy parameter depends
+            on must be pinned; the others stay dynamic.
+        format: ``"torchscript"`` (``torch.jit.script``),
+            ``"torchscript-trace"`` (``torch.jit.trace`` on the example inputs),
+            ``"exported-program"`` (``torch.export.export``: each input symbol
+            becomes a ``torch.export.Dim`` with the symbol's name and its
+            ``Dim(min=, max=)`` bounds, the minimum at least 2 as torch.export
+            requires) or ``"onnx"`` (``torch.onnx.export`` on top of
+            torch.export: each input symbol becomes a dynamic axis named after
+            it; needs the ``onnx`` extra: ``pip install lazyfx[onnx]``).
+        path (str | os.PathLike | None): Where to save the result (required
+            for ONNX). The file is written through a temporary file in the
+            same folder, so a failed export leaves no partial file at ``path``.
+        device (str | torch.device | None): Where the parameters and example
+            inputs are created, as in [`materialize`][lazyfx.materialize].
+        dtype: Floating-point dtype for the parameters and the floating-point
+            example inputs, as in [`materialize`][lazyfx.materialize].
+        seed: RNG seed for the parameters' initialization.
+        opset: The ONNX opset version (None: the exporter's default).
+        **kw_inputs: Input specs by forward's parameter names.
+
+    Returns:
+        The ``torch.jit.ScriptModule`` (both TorchScript formats), the
+            ``torch.export.ExportedProgram``, or, for ONNX, ``path``.
+
+    Raises:
+        SpecError: ``format`` is unknown, ONNX is asked for without a ``path``,
+            a dynamic dim of an input is a formula rather than a plain symbol
+            (torch.export), or no example sizes inside the input domain are
+            found (LFX002).
+        MaterializeError: The exporter failed (LFX050); the model is unchanged
+            and nothing was written to ``path``.
+
+    Any error [`materialize`][lazyfx.materialize] raises for the inputs is
+    raised too, e.g. [`ResolutionError`][lazyfx.ResolutionError] (LFX040)
+    when a lazy size depends on a symbol.
+
+    Examples:
+        >>> program = lazyfx.export(Net(), ("B", 3, 32, 32), format="exported-program")
+        >>> program.module()(torch.zeros(5, 3, 32, 32)).shape
+        torch.Size([5, 10])
+        >>> scripted = lazyfx.export(Net(), ("B", 3, 32, 32), format="torchscript", seed=0)
+        >>> scripted(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+
+        ONNX, with ``B`` as a dynamic axis:
+
+        >>> import os, tempfile
+        >>> import onnx
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = lazyfx.export(Net(), ("B", 3, 32, 32), format="onnx",
+        ...                          path=os.path.join(folder, "net.onnx"))
+        ...     graph = onnx.load(path).graph
+        >>> [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+        ['B', 3, 32, 32]
     """
     from lazyfx.api import _analyze, materialize
 
@@ -79,7 +140,7 @@ def export(
             names, _ = _onnx_axes(report)
             _save(path, lambda p: torch.onnx.export(
                 eager, args, p, kwargs=kwargs or None, input_names=names, dynamic_shapes=_dynamic_shapes(report),
-                opset_version=opset, dynamo=True, verbose=False,
+                opset_version=opset, dynamo=True, verbose=False, external_data=_needs_external_data(eager),
             ))
             result = os.fspath(path)
     except LazyFXError:
@@ -164,17 +225,28 @@ def _onnx_axes(report: Report) -> tuple[list[str], dict]:
     return names, axes
 
 
+# protobuf caps a message at 2 GiB; bigger ONNX models keep their weights in NAME.data
+ONNX_SINGLE_FILE_LIMIT = 1 << 30
+
+
+def _needs_external_data(model: nn.Module) -> bool:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) >= ONNX_SINGLE_FILE_LIMIT
+
+
 def _save(path, write) -> None:
-    """Write through a temporary file in the same folder, so a failure leaves nothing behind."""
+    """Write into a temporary folder beside ``path`` under the final file name, then move what
+    was written into place, the file itself last: a failure leaves nothing behind, and files
+    that refer to each other by name (an ONNX model and its external weights, ``NAME.data``)
+    keep their names."""
     if path is None:
         return
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".lazyfx-", suffix=os.path.splitext(path)[1])
-    os.close(handle)
+    path = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(path)
+    staging = tempfile.mkdtemp(dir=folder, prefix=".lazyfx-")
     try:
-        write(temporary)
-        os.replace(temporary, path)
+        write(os.path.join(staging, name))
+        for produced in sorted(os.listdir(staging), key=lambda n: n == name):
+            os.replace(os.path.join(staging, produced), os.path.join(folder, produced))
     finally:
-        if os.path.exists(temporary):
-            os.remove(temporary)
+        shutil.rmtree(staging, ignore_errors=True)

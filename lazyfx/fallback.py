@@ -32,8 +32,8 @@ import torch
 
 from lazyfx import checks
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, sym_max, sym_min
-from lazyfx.values import TensorMeta
+from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, substitute, sym_max, sym_min
+from lazyfx.values import TensorMeta, same_tuple_type, tensors_in
 
 RULE_NAME = "fallback: meta kernel"
 
@@ -82,7 +82,30 @@ class MetaKernelFallback:
                 ) from None
             raise self._rejection(op, args, kwargs, exc) from None
         self._record(op, guards_before, asserts_before)
+        self._check_size_one(call, args, kwargs, op)
         return self._from_fake(out, op)
+
+    def _check_size_one(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str) -> None:
+        """Size-oblivious kernels take every symbolic size to be >= 2, so a check that fails
+        only when a size is 1 (``topk(x, 2)`` along a dim of size T) leaves no guard. Each
+        input symbol that may be 1 is tried at 1, the others at their representative sizes,
+        on concrete sizes: where the kernel rejects that, ``symbol != 1`` is a condition."""
+        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
+        for user in symbols:
+            if self.constraints.range_of(user)[0] > 1:
+                continue
+            values = {t: 1 if t == user else self.hint(t) for t in symbols}
+            concrete_args, concrete_kwargs = _substitute((args, kwargs), values)
+            if any(d < 0 for t in tensors_in((concrete_args, concrete_kwargs)) for d in t.shape):
+                continue  # outside what the earlier operations accept
+            fake_args, fake_kwargs = self._to_fake(concrete_args), self._to_fake(concrete_kwargs)
+            try:
+                with self.mode, _quiet_fake_tensor_logs():
+                    call(*fake_args, **fake_kwargs)
+            except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
+                if not (_is_data_dependent(exc) or _has_no_meta_kernel(exc)):
+                    checks.require(sympy.Ne(user, 1), f"{op} rejects {user} = 1 (PyTorch's meta kernel: "
+                                                      f"{_first_line(exc)})")
 
     def _rejection(self, op: str, args, kwargs, exc: Exception) -> Exception:
         """A kernel that fails on concrete sizes rejects them, as PyTorch would. With symbolic
@@ -207,7 +230,7 @@ class MetaKernelFallback:
             conditions = self._conditions(value.node.expr, op)
             return conditions[0] if len(conditions) == 1 else sympy.And(*conditions)
         if isinstance(value, tuple):
-            return tuple(self._from_fake(v, op) for v in value)
+            return same_tuple_type(value, [self._from_fake(v, op) for v in value])
         if isinstance(value, list):
             return [self._from_fake(v, op) for v in value]
         if isinstance(value, dict):
@@ -382,6 +405,23 @@ def _leaves(value: Any):
         yield from value.shape
     else:
         yield value
+
+
+def _substitute(value: Any, values: dict) -> Any:
+    """``value`` with the symbols replaced by concrete sizes."""
+    if isinstance(value, TensorMeta):
+        return value.with_shape(tuple(substitute(d, values) for d in value.shape))
+    if isinstance(value, sympy.Basic) and not (value.is_Boolean or value.is_Relational):
+        return substitute(value, values)
+    if isinstance(value, tuple):
+        return same_tuple_type(value, [_substitute(v, values) for v in value])
+    if isinstance(value, list):
+        return [_substitute(v, values) for v in value]
+    if isinstance(value, dict):
+        return {k: _substitute(v, values) for k, v in value.items()}
+    if isinstance(value, slice):
+        return slice(*(_substitute(v, values) for v in (value.start, value.stop, value.step)))
+    return value
 
 
 def _free(value: Any) -> set:

@@ -124,7 +124,10 @@ RULES = Registry("shape rule")
 
 # Rules no CPU-only differential test can execute (the real op needs a device), with why.
 # Every other rule is reached by a differential case (tests/test_registry.py enforces it).
-NOT_DIFFERENTIALLY_TESTED: dict = {Method("cuda"): "the real op needs a CUDA device"}
+NOT_DIFFERENTIALLY_TESTED: dict = {
+    Method("cuda"): "the real op needs a CUDA device",
+    Method("item"): "returns a tensor's value: its rule always raises DataDependentError (tests/test_data_dependent.py)",
+}
 RESOLVERS = Registry("lazy resolver")
 
 

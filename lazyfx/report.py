@@ -22,11 +22,60 @@ from lazyfx.values import TensorMeta, describe, dtype_name
 class Report:
     """What lazyfx inferred about a model for the given inputs.
 
-    >>> report = lazyfx.infer(model, ("B", 3, 32, 32))
-    >>> print(report)                     # the per-node table
-    >>> report.output                     # TensorMeta(shape=(B, 10), dtype=torch.float32)
-    >>> report.lazy["head"].resolution.arguments   # {'in_features': 2304}
-    >>> report.domain.contains(B=8)       # True
+    [`infer`][lazyfx.infer] returns one. ``print(report)`` shows all of it: the
+    model's inputs and output, a table of every node, how each lazy module
+    resolves, the input domain (``valid for:``), the assumptions, what was
+    decided from shapes or not traced into a graph, and the warnings.
+    [`to_json`][lazyfx.report.Report.to_json] gives the same as data.
+
+    Attributes:
+        model: The model's class name.
+        inputs: The value of each of forward's parameters, by name, defaults
+            included: a [`TensorMeta`][lazyfx.TensorMeta] for a tensor,
+            containers and constants as they are.
+        nodes: One [`NodeRecord`][lazyfx.passes.propagate.NodeRecord] per
+            torch.fx node, in graph order.
+        lazy: One [`LazyModuleRecord`][lazyfx.passes.resolve.LazyModuleRecord]
+            per lazy submodule, by module path: in initialization order (the
+            order in which forward first calls them, as a dry run initializes
+            them), then those forward never calls.
+        output: What forward returns: a `TensorMeta`, or a tuple, list or dict
+            of values.
+        domain: The inputs the model accepts, a
+            [`Domain`][lazyfx.domain.Domain].
+        diagnostics: Warnings, as [`Diagnostic`][lazyfx.diagnostics.Diagnostic]s
+            with severity ``"warning"``: a lazy module whose size depends on a
+            symbol (LFX040) or that forward never calls (LFX042), a size a meta
+            kernel fixed to one value (LFX023).
+        decisions: The Python conditions in forward that lazyfx decided from
+            shapes (``if x.dim() == 4:``), each with its ``condition``, whether
+            it was ``taken``, its ``location`` and ``source`` line.
+        opaque: The submodules that could not be traced into a graph and were
+            analysed by abstract execution on meta tensors instead, by module
+            path (``""`` for the model itself), with the reason.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+        >>> print(report)
+        Net(x: (B, 3, 32, 32)) -> (B, 10)
+        node        op                              module      inputs           output           source
+        ----------  ------------------------------  ----------  ---------------  ---------------  ----------
+        x           input                                                        (B, 3, 32, 32)
+        features_0  LazyConv2d -> Conv2d            features.0  (B, 3, 32, 32)   (B, 32, 15, 15)  demo.py:24
+        ...
+        head        LazyLinear -> Linear            head        (B, 2304)        (B, 10)          demo.py:25
+        output      output                                                       (B, 10)
+        lazy modules (4, in initialization order):
+          features.0: LazyConv2d -> Conv2d(in_channels=3)  [weight (32, 3, 3, 3), bias (32,)]
+          ...
+          head: LazyLinear -> Linear(in_features=2304)  [weight (10, 2304), bias (10,)]
+        valid for: all positive sizes
+        >>> report.output
+        TensorMeta(shape=(B, 10), dtype=torch.float32)
+        >>> report.lazy["head"].resolution.arguments
+        {'in_features': 2304}
+        >>> report.domain.contains(B=8)
+        True
     """
 
     model: str
@@ -41,25 +90,87 @@ class Report:
 
     @property
     def output_shape(self) -> Optional[tuple]:
-        """The output's shape when the model returns a single tensor."""
+        """The output's shape when the model returns a single tensor, else None.
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, 32, 32)).output_shape
+            (B, 10)
+        """
         return self.output.shape if isinstance(self.output, TensorMeta) else None
 
     def fit(self, state_dict) -> Domain:
-        """The input sizes a checkpoint fits: the domain with every symbolic lazy size set
-        equal to the checkpoint's (``fc.in_features = 64*((H - 4)//4)**2`` and a weight with
-        6272 columns give ``H in {...}``). Raises ShapeError when no size fits."""
+        """The input sizes a checkpoint fits.
+
+        The result is the report's domain with every symbolic lazy size set
+        equal to the size the checkpoint has for it: ``head.in_features =
+        64*((H - 9)//4 + 1)**2`` and a ``head.weight`` with 2304 columns give
+        ``29 <= H <= 32``. Keys the checkpoint lacks are ignored.
+
+        Args:
+            state_dict (Mapping[str, torch.Tensor]): A checkpoint saved from
+                the eager model (``eager.state_dict()``, or read back with
+                ``torch.load(..., weights_only=True)``).
+
+        Returns:
+            The input sizes that give the lazy parameters the checkpoint's
+                shapes, as a [`Domain`][lazyfx.domain.Domain].
+
+        Raises:
+            ShapeError: A checkpoint shape contradicts the inputs (a different
+                rank, or a concrete size that differs), or no input size fits
+                the checkpoint (LFX030).
+
+        Examples:
+            >>> state = lazyfx.materialize(Net(), ("B", 3, 32, 32), seed=0).state_dict()
+            >>> print(lazyfx.infer(Net(), ("B", 3, "H", "H")).fit(state))
+            29 <= H <= 32
+            >>> lazyfx.infer(Net(), ("B", 3, 28, 28)).fit(state)
+            Traceback (most recent call last):
+                ...
+            lazyfx.errors.ShapeError: LFX030 checkpoint key 'head.weight' has shape (10, 2304), but the inputs resolve it to (10, 1600) (in module 'head')
+        """
         from lazyfx.checkpoint import fit
 
         return fit(self, state_dict)
 
     @property
     def unresolved(self) -> list[LazyModuleRecord]:
-        """Lazy modules whose parameters are not fixed by the inputs (symbolic or never called)."""
+        """The lazy modules whose parameters the inputs do not fix.
+
+        Those whose sizes depend on an input symbol, and those forward never
+        calls; [`materialize`][lazyfx.materialize] refuses both.
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+            >>> [(record.path, record.symbols()) for record in report.unresolved]
+            [('head', ['H', 'W'])]
+        """
         return [r for r in self.lazy.values() if not r.is_concrete]
 
     # -- text ------------------------------------------------------------------------
 
     def table(self) -> str:
+        """The per-node table, as ``print(report)`` shows it.
+
+        One row per torch.fx node: its name, the operation (a lazy module as
+        ``LazyLinear -> Linear``; operations computed by PyTorch's meta kernel
+        marked ``[meta kernel]``), the module path, the input and output
+        shapes, and the ``file:line`` in your code.
+
+        Examples:
+            >>> print(lazyfx.infer(Net(), ("B", 3, 32, 32)).table())
+            node        op                              module      inputs           output           source
+            ----------  ------------------------------  ----------  ---------------  ---------------  ----------
+            x           input                                                        (B, 3, 32, 32)
+            features_0  LazyConv2d -> Conv2d            features.0  (B, 3, 32, 32)   (B, 32, 15, 15)  demo.py:24
+            features_1  LazyBatchNorm2d -> BatchNorm2d  features.1  (B, 32, 15, 15)  (B, 32, 15, 15)  demo.py:24
+            features_2  ReLU                            features.2  (B, 32, 15, 15)  (B, 32, 15, 15)  demo.py:24
+            features_3  LazyConv2d -> Conv2d            features.3  (B, 32, 15, 15)  (B, 64, 13, 13)  demo.py:24
+            features_4  MaxPool2d                       features.4  (B, 64, 13, 13)  (B, 64, 6, 6)    demo.py:24
+            flatten     Tensor.flatten                              (B, 64, 6, 6)    (B, 2304)        demo.py:25
+            head        LazyLinear -> Linear            head        (B, 2304)        (B, 10)          demo.py:25
+            output      output                                                       (B, 10)
+        """
         rows = [("node", "op", "module", "inputs", "output", "source")]
         for n in self.nodes:
             rows.append(
@@ -78,6 +189,22 @@ class Report:
         return "\n".join(lines)
 
     def lazy_summary(self) -> str:
+        """How each lazy module resolves, one line each, as ``print(report)`` shows it.
+
+        Each line gives the module path, the lazy and eager classes, the
+        inferred constructor arguments, the parameter shapes, and the symbols
+        they depend on, if any.
+
+        Examples:
+            >>> print(lazyfx.infer(Net(), ("B", 3, "H", "W")).lazy_summary())
+            lazy modules (4, in initialization order):
+              features.0: LazyConv2d -> Conv2d(in_channels=3)  [weight (32, 3, 3, 3), bias (32,)]
+              features.1: LazyBatchNorm2d -> BatchNorm2d(num_features=32)  [weight (32,), bias (32,), running_mean (32,), running_var (32,)]
+              features.3: LazyConv2d -> Conv2d(in_channels=32)  [weight (64, 32, 3, 3), bias (64,)]
+              head: LazyLinear -> Linear(in_features=64*((H - 9)//4 + 1)*((W - 9)//4 + 1))  [weight (10, 64*((H - 9)//4 + 1)*((W - 9)//4 + 1)), bias (10,)]  (depends on H, W)
+            >>> print(lazyfx.infer(nn.ReLU(), "B,3").lazy_summary())
+            no lazy modules
+        """
         if not self.lazy:
             return "no lazy modules"
         lines = [f"lazy modules ({len(self.lazy)}, in initialization order):"]
@@ -105,6 +232,32 @@ class Report:
     # -- data --------------------------------------------------------------------------
 
     def to_dict(self) -> dict:
+        """Everything in the report as JSON-ready data.
+
+        Dims are ints or formula strings as the report prints them, dtypes
+        their names (``"float32"``). The keys: ``model``; ``inputs`` and
+        ``output`` (a tensor is ``{"shape", "dtype"}``); ``nodes`` (``name``,
+        ``op``, ``target``, ``module_path``, ``inputs``, ``output``, ``rule``,
+        ``fallback``, ``file``, ``line``); ``lazy_modules`` (``path``,
+        ``lazy_class``, ``eager_class``, ``called``, ``resolved``,
+        ``arguments``, ``parameters``, ``depends_on``, ``call_sites``);
+        ``domain`` (``text``, ``conditions``, ``smallest``, ``example``,
+        ``empty``, ``assumptions``); ``diagnostics`` (see
+        [`Diagnostic.to_dict`][lazyfx.diagnostics.Diagnostic.to_dict]);
+        ``not_traced``; ``decisions`` (``condition``, ``taken``, ``source``,
+        ``file``, ``line``).
+
+        Examples:
+            >>> data = lazyfx.infer(Net(), ("B", 3, "H", "W")).to_dict()
+            >>> list(data)
+            ['model', 'inputs', 'output', 'nodes', 'lazy_modules', 'domain', 'diagnostics', 'not_traced', 'decisions']
+            >>> data["output"]
+            {'shape': ['B', 10], 'dtype': 'float32'}
+            >>> data["lazy_modules"][-1]["arguments"]
+            {'in_features': '64*((H - 9)//4 + 1)*((W - 9)//4 + 1)'}
+            >>> data["domain"]["conditions"], data["domain"]["example"]
+            (['H >= 9', 'W >= 9'], {'B': 1, 'H': 9, 'W': 9})
+        """
         return {
             "model": self.model,
             "inputs": {k: to_jsonable(v) for k, v in self.inputs.items()},
@@ -143,6 +296,22 @@ class Report:
         }
 
     def to_json(self, **kwargs) -> str:
+        """The report as JSON text: [`to_dict`][lazyfx.report.Report.to_dict], serialized.
+
+        Args:
+            **kwargs (Any): Passed to ``json.dumps``; ``indent`` defaults to 2.
+
+        Returns:
+            The JSON document.
+
+        Examples:
+            >>> import json
+            >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+            >>> json.loads(report.to_json()) == report.to_dict()
+            True
+            >>> report.to_json(indent=None)[:60]
+            '{"model": "Net", "inputs": {"x": {"shape": ["B", 3, 32, 32],'
+        """
         return json.dumps(self.to_dict(), **{"indent": 2, **kwargs})
 
 

@@ -45,11 +45,31 @@ def is_lazy_module(module: nn.Module) -> bool:
 
 @dataclass
 class Resolution:
-    """What a lazy module's input determines.
+    """What a lazy module's input determines: its constructor arguments and parameter shapes.
 
-    A generic resolution (a lazy module without a built-in resolver, see
-    :mod:`lazyfx.generic`) also keeps the concrete inputs to replay the module's
-    own initialization on, and the input symbols its sizes move with."""
+    Sizes are ints, or sympy formulas in the input symbols where they depend on
+    them. A formula evaluates at concrete sizes with ``subs``.
+
+    Attributes:
+        arguments: The constructor arguments the input fixes, by name
+            (``{"in_features": 2304}``, ``{"in_channels": 3}``,
+            ``{"num_features": 32}``).
+        parameter_shapes: The shape of each of its lazy parameters and
+            buffers, by name.
+        init_inputs: For a lazy module without a built-in resolver (your own
+            ``LazyModuleMixin`` subclass, a third-party layer whose pre-hook
+            materializes its parameters), the concrete inputs its own
+            initialization is replayed on; None otherwise.
+        depends_on: For such a module, the input symbols its sizes move with.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+        >>> report.lazy["features.0"].resolution.parameter_shapes
+        {'weight': (32, 3, 3, 3), 'bias': (32,)}
+        >>> in_features = report.lazy["head"].resolution.arguments["in_features"]
+        >>> in_features.subs({s: 32 for s in in_features.free_symbols})
+        2304
+    """
 
     arguments: dict[str, DimExpr]
     parameter_shapes: dict[str, tuple[DimExpr, ...]] = field(default_factory=dict)
@@ -58,6 +78,13 @@ class Resolution:
 
     @property
     def is_concrete(self) -> bool:
+        """Whether every argument and parameter size is an int.
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+            >>> report.lazy["features.0"].resolution.is_concrete, report.lazy["head"].resolution.is_concrete
+            (True, False)
+        """
         dims = list(self.arguments.values()) + [d for s in self.parameter_shapes.values() for d in s]
         return all(is_concrete(d) for d in dims)
 

@@ -38,12 +38,47 @@ _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 @dataclass(frozen=True)
 class Dim:
-    """A named input dimension with optional constraints.
+    """A named input dimension (a symbol), with optional constraints.
 
-    >>> lazyfx.Dim("H", min=32, max=1024, multiple_of=32)
-    Dim('H', min=32, max=1024, multiple_of=32)
+    A `Dim` goes in a shape wherever a symbol name can: a plain ``"H"`` is
+    ``Dim("H")``, any positive integer. The constraints decide comparisons in
+    forward (``if x.shape[1] > 4:``) and are part of the input domain. The same
+    name in several places is one symbol: constraints given in one place hold
+    in all of them.
 
-    A plain ``"H"`` in a shape is ``Dim("H")``: any positive integer.
+    Args:
+        name: The symbol's name, a Python identifier (``"H"``, ``"seq_len"``).
+        min: The smallest size allowed (default 1).
+        max: The largest size allowed (default: no limit).
+        multiple_of: Sizes must be a multiple of this.
+
+    Raises:
+        SpecError: ``name`` is not an identifier, a bound is not a positive
+            int, or no size satisfies the constraints (LFX002). Analysing
+            specs that give one name two different sets of constraints raises
+            it too.
+
+    Examples:
+        >>> lazyfx.Dim("H", min=32, max=1024, multiple_of=32)
+        Dim('H', min=32, max=1024, multiple_of=32)
+        >>> H = lazyfx.Dim("H", min=64, multiple_of=32)
+        >>> print(lazyfx.infer(Net(), ("B", 3, H, H)).domain)
+        H >= 64 and H % 32 == 0
+
+        Constraints decide control flow on sizes:
+
+        >>> class Crop(nn.Module):
+        ...     def forward(self, x):
+        ...         return x[:, :4] if x.shape[1] > 4 else x
+        >>> lazyfx.infer(Crop(), ("B", lazyfx.Dim("C", min=5))).output
+        TensorMeta(shape=(B, 4), dtype=torch.float32)
+
+        A bound that admits no size is an error:
+
+        >>> lazyfx.Dim("H", min=40, max=50, multiple_of=32)
+        Traceback (most recent call last):
+            ...
+        lazyfx.errors.SpecError: LFX002 Dim('H', min=40, max=50, multiple_of=32) admits no value: nothing between min=40 and max=50 is a multiple of 32
     """
 
     name: str
@@ -74,6 +109,16 @@ class Dim:
 
     @property
     def symbol(self) -> sympy.Symbol:
+        """The sympy symbol that stands for this dimension in shapes and formulas.
+
+        It is an integer, positive ``sympy.Symbol``, so it compares equal to the
+        dims in a report (a plain ``sympy.Symbol("H")`` does not).
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+            >>> report.output.shape[0] == lazyfx.Dim("B").symbol
+            True
+        """
         return symbol(self.name)
 
     def info(self) -> SymbolInfo:
@@ -93,22 +138,49 @@ DimLike = Union[int, str, sympy.Symbol, Dim]
 class TensorSpec:
     """A tensor input described by its shape and dtype, without data.
 
-    >>> lazyfx.TensorSpec(("B", "T"), dtype=torch.int64)
-    >>> lazyfx.TensorSpec("B,T", dtype="int64")
+    Shape tuples and strings are turned into a `TensorSpec` anyway; write one
+    to give the dtype as an argument, or to build specs in code.
+
+    Args:
+        shape: The dims: a tuple or list of ints (sizes), symbol names,
+            ``sympy.Symbol``s and [`Dim`][lazyfx.Dim]s; a ``torch.Size``; or a
+            string shorthand such as ``"B,3,H,W"`` (spaces and enclosing
+            parentheses allowed, ``"(B,)"`` for one dim), optionally with a
+            dtype suffix: ``"B,T:int64"``.
+        dtype: A ``torch.dtype`` or its name (``"int64"``, ``"bfloat16"``,
+            ``"bool"``, ...). The default is float32; token ids for an
+            ``nn.Embedding`` need an integer dtype.
+
+    Raises:
+        SpecError: The string is malformed or the dtype name unknown (LFX001);
+            an entry is not a dim, or the string's dtype suffix and ``dtype``
+            give different dtypes (LFX002).
+
+    Examples:
+        >>> lazyfx.TensorSpec(("B", "T"), dtype=torch.int64)
+        TensorSpec(shape=('B', 'T'), dtype=torch.int64)
+        >>> lazyfx.TensorSpec("B,T", dtype="int64") == lazyfx.TensorSpec("B,T:int64")
+        True
+        >>> embed = nn.Sequential(nn.Embedding(100, 16), nn.LazyLinear(4))
+        >>> print(lazyfx.infer(embed, lazyfx.TensorSpec("B,T", dtype=torch.int64)).output)
+        (B, T, 4)
     """
 
     shape: Any
-    dtype: Any = torch.float32
+    dtype: Any = None  # float32, unless the shorthand's suffix says otherwise
     _dims: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.shape, str):
             parsed = parse_shorthand(self.shape)
-            if parsed.dtype is not torch.float32 and self.dtype is not torch.float32:
-                raise SpecError(f"TensorSpec({self.shape!r}): dtype given twice")
+            if ":" in self.shape and self.dtype is not None and _dtype(self.dtype) != parsed.dtype:
+                raise SpecError(f"TensorSpec({self.shape!r}, dtype={self.dtype!r}): the string's dtype suffix and "
+                                f"dtype= disagree; give the dtype once")
             object.__setattr__(self, "shape", parsed.shape)
-            if self.dtype is torch.float32:
+            if self.dtype is None:
                 object.__setattr__(self, "dtype", parsed.dtype)
+        if self.dtype is None:
+            object.__setattr__(self, "dtype", torch.float32)
         if isinstance(self.shape, torch.Size):
             object.__setattr__(self, "shape", tuple(self.shape))
         if not isinstance(self.shape, (tuple, list)) or not all(_is_dim_like(d) for d in self.shape):

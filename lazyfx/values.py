@@ -18,23 +18,83 @@ from lazyfx.symbolic import DimExpr, fmt, is_concrete
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """A tensor without data: its shape (dims) and dtype."""
+    """A tensor without data: its shape (dims) and dtype.
+
+    This is how a report describes every tensor: ``report.output``, the
+    values in ``report.inputs`` and each node's ``value``. A dim is an ``int``
+    or a sympy expression in the input symbols: ``B``, ``(H - 3)//2 + 1``.
+    ``str()`` gives the shape as the report prints it (with the dtype when it
+    is not float32).
+
+    Attributes:
+        shape (tuple[DimExpr, ...]): The dims, ints and sympy expressions.
+        dtype (torch.dtype): The dtype.
+
+    Examples:
+        >>> out = lazyfx.infer(Net(), ("B", 3, "H", "W")).output
+        >>> out
+        TensorMeta(shape=(B, 10), dtype=torch.float32)
+        >>> print(out)
+        (B, 10)
+        >>> print(lazyfx.infer(nn.Identity(), "B,T:int64").output)
+        (B, T) int64
+
+        A formula evaluates at concrete sizes with sympy's ``subs``:
+
+        >>> x = lazyfx.infer(Net().features, ("B", 3, "H", "W")).output
+        >>> print(x.shape[2])
+        (H - 9)//4 + 1
+        >>> x.shape[2].subs({s: 64 for s in x.shape[2].free_symbols})
+        14
+    """
 
     shape: tuple[DimExpr, ...]
     dtype: torch.dtype = torch.float32
 
     @property
     def ndim(self) -> int:
+        """The number of dims, as ``Tensor.ndim``.
+
+        Examples:
+            >>> lazyfx.TensorMeta((2, 3)).ndim
+            2
+        """
         return len(self.shape)
 
     def dim(self) -> int:
+        """The number of dims, as ``Tensor.dim()``.
+
+        Examples:
+            >>> lazyfx.TensorMeta((2, 3, 4)).dim()
+            3
+        """
         return len(self.shape)
 
-    def with_shape(self, shape) -> "TensorMeta":
+    def with_shape(self, shape) -> TensorMeta:
+        """The same dtype with another shape.
+
+        Args:
+            shape (Sequence[DimExpr]): The new dims.
+
+        Returns:
+            A new `TensorMeta`; this one is unchanged (it is frozen).
+
+        Examples:
+            >>> lazyfx.TensorMeta((2, 3), torch.int64).with_shape((6,))
+            TensorMeta(shape=(6,), dtype=torch.int64)
+        """
         return TensorMeta(tuple(shape), self.dtype)
 
     @property
     def is_concrete(self) -> bool:
+        """Whether every dim is an int (no input symbol in the shape).
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, 32, 32)).output.is_concrete
+            False
+            >>> lazyfx.infer(Net(), (8, 3, 32, 32)).output.is_concrete
+            True
+        """
         return all(is_concrete(d) for d in self.shape)
 
     def __str__(self) -> str:
@@ -45,10 +105,20 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def same_tuple_type(original: tuple, items: list) -> tuple:
+    """``items`` as a tuple of ``original``'s type, so named results keep their names
+    (``torch.return_types.max``'s ``.values``, a namedtuple's fields)."""
+    if hasattr(type(original), "_fields"):  # a namedtuple
+        return type(original)(*items)
+    if hasattr(type(original), "n_fields"):  # a structseq, as torch.return_types.max
+        return type(original)(items)
+    return tuple(items)
+
+
 def map_values(fn: Callable[[Any], Any], value: Any) -> Any:
     """Apply ``fn`` to every leaf of a nested tuple/list/dict value."""
     if isinstance(value, tuple):
-        return tuple(map_values(fn, v) for v in value)
+        return same_tuple_type(value, [map_values(fn, v) for v in value])
     if isinstance(value, list):
         return [map_values(fn, v) for v in value]
     if isinstance(value, dict):

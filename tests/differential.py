@@ -73,6 +73,8 @@ def _lazyfx_value(value: Any, values: dict) -> Any:
         return (tuple(substitute(d, values) for d in value.shape), value.dtype)
     if isinstance(value, (tuple, list)):
         return tuple(_lazyfx_value(v, values) for v in value)
+    if isinstance(value, sympy.Basic) and (value.is_Boolean or value.is_Relational):  # a size comparison
+        return bool(value.xreplace({sympy.Symbol(k, integer=True, positive=True): v for k, v in values.items()}))
     if isinstance(value, sympy.Basic):
         return substitute(value, values)
     return value

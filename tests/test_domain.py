@@ -202,3 +202,13 @@ def test_no_size_fits_the_checkpoint():
     with pytest.raises(lazyfx.ShapeError, match="no input size fits the checkpoint: checkpoint 'fc.weight' has size "
                                                 "1000 where the model has 8"):
         lazyfx.infer(StridedHead(), ("B", 1, "H", "H")).fit(state)
+
+
+def test_a_model_no_input_fits_is_a_shape_error_at_the_condition_that_empties_the_domain():
+    model = nn.Sequential(nn.LazyConv2d(8, 3), nn.Flatten(), nn.Linear(100, 10))  # 8*(H-2)*(W-2) is never 100
+    for spec in [("B", 3, "H", "W"), ("B", 3, "H", "H")]:
+        with pytest.raises(lazyfx.ShapeError, match="no input sizes satisfy 8") as info:
+            lazyfx.infer(model, spec)
+        assert info.value.diagnostics[0].module_path == "2"
+    meta = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10)).to("meta")
+    assert not any(accepts(meta, (1, 3, h, w)) for h in range(1, 40) for w in range(1, 40))

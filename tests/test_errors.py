@@ -145,10 +145,21 @@ def test_eager_layer_disagreeing_with_the_lazy_ones():
     assert snapshot(model) == before
 
 
+def test_eager_layer_disagreement_no_symbolic_size_satisfies_is_a_shape_error_at_its_line():
+    model = Mismatch()
+    before = snapshot(model)
+    with pytest.raises(lazyfx.ShapeError) as info:
+        lazyfx.infer(model, ("B", 3, "H", "W"))
+    diagnostic = info.value.diagnostics[0]
+    assert diagnostic.message.endswith("no input sizes satisfy 8*(H - 2)*(W - 2) == 100 together with H >= 3 and W >= 3")
+    assert diagnostic.location.line == line_of("# <- mismatch") and diagnostic.module_path == "fc"
+    assert snapshot(model) == before
+
+
 def test_eager_layer_disagreement_with_symbolic_sizes_is_a_domain_condition():
-    report = lazyfx.infer(Mismatch(), ("B", 3, "H", "W"))
-    assert str(report.domain) == "H >= 3 and W >= 3 and no valid (H, W): 8*(H - 2)*(W - 2) == 100 has no solution"
-    assert report.domain.is_empty and not report.domain.contains(B=1, H=32, W=32)
+    report = lazyfx.infer(nn.Sequential(nn.LazyConv2d(8, 3), nn.Flatten(), nn.Linear(128, 10)), ("B", 3, "H", "W"))
+    assert str(report.domain) == "H >= 3 and W >= 3 and (H, W) in {(3, 18), (4, 10), (6, 6), (10, 4), (18, 3)}"
+    assert report.domain.contains(B=1, H=6, W=6) and not report.domain.contains(B=1, H=32, W=32)
 
 
 def test_symbol_dependent_lazy_parameter_is_not_guessed():

@@ -28,7 +28,8 @@ def line_of(marker: str) -> int:
 NO_RULE = {
     "cumsum-like torch.cummax": (lambda x: torch.cummax(x, 1)[0], [(2, 5)]),
     "torch.sort": (lambda x: torch.sort(x, -1)[0], [(3, 4, 5)]),
-    "torch.kthvalue": (lambda x: torch.kthvalue(x, 2, 1)[0], [(3, 4)]),
+    "torch.kthvalue": (lambda x: torch.kthvalue(x, 2, 1)[0], [(3, 1)]),  # k=2 needs a dim >= 2
+    "torch.topk": (lambda x: torch.topk(x, 2, 1).values, [(2, 1)]),
     "torch.pdist": (lambda x: torch.pdist(x), [(5, 3)]),
     "torch.cdist": (lambda x, y: torch.cdist(x, y), [(2, 4, 3), (2, 6, 3)]),
     "torch.searchsorted": (lambda x, y: torch.searchsorted(x, y), [(3, 5), (3, 2)]),
@@ -64,6 +65,15 @@ def test_an_inconclusive_kernel_says_so_instead_of_rejecting():
     assert str(lazyfx.infer(fn_module(torch.searchsorted, 2), (3, 5), (3, 2)).output) == "(3, 2) int64"
     with pytest.raises(lazyfx.ShapeError, match="torch.searchsorted rejects its inputs"):
         lazyfx.infer(fn_module(torch.searchsorted, 2), (3, 5), (4, 2))
+
+
+def test_a_check_that_only_size_one_fails_is_a_condition():
+    # size-oblivious kernels take symbolic sizes to be >= 2; topk(2) along T fails at T = 1
+    report = lazyfx.infer(fn_module(lambda x: torch.topk(x, 2, 1).values), ("B", "T"))
+    assert str(report.domain) == "T >= 2" and str(report.output) == "(B, 2)"
+    assert not report.domain.contains(B=3, T=1) and report.domain.contains(B=1, T=2)
+    report = lazyfx.infer(fn_module(lambda x: torch.topk(x, 2, 1).values), ("B", lazyfx.Dim("T", min=2)))
+    assert str(report.domain) == "T >= 2"
 
 
 def test_fallback_nodes_are_marked_and_formulas_use_the_users_names():

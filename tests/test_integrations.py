@@ -82,6 +82,24 @@ def test_onnx_with_dynamic_axes_matches_eager_in_onnxruntime(name, tmp_path):
         assert torch.allclose(torch.from_numpy(got), model(x), atol=1e-5)
 
 
+def test_onnx_is_one_file_unless_the_weights_need_external_data(tmp_path, monkeypatch):
+    ort = pytest.importorskip("onnxruntime")
+    path = lazyfx.export(build("cnn"), MODELS["cnn"][1], format="onnx", path=tmp_path / "small.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx"]
+    monkeypatch.setattr("lazyfx.exporters.ONNX_SINGLE_FILE_LIMIT", 0)  # as a model over the limit
+    lazyfx.export(build("cnn"), MODELS["cnn"][1], format="onnx", seed=0, path=tmp_path / "big.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "small.onnx"]
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    for name in ("big.onnx", "big.onnx.data"):  # the weights are found by name, next to the model
+        (tmp_path / name).rename(moved / name)
+    session = ort.InferenceSession(str(moved / "big.onnx"))
+    x = example("cnn", 2)
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert torch.allclose(torch.from_numpy(got), eager("cnn")(x), atol=1e-5)
+    assert path == str(tmp_path / "small.onnx")
+
+
 class Unscriptable(nn.Module):
     def __init__(self):
         super().__init__()

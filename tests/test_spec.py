@@ -63,6 +63,8 @@ def value(spec):
         (TensorSpec("B,8", dtype="int64"), (B, 8), torch.int64),
         (TensorSpec("B,8", dtype="torch.bfloat16"), (B, 8), torch.bfloat16),
         (TensorSpec("B,8:int8"), (B, 8), torch.int8),
+        (TensorSpec("B,8:int8", dtype=torch.int8), (B, 8), torch.int8),  # the same dtype twice is fine
+        (TensorSpec("B,8:float32", dtype="float"), (B, 8), torch.float32),
         (TensorSpec(torch.Size([4, 8]), dtype="double"), (4, 8), torch.float64),
         (TensorSpec((Dim("B", max=16), "T")), (B, T), torch.float32),
     ],
@@ -272,7 +274,9 @@ def test_good_dim_arguments():
         (lambda: TensorSpec({"B": 1}), r"got \{'B': 1\}"),
         (lambda: TensorSpec(("B", 3), dtype=5), r"dtype must be a torch.dtype or its name, got 5"),
         (lambda: TensorSpec(("B", 3), dtype="int65"), r"unknown dtype 'int65'"),
-        (lambda: TensorSpec("B:int64", dtype="int32"), r"TensorSpec\('B:int64'\): dtype given twice"),
+        (lambda: TensorSpec("B:int64", dtype="int32"), r"dtype suffix and dtype= disagree"),
+        (lambda: TensorSpec("B:int64", dtype=torch.float32), r"dtype suffix and dtype= disagree"),
+        (lambda: TensorSpec("B:float32", dtype=torch.int64), r"dtype suffix and dtype= disagree"),
         (lambda: TensorSpec("B,,3"), r"an empty entry at position 1"),
     ],
 )

@@ -42,7 +42,42 @@ LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created
 
 @dataclass
 class NodeRecord:
-    """What propagation learned about one node."""
+    """What lazyfx learned about one node of the traced graph: a row of the report's table.
+
+    ``report.nodes`` lists them in graph order.
+
+    Attributes:
+        name: The torch.fx node's name (``"features_0"``, ``"flatten"``).
+        op: The torch.fx opcode: ``"placeholder"`` (an input),
+            ``"call_module"``, ``"call_function"``, ``"call_method"``,
+            ``"get_attr"`` or ``"output"``.
+        target: What the node calls, as the report shows it: a module's class
+            (``"LazyConv2d"``), ``"Tensor.flatten"``, ``"torch.cat"``,
+            ``"operator.add"``.
+        module_path: The path of the submodule the node calls, or of the
+            submodule whose forward it is part of (``""`` is the model
+            itself); None for code in the model's own forward.
+        inputs: The tensors among the node's arguments.
+        value: The node's output: a `TensorMeta`, a size, a tuple of them...
+        rule: The shape rule that computed the output (a lazy module's
+            resolver and its eager class's rule joined by ``" + "``);
+            ``"fallback: meta kernel"`` where PyTorch's meta kernel did; None
+            for inputs and the output.
+        location: The line of your code that created the node, with ``file``
+            and ``line`` (``str()`` gives ``path:line``); None when unknown.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+        >>> node = report.nodes[1]
+        >>> node.name, node.op, node.target, node.module_path
+        ('features_0', 'call_module', 'LazyConv2d', 'features.0')
+        >>> node.inputs
+        [TensorMeta(shape=(B, 3, 32, 32), dtype=torch.float32)]
+        >>> node.value
+        TensorMeta(shape=(B, 32, 15, 15), dtype=torch.float32)
+        >>> node.location.line
+        24
+    """
 
     name: str
     op: str  # fx opcode
@@ -56,7 +91,20 @@ class NodeRecord:
 
     @property
     def fallback(self) -> bool:
-        """Whether PyTorch's meta kernel computed this node (no lazyfx rule)."""
+        """Whether PyTorch's meta kernel computed this node, for want of a lazyfx rule.
+
+        The report's table marks such nodes ``[meta kernel]``.
+
+        Examples:
+            >>> class Distances(nn.Module):
+            ...     def forward(self, x):
+            ...         return torch.pdist(x)
+            >>> report = lazyfx.infer(Distances(), ("N", 3))
+            >>> [(node.name, node.fallback) for node in report.nodes]
+            [('x', False), ('pdist', True), ('output', False)]
+            >>> print(report.output)
+            ((N*(N - 1))//2,)
+        """
         return self.rule == FALLBACK
 
 

@@ -26,7 +26,32 @@ from lazyfx.symbolic import DimExpr, fmt, free_symbols, is_concrete
 
 @dataclass
 class LazyModuleRecord:
-    """How one lazy module resolves."""
+    """How one lazy module resolves: an entry of ``report.lazy``.
+
+    Attributes:
+        path: The module's path in the model (``"head"``; ``""`` for a bare
+            lazy module).
+        lazy_class: Its class's name (``"LazyLinear"``).
+        eager_class: The name of the class it becomes (``"Linear"``): its
+            ``cls_to_become``, or its own class when it has none.
+        resolution: What its input determines; None when forward never
+            calls it.
+        call_sites: The lines of your code that call it, in call order (each
+            with ``file`` and ``line``; None when unknown).
+        nodes: The names of the graph nodes that call it.
+        specialized_by: Why its shapes hold for one input size only: the
+            meta-kernel specializations upstream of a call (LFX023). Such a
+            module is not materialized.
+
+    Examples:
+        >>> record = lazyfx.infer(Net(), ("B", 3, "H", "W")).lazy["head"]
+        >>> record.lazy_class, record.eager_class, record.nodes
+        ('LazyLinear', 'Linear', ['head'])
+        >>> record.call_sites[0].line
+        25
+        >>> record.resolution.parameter_shapes["bias"]
+        (10,)
+    """
 
     path: str
     lazy_class: str
@@ -38,19 +63,62 @@ class LazyModuleRecord:
 
     @property
     def materializable(self) -> bool:
-        """Concrete parameters that hold for every input the spec allows."""
+        """Whether [`materialize`][lazyfx.materialize] can build it.
+
+        True when its parameters are concrete and hold for every input the
+        specs allow (not only for a size a meta kernel specialized to).
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, "H", 32))
+            >>> report.lazy["features.0"].materializable, report.lazy["head"].materializable
+            (True, False)
+        """
         return self.is_concrete and not self.specialized_by
 
     @property
     def called(self) -> bool:
+        """Whether forward calls the module (else nothing determines its parameters: LFX042).
+
+        Examples:
+            >>> class Unused(nn.Module):
+            ...     def __init__(self):
+            ...         super().__init__()
+            ...         self.used = nn.LazyLinear(4)
+            ...         self.spare = nn.LazyLinear(4)
+            ...
+            ...     def forward(self, x):
+            ...         return self.used(x)
+            >>> report = lazyfx.infer(Unused(), ("B", 8))
+            >>> report.lazy["used"].called, report.lazy["spare"].called
+            (True, False)
+            >>> report.lazy["spare"].resolution is None
+            True
+        """
         return self.resolution is not None
 
     @property
     def is_concrete(self) -> bool:
+        """Whether it is called and its arguments and parameter shapes are all ints.
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, "H", "W"))
+            >>> [path for path, record in report.lazy.items() if record.is_concrete]
+            ['features.0', 'features.1', 'features.3']
+        """
         return self.resolution is not None and self.resolution.is_concrete
 
     def symbols(self) -> list[str]:
-        """The input symbols the parameters depend on, sorted."""
+        """The input symbols its arguments and parameter shapes depend on, sorted.
+
+        Returns:
+            The symbols' names; empty when the module is never called or
+                resolves to concrete sizes.
+
+        Examples:
+            >>> report = lazyfx.infer(Net(), ("B", 3, "H", 32))
+            >>> report.lazy["head"].symbols(), report.lazy["features.0"].symbols()
+            (['H'], [])
+        """
         if self.resolution is None:
             return []
         found = set(self.resolution.depends_on)

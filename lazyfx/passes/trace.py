@@ -165,6 +165,11 @@ class LazyTracer(fx.Tracer):
             return value
         if isinstance(value, sympy.Basic):
             raise self._undecided(obj.node, value, what="a concrete number (range(), int(), an index)")
+        if isinstance(value, TensorMeta):
+            raise DataDependentError(
+                f"a tensor's value is used as a number ({_source(obj.node)}): it cannot be known from shapes",
+                location=obj.node.meta.get(LOCATION),
+            )
         raise TraceError(f"{_source(obj.node)}: expected an integer, got {type(value).__name__}",
                          location=obj.node.meta.get(LOCATION))
 

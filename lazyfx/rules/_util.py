@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import assume, decide, equal, require_equal
+from lazyfx.checks import assume, decide, equal, require, require_equal
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.symbolic import DimExpr, fmt, is_concrete, sym_max, sym_min
 from lazyfx.values import TensorMeta
@@ -68,8 +68,10 @@ def expect_ndim(x: TensorMeta, allowed: Iterable[int], what: str) -> None:
 def broadcast_shapes(*shapes: Sequence[DimExpr]) -> tuple[DimExpr, ...]:
     """NumPy broadcasting: sizes are aligned from the right; each pair must be equal or 1.
 
-    A symbolic size that could be 1 is taken not to be (PyTorch would then
-    broadcast instead); that choice is recorded as an assumption.
+    A symbolic size against a concrete one ``c`` must be 1 or ``c``, and the result is ``c``
+    either way. Between two symbolic sizes, one that could be 1 is taken not to be (PyTorch
+    would then broadcast, and the result would be the other size); that choice is recorded
+    as an assumption.
     """
     ndim = max((len(s) for s in shapes), default=0)
     result: list[DimExpr] = []
@@ -83,15 +85,19 @@ def broadcast_shapes(*shapes: Sequence[DimExpr]) -> tuple[DimExpr, ...]:
                 continue
             if equal(out, d) is True:
                 continue
+            message = (lambda a=out, b=d, i=ndim - 1 - position: f"The size of tensor a ({fmt(a)}) must match "
+                       f"the size of tensor b ({fmt(b)}) at non-singleton dimension {i}")
+            fixed = [v for v in (out, d) if is_concrete(v)]
+            if len(fixed) == 1:  # a symbol against a concrete size: either way the result is that size
+                free = out + d - fixed[0]
+                options = [sympy.Eq(free, v) for v in (1, fixed[0]) if decide(sympy.Eq(free, v)) is not False]
+                require(sympy.Or(*options) if options else sympy.false, message)
+                out = fixed[0]
+                continue
             for value in (out, d):
                 if not is_concrete(value):
                     assume(sympy.Ne(value, 1), lambda v=value: f"{fmt(v)} != 1 (broadcasting)")
-            require_equal(
-                out,
-                d,
-                lambda a=out, b=d, i=ndim - 1 - position: f"The size of tensor a ({fmt(a)}) must match "
-                f"the size of tensor b ({fmt(b)}) at non-singleton dimension {i}",
-            )
+            require_equal(out, d, message)
         result.append(out)
     return tuple(reversed(result))
 
