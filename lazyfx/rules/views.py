@@ -65,6 +65,22 @@ def _size_args(size: Sequence[Any]) -> tuple:
     return tuple(size)
 
 
+def _cancel_common_factor(numel: DimExpr, known: DimExpr) -> tuple[DimExpr, DimExpr]:
+    """``numel`` and ``known`` divided by their common factor, so that the inferred size and
+    its divisibility condition read as a person would write them: ``x.view(B, 4, -1)`` on
+    (B, N) infers ``N//4`` (with ``N % 4 == 0``), not ``(B*N)//(4*B)``. Exact: both are
+    positive, so g*a is a multiple of g*b exactly when a is a multiple of b."""
+    if is_concrete(numel) and is_concrete(known):
+        return numel, known
+    common = sympy.gcd(sympy.sympify(numel), sympy.sympify(known))
+    if common in (0, 1) or not common.is_integer:
+        return numel, known
+    a, b = sympy.cancel(sympy.sympify(numel) / common), sympy.cancel(sympy.sympify(known) / common)
+    if not (a.is_integer and b.is_integer):
+        return numel, known
+    return as_dim(a), as_dim(b)
+
+
 def _infer_sizes(sizes: tuple, numel: DimExpr, *, op: str) -> tuple:
     """PyTorch's ``infer_size``: at most one -1, inferred so the element count is kept."""
     holes = [i for i, s in enumerate(sizes) if is_concrete(s) and s == -1]
@@ -82,19 +98,20 @@ def _infer_sizes(sizes: tuple, numel: DimExpr, *, op: str) -> tuple:
         return sizes
     if is_concrete(known) and known == 0:
         raise ShapeError(f"{op}: shape {shape_str(sizes)} is ambiguous: -1 next to a 0-size dim")
-    divides = mod(numel, known)
+    dividend, divisor = _cancel_common_factor(numel, known)
+    divides = mod(dividend, divisor)
     require(
         sympy.Eq(divides, 0) if not is_concrete(divides) else divides == 0,
         lambda: f"{op}: shape {shape_str(sizes)} is invalid for input of size {fmt(numel)} "
         f"({fmt(known)} must divide {fmt(numel)})",
     )
-    if is_concrete(numel) and is_concrete(known):
-        inferred = numel // known
+    if is_concrete(dividend) and is_concrete(divisor):
+        inferred = dividend // divisor
     else:
-        quotient = sympy.cancel(sympy.sympify(numel) / known)
+        quotient = sympy.cancel(sympy.sympify(dividend) / divisor)
         # Where the quotient is not visibly an integer (numel = 6*H, known = 4), the
         # divisibility condition recorded above makes the floor exact.
-        inferred = as_dim(quotient) if quotient.is_integer else floordiv(numel, known)
+        inferred = as_dim(quotient) if quotient.is_integer else floordiv(dividend, divisor)
     return tuple(inferred if i == holes[0] else s for i, s in enumerate(sizes))
 
 
