@@ -99,6 +99,12 @@ def run_lazyfx(example: Example, symbolic: Optional[Sequence[Sequence[bool]]] = 
         raise  # a gap in lazyfx, never an answer
     except lazyfx.LazyFXError as exc:  # a shape error, or a call that fails already while tracing
         return None, exc, values
+    # a rule runs while torch.fx traces: a rule that reads a parameter of a leaf module directly
+    # (instead of through resolvers.ModuleView) adds get_attr nodes to the user's graph
+    leaves = {n.module_path for n in report.nodes if n.op == "call_module"}
+    added = [n.name for n in report.nodes if n.op == "get_attr"
+             and any(str(n.target).startswith(f"self.{leaf}.") for leaf in leaves if leaf)]
+    assert not added, f"{example}: the rules added {added} to the traced graph"
     return report, None, values
 
 
