@@ -15,6 +15,8 @@ from typing import Any, Optional, Sequence
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
 EXPORT_FORMATS = ("onnx", "torchscript", "torchscript-trace", "exported-program")
+FORMAT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript (scripted)", "torchscript-trace": "TorchScript (traced)",
+                 "exported-program": "a torch.export ExportedProgram"}
 
 
 class UsageError(Exception):
@@ -316,7 +318,7 @@ def run_show(args: argparse.Namespace) -> int:
         from lazyfx import graph
 
         try:
-            graph.write(report, graph.traced_edges(model, *positional, **keyword), args.graph)
+            graph.write(report, graph.edges(report), args.graph)
         except OSError as exc:
             raise UsageError(f"cannot write {args.graph}: {exc.strerror or exc}") from None
         print(f"wrote {args.graph}", file=sys.stderr)
@@ -367,7 +369,7 @@ def run_export(args: argparse.Namespace) -> int:
     except lazyfx.LazyFXError as exc:
         _print_error(exc)
         return EXIT_FINDINGS
-    print(f"wrote {args.output} ({args.format}, {type(result).__name__ if args.format != 'onnx' else 'ONNX'})")
+    print(f"wrote {args.output}: {type(model).__name__} as {FORMAT_LABELS[args.format]}")
     return EXIT_OK
 
 

@@ -34,18 +34,9 @@ FORMATS = (".svg", ".html", ".dot")
 # -- the graph ------------------------------------------------------------------------------------
 
 
-def traced_edges(model, *inputs: Any, **kw_inputs: Any) -> dict[str, list[str]]:
-    """Each node's input nodes, by name, from the same trace ``lazyfx.infer`` makes (the report
-    keeps each node's input shapes, not where they come from)."""
-    from lazyfx.passes.propagate import Propagator
-    from lazyfx.passes.trace import bind_inputs, trace
-    from lazyfx.spec import SymbolTable, to_value
-
-    table = SymbolTable()
-    args = tuple(to_value(spec, table) for spec in inputs)
-    kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
-    program = trace(model, bind_inputs(model, args, kwargs), Propagator(model, table.constraints()))
-    return {node.name: [n.name for n in node.all_input_nodes] for node in program.graph.nodes}
+def edges(report) -> dict[str, list[str]]:
+    """Each node's input nodes, by name, as the report recorded them."""
+    return {n.name: list(n.sources) for n in report.nodes}
 
 
 @dataclass

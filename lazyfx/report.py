@@ -272,6 +272,7 @@ class Report:
                     "output": to_jsonable(n.value),
                     "rule": n.rule,
                     "fallback": n.fallback,
+                    "sources": list(n.sources),
                     "file": n.location.file if n.location else None,
                     "line": n.location.line if n.location else None,
                 }

@@ -65,6 +65,8 @@ class NodeRecord:
             for inputs and the output.
         location: The line of your code that created the node, with ``file``
             and ``line`` (``str()`` gives ``path:line``); None when unknown.
+        sources: The names of the nodes whose values it takes (the graph's
+            edges into it), in argument order.
 
     Examples:
         >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
@@ -88,6 +90,7 @@ class NodeRecord:
     rule: Optional[str]
     location: Optional[SourceLocation]
     key: Any = None  # the registry key the node dispatched on
+    sources: tuple[str, ...] = ()
 
     @property
     def fallback(self) -> bool:
@@ -214,6 +217,7 @@ class Propagator:
             rule=rule_name,
             location=location,
             key=key,
+            sources=tuple(n.name for n in node.all_input_nodes),
         )
         self.records[node] = record
         return record
