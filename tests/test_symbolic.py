@@ -536,8 +536,9 @@ def test_domain_contains():
     assert domain.contains(H=12, W=1)
     assert not domain.contains(H=14, W=1)  # not a multiple of 4
     assert not domain.contains(H=68, W=1)  # above max
-    assert not domain.contains(H=12.0, W=1)
     assert not domain.contains(H=12, W=0)
+    with pytest.raises(TypeError, match="integer sizes; got H=12.0"):
+        domain.contains(H=12.0, W=1)
 
 
 def test_domain_contains_names_missing_symbols():

@@ -1,8 +1,10 @@
-"""Activations, dropout and softmax: the output has the input's shape.
+"""Activations, dropout and softmax: the output has the input's shape (GLU halves one dim).
 
 Softmax-like ops take a ``dim`` that must be in range; ``dim=None`` picks
-PyTorch's legacy implicit dim (0 for 0-, 1- and 3-D inputs, else 1).
-PReLU's ``num_parameters`` must be 1 or the channel count (dim 1).
+PyTorch's legacy implicit dim (0 for 0-, 1- and 3-D inputs, else 1); they compute in
+a floating point dtype. PReLU's ``num_parameters`` must be 1 or the channel count (dim 1).
+Every module in ``torch.nn.modules.activation`` has a rule here except
+``MultiheadAttention`` (see ``attention.py``).
 """
 
 from __future__ import annotations
@@ -11,11 +13,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require_equal
+import sympy
+
+from lazyfx.checks import require, require_equal
+from lazyfx.errors import ShapeError
 from lazyfx.registry import Method, rule
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
-from lazyfx.symbolic import fmt
-from lazyfx.values import TensorMeta
+from lazyfx.symbolic import fmt, floordiv, is_concrete, mod, product
+from lazyfx.values import TensorMeta, dtype_name
 
 SAME_SHAPE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
@@ -33,6 +38,13 @@ SAME_SHAPE_FUNCTIONS = (
     torch.erf, torch.clone, torch.detach,
 )
 
+# Functional twins fx records under other names than SAME_SHAPE_FUNCTIONS: the in-place
+# F.elu_/F.leaky_relu_/F.hardtanh_ and the torch.* forms F.selu/F.celu/F.rrelu/F.threshold call.
+SAME_SHAPE_TWINS = (
+    F.elu_, F.leaky_relu_, F.hardtanh_, torch.rrelu_, torch.threshold_, torch.celu_, torch.selu_,
+    torch.selu, torch.celu, torch.rrelu, torch.threshold,
+)
+
 SAME_SHAPE_METHODS = tuple(
     Method(name)
     for name in (
@@ -48,7 +60,7 @@ def same_shape_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     return tensor_arg(x, f"{module.__class__.__name__} input")
 
 
-@rule(*SAME_SHAPE_FUNCTIONS, *SAME_SHAPE_METHODS)
+@rule(*SAME_SHAPE_FUNCTIONS, *SAME_SHAPE_TWINS, *SAME_SHAPE_METHODS)
 def same_shape(input, *args, **kwargs) -> TensorMeta:
     """Elementwise function or method: ``(*) -> (*)``."""
     return tensor_arg(input, "input")
@@ -79,7 +91,10 @@ def _softmax_dim(x: TensorMeta, dim) -> int:
 def _softmax_like(x, dim, dtype) -> TensorMeta:
     x = tensor_arg(x, "softmax input")
     _softmax_dim(x, dim)
-    return TensorMeta(x.shape, dtype if dtype is not None else x.dtype)
+    out = dtype if dtype is not None else x.dtype
+    if not out.is_floating_point:
+        raise ShapeError(f"softmax is not implemented for {dtype_name(out)}; pass dtype= a floating point type")
+    return TensorMeta(x.shape, out)
 
 
 @rule(nn.Softmax, nn.LogSoftmax, nn.Softmin)
@@ -96,3 +111,61 @@ def softmax_function(input, dim=None, _stacklevel=3, dtype=None) -> TensorMeta:
 @rule(torch.softmax, torch.log_softmax, Method("softmax"), Method("log_softmax"))
 def softmax_tensor(input, dim, dtype=None) -> TensorMeta:
     return _softmax_like(input, dim, dtype)
+
+
+@rule(nn.Softmax2d)
+def softmax2d_module(module: nn.Softmax2d, x: TensorMeta) -> TensorMeta:
+    """``(N, C, H, W)`` or ``(C, H, W)`` unchanged: a softmax over the channels (dim -3)."""
+    x = tensor_arg(x, "Softmax2d input")
+    if x.ndim not in (3, 4):
+        raise ShapeError(f"Softmax2d: expected input to be 3D or 4D, got {x.ndim}D instead")
+    return _softmax_like(x, -3, None)
+
+
+@rule(torch.prelu)
+def prelu_function(input, weight) -> TensorMeta:
+    """``F.prelu``: ``(*) -> (*)``; ``weight`` is 0D or 1D of one element or as many as the input
+    has channels (dim 1; 1 for a 1D input) and has the input's floating point dtype."""
+    x, w = tensor_arg(input, "prelu input"), tensor_arg(weight, "prelu weight")
+    if x.dtype != w.dtype:
+        raise ShapeError(f"prelu: Type promoting not supported. Got {dtype_name(x.dtype)} and {dtype_name(w.dtype)}")
+    numel = product(w.shape)
+    # One weight applies to every channel; any other count must be the channel count.
+    if x.ndim == 0:
+        require(sympy.Eq(numel, 1), lambda: f"prelu: Not allow zero-dim input tensor with {fmt(numel)} weights.")
+    else:
+        channels = x.shape[1] if x.ndim > 1 else 1
+        require(sympy.Or(sympy.Eq(numel, 1), sympy.Eq(channels, numel)), lambda: (
+            f"prelu: Mismatch of parameter numbers and input channel size. Found parameter numbers = {fmt(numel)} "
+            f"and channel size = {fmt(channels)}."))
+    if w.ndim > 1:
+        raise ShapeError(f"prelu: Expected `weight` to be a scalar or 1D tensor, but got: ndim = {w.ndim}")
+    if not x.dtype.is_floating_point:
+        raise ShapeError(f"prelu is not implemented for {dtype_name(x.dtype)}")
+    return x
+
+
+def glu_shape(x: TensorMeta, dim: int) -> TensorMeta:
+    """The size at ``dim`` halves; it must be even (a 0-dim input has none to halve)."""
+    if x.ndim == 0:
+        raise ShapeError("glu does not support scalars because halving size must be even")
+    d = normalize_dim(dim, x.ndim)
+    size = x.shape[d]
+    remainder = mod(size, 2)
+    require(remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0),
+            lambda: f"glu: Halving dimension must be even, but dimension {d} is size {fmt(size)}")
+    if not x.dtype.is_floating_point:
+        raise ShapeError(f"glu is not implemented for {dtype_name(x.dtype)}")
+    return x.with_shape((*x.shape[:d], floordiv(size, 2), *x.shape[d + 1 :]))
+
+
+@rule(F.glu)
+def glu(input, dim=-1) -> TensorMeta:
+    """``F.glu``: ``(*, 2n, *) -> (*, n, *)`` at ``dim``."""
+    return glu_shape(tensor_arg(input, "glu input"), dim)
+
+
+@rule(nn.GLU)
+def glu_module(module: nn.GLU, x: TensorMeta) -> TensorMeta:
+    """``(*, 2n, *) -> (*, n, *)`` at ``module.dim``."""
+    return glu_shape(tensor_arg(x, "GLU input"), module.dim)
