@@ -219,6 +219,24 @@ def test_meta_device_allocates_nothing_and_to_empty_works():
     assert model(torch.randn(2, 3, 16, 16)).shape == (2, 10)
 
 
+def test_a_model_built_on_meta_is_analysed_and_materialized_on_meta():
+    class TokenNet(nn.Module):  # a big non-lazy table next to lazy layers, as in a language model
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(50_000, 64)
+            self.head = nn.LazyLinear(5)
+
+        def forward(self, tokens):
+            return self.head(self.embed(tokens).mean(1))
+
+    with torch.device("meta"):
+        model = TokenNet()
+    assert str(lazyfx.infer(model, "B,T:int64").output) == "(B, 5)"
+    eager = lazyfx.materialize(model, "B,T:int64", device="meta")
+    assert type(eager.head) is nn.Linear and eager.head.in_features == 64
+    assert all(t.device.type == "meta" for t in eager.state_dict().values())
+
+
 def test_seed_is_reproducible_and_leaves_the_global_rng_alone():
     def build():
         return nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.LazyLinear(2))
