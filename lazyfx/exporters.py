@@ -16,6 +16,7 @@ failed export leaves no partial file at ``path``.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -119,6 +120,8 @@ def export(
         raise SpecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
     if format == "onnx" and path is None:
         raise SpecError("ONNX export needs a path")
+    if format == "onnx":
+        _require_onnx_packages()
     report = _analyze(model, inputs, kw_inputs)
     eager = materialize(model, *inputs, device=device, dtype=dtype, seed=seed, **kw_inputs)
     eager.eval()
@@ -152,6 +155,21 @@ def export(
             notes=["the given model is unchanged" + ("; nothing was written to the path" if path else "")],
         ) from exc
     return result
+
+
+# torch.onnx.export(dynamo=True) imports these lazily, deep inside the export; checking first
+# turns a ModuleNotFoundError after the analysis into an instruction before it.
+_ONNX_PACKAGES = ("onnx", "onnxscript")
+
+
+def _require_onnx_packages() -> None:
+    missing = [name for name in _ONNX_PACKAGES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MaterializeError(
+            f"ONNX export needs the packages {', '.join(missing)}, which are not installed",
+            notes=["install the extra: python3 -m pip install \"lazyfx[onnx]\" (onnx, onnxscript and onnxruntime)",
+                   "the given model is unchanged; nothing was written to the path"],
+        )
 
 
 def example_sizes(report: Report) -> dict[sympy.Symbol, int]:

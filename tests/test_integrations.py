@@ -100,6 +100,19 @@ def test_onnx_is_one_file_unless_the_weights_need_external_data(tmp_path, monkey
     assert path == str(tmp_path / "small.onnx")
 
 
+def test_onnx_without_its_packages_says_which_extra_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "onnxscript" else real(name, *a))
+    model = build("cnn")
+    before = snapshot(model)
+    with pytest.raises(lazyfx.MaterializeError, match="needs the packages onnxscript") as info:
+        lazyfx.export(model, MODELS["cnn"][1], format="onnx", path=tmp_path / "net.onnx")
+    assert 'pip install "lazyfx[onnx]"' in str(info.value)
+    assert snapshot(model) == before and not list(tmp_path.iterdir())
+
+
 class Unscriptable(nn.Module):
     def __init__(self):
         super().__init__()
