@@ -72,6 +72,7 @@ class Constraints:
             else:
                 self._ranges[info.symbol] = (info.min, INF if info.max is None else info.max)
         self._cache: dict[sympy.Basic, Optional[bool]] = {}
+        self._simplified: dict[sympy.Expr, sympy.Expr] = {}
 
     def tighten(self, cond: sympy.Basic) -> None:
         """Narrow a symbol's range by a condition the model requires (``H >= 3``), so that
@@ -108,6 +109,32 @@ class Constraints:
 
     def info(self, name: str) -> SymbolInfo:
         return self.infos.get(name) or SymbolInfo(name)
+
+    @property
+    def has_multiples(self) -> bool:
+        """Whether a symbol has ``multiple_of`` > 1 (only then can :meth:`simplify` change anything)."""
+        return bool(self._multiples)
+
+    def simplify(self, expr: object) -> object:
+        """``expr`` rewritten under the symbols' ``multiple_of``, where that makes it simpler:
+        with ``H % 4 == 0``, ``4*((H - 1)//4 + 1)`` is ``H``. The rewrite goes through
+        ``H = 4*k`` and back, and is kept only when it has integer coefficients and fewer
+        operations (``(H - 1)//4 + 1`` would become ``H/4``, which reads worse)."""
+        if not self._multiples or not isinstance(expr, sympy.Expr) or expr.is_Number:
+            return expr
+        used = {s: m for s, m in self._multiples.items() if s in expr.free_symbols}
+        if not used:
+            return expr
+        if expr in self._simplified:
+            return self._simplified[expr]
+        back = {next(iter(m.free_symbols)): s / m.as_coeff_Mul()[0] for s, m in used.items()}
+        result = sympy.expand(expr.xreplace(used).xreplace(back))
+        integral = all(r.is_integer for r in result.atoms(sympy.Rational))
+        if not (integral and result.free_symbols <= expr.free_symbols
+                and sympy.count_ops(result) < sympy.count_ops(expr)):
+            result = expr
+        self._simplified[expr] = result
+        return result
 
     # -- deciding --------------------------------------------------------------
 

@@ -663,3 +663,22 @@ def test_equal_is_three_valued():
         assert checks.equal(H, 2) is False
         assert checks.equal(H, W) is None
         assert checks.equal(floordiv(2 * H, 2), H) is True
+
+
+def test_formulas_simplify_under_multiple_of_only_where_it_reads_better():
+    constraints = Constraints({"H": SymbolInfo("H", multiple_of=4), "W": SymbolInfo("W", multiple_of=2)})
+    assert constraints.simplify(4 * (floordiv(H - 1, 4) + 1)) == H
+    assert constraints.simplify(2 * floordiv(W + 1, 2)) == W
+    assert constraints.simplify(floordiv(H - 1, 4) + 1) == floordiv(H - 1, 4) + 1  # not H/4
+    assert constraints.simplify(floordiv(H, 4)) == floordiv(H, 4)
+    assert constraints.simplify(2 * floordiv(H + 1, 2) + W) == H + W
+    assert Constraints({"H": SymbolInfo("H")}).simplify(4 * floordiv(H, 4)) == 4 * floordiv(H, 4)
+
+
+@settings(max_examples=60)
+@given(trees(), st.sampled_from([2, 3, 4, 8]))
+def test_simplified_formulas_agree_at_every_admitted_size(tree, m):
+    constraints = Constraints({"H": SymbolInfo("H", multiple_of=m)})
+    simple = constraints.simplify(sympy.sympify(symbolic(tree)))
+    for h in range(m, 12 * m + 1, m):
+        assert sympy.sympify(simple).subs(H, h) == concrete(tree, h)

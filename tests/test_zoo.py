@@ -223,13 +223,6 @@ def test_conv_autoencoder_restores_the_input_size():
         infer(ConvAutoencoder, ("B", 3, 18, 16))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "gap: 4*((H - 1)//4 + 1) is not simplified to H under Dim(multiple_of=4)"
-    ),
-)
 def test_conv_autoencoder_output_formula_is_the_input_size():
     S4 = [lazyfx.Dim("H", multiple_of=4), lazyfx.Dim("W", multiple_of=4)]
     assert str(infer(ConvAutoencoder, ("B", 3, *S4)).output) == "(B, 3, H, W)"

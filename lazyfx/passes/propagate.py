@@ -32,7 +32,7 @@ from lazyfx.fallback import MetaKernelFallback
 from lazyfx.generic import resolve_generic
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import ModuleView, Resolution, is_lazy_module, read_attribute
-from lazyfx.values import TensorMeta, tensors_in
+from lazyfx.values import TensorMeta, map_values, tensors_in
 
 if TYPE_CHECKING:
     from lazyfx.passes.trace import TracedProgram
@@ -196,6 +196,7 @@ class Propagator:
         with result.recorder.at(node.name):
             try:
                 value, rule_name, key = self._dispatch(node, args, kwargs, location)
+                value = _simplified(value, result.recorder.constraints)
             except LazyFXError as exc:
                 raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name) \
                     from exc.__cause__
@@ -362,3 +363,16 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         return value, FALLBACK, type(module)
     return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
 
+
+def _simplified(value: Any, constraints: Constraints) -> Any:
+    """``value`` with its formulas simplified under the symbols' ``multiple_of``."""
+    if not constraints.has_multiples:
+        return value
+
+    def leaf(v):
+        if isinstance(v, TensorMeta):
+            shape = tuple(constraints.simplify(d) for d in v.shape)
+            return v if shape == v.shape else v.with_shape(shape)
+        return constraints.simplify(v)
+
+    return map_values(leaf, value)
