@@ -121,16 +121,20 @@ class MetaKernelFallback:
             notes=[f"pin {', '.join(str(s) for s in symbols)} to concrete sizes, or add a shape rule for {op}"],
         )
 
-    def run_module(self, module: torch.nn.Module, args: tuple, kwargs: dict, op: str) -> Any:
+    def run_module(self, module: torch.nn.Module, args: tuple, kwargs: dict, op: str,
+                   shapes: Optional[dict[str, tuple]] = None) -> Any:
         """A module's forward on fake tensors, with fake copies of its parameters and buffers
-        (so that nothing, not even a running statistic, changes in the user's model)."""
-        with self.mode:  # shape-only stand-ins (on the fake cpu device, like the inputs)
-            state = {name: torch.empty(tuple(t.shape), dtype=t.dtype) for name, t in _tensors(module)}
+        (so that nothing, not even a running statistic, changes in the user's model).
+        ``shapes`` gives some of them symbolic shapes (formulas in the input symbols). The
+        state goes in as an argument, so that it takes the same sizes as the inputs wherever
+        they are substituted (the size-one check)."""
+        shapes = shapes or {}
+        state = {name: TensorMeta(tuple(shapes.get(name, tuple(t.shape))), t.dtype) for name, t in _tensors(module)}
 
-        def call(*fake_args, **fake_kwargs):
-            return torch.func.functional_call(module, state, fake_args, fake_kwargs)
+        def call(fake_state, *fake_args, **fake_kwargs):
+            return torch.func.functional_call(module, fake_state, fake_args, fake_kwargs)
 
-        return self.run(call, args, kwargs, op)
+        return self.run(call, (state, *args), kwargs, op)
 
     # -- lazyfx values -> fake tensors ---------------------------------------------------
 

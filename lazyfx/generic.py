@@ -16,7 +16,10 @@ shape: nothing is allocated and nothing runs on data.
   move with a symbol are reported as depending on it. Sizes that stay put
   under every change are taken as independent of the symbol.
 * The output comes from the initialized copy's forward, run by the
-  meta-kernel fallback with symbolic sizes.
+  meta-kernel fallback with symbolic sizes; a parameter size that moves with
+  one symbol along an affine formula fitting every sample (``in_features =
+  F``) takes that formula there, so the output does not tie the symbol to its
+  representative size.
 
 Limitation: an initialization that reads input *values* (data-dependent
 init) or the input's device cannot be reproduced from shapes.
@@ -45,11 +48,14 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fal
     hints = {s: fallback.hint(s) for s in symbols}
     clone, attributes, shapes = _initialize_copy(module, path, args, kwargs, hints)
     depends: dict[tuple, set[str]] = {}
+    samples: dict[tuple, dict[sympy.Symbol, list[tuple[int, int]]]] = {}  # key -> symbol -> (value, size)
     for s in symbols:  # which parameter sizes move with which symbol
         for value in fallback.perturbations(s, hints[s]):
             _, moved_attributes, moved_shapes = _initialize_copy(module, path, args, kwargs, {**hints, s: value})
+            moved = _sizes(moved_attributes, moved_shapes)
             for key, size in _sizes(attributes, shapes).items():
-                if _sizes(moved_attributes, moved_shapes)[key] != size:
+                samples.setdefault(key, {}).setdefault(s, [(hints[s], size)]).append((value, moved[key]))
+                if moved[key] != size:
                     depends.setdefault(key, set()).add(s.name)
     resolution = Resolution(
         arguments={k: _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
@@ -62,8 +68,47 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fal
         init_inputs=(_concrete(args, hints), _concrete(kwargs, hints)),
         depends_on=sorted(set().union(*depends.values())) if depends else [],
     )
-    output = fallback.run_module(clone, args, kwargs, type(module).__name__)
+    output = fallback.run_module(clone, args, kwargs, type(module).__name__,
+                                 shapes=_symbolic_shapes(shapes, depends, samples))
     return resolution, output
+
+
+def _symbolic_shapes(shapes: dict, depends: dict, samples: dict) -> dict[str, tuple]:
+    """Parameter shapes for evaluating the output, with each size that moves with one symbol
+    as the affine formula that reproduces every sample (``in_features = F``). Evaluated at
+    the representative size instead, the forward would tie the symbol to it (``F == 64``).
+    Only for the output: the resolution keeps such sizes unknown, as the samples suggest a
+    formula but do not prove it. A parameter with a size that fits no formula keeps its
+    representative shape (and the output its assumption)."""
+    out = {}
+    for name, shape in shapes.items():
+        keys = [("param", name, i) for i in range(len(shape))]
+        if not any(key in depends for key in keys):
+            continue
+        formulas = [_formula(samples[key]) if key in depends else size for key, size in zip(keys, shape)]
+        if all(f is not None for f in formulas):
+            out[name] = tuple(formulas)
+    return out
+
+
+def _formula(samples: dict[sympy.Symbol, list[tuple[int, int]]]) -> Optional[sympy.Expr]:
+    """``a*S + b`` for the one symbol ``S`` a size moves with, if such a formula fits every sample."""
+    moving = [(s, points) for s, points in samples.items() if len({size for _, size in points}) > 1]
+    if len(moving) != 1:
+        return None
+    symbol, points = moving[0]
+    fit = _affine(points)
+    return None if fit is None else fit[0] * symbol + fit[1]
+
+
+def _affine(points: list[tuple[int, int]]) -> Optional[tuple[int, int]]:
+    """``(a, b)`` with ``size == a*value + b`` at every point (at least three), else None."""
+    (x0, y0), (x1, y1) = points[0], points[1]
+    if len(points) < 3 or x1 == x0 or (y1 - y0) % (x1 - x0):
+        return None
+    a = (y1 - y0) // (x1 - x0)
+    b = y0 - a * x0
+    return (a, b) if all(a * x + b == y for x, y in points) else None
 
 
 class UnknownSize(sympy.Symbol):
