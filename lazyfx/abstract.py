@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from lazyfx.diagnostics import SourceLocation, caller_location, location_from_traceback
+from lazyfx.diagnostics import SourceLocation, caller_location, first_line, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
 from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy
@@ -55,7 +55,22 @@ class OpaqueResult:
     output: Any
     lazy: list[tuple[str, nn.Module, Resolution]] = field(default_factory=list)
     branches: int = 0
-    rejected: dict = field(default_factory=dict)  # representative sizes the module failed at
+    rejected: dict = field(default_factory=dict)  # symbol -> Rejection: where the module stops running
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A module run that fails from ``size`` of a symbol on (the others at ``others``).
+    ``by_pytorch``: the model's own code raised at those concrete sizes (PyTorch rejects
+    them), rather than lazyfx failing to follow a use of tensor values."""
+
+    size: int
+    error: LazyFXError
+    others: dict
+
+    @property
+    def by_pytorch(self) -> bool:
+        return not isinstance(self.error, DataDependentError)
 
 
 class _Oracle:
@@ -105,12 +120,42 @@ def _explore_at_some_scale(module, path, args, kwargs, fallback, symbols) -> tup
     for scale in HINT_SCALES:
         hints = {s: fallback.hint(s, scale) for s in symbols}
         try:
-            return hints, _explore(module, path, args, kwargs, hints), rejected
+            runs = _explore(module, path, args, kwargs, hints)
         except UnsupportedOpError:
             if scale == HINT_SCALES[-1]:
                 raise
             rejected = dict(hints)
+            continue
+        limits = {s: _first_rejected(module, path, args, kwargs, fallback, hints, s, rejected[s], _answers(runs[0]))
+                  for s in rejected}
+        return hints, runs, {s: limit for s, limit in limits.items() if limit is not None}
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _first_rejected(module, path, args, kwargs, fallback, hints, symbol, rejected, answers) -> Optional[Rejection]:
+    """The smallest size of ``symbol`` the model rejects, the others held at ``hints`` (where it
+    runs), found by bisection between the size that runs and the one that failed (more
+    positions than a position embedding has: ``T`` fails from 33 on). None when the larger
+    size was not this symbol's fault (``B``)."""
+    def failure_at(value: int) -> Optional[LazyFXError]:
+        try:
+            _run(module, path, args, kwargs, {**hints, symbol: value}, answers)
+            return None
+        except _PathFailed as failed:
+            return failed.error
+        except LazyFXError as exc:
+            return exc
+
+    error = failure_at(rejected)
+    if error is None:
+        return None
+    step = fallback.constraints.info(symbol.name).multiple_of
+    low, high = hints[symbol], rejected  # runs at low, fails at high
+    while high - low > step:
+        middle = low + (high - low) // (2 * step) * step
+        failed = failure_at(middle)
+        low, high, error = (middle, high, error) if failed is None else (low, middle, failed)
+    return Rejection(high, error, {s: v for s, v in hints.items() if s != symbol})
 
 
 class _PathFailed(Exception):
@@ -214,7 +259,7 @@ def _values(out: Any) -> Any:
 
 
 def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> LazyFXError:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    text = first_line(exc) or type(exc).__name__
     where = f"'{path}' ({type(module).__name__})" if path else f"{type(module).__name__}.forward"
     location = location_from_traceback(exc)  # the line of the user's forward that failed
     if "meta tensors" in text or "item()" in text or "data-dependent" in text:

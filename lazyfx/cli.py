@@ -362,8 +362,8 @@ def run_export(args: argparse.Namespace) -> int:
 
     model, positional, keyword = prepare(args)
     try:
-        result = lazyfx.export(model, *positional, format=args.format, path=args.output,
-                               **_materialize_options(args), **keyword)
+        lazyfx.export(model, *positional, format=args.format, path=args.output,
+                      **_materialize_options(args), **keyword)
     except lazyfx.SpecError as exc:
         raise UsageError(str(exc)) from None
     except lazyfx.LazyFXError as exc:

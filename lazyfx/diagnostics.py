@@ -117,6 +117,13 @@ class SourceLocation:
         return f"{os.path.basename(self.file)}:{self.line}"
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message ('' when it has none): PyTorch's messages go on
+    with stack traces and hints that do not belong in a one-line diagnostic."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 def display_path(path: str) -> str:
     """A path relative to the working directory when it lies below it, as linters print them."""
     try:

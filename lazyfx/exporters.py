@@ -26,6 +26,7 @@ import sympy
 import torch
 import torch.nn as nn
 
+from lazyfx.diagnostics import first_line
 from lazyfx.errors import LazyFXError, MaterializeError, SpecError
 from lazyfx.report import Report
 from lazyfx.symbolic import free_symbols, substitute
@@ -151,7 +152,7 @@ def export(
     except Exception as exc:
         raise MaterializeError(
             f"exporting {type(model).__name__} as {format} failed: {type(exc).__name__}: "
-            f"{str(exc).strip().splitlines()[0] if str(exc).strip() else ''}",
+            f"{first_line(exc)}",
             notes=["the given model is unchanged" + ("; nothing was written to the path" if path else "")],
         ) from exc
     return result

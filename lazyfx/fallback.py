@@ -31,6 +31,7 @@ import sympy
 import torch
 
 from lazyfx import checks
+from lazyfx.diagnostics import first_line
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, substitute, sym_max, sym_min
 from lazyfx.values import TensorMeta, same_tuple_type, tensors_in
@@ -78,7 +79,7 @@ class MetaKernelFallback:
                 raise _final(DataDependentError(f"{op}: the output shape depends on tensor values")) from None
             if _has_no_meta_kernel(exc):
                 raise UnsupportedOpError(
-                    f"no shape rule for {op}, and PyTorch has no meta kernel for it either: {_first_line(exc)}"
+                    f"no shape rule for {op}, and PyTorch has no meta kernel for it either: {_describe(exc)}"
                 ) from None
             raise self._rejection(op, args, kwargs, exc) from None
         self._record(op, guards_before, asserts_before)
@@ -105,7 +106,7 @@ class MetaKernelFallback:
             except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
                 if not (_is_data_dependent(exc) or _has_no_meta_kernel(exc)):
                     checks.require(sympy.Ne(user, 1), f"{op} rejects {user} = 1 (PyTorch's meta kernel: "
-                                                      f"{_first_line(exc)})")
+                                                      f"{_describe(exc)})")
 
     def _rejection(self, op: str, args, kwargs, exc: Exception) -> Exception:
         """A kernel that fails on concrete sizes rejects them, as PyTorch would. With symbolic
@@ -113,11 +114,11 @@ class MetaKernelFallback:
         others (a symbolic size may have to equal a concrete one), so it is not a shape error."""
         symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
         if not symbols:
-            return ShapeError(f"{op} rejects its inputs: {_first_line(exc)}")
+            return ShapeError(f"{op} rejects its inputs: {_describe(exc)}")
         hints = ", ".join(f"{s}={self.hint(s)}" for s in symbols)
         return UnsupportedOpError(
             f"no shape rule for {op}, and PyTorch's meta kernel rejects its inputs at the representative sizes "
-            f"{hints}, so lazyfx cannot tell for which sizes it is valid: {_first_line(exc)}",
+            f"{hints}, so lazyfx cannot tell for which sizes it is valid: {_describe(exc)}",
             notes=[f"pin {', '.join(str(s) for s in symbols)} to concrete sizes, or add a shape rule for {op}"],
         )
 
@@ -369,11 +370,6 @@ def _fold(fn, parts):
     return result
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _final(error: DataDependentError) -> DataDependentError:
     """An operation whose output *size* depends on values: abstract execution cannot do better
     (unlike a branch on values), so the error is final."""
@@ -431,3 +427,6 @@ def _substitute(value: Any, values: dict) -> Any:
 def _free(value: Any) -> set:
     return value.free_symbols if isinstance(value, sympy.Basic) else set()
 
+
+def _describe(exc: BaseException) -> str:
+    return first_line(exc) or type(exc).__name__

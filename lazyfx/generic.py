@@ -36,6 +36,7 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
+from lazyfx.diagnostics import first_line
 from lazyfx.errors import MaterializeError, UnsupportedOpError
 from lazyfx.resolvers import Resolution
 from lazyfx.symbolic import free_symbols, substitute
@@ -138,7 +139,7 @@ def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple
     except Exception as exc:
         raise UnsupportedOpError(
             f"running the initialization of the lazy module '{path}' ({type(module).__name__}) on shape-only "
-            f"inputs failed: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            f"inputs failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
     left = [n for n, t in _own_tensors(clone) if is_lazy(t)]
     if left:

@@ -1,6 +1,5 @@
 """A lazy CNN and a lazy transformer, for the integration matrix."""
 
-import torch
 import torch.nn as nn
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from dryrun import assert_same_model, dry_run
+from dryrun import assert_same_model
 from integration_models import MODELS
 from test_errors import snapshot
 

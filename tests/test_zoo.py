@@ -374,17 +374,12 @@ def test_hugging_face_bert_with_a_bounded_sequence_length():
     assert_same_model(dry_run(hf.bert, (2, 8), dtype=INT), materialized(hf.bert, spec))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "gap: with an unconstrained T, abstract execution of BERT fails at its representative sizes and runs at "
-        "smaller ones; the report only assumes T < 73 (and B < 64) where PyTorch rejects T > 32"
-    ),
-)
 def test_hugging_face_bert_domain_with_an_unbounded_sequence_length():
     report = lazyfx.infer(hf.bert(), "B,T:int64")
     assert all(r.materializable for r in report.lazy.values())  # this part holds: nothing depends on T
+    assert str(report.domain) == "T <= 32" and not report.domain.assumptions  # 32 position embeddings
+    (limit,) = report.domain.requirements
+    assert "rejects T=33 (with B=16): RuntimeError: The expanded size of the tensor (33)" in limit.message
     for t in (8, 40):
         torch.manual_seed(0)
         try:

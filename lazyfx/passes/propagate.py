@@ -23,9 +23,9 @@ import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
 from lazyfx import abstract, diagnostics
-from lazyfx.checks import Recorder, assume
+from lazyfx.checks import Recorder, assume, require
 from lazyfx.constraints import Constraints
-from lazyfx.diagnostics import SourceLocation, location_from_stack_trace
+from lazyfx.diagnostics import SourceLocation, first_line, location_from_stack_trace
 from lazyfx.errors import LazyFXError, UnsupportedOpError
 from lazyfx.fallback import RULE_NAME as FALLBACK
 from lazyfx.fallback import MetaKernelFallback
@@ -337,9 +337,8 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         for sub, lazy_module, resolution in found.lazy:
             path = f"{node.target}.{sub}" if node.target else sub
             result.lazy_calls.append(LazyCall(path, lazy_module, resolution, node.name, location))
-        for sym, size in found.rejected.items():  # it ran only at smaller sizes: say so
-            assume(sympy.Lt(sym, size), f"'{node.target or '<root>'}' failed when abstract execution ran it at "
-                                        f"{sym}={size}; its analysis holds for sizes below that")
+        for sym, rejection in found.rejected.items():  # it runs only below some size: say so
+            _limit(node.target or "<root>", sym, rejection)
         return found.output, ABSTRACT, type(module)
     if is_lazy_module(module):
         resolver = RESOLVERS.get(type(module))
@@ -376,3 +375,19 @@ def _simplified(value: Any, constraints: Constraints) -> Any:
         return constraints.simplify(v)
 
     return map_values(leaf, value)
+
+
+def _limit(path: str, sym: sympy.Symbol, rejection: abstract.Rejection) -> None:
+    """A size from which a module analysed by abstract execution stops running. Where its own
+    code raises at those concrete sizes (more positions than a position embedding has), that
+    is a requirement of the model, found at the other symbols' representative sizes;
+    otherwise the analysis only holds below it."""
+    others = ", ".join(f"{s}={v}" for s, v in sorted(rejection.others.items(), key=str))
+    at = f"{sym}={rejection.size}" + (f" (with {others})" if others else "")
+    if rejection.by_pytorch:
+        cause = rejection.error.__cause__
+        detail = f"{type(cause).__name__}: {first_line(cause)}" if cause else rejection.error.message
+        require(sympy.Lt(sym, rejection.size), f"'{path}' rejects {at}: {detail}")
+    else:
+        assume(sympy.Lt(sym, rejection.size), f"'{path}' failed when abstract execution ran it at {at}; its "
+                                              f"analysis holds for sizes below that")

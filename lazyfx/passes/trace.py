@@ -36,7 +36,7 @@ import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
 
 from lazyfx.checks import decide
-from lazyfx.diagnostics import caller_location, location_from_traceback
+from lazyfx.diagnostics import caller_location, first_line, location_from_traceback
 from lazyfx.errors import (
     DataDependentError,
     LazyFXError,
@@ -226,7 +226,7 @@ def untraceable(exc: BaseException) -> bool:
 def untraceable_reason(exc: BaseException) -> str:
     if isinstance(exc, LazyFXError):
         return exc.message
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    text = first_line(exc)
     location = location_from_traceback(exc)
     return f"{type(exc).__name__}: {text}" + (f" ({location})" if location else "")
 
@@ -388,7 +388,7 @@ def _trace_error(model: nn.Module, exc: Exception) -> LazyFXError:
             "an assertion in forward fails for these inputs",
             location=location_from_traceback(exc),
         )
-    reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    reason = first_line(exc) or type(exc).__name__
     notes = []
     if "control flow" in reason or "iterate" in reason or "len(" in reason:
         notes.append(
