@@ -163,6 +163,13 @@ class Propagator:
         self.result = Propagation(recorder=Recorder(constraints))
         self.placeholder_values: dict[str, Any] = {}
         self.records: dict[fx.Node, NodeRecord] = {}
+        self._submodules: dict[str, nn.Module] = {}  # get_submodule walks the path: once per target
+
+    def submodule(self, target: str) -> nn.Module:
+        module = self._submodules.get(target)
+        if module is None:
+            module = self._submodules[target] = self.root.get_submodule(target)
+        return module
 
     def checkpoint(self) -> tuple:
         result = self.result
@@ -191,7 +198,7 @@ class Propagator:
         kwargs = fx.node.map_arg(node.kwargs, self.value)
         location = node.meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)
         module_path = node.target if node.op == "call_module" else _enclosing_module(node)
-        op_name = _op_name(self.root, node)
+        op_name = _op_name(self.submodule(node.target) if node.op == "call_module" else None, node)
         result = self.result
         with result.recorder.at(node.name):
             try:
@@ -233,7 +240,7 @@ class Propagator:
         if op == "get_attr":
             return _get_attr(self.root, node.target), None, None
         if op == "call_module":
-            return _call_module(self.root.get_submodule(node.target), node, args, kwargs, self.result, location)
+            return _call_module(self.submodule(node.target), node, args, kwargs, self.result, location)
         key = node.target if op == "call_function" else Method(node.target)
         rule = RULES.get(key)
         if rule is None:
@@ -283,9 +290,8 @@ def _enclosing_module(node: fx.Node) -> Optional[str]:
     return None
 
 
-def _op_name(root: nn.Module, node: fx.Node) -> str:
+def _op_name(module: Optional[nn.Module], node: fx.Node) -> str:
     if node.op == "call_module":
-        module = root.get_submodule(node.target)
         return f"{type(module).__name__}"
     if node.op == "call_method":
         return f"Tensor.{node.target}"

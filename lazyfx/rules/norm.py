@@ -40,7 +40,7 @@ def _require_more_than_one(count: DimExpr, message) -> None:
         if count == 1:
             raise ShapeError(message())
         return
-    require(sympy.Gt(count, 1), message)
+    require(sympy.Gt(count, 1, evaluate=False), message)  # decided by the constraints (cached), not by sympy
 
 
 @rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
