@@ -23,6 +23,10 @@ class UsageError(Exception):
     """A problem with the command line itself (exit code 2)."""
 
 
+class AnalysisFailed(Exception):
+    """The model has findings that stop the command; they are printed already (exit code 1)."""
+
+
 # -- the parser -------------------------------------------------------------------------
 
 
@@ -123,6 +127,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except UsageError as exc:
         print(f"lazyfx: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except AnalysisFailed:
+        return EXIT_FINDINGS
     except BrokenPipeError:  # the reader went away (`lazyfx show ... | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
@@ -295,19 +301,27 @@ def _check_output(report, model_config, label: str) -> list:
 # -- show, materialize, export --------------------------------------------------------------
 
 
+def call_api(function, *args, **kwargs):
+    """Call the Python API as every command does: a malformed spec is a usage error (exit 2),
+    any other lazyfx error is printed as findings (exit 1)."""
+    import lazyfx
+
+    try:
+        return function(*args, **kwargs)
+    except lazyfx.SpecError as exc:
+        raise UsageError(str(exc)) from None
+    except lazyfx.LazyFXError as exc:
+        _print_error(exc)
+        raise AnalysisFailed from None
+
+
 def run_show(args: argparse.Namespace) -> int:
     import lazyfx
 
     if args.graph and os.path.splitext(args.graph)[1].lower() not in (".svg", ".html", ".dot"):
         raise UsageError(f"--graph {args.graph}: the file must end in .svg, .html or .dot")
     model, positional, keyword = prepare(args)
-    try:
-        report = lazyfx.infer(model, *positional, **keyword)
-    except lazyfx.SpecError as exc:
-        raise UsageError(str(exc)) from None
-    except lazyfx.LazyFXError as exc:
-        _print_error(exc)
-        return EXIT_FINDINGS
+    report = call_api(lazyfx.infer, model, *positional, **keyword)
     try:
         print(report.to_json() if args.json else report, flush=True)
     except BrokenPipeError:  # `lazyfx show ... --graph g.svg | head`: the picture is still wanted
@@ -343,14 +357,8 @@ def run_materialize(args: argparse.Namespace) -> int:
     import lazyfx
 
     model, positional, keyword = prepare(args)
-    try:
-        eager = lazyfx.materialize(model, *positional, init_order=args.init_order, **_materialize_options(args),
-                                   **keyword)
-    except lazyfx.SpecError as exc:
-        raise UsageError(str(exc)) from None
-    except lazyfx.LazyFXError as exc:
-        _print_error(exc)
-        return EXIT_FINDINGS
+    eager = call_api(lazyfx.materialize, model, *positional, init_order=args.init_order,
+                     **_materialize_options(args), **keyword)
     torch.save(eager.state_dict(), args.output)
     count = sum(p.numel() for p in eager.parameters())
     print(f"wrote {args.output}: the state_dict of {type(eager).__name__} ({count:,} parameters)")
@@ -361,14 +369,8 @@ def run_export(args: argparse.Namespace) -> int:
     import lazyfx
 
     model, positional, keyword = prepare(args)
-    try:
-        lazyfx.export(model, *positional, format=args.format, path=args.output,
-                      **_materialize_options(args), **keyword)
-    except lazyfx.SpecError as exc:
-        raise UsageError(str(exc)) from None
-    except lazyfx.LazyFXError as exc:
-        _print_error(exc)
-        return EXIT_FINDINGS
+    call_api(lazyfx.export, model, *positional, format=args.format, path=args.output,
+             **_materialize_options(args), **keyword)
     print(f"wrote {args.output}: {type(model).__name__} as {FORMAT_LABELS[args.format]}")
     return EXIT_OK
 
@@ -380,13 +382,7 @@ def run_fix(args: argparse.Namespace) -> int:
 
     with fix.recording() as constructions:  # where each lazy module is constructed, as the target loads
         model, positional, keyword = prepare(args)
-    try:
-        report = lazyfx.infer(model, *positional, **keyword)
-    except lazyfx.SpecError as exc:
-        raise UsageError(str(exc)) from None
-    except lazyfx.LazyFXError as exc:
-        _print_error(exc)
-        return EXIT_FINDINGS
+    report = call_api(lazyfx.infer, model, *positional, **keyword)
     if not report.lazy:
         print(f"lazyfx fix: {report.model} has no lazy modules", file=sys.stderr)
         return EXIT_OK
