@@ -32,7 +32,7 @@ from torch.nn.parameter import is_lazy
 from lazyfx.diagnostics import SourceLocation, caller_location, first_line, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
-from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy
+from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy, sampled_resolution
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
@@ -300,18 +300,7 @@ def _resolution(path: str, sub: str, base: Run, moved: dict[str, list[Run]]) -> 
             for i, d in enumerate(shape):
                 if other[1][name][i] != d:
                     depends.setdefault(("param", name, i), set()).add(symbol)
-    full = f"{path}.{sub}" if path else sub
-    return Resolution(
-        arguments={k: _unknown(f"{full}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
-                   for k, v in arguments.items()},
-        parameter_shapes={
-            name: tuple(_unknown(f"{full}.{name}[{i}]", depends[("param", name, i)])
-                        if ("param", name, i) in depends else d for i, d in enumerate(shape))
-            for name, shape in shapes.items()
-        },
-        init_inputs=(init_args, init_kwargs),
-        depends_on=sorted(set().union(*depends.values())) if depends else [],
-    )
+    return sampled_resolution(f"{path}.{sub}" if path else sub, arguments, shapes, depends, (init_args, init_kwargs))
 
 
 def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, list[Run]]) -> Any:

@@ -58,17 +58,8 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fal
                 samples.setdefault(key, {}).setdefault(s, [(hints[s], size)]).append((value, moved[key]))
                 if moved[key] != size:
                     depends.setdefault(key, set()).add(s.name)
-    resolution = Resolution(
-        arguments={k: _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
-                   for k, v in attributes.items()},
-        parameter_shapes={
-            name: tuple(_unknown(f"{path}.{name}[{i}]", depends[("param", name, i)])
-                        if ("param", name, i) in depends else d for i, d in enumerate(shape))
-            for name, shape in shapes.items()
-        },
-        init_inputs=(_concrete(args, hints), _concrete(kwargs, hints)),
-        depends_on=sorted(set().union(*depends.values())) if depends else [],
-    )
+    init_inputs = (_concrete(args, hints), _concrete(kwargs, hints))
+    resolution = sampled_resolution(path, attributes, shapes, depends, init_inputs)
     output = fallback.run_module(clone, args, kwargs, type(module).__name__,
                                  shapes=_symbolic_shapes(shapes, depends, samples))
     return resolution, output
@@ -110,6 +101,22 @@ def _affine(points: list[tuple[int, int]]) -> Optional[tuple[int, int]]:
     a = (y1 - y0) // (x1 - x0)
     b = y0 - a * x0
     return (a, b) if all(a * x + b == y for x, y in points) else None
+
+
+def sampled_resolution(path: str, attributes: dict, shapes: dict, depends: dict, init_inputs: tuple) -> Resolution:
+    """The resolution an initialization run gave: its integer attributes and parameter shapes,
+    with each size that moved with a symbol (``depends``: key -> symbol names) unknown."""
+    return Resolution(
+        arguments={k: _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
+                   for k, v in attributes.items()},
+        parameter_shapes={
+            name: tuple(_unknown(f"{path}.{name}[{i}]", depends[("param", name, i)])
+                        if ("param", name, i) in depends else d for i, d in enumerate(shape))
+            for name, shape in shapes.items()
+        },
+        init_inputs=init_inputs,
+        depends_on=sorted(set().union(*depends.values())) if depends else [],
+    )
 
 
 class UnknownSize(sympy.Symbol):
