@@ -32,7 +32,7 @@ from torch.nn.parameter import is_lazy
 from lazyfx.diagnostics import SourceLocation, caller_location, first_line, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
-from lazyfx.generic import _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy, sampled_resolution
+from lazyfx.generic import fitted_formula, _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy, sampled_resolution
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
@@ -48,6 +48,7 @@ class Run:
     output: Any  # concrete values
     branches: list[tuple[bool, Optional[SourceLocation]]]  # value-dependent decisions, in order
     clone: nn.Module
+    sizes: dict = field(default_factory=dict)  # symbol -> the size it ran at
 
 
 @dataclass
@@ -242,7 +243,7 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
         arguments = {k: v for k, v in _int_attributes(sub).items() if before[name].get(k) != v}
         shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(sub) if is_lazy(getattr(original, n, None))}
         resolutions[name] = (arguments, shapes, seen[name])
-    return Run(resolutions, _values(out), oracle.taken, clone)
+    return Run(resolutions, _values(out), oracle.taken, clone, dict(hints))
 
 
 def _recorder(name: str, seen: dict):
@@ -313,20 +314,36 @@ def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, li
                 return fallback.run_module(base.clone, args, kwargs, type(module).__name__)
         except LazyFXError:
             pass
-    return _merge(base.output, [run.output for runs in moved.values() for run in runs], path)
+    samples = {symbol: [(base.sizes[symbol], base.output)] + [(run.sizes[symbol], run.output) for run in runs]
+               for symbol, runs in ((s, moved[s.name]) for s in base.sizes)}
+    return _merge(base.output, samples, path)
 
 
-def _merge(value: Any, others: list, path: str) -> Any:
+def _merge(value: Any, samples: dict, path: str) -> Any:
+    """The output from runs at several sizes (``samples``: symbol -> [(its size, output)]):
+    a size that stays put is kept, one that follows a single symbol along an affine formula
+    fitting every run becomes that formula (the batch: ``B``), any other is unknown."""
     if isinstance(value, TensorMeta):
         dims = []
         for i, d in enumerate(value.shape):
-            moving = any(isinstance(o, TensorMeta) and o.shape[i] != d for o in others)
-            dims.append(_unknown(f"{path or 'output'} size {i}", {"input sizes"}) if moving else d)
+            points = {symbol: [(size, o.shape[i] if isinstance(o, TensorMeta) and o.ndim == value.ndim else None)
+                               for size, o in runs]
+                      for symbol, runs in samples.items()}
+            if all(dim == d for runs in points.values() for _, dim in runs):
+                dims.append(d)
+                continue
+            comparable = all(dim is not None for runs in points.values() for _, dim in runs)
+            formula = fitted_formula(points) if comparable else None
+            dims.append(formula if formula is not None else _unknown(f"{path or 'output'} size {i}", {"input sizes"}))
         return TensorMeta(tuple(dims), value.dtype)
     if isinstance(value, (tuple, list)):
-        merged = [_merge(v, [o[i] for o in others], path) for i, v in enumerate(value)]
+        merged = [_merge(v, _part(samples, i), path) for i, v in enumerate(value)]
         return tuple(merged) if isinstance(value, tuple) else merged
     if isinstance(value, dict):
-        return {k: _merge(v, [o[k] for o in others], path) for k, v in value.items()}
+        return {k: _merge(v, _part(samples, k), path) for k, v in value.items()}
     return value
+
+
+def _part(samples: dict, key: Any) -> dict:
+    return {symbol: [(size, output[key]) for size, output in runs] for symbol, runs in samples.items()}
 

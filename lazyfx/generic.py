@@ -77,13 +77,13 @@ def _symbolic_shapes(shapes: dict, depends: dict, samples: dict) -> dict[str, tu
         keys = [("param", name, i) for i in range(len(shape))]
         if not any(key in depends for key in keys):
             continue
-        formulas = [_formula(samples[key]) if key in depends else size for key, size in zip(keys, shape)]
+        formulas = [fitted_formula(samples[key]) if key in depends else size for key, size in zip(keys, shape)]
         if all(f is not None for f in formulas):
             out[name] = tuple(formulas)
     return out
 
 
-def _formula(samples: dict[sympy.Symbol, list[tuple[int, int]]]) -> Optional[sympy.Expr]:
+def fitted_formula(samples: dict[sympy.Symbol, list[tuple[int, int]]]) -> Optional[sympy.Expr]:
     """``a*S + b`` for the one symbol ``S`` a size moves with, if such a formula fits every sample."""
     moving = [(s, points) for s, points in samples.items() if len({size for _, size in points}) > 1]
     if len(moving) != 1:
