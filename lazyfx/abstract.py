@@ -32,7 +32,9 @@ from torch.nn.parameter import is_lazy
 from lazyfx.diagnostics import SourceLocation, caller_location, first_line, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
-from lazyfx.generic import fitted_formula, _int_attributes, _meta_inputs, _own_tensors, _unknown, meta_copy, sampled_resolution
+from lazyfx.generic import (
+    _int_attributes, _meta_inputs, _own_tensors, _unknown, fitted_formula, meta_copy, sampled_resolution,
+)
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
