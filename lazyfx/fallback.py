@@ -34,7 +34,7 @@ from lazyfx import checks
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, substitute, sym_max, sym_min
-from lazyfx.values import TensorMeta, same_tuple_type, tensors_in
+from lazyfx.values import TensorMeta, map_values, same_tuple_type, tensors_in
 
 RULE_NAME = "fallback: meta kernel"
 
@@ -409,19 +409,16 @@ def _leaves(value: Any):
 
 def _substitute(value: Any, values: dict) -> Any:
     """``value`` with the symbols replaced by concrete sizes."""
-    if isinstance(value, TensorMeta):
-        return value.with_shape(tuple(substitute(d, values) for d in value.shape))
-    if isinstance(value, sympy.Basic) and not (value.is_Boolean or value.is_Relational):
-        return substitute(value, values)
-    if isinstance(value, tuple):
-        return same_tuple_type(value, [_substitute(v, values) for v in value])
-    if isinstance(value, list):
-        return [_substitute(v, values) for v in value]
-    if isinstance(value, dict):
-        return {k: _substitute(v, values) for k, v in value.items()}
-    if isinstance(value, slice):
-        return slice(*(_substitute(v, values) for v in (value.start, value.stop, value.step)))
-    return value
+    def leaf(v: Any) -> Any:
+        if isinstance(v, TensorMeta):
+            return v.with_shape(tuple(substitute(d, values) for d in v.shape))
+        if isinstance(v, sympy.Basic) and not (v.is_Boolean or v.is_Relational):
+            return substitute(v, values)
+        if isinstance(v, slice):
+            return slice(*(leaf(x) for x in (v.start, v.stop, v.step)))
+        return v
+
+    return map_values(leaf, value)
 
 
 def _free(value: Any) -> set:
