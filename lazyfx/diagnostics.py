@@ -71,6 +71,18 @@ META_SPECIALIZED = _code(
 SHAPE_MISMATCH = _code(
     "LFX030", "shape-mismatch", "An operation rejects the shapes it receives, as PyTorch would."
 )
+DECLARED_SIZE_REJECTED = _code(
+    "LFX031",
+    "declared-size-rejected",
+    "The model rejects an input size the spec declares valid (a Dim bound, a configured constraint or "
+    "--where): the finding gives the smallest declared size that fails and the condition it violates.",
+)
+SIZE_NOT_FREE = _code(
+    "LFX032",
+    "size-not-free",
+    "A symbol declared without bounds cannot vary: the model accepts only finitely many sizes of it, "
+    "or ties it to another symbol. Declare the sizes it takes, or allow fixed sizes for the model.",
+)
 SYMBOLIC_PARAMETER = _code(
     "LFX040",
     "symbolic-parameter",
