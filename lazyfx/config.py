@@ -9,6 +9,7 @@
     inputs = ["B,3,H,W"]                     # or {x = "B,3,H,W", mask = "B,T:bool"}
     constraints = ["H%32==0", "H>=64", "W==H"]
     expect_output = "B,10"
+    allow_fixed_sizes = false                # optional: a symbol the model fixes is not a finding
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class ModelConfig:
     expect_output: Optional[str] = None
     name: Optional[str] = None
     line: Optional[int] = None  # where the entry starts in pyproject.toml
+    # a symbol declared without bounds that the model fixes or ties (LFX032) is not a finding
+    allow_fixed_sizes: bool = False
 
     @property
     def label(self) -> str:
@@ -66,14 +69,20 @@ def load(path: str) -> list[ModelConfig]:
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: [tool.lazyfx] models must be an array of tables ([[tool.lazyfx.models]])")
     lines = text.decode("utf-8").splitlines()
-    return [_model(entry, path, i, lines) for i, entry in enumerate(entries)]
+    allow_fixed = table.get("allow_fixed_sizes", False)
+    if not isinstance(allow_fixed, bool):
+        raise ConfigError(f"{path}: [tool.lazyfx] allow_fixed_sizes must be true or false")
+    models = [_model(entry, path, i, lines) for i, entry in enumerate(entries)]
+    for model in models:
+        model.allow_fixed_sizes = model.allow_fixed_sizes if model.allow_fixed_sizes is not None else allow_fixed
+    return models
 
 
 def _model(entry: Any, path: str, index: int, lines: list[str]) -> ModelConfig:
     where = f"{path}: [[tool.lazyfx.models]] entry {index + 1}"
     if not isinstance(entry, dict) or "target" not in entry:
         raise ConfigError(f"{where} needs a target (\"path/to/file.py:NAME\" or \"package.module:NAME\")")
-    unknown = set(entry) - {"target", "inputs", "constraints", "expect_output", "name"}
+    unknown = set(entry) - {"target", "inputs", "constraints", "expect_output", "name", "allow_fixed_sizes"}
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
     inputs = entry.get("inputs", [])
@@ -85,4 +94,8 @@ def _model(entry: Any, path: str, index: int, lines: list[str]) -> ModelConfig:
     if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
         raise ConfigError(f"{where}: constraints must be a list of strings such as \"H%32==0\"")
     line = next((i + 1 for i, text in enumerate(lines) if entry["target"] in text), None)
-    return ModelConfig(entry["target"], inputs, constraints, entry.get("expect_output"), entry.get("name"), line)
+    allow_fixed = entry.get("allow_fixed_sizes")
+    if allow_fixed is not None and not isinstance(allow_fixed, bool):
+        raise ConfigError(f"{where}: allow_fixed_sizes must be true or false")
+    return ModelConfig(entry["target"], inputs, constraints, entry.get("expect_output"), entry.get("name"), line,
+                       allow_fixed)
