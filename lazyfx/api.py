@@ -4,20 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import gc
-from typing import Any, Iterator, Mapping, Optional, Union
+from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
 import torch
 import torch.nn as nn
 
 from lazyfx import checkpoint, diagnostics
+from lazyfx.checks import Condition
 from lazyfx.diagnostics import Diagnostic
-from lazyfx.domain import Domain
+from lazyfx.constraints import simplify_condition
+from lazyfx.domain import Domain, declared_rejections
 from lazyfx.errors import ResolutionError, ShapeError, SpecError
-from lazyfx.passes.propagate import Propagator, propagate
+from lazyfx.passes.propagate import Propagator, call_notes, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
-from lazyfx.passes.rewrite import materialize_model
-from lazyfx.passes.trace import bind_inputs, trace, with_defaults
+from lazyfx.passes.rewrite import Journal, materialize_model
+from lazyfx.passes.trace import bind_inputs, patches_restored, trace, with_defaults
 from lazyfx.report import Report
 from lazyfx.spec import SymbolTable, to_value
 from lazyfx.symbolic import fmt
@@ -138,6 +141,18 @@ def check_output(report: Report, expected: Any) -> None:
                          f"spec allows", **context)
 
 
+def _exclusive(fn):
+    """``fn`` under the process-wide analysis lock, with every patch undone on the way out
+    (:func:`~lazyfx.passes.trace.patches_restored`)."""
+    @functools.wraps(fn)
+    def exclusive(*args, **kwargs):
+        with patches_restored():
+            return fn(*args, **kwargs)
+
+    return exclusive
+
+
+@_exclusive
 def materialize(
     model: nn.Module,
     *inputs: Any,
@@ -309,11 +324,29 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
-    with _cyclic_gc_paused():
-        return _analyze_model(model, inputs, kw_inputs)
+    with patches_restored(), _cyclic_gc_paused(), _restored(model) as snapshot:
+        return _analyze_model(model, inputs, kw_inputs, snapshot)
 
 
-def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
+@contextlib.contextmanager
+def _restored(model: nn.Module) -> Iterator[Optional[Journal]]:
+    """``model`` put back exactly as it was however the block ends: whatever forward did to
+    ``self`` while it was traced or executed abstractly (a counter, a buffer updated or
+    reassigned, a submodule registered, an attribute set to an fx Proxy, fx's
+    ``_tensor_constant0``) is undone. A snapshot rather than a copy: it costs a few dict copies
+    per module and a copy of the buffers, works for lazy modules ``copy.deepcopy`` rejects, and
+    the analysis keeps reading the user's own modules (their paths and identities)."""
+    if not isinstance(model, nn.Module):
+        yield None
+        return
+    snapshot = Journal.of_model(model)
+    try:
+        yield snapshot
+    finally:
+        snapshot.rollback()
+
+
+def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal] = None) -> Report:
     if not isinstance(model, nn.Module):
         raise SpecError(f"lazyfx needs an nn.Module, got {type(model).__name__}")
     table = SymbolTable()
@@ -322,14 +355,19 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     bound = bind_inputs(model, args, kwargs)
     constraints = table.constraints()
     propagator = Propagator(model, constraints)
-    program = trace(model, bound, propagator)
+    program = trace(model, bound, propagator, restore=snapshot.rollback if snapshot else None)
     propagation = propagate(program, propagator)
     records = resolve(model, propagation, program.graph)
     domain = Domain(constraints, propagation.recorder.conditions)
     if domain.is_empty:
         raise _no_valid_input(domain, propagation)
+    if domain.assumptions:  # the results hold under the assumptions: together they must admit an input
+        assumed = [dataclasses.replace(c, kind="requires") for c in propagation.recorder.conditions]
+        if Domain(constraints, assumed).is_empty:
+            raise _no_valid_input(Domain(constraints, assumed), propagation, assumptions=domain.assumptions)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
+    warnings += _declared_size_diagnostics(domain, propagation)
     return Report(
         model=type(model).__name__,
         inputs=with_defaults(bound),
@@ -343,9 +381,11 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
     )
 
 
-def _no_valid_input(domain: Domain, propagation) -> ShapeError:
+def _no_valid_input(domain: Domain, propagation, assumptions: Sequence[Condition] = ()) -> ShapeError:
     """The error for a model no input fits although each check alone could hold: blames the
-    first condition that, with those before it, leaves no valid input."""
+    first condition that, with those before it, leaves no valid input. With ``assumptions``,
+    the domain holds them too (as requirements): the model's requirements contradict what the
+    analysis had to assume (a broadcast taken as between sizes != 1, say)."""
     conditions = domain.requirements
     for count in range(1, len(conditions) + 1):
         if Domain(domain.constraints, conditions[:count]).is_empty:
@@ -353,12 +393,55 @@ def _no_valid_input(domain: Domain, propagation) -> ShapeError:
     culprit = conditions[count - 1]
     earlier = Domain(domain.constraints, conditions[: count - 1])
     node = next((n for n in propagation.nodes if n.name == culprit.node), None)
+    notes = call_notes(node.callers) if node else ()
+    if assumptions:
+        notes = (f"the shapes were worked out assuming {', '.join(dict.fromkeys(c.message for c in assumptions))}; "
+                 f"with that, the model's requirements leave no valid input",) + notes
     return ShapeError(
         f"{culprit.message}: no input sizes satisfy {fmt(culprit.expr)}"
         + (f" together with {earlier}" if earlier.describe() else ""),
         location=node.location if node else None,
         module_path=node.module_path if node else None,
+        notes=notes,
     )
+
+
+def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
+    """Warnings for declared sizes the model rejects and for undeclared symbols it does not
+    let vary (``lazyfx check`` reports them as errors)."""
+    rejections = declared_rejections(domain)
+    if not rejections:
+        return []
+    by_name = {n.name: n for n in propagation.nodes}
+    out = []
+    for rejection in rejections:
+        condition = rejection.condition
+        node = by_name.get(condition.node)
+        formula = fmt(simplify_condition(condition.expr))
+        if rejection.kind == "rejects":
+            code = diagnostics.DECLARED_SIZE_REJECTED
+            message = f"the declared input size {rejection.sizes_text()} fails: {condition.message}"
+            declared = " and ".join(fmt(c) for n in rejection.sizes for c in domain.constraints.info(n).conditions())
+            notes = (f"the sizes are declared as {declared}, and the model needs {formula}",
+                     f"the model is valid for: {domain}")
+        elif rejection.kind == "undecided":
+            code = diagnostics.DECLARED_SIZE_REJECTED
+            message = (f"cannot decide whether every declared input size satisfies {formula} "
+                       f"({condition.message}); no counterexample was found among the smallest sizes")
+            notes = ("pin the sizes, or declare tighter bounds that decide it",)
+        else:
+            code = diagnostics.SIZE_NOT_FREE
+            how = f"accepts only {rejection.accepted}" if rejection.kind == "fixed" else f"ties it: {rejection.accepted}"
+            message = f"{rejection.symbol} is declared as a size that varies, but the model {how} ({condition.message})"
+            notes = (f"declare the sizes {rejection.symbol} takes (a Dim bound, or a constraint such as "
+                     f"'{rejection.symbol}==...'), or allow fixed sizes for this model",)
+        out.append(Diagnostic(
+            code, message, severity="warning", node=condition.node,
+            module_path=node.module_path if node else None, op=node.target if node else None,
+            location=node.location if node else None,
+            notes=notes + (call_notes(node.callers) if node else ()),
+        ))
+    return out
 
 
 def _specialization_diagnostics(propagation) -> list[Diagnostic]:

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--config", metavar="PYPROJECT", help="the pyproject.toml to read (default: the nearest)")
     check.add_argument("--format", choices=("text", "json", "github"), default="text")
     check.add_argument("--strict", action="store_true", help="warnings are findings too (exit 1)")
+    check.add_argument("--allow-fixed-sizes", action="store_true",
+                       help="a symbol declared without bounds that the model fixes to some sizes, or ties to "
+                       "another symbol, is not a finding (LFX032)")
     check.set_defaults(run=run_check)
 
     show = sub.add_parser("show", help="print the per-layer shape table of a model",
@@ -200,7 +203,8 @@ def run_check(args: argparse.Namespace) -> int:
     target_args = [p for p in args.paths if ":" in p and not os.path.exists(p)]
     files = [p for p in args.paths if p not in target_args]
     if target_args:
-        models = [cfg.ModelConfig(t, list(args.inputs), list(args.constraints), args.expect) for t in target_args]
+        models = [cfg.ModelConfig(t, list(args.inputs), list(args.constraints), args.expect,
+                                  allow_fixed_sizes=args.allow_fixed_sizes) for t in target_args]
         source = None
     else:
         if args.inputs or args.constraints or args.expect:
@@ -278,11 +282,22 @@ def check_model(model_config, source: Optional[str]) -> list:
         return config_finding(f"analysing {model_config.target} failed: {type(exc).__name__}: {exc}")
     findings = []
     for diag in report.diagnostics:
-        blocking = diag.code in (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED)
-        findings.append(from_diagnostic(diag, label, "error" if blocking else "warning"))
+        if diag.code is diagnostics.SIZE_NOT_FREE and model_config.allow_fixed_sizes:
+            continue
+        findings.append(from_diagnostic(diag, label, "error" if _blocks(diag) else "warning"))
     if model_config.expect_output:
         findings += _check_output(report, model_config, label)
     return findings
+
+
+def _blocks(diag) -> bool:
+    """Whether a report's warning fails the check: the model cannot be built for, or rejects, sizes
+    the user declared (an undecided declared condition stays a warning)."""
+    from lazyfx import diagnostics
+
+    if diag.code is diagnostics.DECLARED_SIZE_REJECTED:
+        return not diag.message.startswith("cannot decide")
+    return diag.code in (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED, diagnostics.SIZE_NOT_FREE)
 
 
 def _check_output(report, model_config, label: str) -> list:

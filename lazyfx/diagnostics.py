@@ -112,6 +112,13 @@ CONFIG_INVALID = _code(
 MATERIALIZE_FAILED = _code(
     "LFX050", "materialize-failed", "Creating the eager model failed; the given model is unchanged."
 )
+EXPORT_STATIC_SIZE = _code(
+    "LFX051",
+    "export-static-size",
+    "An exporter fixed a size the input spec leaves dynamic: the artifact fails, or differs from the model, "
+    "at another size inside the domain. Nothing is written, unless export(on_static=\"pin\") writes it with "
+    "that size static.",
+)
 
 @dataclass(frozen=True)
 class SourceLocation:
@@ -255,9 +262,12 @@ class Diagnostic:
     location: Optional[SourceLocation] = None
     notes: tuple[str, ...] = field(default=())
 
-    def with_context(self, **context) -> "Diagnostic":
-        """Fill in the context fields that are still empty."""
+    def with_context(self, callers: tuple[str, ...] = (), **context) -> "Diagnostic":
+        """Fill in the context fields that are still empty; ``callers`` (notes naming the
+        submodule calls that led to the node) are added once, after the other notes."""
         missing = {k: v for k, v in context.items() if getattr(self, k) in (None, ()) and v is not None}
+        if callers and not any(note.startswith("called as ") for note in self.notes):
+            missing["notes"] = tuple(self.notes) + tuple(callers)
         return dataclasses.replace(self, **missing) if missing else self
 
     def where(self) -> str:

@@ -11,6 +11,8 @@ symbol merge into the tightest, and conditions the others imply are dropped.
 from __future__ import annotations
 
 import itertools
+import math
+from dataclasses import dataclass
 from numbers import Integral
 from typing import Iterable, Optional
 
@@ -399,3 +401,154 @@ def first_failing(domain: Domain, sizes: dict[str, int]) -> Optional[Condition]:
         if not bool(c.expr.xreplace(values)):
             return c
     return None
+
+
+# -- declared sizes as requirements --------------------------------------------------------------
+
+# combinations of declared sizes tried per condition that relates several symbols
+_SEARCH_CANDIDATES = 4096
+
+
+def is_declared(info: SymbolInfo) -> bool:
+    """Whether the user declared which sizes a symbol takes (a bound or a multiple), rather than
+    leaving it any positive size."""
+    return info.min > 1 or info.max is not None or info.multiple_of > 1
+
+
+def declared_values(info: SymbolInfo) -> Iterable[int]:
+    """The sizes a declaration allows, in increasing order (endless without a maximum)."""
+    value = info.smallest()
+    while info.max is None or value <= info.max:
+        yield value
+        value += info.multiple_of
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A declared size the model rejects, or a declared symbol the model does not let vary.
+
+    ``sizes`` is the counterexample (the smallest declared sizes of the condition's symbols that
+    violate it), None where the condition could not be decided for every declared size."""
+
+    condition: Condition
+    kind: str  # "rejects" (a declared size fails) | "undecided" | "fixed" | "tied"
+    sizes: Optional[dict[str, int]] = None
+    symbol: Optional[str] = None  # the undeclared symbol a "fixed" or "tied" rejection is about
+    accepted: Optional[str] = None  # what the model accepts of it, as text
+
+    def sizes_text(self) -> str:
+        return ", ".join(f"{name}={value}" for name, value in (self.sizes or {}).items())
+
+
+def declared_rejections(domain: Domain) -> list[Rejection]:
+    """What the model rejects of the sizes its specs declare.
+
+    A symbol with declared sizes (``Dim(min=, max=, multiple_of=)`` or a configured constraint)
+    is a promise that each of them works: every requirement that one of them violates is a
+    ``"rejects"`` rejection with the smallest such size, or ``"undecided"`` where neither a
+    counterexample nor a proof is found. A symbol declared without bounds is any size that
+    varies: a domain that admits only finitely many of its sizes (``"fixed"``) or an equality
+    that ties it to another symbol (``"tied"``) is a rejection too; lower bounds (a kernel must
+    fit) and remainders are not."""
+    if not domain.requirements:
+        return []
+    infos = {name: domain.constraints.info(name) for name in domain.symbols}
+    declared = {name for name, info in infos.items() if is_declared(info)}
+    out: list[Rejection] = []
+    for condition in domain.requirements:
+        names = {s.name for s in condition.expr.free_symbols}
+        if not names & declared:
+            continue
+        found = _declared_counterexample(condition, names & declared, names - declared, infos)
+        if found is None:
+            continue
+        if found.sizes and any(r.sizes and _violates(r.condition, {**r.sizes, **found.sizes}) for r in out):
+            continue  # the same size already fails an earlier condition: one cause, reported once
+        out.append(found)
+    out += _not_free(domain, [n for n in domain.symbols if n not in declared])
+    return out
+
+
+def _violates(condition: Condition, sizes: dict[str, int]) -> bool:
+    names = {s.name for s in condition.expr.free_symbols}
+    if not names <= set(sizes):
+        return False
+    return not bool(condition.expr.xreplace({symbol(n): sympy.Integer(sizes[n]) for n in names}))
+
+
+def _declared_counterexample(condition: Condition, names: set[str], free: set[str],
+                             infos: dict[str, SymbolInfo]) -> Optional[Rejection]:
+    """The smallest declared sizes of ``names`` that violate ``condition`` whatever the
+    undeclared symbols ``free`` are; None when every declared size satisfies it."""
+    declared_only = Constraints({n: infos[n] for n in names})
+    if declared_only.decide(condition.expr) is True:
+        return None
+    if len(names) == 1 and not free:
+        return _single_counterexample(condition, next(iter(names)), infos[next(iter(names))])
+    ordered = sorted(names)
+    per_symbol = max(2, int(_SEARCH_CANDIDATES ** (1 / len(ordered))))
+    values = {n: list(itertools.islice(declared_values(infos[n]), per_symbol)) for n in ordered}
+    rest = Constraints({n: infos[n] for n in free})
+    ranked = sorted(itertools.product(*(range(len(values[n])) for n in ordered)), key=lambda ix: (sum(ix), ix))
+    for index in ranked:
+        point = {n: values[n][i] for n, i in zip(ordered, index)}
+        substituted = condition.expr.xreplace({symbol(n): sympy.Integer(v) for n, v in point.items()})
+        if rest.decide(substituted) is False:
+            return Rejection(condition, "rejects", point)
+    if free:  # an undeclared symbol can absorb it; whether it is then free is asked of it
+        return None
+    exhausted = all(infos[n].max is not None and len(values[n]) < per_symbol for n in ordered)
+    return None if exhausted else Rejection(condition, "undecided")
+
+
+def _single_counterexample(condition: Condition, name: str, info: SymbolInfo) -> Optional[Rejection]:
+    """Exact for the conditions :func:`~lazyfx.solve.solve` summarizes: the valid sizes are
+    periodic past a point, so one common period of them and of the declared sizes past it
+    decides every declared size."""
+    sym = symbol(name)
+    valid = solve(sym, [condition.expr], SymbolInfo(name))
+    if valid is None:
+        for value in itertools.islice(declared_values(info), _SEARCH_CANDIDATES):
+            if not bool(condition.expr.xreplace({sym: sympy.Integer(value)})):
+                return Rejection(condition, "rejects", {name: value})
+        if info.max is not None and info.max < info.smallest() + _SEARCH_CANDIDATES * info.multiple_of:
+            return None
+        return Rejection(condition, "undecided")
+    marks = [info.smallest(), *valid.explicit, valid.start or 0, valid.stop or 0]
+    horizon = max(marks) + math.lcm(valid.modulus, info.multiple_of)
+    for value in declared_values(info):
+        if value > horizon:
+            return None
+        if not valid.contains(value):
+            return Rejection(condition, "rejects", {name: value})
+    return None
+
+
+def _not_free(domain: Domain, names: list[str]) -> list[Rejection]:
+    """Undeclared symbols the requirements fix to finitely many sizes or tie to another symbol."""
+    out: list[Rejection] = []
+    solved = domain.solved()
+    for name in names:
+        sizes = solved.get(name)
+        if sizes is None or sizes.is_empty or (sizes.start is not None and sizes.stop is None):
+            continue
+        single = [c for c in domain.requirements if {s.name for s in c.expr.free_symbols} == {name}]
+        culprit = next((c for k, c in enumerate(single, 1)
+                        if _is_finite(solve(symbol(name), [x.expr for x in single[:k]], domain.constraints.info(name)))),
+                       single[-1])
+        out.append(Rejection(culprit, "fixed", symbol=name, accepted=" and ".join(sizes.conditions())))
+    tied = set()
+    for condition in domain.requirements:
+        expr = condition.expr
+        names_in = sorted(s.name for s in expr.free_symbols)
+        if not isinstance(expr, sympy.Eq) or len(names_in) < 2:
+            continue
+        loose = [n for n in names_in if n in names and n not in tied]
+        if loose:
+            tied.update(loose)
+            out.append(Rejection(condition, "tied", symbol=loose[0], accepted=fmt(simplify_condition(expr))))
+    return out
+
+
+def _is_finite(sizes: Optional[SizeSet]) -> bool:
+    return sizes is not None and (sizes.start is None or sizes.stop is not None)

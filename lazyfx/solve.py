@@ -228,7 +228,9 @@ def _floor_linear(expr: sympy.Expr, symbol: sympy.Symbol) -> Optional[tuple[int,
         return 1, abs(int(expr))
     if expr == symbol:
         return 1, 1
-    if expr.is_Add:
+    if expr.is_Add or isinstance(expr, (sympy.Min, sympy.Max)):
+        # min/max of floor-linear terms: their slopes differ by at least 1/lcm where they
+        # differ at all, so the choice settles within the same reach as a sum's constants
         parts = [_floor_linear(a, symbol) for a in expr.args]
         if any(p is None for p in parts):
             return None

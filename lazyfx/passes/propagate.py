@@ -38,6 +38,13 @@ if TYPE_CHECKING:
     from lazyfx.passes.trace import TracedProgram
 
 LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created the node
+CALLERS = "lazyfx_callers"  # node.meta key: ((file:line, module path), ...) of the submodule calls around it
+
+
+def call_notes(callers: tuple) -> tuple[str, ...]:
+    """``called as 'block' from model.py:9``, outermost call first: how forward reached a node
+    inside a submodule (defined in another file, say)."""
+    return tuple(f"called as '{path}' from {location}" for location, path in callers)
 
 
 @dataclass
@@ -91,6 +98,7 @@ class NodeRecord:
     location: Optional[SourceLocation]
     key: Any = None  # the registry key the node dispatched on
     sources: tuple[str, ...] = ()
+    callers: tuple = ()  # ((SourceLocation, module path), ...): the submodule calls that led here
 
     @property
     def fallback(self) -> bool:
@@ -205,8 +213,8 @@ class Propagator:
                 value, rule_name, key = self._dispatch(node, args, kwargs, location)
                 value = _simplified(value, result.recorder.constraints)
             except LazyFXError as exc:
-                raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name) \
-                    from exc.__cause__
+                raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name,
+                                       callers=call_notes(node.meta.get(CALLERS, ()))) from exc.__cause__
             except Exception as exc:  # a rule that cannot handle these arguments
                 raise UnsupportedOpError(
                     f"the shape rule for {op_name} could not handle its arguments: {type(exc).__name__}: {exc}",
@@ -226,6 +234,7 @@ class Propagator:
             location=location,
             key=key,
             sources=tuple(n.name for n in node.all_input_nodes),
+            callers=node.meta.get(CALLERS, ()),
         )
         self.records[node] = record
         return record

@@ -22,9 +22,11 @@ the user gives.
 from __future__ import annotations
 
 import ast
+import contextlib
 import inspect
 import io
 import linecache
+import threading
 import tokenize
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
@@ -32,6 +34,7 @@ from typing import Any, Iterator, Optional
 import sympy
 import torch
 import torch.fx as fx
+import torch.fx._symbolic_trace as fx_symbolic_trace
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
 
@@ -45,7 +48,7 @@ from lazyfx.errors import (
     TraceError,
     UndecidedConditionError,
 )
-from lazyfx.passes.propagate import LOCATION, Decision, Propagator
+from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, Propagator
 from lazyfx.resolvers import is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
 from lazyfx.values import TensorMeta
@@ -88,10 +91,28 @@ class LazyTracer(fx.Tracer):
     """A torch.fx tracer that keeps lazy modules as leaves, records for each node the user's
     line that created it, and computes node values as it goes (for control flow)."""
 
-    def __init__(self, propagator: Propagator, inputs: list[Any]) -> None:
+    def __init__(self, propagator: Propagator, inputs: list[Any], restore=None) -> None:
         super().__init__()
         self.propagator = propagator
         self._inputs = iter(inputs)  # placeholder values, in forward's parameter order
+        # puts modules back as they were before forward ran (undoes what a failed trace did)
+        self.restore = restore or (lambda modules: None)
+        # where each traced-through submodule on the way to the current node was called, outermost
+        # first: a failure inside a block defined in another file names the calls that led there
+        self._callers: tuple = ()
+
+    def path_of_module(self, mod: nn.Module) -> str:
+        """Also for a submodule forward registers as it runs (``self.extra = nn.Linear(...)``),
+        which torch.fx's table of paths, made before forward ran, does not know."""
+        try:
+            return super().path_of_module(mod)
+        except NameError:
+            for name, module in self.root.named_modules():
+                if module is mod:
+                    if self.submodule_paths is not None:
+                        self.submodule_paths[mod] = name
+                    return name
+            raise
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return (
@@ -110,6 +131,10 @@ class LazyTracer(fx.Tracer):
             self.propagator.result.opaque[path] = WRAPPED
             return super().call_module(m, forward, args, kwargs)
         last, stack, checkpoint = list(self.graph.nodes)[-1], len(self.module_stack), self.propagator.checkpoint()
+        callers = self._callers
+        call = caller_location()
+        if call is not None:
+            self._callers = callers + ((call, path),)
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception as exc:
@@ -121,8 +146,12 @@ class LazyTracer(fx.Tracer):
             while len(self.module_stack) > stack:
                 self.module_stack.popitem()
             self.propagator.rollback(checkpoint, erased)
+            self.restore(m.modules())  # no fx Proxy left in m's attributes for abstract execution
             self.propagator.result.opaque[path] = untraceable_reason(exc)
+            self._callers = callers
             return super().call_module(m, forward, args, kwargs)
+        finally:
+            self._callers = callers
 
     def create_node(self, kind: str, *args, **kwargs) -> fx.Node:
         node = super().create_node(kind, *args, **kwargs)
@@ -130,6 +159,8 @@ class LazyTracer(fx.Tracer):
             self.propagator.placeholder_values[node.name] = next(self._inputs)
         elif kind != "output":  # made outside forward's body
             node.meta[LOCATION] = caller_location()
+            if self._callers:
+                node.meta[CALLERS] = self._callers
         self.propagator.step(node)
         return node
 
@@ -311,11 +342,13 @@ def _is_constant(value: Any) -> bool:
     return value is None or isinstance(value, (bool, int, float, str))
 
 
-def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagator) -> TracedProgram:
-    """Trace ``model`` with the abstract inputs ``bound`` to its forward's parameters."""
+def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagator, restore=None) -> TracedProgram:
+    """Trace ``model`` with the abstract inputs ``bound`` to its forward's parameters.
+    ``restore(modules)`` undoes what forward did to those modules, before a module whose
+    tracing failed is analysed again by abstract execution."""
     signature, inputs = bound.signature, with_defaults(bound)
     ordered = [inputs[name] for name in signature.parameters]
-    tracer = LazyTracer(propagator, ordered)
+    tracer = LazyTracer(propagator, ordered, restore)
     if tracer.is_leaf_module(model, ""):
         return _leaf_program(model, bound)
     if is_wrapped(model):
@@ -336,12 +369,51 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
             raise exc if isinstance(exc, LazyFXError) else _trace_error(model, exc) from exc
         # forward itself cannot be traced: the whole model is one opaque node
         propagator.rollback(checkpoint, list(propagator.records))
+        tracer.restore(model.modules())
         propagator.result.opaque[""] = untraceable_reason(exc)
         return _leaf_program(model, bound)
     _drop_specialization_guards(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     values = {node.name: value for node, value in zip(placeholders, ordered)}
     return TracedProgram(model, graph, values)
+
+
+# One analysis at a time in the process: torch.fx patches nn.Module's methods process-wide
+# while it traces (its patcher is a global), and abstract execution patches Tensor.__bool__.
+ANALYSIS_LOCK = threading.RLock()
+
+# What torch.fx and lazyfx patch while an analysis runs.
+_PATCHED = ((nn.Module, "__call__"), (nn.Module, "__getattr__"), (torch.Tensor, "__bool__"))
+_ABSENT = object()
+
+
+@contextlib.contextmanager
+def patches_restored() -> Iterator[None]:
+    """Within the block, under :data:`ANALYSIS_LOCK`: whatever is raised (KeyboardInterrupt
+    included, even while torch.fx reverts its own patches), the methods torch.fx and lazyfx
+    patch, the functions ``torch.fx.wrap`` patches into modules and torch.fx's current
+    patcher are as they were on entry when the block is left."""
+    with ANALYSIS_LOCK:
+        methods = [(owner, name, owner.__dict__.get(name, _ABSENT)) for owner, name in _PATCHED]
+        wrapped = [(frame, name, frame.get(name, _ABSENT))
+                   for (_, name), frame in list(fx_symbolic_trace._wrapped_fns_to_patch.items())]
+        patcher = fx_symbolic_trace.CURRENT_PATCHER
+        try:
+            yield
+        finally:
+            for owner, name, original in methods:
+                if owner.__dict__.get(name, _ABSENT) is not original:
+                    if original is _ABSENT:
+                        delattr(owner, name)
+                    else:
+                        setattr(owner, name, original)
+            for frame, name, original in wrapped:
+                if frame.get(name, _ABSENT) is not original:
+                    if original is _ABSENT:
+                        del frame[name]
+                    else:
+                        frame[name] = original
+            fx_symbolic_trace.CURRENT_PATCHER = patcher
 
 
 def _drop_specialization_guards(graph: fx.Graph) -> None:
