@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import traceback
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
@@ -29,7 +30,8 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from lazyfx.diagnostics import SourceLocation, caller_location, first_line, location_from_traceback
+from lazyfx import diagnostics
+from lazyfx.diagnostics import SourceLocation, caller_location, first_line, is_internal, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
 from lazyfx.generic import (
@@ -265,6 +267,10 @@ def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> La
     text = first_line(exc) or type(exc).__name__
     where = f"'{path}' ({type(module).__name__})" if path else f"{type(module).__name__}.forward"
     location = location_from_traceback(exc)  # the line of the user's forward that failed
+    if raised_by_user(exc):
+        sizes = " at every size lazyfx tried" if symbolic else ""
+        return ShapeError(f"{where} raises{sizes}: {type(exc).__name__}: {text}", location=location,
+                          code=diagnostics.FORWARD_RAISES)
     if "meta tensors" in text or "item()" in text or "data-dependent" in text:
         return DataDependentError(f"{where} uses tensor values where a size or number is needed: {text}",
                                   location=location)
@@ -275,6 +281,16 @@ def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> La
         f"running {where} on shape-only inputs at representative sizes fails, so lazyfx cannot tell for which "
         f"sizes it is valid: {type(exc).__name__}: {text}", location=location,
     )
+
+
+def raised_by_user(exc: BaseException) -> bool:
+    """Whether the user's own code raised ``exc`` with a ``raise`` statement (its innermost
+    frame is the user's, on a ``raise`` line), rather than PyTorch rejecting an operation."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return False
+    innermost = frames[-1]
+    return not is_internal(innermost.filename) and (innermost.line or "").lstrip().startswith("raise")
 
 
 # A call whose arguments do not fit the function's signature (PyTorch's argument parser or

@@ -83,6 +83,12 @@ SIZE_NOT_FREE = _code(
     "A symbol declared without bounds cannot vary: the model accepts only finitely many sizes of it, "
     "or ties it to another symbol. Declare the sizes it takes, or allow fixed sizes for the model.",
 )
+FORWARD_RAISES = _code(
+    "LFX033",
+    "forward-raises",
+    "The model's own code raises an exception (a `raise` in forward or a submodule) for the inputs the spec "
+    "gives, at every size lazyfx tried.",
+)
 SYMBOLIC_PARAMETER = _code(
     "LFX040",
     "symbolic-parameter",
@@ -171,6 +177,11 @@ def _is_internal(filename: str) -> bool:
     if path in _USER_CODE_IN_LAZYFX:
         return False
     return path.startswith(_LAZYFX_DIR + os.sep) or path.startswith(_TORCH_DIR + os.sep)
+
+
+def is_internal(filename: str) -> bool:
+    """Whether a frame's file is torch's, lazyfx's or fx-generated code (not the user's)."""
+    return _is_internal(filename)
 
 
 def _last_user_frame(frames: Iterable[tuple[str, int, str, Optional[str]]]) -> Optional[SourceLocation]:

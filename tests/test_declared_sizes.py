@@ -359,3 +359,41 @@ def test_check_agrees_with_pytorch_on_declared_sizes(layers, fitted, low, span):
         assert min(sizes) == failing[0], (sizes, failing[:5])
     else:
         assert failing == []
+
+
+# -- honest codes ------------------------------------------------------------------------------
+
+
+RAISES = textwrap.dedent("""
+    import torch.nn as nn
+
+
+    class Check(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(4)
+
+        def forward(self, x):
+            if x.shape[-1] != 16:
+                raise ValueError(f"expected 16 features, got {x.shape[-1]}")
+            return self.fc(x)
+""")
+
+
+def test_a_forward_that_raises_has_its_own_code(project, tmp_path, capsys):
+    (tmp_path / "raises.py").write_text(RAISES)
+    assert main(["check", "raises.py:Check", "--input", "B,8"]) == 1
+    line = line_of(RAISES, "raise ValueError")
+    assert (f"raises.py:{line}:13: LFX033 Check.forward raises at every size lazyfx tried: ValueError: expected 16 "
+            f"features, got 8") in capsys.readouterr().out
+    assert main(["check", "raises.py:Check", "--input", "B,16"]) == 0
+
+
+def test_pytorch_rejecting_an_op_is_not_a_raise_of_the_user():
+    class Cat(nn.Module):
+        def forward(self, x):
+            return torch.cat([x, x.new_zeros(2, 3)])
+
+    with pytest.raises(lazyfx.ShapeError) as caught:
+        lazyfx.infer(Cat(), (4, 5))
+    assert caught.value.code == "LFX030"
