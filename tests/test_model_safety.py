@@ -48,6 +48,8 @@ def _value(value):
         return ("dict", id(value), {k: _value(v) for k, v in value.items()})
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, id(value), [_value(v) for v in value])
+    if isinstance(value, (set, frozenset)):
+        return (type(value).__name__, id(value), sorted(map(repr, value)))
     if isinstance(value, (int, float, str, bool, type(None), torch.Size, torch.dtype, torch.device)):
         return ("plain", type(value).__name__, value)
     return ("object", id(value), type(value).__name__)
@@ -532,7 +534,7 @@ def test_threads_give_sequential_results_and_leave_no_patch():
 # -- generated forwards with side effects -------------------------------------------------
 
 EFFECTS = ["counter", "buffer_inplace", "buffer_reassigned", "attribute_shape", "cache", "submodule",
-           "constant", "child_attribute", "tensor_attribute"]
+           "constant", "child_attribute", "tensor_attribute", "hook", "nonpersistent_buffer", "list_append"]
 
 
 class Generated(nn.Module):
@@ -551,6 +553,7 @@ class Generated(nn.Module):
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
         self.register_buffer("cache", torch.zeros(2, 3))
         self.plain = torch.ones(2)
+        self.history = []
 
     def _effects(self, x):
         for effect in self.effects:
@@ -573,6 +576,12 @@ class Generated(nn.Module):
                 self.layers[0].out_features = 99
             elif effect == "tensor_attribute":
                 self.plain.add_(1)
+            elif effect == "hook":
+                self.layers[-1].register_forward_hook(lambda module, args, out: None)
+            elif effect == "nonpersistent_buffer":
+                self.register_buffer(f"scratch{len(self._buffers)}", torch.zeros(3), persistent=False)
+            elif effect == "list_append":
+                self.history.append(len(self.history))
         return x
 
     def forward(self, x):
@@ -587,7 +596,7 @@ class Generated(nn.Module):
         return x
 
 
-@settings(max_examples=25, deadline=None)
+@settings(deadline=None)  # examples: the profile's (25 in CI); HYPOTHESIS_PROFILE=thorough for 400
 @given(
     widths=st.lists(st.integers(1, 6), min_size=1, max_size=4),
     effects=st.lists(st.sampled_from(EFFECTS), min_size=1, max_size=4),

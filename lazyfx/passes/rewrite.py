@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
@@ -35,31 +36,103 @@ from lazyfx.symbolic import fmt
 
 
 class Journal:
-    """Undo log for in-place materialization: module states and tensor data."""
+    """Undo log of module states and tensor data: for in-place materialization, and as the
+    snapshot that undoes what a forward does to ``self`` while it is analysed
+    (:meth:`of_model`)."""
 
     def __init__(self) -> None:
-        self._modules: list[tuple[nn.Module, type, dict, dict[str, tuple[dict, dict]]]] = []
+        self._modules: list[tuple[nn.Module, type, dict, list[tuple[Any, Any]]]] = []
         self._data: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._values: list[tuple[torch.Tensor, Optional[int], torch.Tensor]] = []
 
-    def save_module(self, module: nn.Module) -> None:
-        # Containers (_parameters, hook dicts...) are restored in place: hook handles
-        # hold weak references to those very dict objects.
-        containers = {k: (v, dict(v)) for k, v in module.__dict__.items() if isinstance(v, dict)}
+    @classmethod
+    def of_model(cls, model: nn.Module) -> "Journal":
+        """A snapshot of every module of ``model``: its class, its ``__dict__`` (attributes,
+        ``_parameters``/``_buffers``/``_modules`` and hook dicts, lists and dicts, each by
+        identity and contents) and the values of its buffers and tensor attributes (a forward
+        may update those in place: ``self.steps += 1`` runs on the real buffer while torch.fx
+        traces). Parameters are read as graph nodes, never run on, so their values are not
+        copied."""
+        journal = cls()
+        seen: set[int] = set()
+        for module in model.modules():
+            tensors = journal.save_module(module)
+            for tensor in (*module._buffers.values(), *tensors):
+                if tensor is not None and id(tensor) not in seen and not is_lazy(tensor):
+                    seen.add(id(tensor))
+                    journal.save_values(tensor)
+        return journal
+
+    def save_module(self, module: nn.Module) -> list[torch.Tensor]:
+        """Saves the module's state; returns its tensor attributes that are not parameters."""
+        # Containers (_parameters, hook dicts, lists...) are restored in place: hook handles
+        # hold weak references to those very dict objects. An empty one is only cleared.
+        containers, tensors = [], []
+        for value in module.__dict__.values():
+            kind = type(value)
+            if kind in _PLAIN:
+                continue
+            copy_of = _CONTAINERS.get(kind) or (dict if isinstance(value, dict) else None)
+            if copy_of is not None:
+                containers.append((value, copy_of(value) if value else None))
+            elif kind is torch.Tensor or isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                tensors.append(value)
         self._modules.append((module, type(module), dict(module.__dict__), containers))
+        return tensors
 
     def save_data(self, tensor: torch.Tensor) -> None:
         self._data.append((tensor, tensor.data))
 
-    def rollback(self) -> None:
+    def save_values(self, tensor: torch.Tensor) -> None:
+        """A copy of ``tensor``'s values, put back if it changes in place (same object)."""
+        self._values.append((tensor, _version(tensor), tensor.detach().clone()))
+
+    def rollback(self, modules: Optional[Iterable[nn.Module]] = None) -> None:
+        """Undo every change (only those to ``modules`` and their tensors, when given)."""
+        only = None if modules is None else {id(m) for m in modules}
         for tensor, data in reversed(self._data):
             tensor.data = data
         for module, cls, attrs, containers in reversed(self._modules):
-            for container, contents in containers.values():
-                container.clear()
-                container.update(contents)
+            if only is not None and id(module) not in only:
+                continue
+            for container, contents in containers:
+                if contents is None:
+                    if container:
+                        container.clear()
+                elif type(container) is list:
+                    container[:] = contents
+                else:  # a dict or a set (_non_persistent_buffers_set)
+                    container.clear()
+                    container.update(contents)
             module.__dict__.clear()
             module.__dict__.update(attrs)
             module.__class__ = cls
+        tensors = None if only is None else {id(t) for m in (modules or ()) for t in _tensors_of(m)}
+        for tensor, version, values in reversed(self._values):
+            if (tensors is None or id(tensor) in tensors) and (version is None or _version(tensor) != version):
+                with torch.no_grad():
+                    if tensor.shape == values.shape and tensor.dtype == values.dtype:
+                        tensor.copy_(values)
+                    else:
+                        tensor.data = values
+
+
+# Module attributes saved by contents, restored in place (and how to copy them), and those
+# that are neither containers nor tensors.
+_CONTAINERS: dict[type, Callable] = {dict: dict, OrderedDict: dict, list: list, set: set}
+_PLAIN = frozenset({bool, int, float, str, type(None), tuple, torch.Size, torch.dtype, torch.device})
+
+
+def _version(tensor: torch.Tensor) -> Optional[int]:
+    """The tensor's in-place version counter (None where it has none: inference tensors)."""
+    try:
+        return tensor._version
+    except RuntimeError:  # pragma: no cover - inference-mode tensors
+        return None
+
+
+def _tensors_of(module: nn.Module) -> list[torch.Tensor]:
+    return [t for t in (*module._buffers.values(), *module.__dict__.values()) if isinstance(t, torch.Tensor)]
 
 
 def materialize_model(
@@ -78,6 +151,8 @@ def materialize_model(
     creates the parameters without initializing them (a checkpoint fills them in ``finish``,
     which runs inside the same rollback scope)."""
     journal = Journal() if inplace else None
+    # the tensors the given model already has (a checkpoint overwrites them in place)
+    eager = {id(t) for t in model.state_dict(keep_vars=True).values()} if inplace and finish else set()
     try:
         target = model if inplace else copy_model(model, device, dtype)
     except Exception as exc:
@@ -106,11 +181,15 @@ def materialize_model(
                 reinitialize_in_registration_order(target, journal)
         convert_tensors(target.modules(), device, dtype, journal)
         if finish is not None:
+            if journal:  # a checkpoint load writes into the eager tensors in place
+                for tensor in target.state_dict(keep_vars=True).values():
+                    if id(tensor) in eager:
+                        journal.save_values(tensor)
             finish(target)
-    except Exception as exc:
+    except BaseException as exc:  # KeyboardInterrupt and SystemExit roll back too
         if journal:
             journal.rollback()
-        if isinstance(exc, LazyFXError):
+        if isinstance(exc, LazyFXError) or not isinstance(exc, Exception):
             raise
         raise MaterializeError(
             f"materializing {type(model).__name__} failed: {type(exc).__name__}: {exc}",
