@@ -383,6 +383,30 @@ def test_interrupt_in_forward_while_tracing(exc_type, how):
     nn.Linear(2, 2)(torch.zeros(1, 2))  # plain modules still work
 
 
+def test_interrupt_while_torch_fx_reverts_its_patches(monkeypatch):
+    """The window torch.fx's own patcher leaves: an interrupt while it reverts nn.Module's
+    methods would keep its module_call_wrapper as nn.Module.__call__."""
+    calls = {"n": 0}
+    revert = fx_trace._PatchedFnSetAttr.revert
+
+    def interrupted(self):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise KeyboardInterrupt()
+        revert(self)
+
+    monkeypatch.setattr(fx_trace._PatchedFnSetAttr, "revert", interrupted)
+    model = Counter()
+    before = fingerprint(model)
+    with pytest.raises(KeyboardInterrupt):
+        lazyfx.infer(model, ("B", 8))
+    monkeypatch.undo()
+    assert calls["n"] == 1
+    assert_same(before, model)
+    assert_nothing_patched()
+    nn.Linear(2, 2)(torch.zeros(1, 2))
+
+
 def test_interrupt_at_every_step_of_the_analysis(monkeypatch):
     """A KeyboardInterrupt at the n-th node the propagator computes, for every n: nothing is
     left patched and the model is unchanged."""
