@@ -13,7 +13,8 @@ checkpoint fits.
 
 from __future__ import annotations
 
-from typing import Mapping, Optional
+import os
+from typing import Any, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -21,7 +22,7 @@ from torch.nn.parameter import is_lazy
 
 from lazyfx import diagnostics
 from lazyfx.diagnostics import Diagnostic
-from lazyfx.errors import ResolutionError, ShapeError
+from lazyfx.errors import ResolutionError, ShapeError, SpecError
 from lazyfx.passes.resolve import LazyModuleRecord
 from lazyfx.registry import RESOLVERS, ensure_loaded
 from lazyfx.resolvers import Resolution, is_lazy_module
@@ -31,6 +32,36 @@ from lazyfx.symbolic import fmt, is_concrete
 
 def _key(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
+
+
+def checked(state_dict: Any) -> Mapping[str, torch.Tensor]:
+    """``state_dict`` if it is a mapping of string keys to tensors, else a SpecError naming the
+    key (a path given instead of the loaded checkpoint says how to load it)."""
+    if isinstance(state_dict, (str, bytes, os.PathLike)):
+        raise SpecError(
+            f"state_dict must be the loaded checkpoint, not the path {str(state_dict)!r}: load it with "
+            f"torch.load({str(state_dict)!r}, weights_only=True) and pass the result"
+        )
+    if not isinstance(state_dict, Mapping):
+        raise SpecError(f"state_dict must be a mapping of names to tensors (model.state_dict()), "
+                        f"got {type(state_dict).__name__}")
+    for key, value in state_dict.items():
+        if not isinstance(key, str):
+            raise SpecError(f"state_dict key {key!r} is not a string: a state_dict maps parameter names to tensors")
+        if not isinstance(value, torch.Tensor):
+            raise SpecError(f"state_dict entry '{key}' is a {type(value).__name__}, not a tensor")
+    return state_dict
+
+
+def _expected_rank(module: nn.Module, name: str) -> Optional[int]:
+    """The rank a built-in lazy class's tensor ``name`` has, whatever the sizes."""
+    if isinstance(module, nn.LazyLinear):
+        return {"weight": 2, "bias": 1}.get(name)
+    if hasattr(module, "kernel_size"):
+        return {"weight": 2 + len(module.kernel_size), "bias": 1}.get(name)
+    if hasattr(module, "num_features"):
+        return 1 if name in ("weight", "bias", "running_mean", "running_var") else None
+    return None
 
 
 def _lazy_tensors(module: nn.Module) -> list[str]:
@@ -84,6 +115,7 @@ def _check_own_shapes(path: str, module: nn.Module, arguments: dict, shapes: dic
 def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, LazyModuleRecord]:
     """Every lazy module of ``model`` resolved from a checkpoint (in registration order)."""
     ensure_loaded()
+    state_dict = checked(state_dict)
     records: dict[str, LazyModuleRecord] = {}
     missing, problems = [], []
     for path, module in model.named_modules():
@@ -95,7 +127,17 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
             if key not in state_dict:
                 missing.append(key)
                 continue
-            shapes[name] = tuple(state_dict[key].shape)
+            shape = tuple(state_dict[key].shape)
+            rank = _expected_rank(module, name)
+            if rank is not None and len(shape) != rank:
+                problems.append(Diagnostic(
+                    diagnostics.SHAPE_MISMATCH,
+                    f"checkpoint key '{key}' has shape {fmt(shape)}, but {name} of {type(module).__name__} "
+                    f"'{path}' has {rank} dim{'s' if rank != 1 else ''}", module_path=path))
+                continue
+            shapes[name] = shape
+        if problems:
+            continue
         resolution = Resolution(_arguments(module, shapes), shapes)
         problems += _check_own_shapes(path, module, resolution.arguments, shapes)
         eager = getattr(module, "cls_to_become", None) or type(module)
@@ -126,6 +168,7 @@ def fit(report, state_dict: Mapping[str, torch.Tensor]):
     from lazyfx.checks import Condition
     from lazyfx.domain import Domain
 
+    state_dict = checked(state_dict)
     extra = []
     mismatches = []
     for record in report.lazy.values():
@@ -135,21 +178,58 @@ def fit(report, state_dict: Mapping[str, torch.Tensor]):
             key = _key(record.path, name)
             if key not in state_dict:
                 continue
-            found = tuple(state_dict[key].shape)
-            concrete = all(is_concrete(d) for d in expected)
-            if len(found) != len(expected) or concrete and tuple(expected) != found:
+            found, expected = tuple(state_dict[key].shape), tuple(expected)
+            conditions = _equalities(expected, found, report.domain.constraints)
+            if conditions is None:
                 mismatches.append(Diagnostic(
                     diagnostics.SHAPE_MISMATCH,
-                    f"checkpoint key '{key}' has shape {fmt(found)}, but the inputs resolve it to {fmt(tuple(expected))}",
+                    f"checkpoint key '{key}' has shape {fmt(found)}, but the inputs resolve it to {fmt(expected)}"
+                    + _no_size_reaches(expected, found),
                     module_path=record.path,
                 ))
                 continue
-            for d, f in zip(expected, found):
-                if not is_concrete(d):
-                    extra.append(Condition(sympy.Eq(d, f), f"checkpoint '{key}' has size {f} where the model has {fmt(d)}"))
+            extra += [Condition(c, f"checkpoint '{key}' has size {f} where the model has {fmt(d)}")
+                      for c, d, f in conditions]
     if mismatches:
         raise ShapeError(diagnostics=mismatches)
     domain = Domain(report.domain.constraints, report.domain.requirements + report.domain.assumptions + extra)
     if domain.is_empty:
         raise ShapeError(f"no input size fits the checkpoint: {'; '.join(c.message for c in extra)}")
     return domain
+
+
+def _equalities(expected: tuple, found: tuple, constraints) -> Optional[list]:
+    """``[(Eq(d, f), d, f)]`` for the symbolic dims, or None when the shapes cannot be equal at
+    any input size: another rank, a concrete dim that differs, or a formula that never takes
+    the checkpoint's size (``64*k**2`` is never 7; each is decided for one symbol exactly)."""
+    import sympy
+
+    from lazyfx.solve import solve
+
+    if len(expected) != len(found):
+        return None
+    conditions = []
+    for d, f in zip(expected, found):
+        if is_concrete(d):
+            if d != f:
+                return None
+            continue
+        condition = sympy.Eq(d, f)
+        if condition is sympy.false:
+            return None
+        if condition is sympy.true:
+            continue
+        symbols = list(condition.free_symbols)
+        if len(symbols) == 1:
+            sizes = solve(symbols[0], [condition], constraints.info(symbols[0].name))
+            if sizes is not None and sizes.is_empty:
+                return None
+        conditions.append((condition, d, f))
+    return conditions
+
+
+def _no_size_reaches(expected: tuple, found: tuple) -> str:
+    if len(expected) != len(found) or not all(d == f for d, f in zip(expected, found) if is_concrete(d)):
+        return ""
+    return " (no input size gives " + ", ".join(f"{fmt(d)} = {f}" for d, f in zip(expected, found)
+                                                if not is_concrete(d)) + ")"

@@ -117,8 +117,13 @@ class Report:
 
         Raises:
             ShapeError: A checkpoint shape contradicts the inputs (a different
-                rank, or a concrete size that differs), or no input size fits
-                the checkpoint (LFX030).
+                rank, a concrete size that differs, or a formula that takes
+                the checkpoint's size at no input size), or no input size
+                fits the checkpoint (LFX030). The message names the key and
+                both shapes.
+            SpecError: ``state_dict`` is a path (load it with
+                ``torch.load(path, weights_only=True)``), or holds a value
+                that is not a tensor (LFX002).
 
         Examples:
             >>> state = lazyfx.materialize(Net(), ("B", 3, 32, 32), seed=0).state_dict()
