@@ -455,8 +455,9 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
                    else f"ties {'it' if one else 'them'}: {rejection.accepted}")
             message = (f"{names} {'is' if one else 'are'} declared as {'a size' if one else 'sizes'} that "
                        f"{'varies' if one else 'vary'}, but the model {how} ({condition.message})")
-            notes = (f"declare the sizes {names} {'takes' if one else 'take'} (a Dim bound, or a constraint such as "
-                     f"'{rejection.symbols[0]}==...'), or allow fixed sizes for this model",)
+            notes = (f"declare the sizes {names} {'takes' if one else 'take'} (a Dim bound, a constraint such as "
+                     f"'{rejection.symbols[0]}==...', or one symbol for sizes that must be equal), or allow fixed "
+                     f"sizes for this model",)
         out.append(Diagnostic(
             code, message, severity="warning", node=condition.node,
             module_path=node.module_path if node else None, op=node.target if node else None,

@@ -433,7 +433,7 @@ class Rejection:
     condition: Condition
     kind: str  # "rejects" (a declared size fails) | "undecided" | "fixed" | "tied"
     sizes: Optional[dict[str, int]] = None
-    symbol: Optional[str] = None  # the undeclared symbol a "fixed" or "tied" rejection is about
+    symbols: tuple[str, ...] = ()  # the undeclared symbols a "fixed" or "tied" rejection is about
     accepted: Optional[str] = None  # what the model accepts of it, as text
 
     def sizes_text(self) -> str:
@@ -536,7 +536,7 @@ def _not_free(domain: Domain, names: list[str]) -> list[Rejection]:
         culprit = next((c for k, c in enumerate(single, 1)
                         if _is_finite(solve(symbol(name), [x.expr for x in single[:k]], domain.constraints.info(name)))),
                        single[-1])
-        out.append(Rejection(culprit, "fixed", symbol=name, accepted=" and ".join(sizes.conditions())))
+        out.append(Rejection(culprit, "fixed", symbols=(name,), accepted=" and ".join(sizes.conditions())))
     tied = set()
     for condition in domain.requirements:
         expr = condition.expr
@@ -546,7 +546,7 @@ def _not_free(domain: Domain, names: list[str]) -> list[Rejection]:
         loose = [n for n in names_in if n in names and n not in tied]
         if loose:
             tied.update(loose)
-            out.append(Rejection(condition, "tied", symbol=loose[0], accepted=fmt(simplify_condition(expr))))
+            out.append(Rejection(condition, "tied", symbols=tuple(loose), accepted=fmt(simplify_condition(expr))))
     return out
 
 

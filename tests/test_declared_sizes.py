@@ -163,7 +163,7 @@ def test_two_sizes_tied_together():
 
     report = lazyfx.infer(Add(), ("B", "N"), ("B", "M"))
     [tied] = [d for d in report.diagnostics if d.code.code == "LFX032"]
-    assert "the model ties it: N == M" in tied.message
+    assert tied.message.startswith("M, N are declared as sizes that vary, but the model ties them: N == M")
     quiet = lazyfx.infer(Add(), ("B", "N"), ("B", "N"))
     assert quiet.diagnostics == []
     declared = lazyfx.infer(Add(), ("B", lazyfx.Dim("N", min=2)), ("B", lazyfx.Dim("M", min=2)))
