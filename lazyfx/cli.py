@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_materialize_options(export)
     export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
     export.add_argument("-o", "--output", required=True, metavar="FILE")
+    export.add_argument("--allow-static", action="store_true",
+                        help="where an exporter cannot keep a symbol dynamic, write the file with that size "
+                        "static (a warning says which) instead of failing")
     export.set_defaults(run=run_export)
 
     fix = sub.add_parser("fix", help="rewrite nn.LazyX(...) calls in the source into their eager classes",
@@ -381,12 +384,22 @@ def run_materialize(args: argparse.Namespace) -> int:
 
 
 def run_export(args: argparse.Namespace) -> int:
+    import warnings
+
     import lazyfx
+    from lazyfx.exporters import StaticAxisWarning
 
     model, positional, keyword = prepare(args)
-    call_api(lazyfx.export, model, *positional, format=args.format, path=args.output,
-             **_materialize_options(args), **keyword)
-    print(f"wrote {args.output}: {type(model).__name__} as {FORMAT_LABELS[args.format]}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", StaticAxisWarning)
+        call_api(lazyfx.export, model, *positional, format=args.format, path=args.output,
+                 on_static="pin" if args.allow_static else "error", **_materialize_options(args), **keyword)
+    for warning in caught:
+        if issubclass(warning.category, StaticAxisWarning):
+            print(f"warning: {warning.message}", file=sys.stderr)
+        else:
+            warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
+    print(f"wrote {args.output}: {type(model).__name__} as {FORMAT_LABELS[args.format]} (verified at two sizes)")
     return EXIT_OK
 
 
