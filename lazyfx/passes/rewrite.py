@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
@@ -67,18 +66,10 @@ class Journal:
         """Saves the module's state; returns its tensor attributes that are not parameters."""
         # Containers (_parameters, hook dicts, lists...) are restored in place: hook handles
         # hold weak references to those very dict objects. An empty one is only cleared.
-        containers, tensors = [], []
-        for value in module.__dict__.values():
-            kind = type(value)
-            if kind in _PLAIN:
-                continue
-            copy_of = _CONTAINERS.get(kind) or (dict if isinstance(value, dict) else None)
-            if copy_of is not None:
-                containers.append((value, copy_of(value) if value else None))
-            elif kind is torch.Tensor or isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
-                tensors.append(value)
-        self._modules.append((module, type(module), dict(module.__dict__), containers))
-        return tensors
+        attrs = module.__dict__.copy()
+        containers = [(v, _copy(v) if v else None) for v in attrs.values() if isinstance(v, _CONTAINERS)]
+        self._modules.append((module, type(module), attrs, containers))
+        return [v for v in attrs.values() if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter)]
 
     def save_data(self, tensor: torch.Tensor) -> None:
         self._data.append((tensor, tensor.data))
@@ -99,14 +90,15 @@ class Journal:
                 if contents is None:
                     if container:
                         container.clear()
-                elif type(container) is list:
+                elif isinstance(container, list):
                     container[:] = contents
                 else:  # a dict or a set (_non_persistent_buffers_set)
                     container.clear()
                     container.update(contents)
             module.__dict__.clear()
             module.__dict__.update(attrs)
-            module.__class__ = cls
+            if module.__class__ is not cls:
+                module.__class__ = cls
         tensors = None if only is None else {id(t) for m in (modules or ()) for t in _tensors_of(m)}
         for tensor, version, values in reversed(self._values):
             if (tensors is None or id(tensor) in tensors) and (version is None or _version(tensor) != version):
@@ -117,10 +109,12 @@ class Journal:
                         tensor.data = values
 
 
-# Module attributes saved by contents, restored in place (and how to copy them), and those
-# that are neither containers nor tensors.
-_CONTAINERS: dict[type, Callable] = {dict: dict, OrderedDict: dict, list: list, set: set}
-_PLAIN = frozenset({bool, int, float, str, type(None), tuple, torch.Size, torch.dtype, torch.device})
+# Module attributes saved by contents and restored in place.
+_CONTAINERS = (dict, list, set)
+
+
+def _copy(container):
+    return dict(container) if isinstance(container, dict) else list(container) if isinstance(container, list) else set(container)
 
 
 def _version(tensor: torch.Tensor) -> Optional[int]:
