@@ -4,7 +4,11 @@ When tracing a submodule fails (control flow on tensor values, Python that
 proxies cannot follow), lazyfx keeps it as one opaque node and analyses it by
 running its real ``forward`` on a copy whose tensors all live on the meta
 device, with meta inputs of the inferred shapes: nothing is allocated and
-nothing runs on data. The lazy modules inside initialize themselves as in a
+nothing runs on data. Forward runs as a dry run on the target device would
+(cpu unless :func:`target_device` says otherwise): ``x.device`` answers that
+device, and a tensor forward creates (``torch.zeros(x.size(0), 16)``,
+``device=x.device``, ``.to(x.device)``) lands on meta beside the inputs; one
+made from Python data (``torch.tensor(x.shape[-1])``) keeps its values on cpu. The lazy modules inside initialize themselves as in a
 dry run (on meta); their parameter shapes, and the inputs they first saw,
 are recorded so that materialization can replay their own initialization.
 
@@ -21,6 +25,7 @@ are recorded so that materialization can replay their own initialization.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -29,6 +34,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
+from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
 from lazyfx.diagnostics import SourceLocation, caller_location, first_line, is_internal, location_from_traceback
@@ -42,6 +48,66 @@ from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
 
 MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
+
+# The device a dry run would run on: what ``x.device`` answers while forward runs on meta tensors.
+TARGET_DEVICE: contextvars.ContextVar[torch.device] = contextvars.ContextVar("lazyfx_target_device",
+                                                                              default=torch.device("cpu"))
+
+
+@contextlib.contextmanager
+def target_device(device) -> Iterator[None]:
+    """Abstract execution within the block answers ``.device`` with ``device`` (a dry run on it)."""
+    token = TARGET_DEVICE.set(torch.device(device))
+    try:
+        yield
+    finally:
+        TARGET_DEVICE.reset(token)
+
+
+_META = torch.device("meta")
+_CPU = torch.device("cpu")
+# Tensors made from Python data keep their values, on cpu, as before a model's data exists.
+_FROM_DATA = (torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor)
+_DEVICE_PROPERTIES = {torch.Tensor.device: lambda d: d, torch.Tensor.is_cuda: lambda d: d.type == "cuda",
+                      torch.Tensor.is_cpu: lambda d: d.type == "cpu", torch.Tensor.is_meta: lambda d: d.type == "meta"}
+
+
+class _OnTarget(TorchFunctionMode):
+    """Forward as in a dry run on ``target``, with every tensor on meta: ``x.device`` (and
+    ``is_cuda``, ``is_cpu``, ``is_meta``) answer ``target``, and a tensor created or moved to
+    any device (``torch.zeros(n, 16)``, ``device=x.device``, ``.to(x.device)``, ``.cuda()``)
+    lands on meta, beside the inputs."""
+
+    def __init__(self, target: torch.device) -> None:
+        super().__init__()
+        self.target = target
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        answer = _DEVICE_PROPERTIES.get(getattr(func, "__self__", None))
+        if answer is not None:
+            return answer(self.target)
+        kwargs = dict(kwargs or {})
+        if func in _FROM_DATA:  # Python data (``torch.tensor(x.shape[-1])``): its values matter
+            kwargs["device"] = _CPU
+        elif kwargs.get("device") is not None:
+            kwargs["device"] = _META
+        if func in (torch.Tensor.cuda, torch.Tensor.cpu):
+            return args[0]
+        if func is torch.Tensor.to:
+            args = (args[0], *(_META if _is_device(a) else a for a in args[1:]))
+        return func(*args, **kwargs)
+
+
+def _is_device(value: Any) -> bool:
+    return isinstance(value, torch.device) or isinstance(value, str) or (isinstance(value, int)
+                                                                       and not isinstance(value, bool))
+
+
+@contextlib.contextmanager
+def on_meta_as_target() -> Iterator[None]:
+    """Factories default to meta and ``.device`` answers the target device (see :class:`_OnTarget`)."""
+    with torch.device(_META), _OnTarget(TARGET_DEVICE.get()):
+        yield
 
 
 @dataclass
@@ -230,8 +296,9 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     oracle = _Oracle(prescribed)
     before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
     try:
-        with torch.no_grad(), oracle.installed():
-            out = clone(*_meta_inputs(args, hints), **_meta_inputs(kwargs, hints))
+        meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
+        with torch.no_grad(), oracle.installed(), on_meta_as_target():
+            out = clone(*meta_args, **meta_kwargs)
     except LazyFXError:
         raise
     except Exception as exc:
