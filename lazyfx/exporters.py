@@ -5,12 +5,19 @@
 * ``"torchscript"`` (``torch.jit.script``) and ``"torchscript-trace"``
   (``torch.jit.trace`` on example inputs);
 * ``"exported-program"`` (``torch.export.export``): each input symbol becomes a
-  ``torch.export.Dim`` with the symbol's name and its ``Dim(min=, max=)``;
-* ``"onnx"`` (``torch.onnx.export`` on top of ``torch.export``): each input
-  symbol becomes a dynamic axis named after it.
+  ``torch.export.Dim`` with the symbol's name and the range (and step, as a
+  derived dim) that lazyfx's domain proves;
+* ``"onnx"`` (``torch.onnx.export`` on top of ``torch.export``, else the
+  TorchScript-based exporter): each input symbol becomes a dynamic axis named
+  after it.
 
 Example inputs are zero tensors at sizes inside the model's input domain.
-The user's model is never modified (a materialized copy is exported), and a
+Every artifact is verified before it is moved into place: it runs at the
+example sizes and at a second valid input that moves every symbol, and its
+outputs must have the eager model's shapes and values (onnxruntime runs an
+ONNX file). A size an exporter baked in is LFX051, or with
+``on_static="pin"`` a warning and an artifact that keeps it static. The
+user's model is never modified (a materialized copy is exported), and a
 failed export leaves no partial file at ``path``.
 """
 
@@ -68,6 +75,15 @@ def export(
     The input symbols become the exported program's dynamic dimensions, under
     their own names.
 
+    Before anything is written to ``path`` the artifact (as saved and loaded
+    back) runs at the example sizes and at a second valid input that moves
+    every symbol (``torch.export`` programs also at the smallest sizes their
+    Dims admit), on seeded random floats, and must match the eager model:
+    the same output shapes, values within ``rtol=1e-3, atol=1e-4`` (float32).
+    An exporter that bakes a size in (an unrolled loop over ``T`` in a trace,
+    a ``Reshape`` to the example's ``T`` in ONNX) is an error naming the
+    symbol and, where the runtime says, the operation.
+
     Args:
         model: The lazy model.
         *inputs: Input specs, one per positional parameter of forward, in any
@@ -76,11 +92,12 @@ def export(
         format: ``"torchscript"`` (``torch.jit.script``),
             ``"torchscript-trace"`` (``torch.jit.trace`` on the example inputs),
             ``"exported-program"`` (``torch.export.export``: each input symbol
-            becomes a ``torch.export.Dim`` with the symbol's name and its
-            ``Dim(min=, max=)`` bounds, the minimum at least 2 as torch.export
-            requires) or ``"onnx"`` (``torch.onnx.export`` on top of
-            torch.export: each input symbol becomes a dynamic axis named after
-            it; needs the ``onnx`` extra: ``pip install lazyfx[onnx]``).
+            becomes a ``torch.export.Dim`` with the symbol's name and the range
+            lazyfx's domain proves, the minimum at least 2 as torch.export
+            requires; ``H % 32 == 0`` becomes the derived dim ``32*H_k``) or
+            ``"onnx"`` (``torch.onnx.export`` on top of torch.export, else the
+            TorchScript-based exporter: each input symbol becomes a dynamic axis
+            named after it; needs the ``onnx`` extra: ``pip install lazyfx[onnx]``).
         path (str | os.PathLike | None): Where to save the result (required
             for ONNX). The file is written through a temporary file in the
             same folder, so a failed export leaves no partial file at ``path``.
@@ -90,6 +107,15 @@ def export(
             example inputs, as in [`materialize`][lazyfx.materialize].
         seed: RNG seed for the parameters' initialization.
         opset: The ONNX opset version (None: the exporter's default).
+        on_static: What to do when an exporter cannot keep a symbol dynamic:
+            ``"error"`` (the default: LFX051, nothing written) or ``"pin"``
+            (write the artifact with that size static at its example value, and
+            warn with a ``lazyfx.exporters.StaticAxisWarning``
+            that names it; the other symbols stay dynamic and verified). For
+            ONNX, ``torch.onnx.export(dynamo=True)`` is tried first and the
+            TorchScript-based exporter (``dynamo=False``, ``dynamic_axes``,
+            which keeps GRU/LSTM sequence lengths dynamic) second; the first
+            one that verifies is written.
         **kw_inputs: Input specs by forward's parameter names.
 
     Returns:
@@ -101,8 +127,12 @@ def export(
             a dynamic dim of an input is a formula rather than a plain symbol
             (torch.export), or no example sizes inside the input domain are
             found (LFX002).
-        MaterializeError: The exporter failed (LFX050); the model is unchanged
-            and nothing was written to ``path``.
+        MaterializeError: The exporter failed, or its artifact differs from the
+            model at the example sizes (LFX050); or it keeps a symbol static
+            (LFX051: the message names the symbol and its example size, the
+            notes each exporter tried, where it failed, and torch.export's own
+            explanation of a refusal: the guard and its suggested fixes). The
+            model is unchanged and nothing was written to ``path``.
 
     Any error [`materialize`][lazyfx.materialize] raises for the inputs is
     raised too, e.g. [`ResolutionError`][lazyfx.ResolutionError] (LFX040)
