@@ -512,8 +512,7 @@ def _summary(how, factory, inputs):
     if how == "infer":
         out = str(lazyfx.infer(model, *inputs))
     else:
-        torch.manual_seed(0)
-        eager = lazyfx.materialize(model, *inputs, seed=0)
+        eager = lazyfx.materialize(model, *inputs, seed=0)  # no thread touches the global RNG meanwhile
         out = (repr(eager), [(k, v.clone()) for k, v in eager.state_dict().items()])
     assert_same(before, model)
     return out
@@ -565,8 +564,9 @@ class Generated(nn.Module):
     """A small lazy architecture whose forward does ``effects`` to ``self`` before the layer
     ``at``, and, with ``untraceable``, branches on a tensor's values (abstract execution)."""
 
-    def __init__(self, widths, effects, at, untraceable, fail):
+    def __init__(self, widths, effects, at, untraceable, fail, interrupt=None):
         super().__init__()
+        self.interrupt = interrupt
         self.layers = nn.ModuleList()
         for i, width in enumerate(widths):
             self.layers.append(nn.LazyLinear(width))
@@ -614,6 +614,8 @@ class Generated(nn.Module):
                 x = self._effects(x)
                 if self.untraceable and x.sum() > 0:
                     x = x * 2
+                if self.interrupt == "forward":
+                    raise KeyboardInterrupt()
             x = layer(x)
         if self.fail:
             x = x.view(-1, 1000003)
@@ -628,14 +630,26 @@ class Generated(nn.Module):
     untraceable=st.booleans(),
     fail=st.booleans(),
     batch=st.sampled_from([2, "B"]),
-    how=st.sampled_from(["infer", "materialize"]),
+    how=st.sampled_from(["infer", "materialize", "inplace"]),
+    interrupt=st.sampled_from([None, None, "forward", "reset"]),
 )
-def test_generated_side_effects_leave_the_model_unchanged(widths, effects, at, untraceable, fail, batch, how):
-    model = Generated(widths, effects, at, untraceable, fail)
+def test_generated_side_effects_leave_the_model_unchanged(widths, effects, at, untraceable, fail, batch, how,
+                                                          interrupt):
+    """After ``infer`` and ``materialize``, and after a failed or interrupted (Ctrl-C in forward
+    or in an initialization) ``materialize(inplace=True)``, the model is as it was."""
+    model = Generated(widths, effects, at, untraceable, fail, interrupt)
+    if interrupt == "reset":
+        lazy = [m for m in model.modules() if isinstance(m, nn.LazyLinear)]
+        lazy[-1].reset_parameters = _interrupting(KeyboardInterrupt)
     before = fingerprint(model)
     try:
-        analyse(how, model, (batch, 5))
-    except LazyFXError:
-        pass
-    assert_same(before, model)
+        if how == "inplace":
+            lazyfx.materialize(model, (batch, 5), inplace=True)
+        else:
+            analyse(how, model, (batch, 5))
+        failed = False
+    except (LazyFXError, KeyboardInterrupt):
+        failed = True
+    if how != "inplace" or failed:
+        assert_same(before, model)
     assert_nothing_patched()

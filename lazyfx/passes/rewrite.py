@@ -76,7 +76,8 @@ class Journal:
 
     def save_values(self, tensor: torch.Tensor) -> None:
         """A copy of ``tensor``'s values, put back if it changes in place (same object)."""
-        self._values.append((tensor, _version(tensor), tensor.detach().clone()))
+        if tensor.device.type != "meta":  # a meta tensor has no values to change
+            self._values.append((tensor, _version(tensor), tensor.detach().clone()))
 
     def rollback(self, modules: Optional[Iterable[nn.Module]] = None) -> None:
         """Undo every change (only those to ``modules`` and their tensors, when given)."""
