@@ -14,6 +14,7 @@ import sys
 from typing import Any, Optional, Sequence
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report it
 EXPORT_FORMATS = ("onnx", "torchscript", "torchscript-trace", "exported-program")
 FORMAT_LABELS = {"onnx": "ONNX", "torchscript": "TorchScript (scripted)", "torchscript-trace": "TorchScript (traced)",
                  "exported-program": "a torch.export ExportedProgram"}
@@ -138,6 +139,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BrokenPipeError:  # the reader went away (`lazyfx show ... | head`): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+    except KeyboardInterrupt:  # Ctrl-C: stop, without a traceback
+        print("lazyfx: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 # -- shared steps -------------------------------------------------------------------------
@@ -158,15 +162,18 @@ def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
     return positional, keyword
 
 
-def constrained_inputs(inputs: Any, constraints: Sequence[str]) -> tuple[list, dict]:
-    """Input specs (a list, or a dict of keyword inputs) with the constraints applied."""
-    from lazyfx.spec import constrain, parse_constraints
+def constrained_inputs(inputs: Any, constraints: Sequence[str], check_symbols: bool = True) -> tuple[list, dict]:
+    """Input specs (a list, or a dict of keyword inputs) with the constraints applied; a constraint
+    on a symbol none of them has is a SpecError (unless ``check_symbols`` is false)."""
+    from lazyfx.spec import check_constraint_symbols, constrain, parse_constraints, symbol_names
 
     if isinstance(inputs, dict):
         positional, keyword = [], dict(inputs)
     else:
         positional, keyword = split_inputs(list(inputs))
     dims, aliases = parse_constraints(list(constraints))
+    if check_symbols:
+        check_constraint_symbols(list(constraints), set().union(*map(symbol_names, [*positional, *keyword.values()])))
     return ([constrain(s, dims, aliases) for s in positional],
             {k: constrain(v, dims, aliases) for k, v in keyword.items()})
 
@@ -190,6 +197,24 @@ def prepare(args: argparse.Namespace):
     except SpecError as exc:
         raise UsageError(str(exc)) from None
     return model, positional, keyword
+
+
+def check_writable(path: str) -> None:
+    """A usage error, before any work, when ``path`` cannot be written: its folder is missing, or
+    it is a folder."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"cannot write {path}: it is a folder")
+    if not os.path.isdir(folder):
+        raise UsageError(f"cannot write {path}: no such folder {folder}")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"cannot write {path}: the folder {folder} is not writable")
+
+
+def diagnostics_first_line(exc: BaseException) -> str:
+    from lazyfx.diagnostics import first_line
+
+    return first_line(exc) or type(exc).__name__
 
 
 def _print_error(exc) -> None:
@@ -226,12 +251,15 @@ def run_check(args: argparse.Namespace) -> int:
             wanted = {os.path.abspath(f) for f in files}
             if os.path.abspath(source) not in wanted:  # a changed configuration checks every model
                 models = [m for m in models if targets.source_files(m.target, root) & wanted]
+    for number, model_config in enumerate(models, 1):  # every spec is valid before any model runs
+        _validate_specs(model_config, source, number)
     findings = []
     progress = len(models) > 1 and sys.stderr.isatty()
-    for number, model_config in enumerate(models, 1):
-        if progress:
-            print(f"\rlazyfx: checking {number}/{len(models)} {model_config.label}", end="", file=sys.stderr)
-        findings += check_model(model_config, source)
+    with _SigintWatch() as sigint:
+        for number, model_config in enumerate(models, 1):
+            if progress:
+                print(f"\rlazyfx: checking {number}/{len(models)} {model_config.label}", end="", file=sys.stderr)
+            findings += check_model(model_config, source, sigint)
     if progress:
         print(file=sys.stderr)
     from lazyfx.findings import render
@@ -257,30 +285,97 @@ def _summary(models: list, findings: list, files: list) -> str:
     return f"{checked}: {', '.join(counts)}"
 
 
-def check_model(model_config, source: Optional[str]) -> list:
-    """The findings for one configured (or command-line) model."""
+def _validate_specs(model_config, source: Optional[str], number: int) -> None:
+    """A usage error for a malformed spec, expected output or constraint, or a constraint on a
+    symbol no input has: the configuration (or command line) is wrong, whatever the model."""
+    from lazyfx.diagnostics import display_path
+    from lazyfx.errors import SpecError
+
+    try:
+        constrained_inputs(model_config.inputs, model_config.constraints)
+        if model_config.expect_output is not None:
+            constrained_inputs([model_config.expect_output], model_config.constraints, check_symbols=False)
+    except SpecError as exc:
+        if source is None:
+            raise UsageError(exc.message) from None
+        where = f"{display_path(source)}:{model_config.line}:" if model_config.line else f"{display_path(source)}:"
+        raise UsageError(f"{where} [[tool.lazyfx.models]] entry {number} ({model_config.label}): {exc.message}") from None
+
+
+class _SigintWatch:
+    """While checking, tells a real Ctrl-C (SIGINT from the terminal) from a KeyboardInterrupt a
+    model's own code raises: the first aborts the check, the second is a finding for that model.
+    Where no handler can be installed (not the main thread, a handler of the program's own), every
+    KeyboardInterrupt counts as real."""
+
+    def __init__(self) -> None:
+        self.received = False
+        self.installed = False
+        self.previous: Any = None
+
+    def __enter__(self) -> "_SigintWatch":
+        import signal
+
+        try:
+            if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+                self.previous = signal.signal(signal.SIGINT, self._handle)
+                self.installed = True
+        except ValueError:  # not the main thread
+            pass
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+    def __exit__(self, *exc_info) -> None:
+        import signal
+
+        if self.installed:
+            signal.signal(signal.SIGINT, self.previous)
+
+    def real(self) -> bool:
+        return self.received or not self.installed
+
+
+def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWatch] = None) -> list:
+    """The findings for one configured (or command-line) model. For a command-line target
+    (``source`` None), a target that cannot be built or a spec the model refuses is a usage error."""
     import lazyfx
     from lazyfx import diagnostics
     from lazyfx.errors import LazyFXError
-    from lazyfx.findings import Finding, from_diagnostic
-    from lazyfx.targets import TargetError, load
+    from lazyfx.findings import Finding, column_of, from_diagnostic
+    from lazyfx.targets import TargetError, load, user_location
 
     label = model_config.label
 
-    def config_finding(message: str, code=diagnostics.CONFIG_INVALID) -> list:
+    def config_finding(message: str, code=diagnostics.CONFIG_INVALID, location=None) -> list:
+        if location is not None:
+            return [Finding(code.code, message, path=location.file, line=location.line,
+                            column=column_of(location.file, location.line), model=label)]
         return [Finding(code.code, message, path=source, line=model_config.line if source else None, model=label)]
 
     try:
-        model = load(model_config.target)
+        model = load(model_config.target, model_config.root)
     except TargetError as exc:
-        return config_finding(str(exc))
+        if source is None:
+            raise UsageError(str(exc)) from None
+        return config_finding(exc.message, location=exc.location)
     try:
         positional, keyword = constrained_inputs(model_config.inputs, model_config.constraints)
         report = lazyfx.infer(model, *positional, **keyword)
     except lazyfx.SpecError as exc:
+        if source is None:
+            raise UsageError(str(exc)) from None
         return config_finding(exc.message, exc.diagnostics[0].code)
     except LazyFXError as exc:
         return [from_diagnostic(d, label) for d in exc.diagnostics]
+    except (SystemExit, KeyboardInterrupt) as exc:  # raised by the model's own code: a finding
+        if isinstance(exc, KeyboardInterrupt) and (sigint is None or sigint.real()):
+            raise
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return config_finding(f"forward raises {what}; the other models are still checked",
+                              diagnostics.FORWARD_RAISES, user_location(exc))
     except Exception as exc:  # the user's own code failed while lazyfx analysed it
         return config_finding(f"analysing {model_config.target} failed: {type(exc).__name__}: {exc}")
     findings = []
@@ -308,7 +403,7 @@ def _check_output(report, model_config, label: str) -> list:
     from lazyfx.api import check_output
     from lazyfx.findings import from_diagnostic
 
-    (expected,), _ = constrained_inputs([model_config.expect_output], model_config.constraints)
+    (expected,), _ = constrained_inputs([model_config.expect_output], model_config.constraints, check_symbols=False)
     try:
         check_output(report, expected)
     except lazyfx.ShapeError as exc:
@@ -374,10 +469,14 @@ def run_materialize(args: argparse.Namespace) -> int:
 
     import lazyfx
 
+    check_writable(args.output)
     model, positional, keyword = prepare(args)
     eager = call_api(lazyfx.materialize, model, *positional, init_order=args.init_order,
                      **_materialize_options(args), **keyword)
-    torch.save(eager.state_dict(), args.output)
+    try:
+        torch.save(eager.state_dict(), args.output)
+    except (OSError, RuntimeError) as exc:  # torch reports a missing folder as a RuntimeError
+        raise UsageError(f"cannot write {args.output}: {diagnostics_first_line(exc)}") from None
     count = sum(p.numel() for p in eager.parameters())
     print(f"wrote {args.output}: the state_dict of {type(eager).__name__} ({count:,} parameters)")
     return EXIT_OK
@@ -416,7 +515,10 @@ def run_fix(args: argparse.Namespace) -> int:
         return EXIT_OK
     fixes, refusals = fix.apply(fix.plan(model, report, constructions))
     if args.write:
-        fix.write(fixes)
+        try:
+            fix.write(fixes)
+        except fix.WriteError as exc:
+            raise UsageError(str(exc)) from None
         for file_fix in fixes:
             calls, modules = len(file_fix.rewritten), sum(len(r.paths) for r in file_fix.rewritten)
             print(f"rewrote {display_path(file_fix.path)}: {calls} call{'s' if calls != 1 else ''} "

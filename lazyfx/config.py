@@ -14,10 +14,14 @@
 
 from __future__ import annotations
 
+import difflib
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
+
+from lazyfx.diagnostics import display_path
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -37,8 +41,10 @@ class ModelConfig:
     expect_output: Optional[str] = None
     name: Optional[str] = None
     line: Optional[int] = None  # where the entry starts in pyproject.toml
-    # a symbol declared without bounds that the model fixes or ties (LFX032) is not a finding
-    allow_fixed_sizes: bool = False
+    # a symbol declared without bounds that the model fixes or ties (LFX032) is not a finding;
+    # None: as [tool.lazyfx] says (default false)
+    allow_fixed_sizes: Optional[bool] = None
+    root: Optional[str] = None  # the folder paths in the target are relative to (pyproject.toml's)
 
     @property
     def label(self) -> str:
@@ -57,43 +63,100 @@ def find_pyproject(start: str = ".") -> Optional[str]:
         folder = parent
 
 
+TOP_LEVEL_KEYS = {"models", "allow_fixed_sizes"}  # the keys of [tool.lazyfx]; add new settings here
+MODEL_KEYS = {"target", "inputs", "constraints", "expect_output", "name", "allow_fixed_sizes"}
+_MODELS_HEADER = re.compile(r"\s*\[\[\s*tool\s*\.\s*lazyfx\s*\.\s*models\s*\]\]")
+_TABLE_HEADER = re.compile(r"\s*\[")
+_TARGET_KEY = re.compile(r"\s*target\s*=")
+
+
 def load(path: str) -> list[ModelConfig]:
     """The configured models (an empty list without a ``[tool.lazyfx]`` table)."""
-    text = open(path, "rb").read()
+    if os.path.isdir(path):
+        raise ConfigError(f"{path} is a folder; --config takes a pyproject.toml file")
     try:
-        data = tomllib.loads(text.decode("utf-8"))
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {(exc.strerror or str(exc)).lower()}") from None
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text)
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
-    table = data.get("tool", {}).get("lazyfx", {})
+    tool = data.get("tool", {})
+    table = tool.get("lazyfx", {}) if isinstance(tool, dict) else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.lazyfx] must be a table")
+    for key in table:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"{path}: unknown key {key!r} in [tool.lazyfx]{_did_you_mean(key, TOP_LEVEL_KEYS)}")
     entries = table.get("models", [])
     if not isinstance(entries, list):
         raise ConfigError(f"{path}: [tool.lazyfx] models must be an array of tables ([[tool.lazyfx.models]])")
-    lines = text.decode("utf-8").splitlines()
     allow_fixed = table.get("allow_fixed_sizes", False)
     if not isinstance(allow_fixed, bool):
         raise ConfigError(f"{path}: [tool.lazyfx] allow_fixed_sizes must be true or false")
-    models = [_model(entry, path, i, lines) for i, entry in enumerate(entries)]
-    for model in models:
-        model.allow_fixed_sizes = model.allow_fixed_sizes if model.allow_fixed_sizes is not None else allow_fixed
+    lines = entry_lines(text)
+    root = os.path.dirname(os.path.abspath(path))
+    shown = display_path(path)
+    models = []
+    for i, entry in enumerate(entries):
+        line = lines[i] if len(lines) == len(entries) else None
+        model = _model(entry, shown, i, line)
+        model.root = root
+        if model.allow_fixed_sizes is None:
+            model.allow_fixed_sizes = allow_fixed
+        models.append(model)
     return models
 
 
-def _model(entry: Any, path: str, index: int, lines: list[str]) -> ModelConfig:
-    where = f"{path}: [[tool.lazyfx.models]] entry {index + 1}"
+def entry_lines(text: str) -> list[int]:
+    """The line of each ``[[tool.lazyfx.models]]`` table's ``target`` (or of its header, without
+    one), in order: each entry's own line, even when two tables name the same target."""
+    lines = text.splitlines()
+    found = []
+    for number, line in enumerate(lines):
+        if not _MODELS_HEADER.match(line):
+            continue
+        at = number + 1
+        for later in range(number + 1, len(lines)):
+            if _TABLE_HEADER.match(lines[later]):
+                break
+            if _TARGET_KEY.match(lines[later]):
+                at = later + 1
+                break
+        found.append(at)
+    return found
+
+
+def _did_you_mean(name: str, known: set[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else f" (known: {', '.join(sorted(known))})"
+
+
+def _model(entry: Any, path: str, index: int, line: Optional[int]) -> ModelConfig:
+    where = f"{path}:{line}: [[tool.lazyfx.models]] entry {index + 1}" if line else \
+        f"{path}: [[tool.lazyfx.models]] entry {index + 1}"
     if not isinstance(entry, dict) or "target" not in entry:
         raise ConfigError(f"{where} needs a target (\"path/to/file.py:NAME\" or \"package.module:NAME\")")
-    unknown = set(entry) - {"target", "inputs", "constraints", "expect_output", "name", "allow_fixed_sizes"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    for key in entry:
+        if key not in MODEL_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{_did_you_mean(key, MODEL_KEYS)}")
+    for key in ("target", "name", "expect_output"):
+        if key in entry and not isinstance(entry[key], str):
+            what = "a spec string such as \"B,10\"" if key == "expect_output" else "a string"
+            raise ConfigError(f"{where}: {key} must be {what}, got {entry[key]!r}")
     inputs = entry.get("inputs", [])
     if isinstance(inputs, str):
         inputs = [inputs]
-    if not isinstance(inputs, (list, dict)):
-        raise ConfigError(f"{where}: inputs must be a list of specs or a table of name = spec")
+    values = inputs.values() if isinstance(inputs, dict) else inputs
+    if not isinstance(inputs, (list, dict)) or not all(isinstance(v, str) for v in values):
+        raise ConfigError(f"{where}: inputs must be a list of spec strings such as [\"B,3,H,W\"] or a table of "
+                          f"name = \"spec\", got {inputs!r}")
     constraints = entry.get("constraints", [])
     if not isinstance(constraints, list) or not all(isinstance(c, str) for c in constraints):
-        raise ConfigError(f"{where}: constraints must be a list of strings such as \"H%32==0\"")
-    line = next((i + 1 for i, text in enumerate(lines) if entry["target"] in text), None)
+        raise ConfigError(f"{where}: constraints must be a list of strings such as [\"H%32==0\"], got {constraints!r}")
     allow_fixed = entry.get("allow_fixed_sizes")
     if allow_fixed is not None and not isinstance(allow_fixed, bool):
         raise ConfigError(f"{where}: allow_fixed_sizes must be true or false")

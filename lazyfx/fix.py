@@ -280,10 +280,43 @@ def apply(fix_plan: Plan) -> tuple[list[FileFix], list[Refusal]]:
     return fixes, sorted(refusals, key=Refusal.order)
 
 
+class WriteError(OSError):
+    """A rewritten file could not be written; no file was left changed."""
+
+
 def write(fixes: list[FileFix]) -> None:
+    """Write every rewritten file, or none: each is checked to be writable first, and a write
+    that fails anyway (a full disk) puts back the files written before it."""
     for fix in fixes:
-        with open(fix.path, "w", encoding="utf-8", newline="") as f:
-            f.write(fix.after)
+        problem = _unwritable(fix.path)
+        if problem:
+            raise WriteError(f"cannot write {display_path(fix.path)}: {problem}; no file was changed")
+    written: list[FileFix] = []
+    for fix in fixes:
+        try:
+            _write_text(fix.path, fix.after)
+        except OSError as exc:
+            for done in written:
+                _write_text(done.path, done.before)
+            raise WriteError(f"cannot write {display_path(fix.path)}: {exc.strerror or exc}; "
+                             f"no file was changed") from None
+        written.append(fix)
+
+
+def _unwritable(path: str) -> Optional[str]:
+    if not os.access(path, os.W_OK):
+        return "permission denied" if os.path.exists(path) else "no such file"
+    try:
+        with open(path, "r+b"):
+            pass
+    except OSError as exc:
+        return (exc.strerror or str(exc)).lower()
+    return None
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def rewrite_source(source: str, rewrites: list[Rewrite]) -> tuple[str, list[Rewrite], list[Refusal]]:

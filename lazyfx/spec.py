@@ -19,7 +19,9 @@ name in two inputs is the same symbol.
 
 from __future__ import annotations
 
+import difflib
 import keyword
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
@@ -245,7 +247,7 @@ def parse_shorthand(text: str) -> TensorSpec:
         for position, entry in enumerate(entries):
             token = entry.strip()
             if re.fullmatch(r"\d+", token):
-                dims.append(int(token))
+                dims.append(parse_size(token, f"input spec {text if len(text) <= 40 else text[:40] + '...'!r}"))
             elif _is_symbol_name(token):
                 dims.append(token)
             else:
@@ -271,6 +273,8 @@ class SymbolTable:
         if isinstance(entry, int):
             if entry < 0:
                 raise SpecError(f"dims are non-negative integers, got {entry}")
+            if entry > MAX_SIZE:
+                raise SpecError(f"a dim of {entry} is too large (sizes are at most 2**63 - 1)")
             return entry
         if isinstance(entry, sympy.Symbol):
             entry = entry.name
@@ -300,6 +304,7 @@ def to_value(spec: Any, table: SymbolTable) -> Any:
     if isinstance(spec, (tuple, list)):
         if all(_is_dim_like(d) for d in spec):
             return to_value(TensorSpec(tuple(spec)), table)
+        _refuse_mistyped_shape(spec)
         converted = [to_value(s, table) for s in spec]
         return tuple(converted) if isinstance(spec, tuple) else converted
     if isinstance(spec, dict):
@@ -312,43 +317,132 @@ def to_value(spec: Any, table: SymbolTable) -> Any:
     )
 
 
+def _refuse_mistyped_shape(spec: Union[tuple, list]) -> None:
+    """A SpecError for a tuple that is a shape but for a float, bool or None among its dims
+    (``("B", 3.0, 8)``, ``(True, 3)``, ``(None, 3)`` as Keras writes a dynamic dim); a tuple with
+    anything else in it (a spec string, a nested tuple, a dtype) stays a container."""
+    def scalar(d: Any) -> bool:
+        return d is None or isinstance(d, (bool, float))
+
+    if not all(_is_dim_like(d) or scalar(d) for d in spec) or not any(_is_dim_like(d) for d in spec):
+        return
+    index, bad = next((i, d) for i, d in enumerate(spec) if scalar(d))
+    kind = "None" if bad is None else type(bad).__name__
+    raise SpecError(
+        f"entry {index} of the shape {spec!r} is a {kind} ({bad!r}); dims are ints or symbol names "
+        f"such as 'B' (a size that varies is a symbol, not None)",
+        code=diagnostics.SPEC_INVALID,
+    )
+
+
 _CONSTRAINT = re.compile(
     r"\s*(?P<name>[A-Za-z_]\w*)\s*(?:%\s*(?P<mod>\d+)\s*==\s*0|(?P<op>>=|<=|==|>|<)\s*(?P<rhs>[A-Za-z_]\w*|\d+))\s*\Z"
 )
+
+
+MAX_SIZE = 2**63 - 1  # the largest size a tensor dim can have (int64)
+
+
+def parse_size(digits: str, what: str) -> int:
+    """An integer written in a spec or a constraint; one longer than any tensor size is a SpecError
+    (a 5000-digit one would otherwise raise Python's int-string ValueError)."""
+    if len(digits.lstrip("0")) > len(str(MAX_SIZE)) or int(digits) > MAX_SIZE:
+        shown = digits if len(digits) <= 30 else f"{digits[:12]}...({len(digits)} digits)"
+        raise SpecError(f"{what}: {shown} is too large (sizes are at most 2**63 - 1)", code=diagnostics.SPEC_INVALID)
+    return int(digits)
 
 
 def parse_constraints(texts: Sequence[str]) -> tuple[dict[str, Dim], dict[str, str]]:
     """``["H%32==0", "H>=64", "W==H"]`` -> Dims by name, and aliases (``W`` is ``H``).
 
     Accepted: ``S >= n``, ``S > n``, ``S <= n``, ``S < n``, ``S == n``, ``S % n == 0`` and
-    ``S == T`` between two symbols."""
-    bounds: dict[str, dict[str, int]] = {}
-    aliases: dict[str, str] = {}
+    ``S == T`` between two symbols. Aliases tie every name of a chain (``H==C``, ``W==H``: all
+    three are ``C``), each alias maps to the chain's last name, and bounds given on any name of it
+    hold for all of them; constraints that admit no size are a SpecError."""
+    parsed = []
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.get(name, name) != name:
+            name = parent[name]
+        return name
+
     for text in texts:
-        match = _CONSTRAINT.match(text)
+        match = _CONSTRAINT.match(text) if isinstance(text, str) else None
         if not match:
             raise SpecError(
                 f"malformed constraint {text!r}; expected e.g. 'H>=64', 'H<=1024', 'H%32==0', 'H==224' or 'W==H'",
                 code=diagnostics.SPEC_SYNTAX,
             )
         name, op, rhs, mod = match["name"], match["op"], match["rhs"], match["mod"]
-        entry = bounds.setdefault(name, {})
-        if mod is not None:
-            entry["multiple_of"] = int(mod)
-        elif not rhs.isdigit():
+        parent.setdefault(name, name)
+        if rhs is not None and not rhs.isdigit():
             if op != "==":
                 raise SpecError(f"constraint {text!r}: only == relates two symbols", code=diagnostics.SPEC_SYNTAX)
-            aliases[name] = rhs
-        else:
-            value = int(rhs)
-            low = {">=": value, ">": value + 1, "==": value}.get(op)
-            high = {"<=": value, "<": value - 1, "==": value}.get(op)
-            if low is not None:
-                entry["min"] = max(entry.get("min", 1), low)
-            if high is not None:
-                entry["max"] = min(entry.get("max", high), high)
-    dims = {name: Dim(name, **values) for name, values in bounds.items() if name not in aliases}
+            parent.setdefault(rhs, rhs)
+            if root(name) != root(rhs):
+                parent[root(name)] = root(rhs)
+            continue
+        value = parse_size(mod if mod is not None else rhs, f"constraint {text!r}")
+        if mod is not None and value == 0:
+            raise SpecError(f"constraint {text!r}: the modulus must be a positive integer", code=diagnostics.SPEC_INVALID)
+        parsed.append((name, text, op, value, mod is not None))
+    bounds: dict[str, dict[str, int]] = {}
+    texts_of: dict[str, list[str]] = {}
+    for name, text, op, value, is_mod in parsed:
+        entry = bounds.setdefault(root(name), {"min": 1, "multiple_of": 1})
+        texts_of.setdefault(root(name), []).append(text)
+        if is_mod:
+            entry["multiple_of"] = math.lcm(entry["multiple_of"], value)
+            continue
+        low = {">=": value, ">": value + 1, "==": value}.get(op)
+        high = {"<=": value, "<": value - 1, "==": value}.get(op)
+        if low is not None:
+            entry["min"] = max(entry["min"], low)
+        if high is not None:
+            entry["max"] = min(entry.get("max", high), high)
+    dims = {}
+    for name, entry in bounds.items():
+        info = SymbolInfo(name, entry["min"], entry.get("max"), entry["multiple_of"])
+        if info.max is not None and (info.max < 1 or info.smallest() > info.max):
+            names = sorted({n for n in parent if root(n) == name} - {name})
+            tied = f" (tied to {', '.join(names)})" if names else ""
+            raise SpecError(f"no size of {name}{tied} satisfies {', '.join(texts_of[name])}",
+                            code=diagnostics.SPEC_INVALID)
+        dims[name] = Dim(name, **{k: v for k, v in entry.items() if not (k in ("min", "multiple_of") and v == 1)})
+    aliases = {name: root(name) for name in parent if root(name) != name}
     return dims, aliases
+
+
+def symbol_names(spec: Any) -> set[str]:
+    """The names of the symbols an input spec (or a container of them) uses."""
+    if isinstance(spec, str):
+        spec = parse_shorthand(spec)
+    if isinstance(spec, TensorSpec):
+        spec = spec.shape
+    if isinstance(spec, dict):
+        return set().union(*(symbol_names(v) for v in spec.values()))
+    if isinstance(spec, (tuple, list)):
+        if all(_is_dim_like(d) for d in spec):
+            return {d if isinstance(d, str) else d.name for d in spec if isinstance(d, (str, Dim, sympy.Symbol))}
+        return set().union(*(symbol_names(v) for v in spec))
+    return set()
+
+
+def check_constraint_symbols(texts: Sequence[str], known: set[str]) -> None:
+    """A SpecError for the first constraint on a symbol none of the inputs has, with a "did you mean"."""
+    for text in texts:
+        match = _CONSTRAINT.match(text)
+        if not match:
+            continue
+        for name in (match["name"], match["rhs"]):
+            if name is None or name.isdigit() or name in known:
+                continue
+            close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.5) or [
+                k for k in sorted(known) if k.lower() == name.lower()]
+            hint = f" (did you mean {close[0]}?)" if close else (
+                f" (the inputs' symbols are {', '.join(sorted(known))})" if known else " (the inputs have no symbols)")
+            raise SpecError(f"constraint {text!r}: no input has a symbol {name}{hint}", code=diagnostics.SPEC_INVALID)
 
 
 def constrain(spec: Any, dims: dict[str, Dim], aliases: dict[str, str]) -> Any:

@@ -132,12 +132,20 @@ def test_check_configuration_errors_are_findings_or_usage_errors(tmp_path, capsy
     assert "needs a target" in capsys.readouterr().err
     (tmp_path / "pyproject.toml").write_text(
         '[[tool.lazyfx.models]]\ntarget = "nowhere.py:Net"\ninputs = ["B"]\n\n'
+        '[[tool.lazyfx.models]]\ntarget = "lazyfx.demo:Net"\ninputs = ["B,3,32,32"]\n'
+    )
+    assert main(["check"]) == 1  # a target that cannot be loaded is a finding; the other model is checked
+    captured = capsys.readouterr()
+    assert captured.out == f"pyproject.toml:2:1: LFX080 no such file: nowhere.py (in {tmp_path}) [nowhere.py:Net]\n"
+    assert captured.err == "lazyfx: 2 models checked: 1 error\n"
+    # a malformed spec is a usage error at its entry's line, before any model runs
+    (tmp_path / "pyproject.toml").write_text(
+        '[[tool.lazyfx.models]]\ntarget = "nowhere.py:Net"\ninputs = ["B"]\n\n'
         '[[tool.lazyfx.models]]\ntarget = "lazyfx.demo:Net"\ninputs = ["B,3,,32"]\n'
     )
-    assert main(["check"]) == 1
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "pyproject.toml:2:1: LFX080 no such file: nowhere.py [nowhere.py:Net]"
-    assert out[1].startswith("pyproject.toml:6:1: LFX001 malformed input spec 'B,3,,32'")
+    assert main(["check"]) == 2
+    assert capsys.readouterr().err.startswith(
+        "lazyfx: error: pyproject.toml:6: [[tool.lazyfx.models]] entry 2 (lazyfx.demo:Net): malformed input spec 'B,3,,32'")
 
 
 def test_check_symbol_dependent_head_is_a_finding(capsys):

@@ -5,6 +5,7 @@ forward are findings, a real Ctrl-C aborts."""
 
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -95,8 +96,8 @@ def test_keyword_inputs_have_symbols_too(capsys):
 
 
 def test_alias_chains_tie_every_name(capsys):
-    assert main(["show", NET, "-i", "B,C,H,W", "-w", "H==C", "-w", "W==H", "-w", "C==3"]) == 0
-    assert capsys.readouterr().out.splitlines()[0].startswith("Net(x: (B, 3, 3, 3))")
+    assert main(["show", NET, "-i", "B,C,H,W", "-w", "H==C", "-w", "W==H", "-w", "C==32"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].startswith("Net(x: (B, C, C, C))")
 
 
 def test_alias_chain_reaches_the_root():
@@ -117,14 +118,14 @@ def test_bounds_on_an_alias_are_kept():
     assert spec.shape[2] == spec.shape[3] == lazyfx.Dim("H", min=32)
     dims, aliases = parse_constraints(["W>=32", "W==H", "H<=64", "H%4==0", "W%6==0"])
     (h,) = set(constrain("H,W", dims, aliases).shape)
-    assert h == lazyfx.Dim("H", min=36, max=60, multiple_of=12)
+    assert h == lazyfx.Dim("H", min=32, max=64, multiple_of=12)
 
 
 @pytest.mark.parametrize("constraints, message", [
     (["H>=10", "H<=5"], "no size of H satisfies H>=10, H<=5"),
     (["H==10", "H==12"], "no size of H satisfies H==10, H==12"),
-    (["W==H", "H>=10", "W<=5"], "no size of H satisfies"),
-    (["W==H", "H==C", "C>=10", "W<=5"], "no size of C satisfies"),
+    (["W==H", "H>=10", "W<=5"], r"no size of H \(tied to W\) satisfies H>=10, W<=5"),
+    (["W==H", "H==C", "C>=10", "W<=5"], r"no size of C \(tied to H, W\) satisfies C>=10, W<=5"),
     (["H%32==0", "H>=33", "H<=63"], "no size of H satisfies"),
     (["H<1"], "no size of H satisfies H<1"),
     (["H%0==0"], "constraint 'H%0==0'"),
@@ -137,7 +138,7 @@ def test_contradictory_constraints_are_an_error(constraints, message, capsys):
         parse_constraints(constraints)
     where = [a for c in constraints for a in ("-w", c)]
     assert main(["show", NET, "-i", "B,3,H,W", *where]) == 2
-    usage_error(capsys, message)
+    assert re.search(message, usage_error(capsys))
 
 
 @pytest.mark.parametrize("where", ["H>=99999999999999999999999999", "H<=" + "9" * 5000, "H%" + "7" * 5000 + "==0",
@@ -201,7 +202,7 @@ def test_import_and_factory_errors_carry_the_users_line(body, line, what, tmp_pa
     (tmp_path / "pyproject.toml").write_text('[[tool.lazyfx.models]]\ntarget = "bad_target.py:Net"\ninputs = ["B,3"]\n')
     assert main(["check"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith(f"bad_target.py:{line}:1: LFX080 "), out
+    assert re.match(rf"bad_target.py:{line}:\d+: LFX080 ", out), out
     assert what in out
 
 
