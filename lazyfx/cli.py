@@ -355,12 +355,21 @@ def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWat
                             column=column_of(location.file, location.line), model=label)]
         return [Finding(code.code, message, path=source, line=model_config.line if source else None, model=label)]
 
+    def interrupted(exc: BaseException, during: str) -> list:  # raised by the model's own code: a finding
+        if isinstance(exc, KeyboardInterrupt) and (sigint is None or sigint.real()):
+            raise exc
+        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        code = diagnostics.FORWARD_RAISES if during == "forward" else diagnostics.CONFIG_INVALID
+        return config_finding(f"{during} raises {what}; the other models are still checked", code, user_location(exc))
+
     try:
         model = load(model_config.target, model_config.root)
     except TargetError as exc:
         if source is None:
             raise UsageError(str(exc)) from None
         return config_finding(exc.message, location=exc.location)
+    except KeyboardInterrupt as exc:
+        return interrupted(exc, f"loading {model_config.target}")
     try:
         positional, keyword = constrained_inputs(model_config.inputs, model_config.constraints)
         report = lazyfx.infer(model, *positional, **keyword)
@@ -370,12 +379,8 @@ def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWat
         return config_finding(exc.message, exc.diagnostics[0].code)
     except LazyFXError as exc:
         return [from_diagnostic(d, label) for d in exc.diagnostics]
-    except (SystemExit, KeyboardInterrupt) as exc:  # raised by the model's own code: a finding
-        if isinstance(exc, KeyboardInterrupt) and (sigint is None or sigint.real()):
-            raise
-        what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        return config_finding(f"forward raises {what}; the other models are still checked",
-                              diagnostics.FORWARD_RAISES, user_location(exc))
+    except (SystemExit, KeyboardInterrupt) as exc:
+        return interrupted(exc, "forward")
     except Exception as exc:  # the user's own code failed while lazyfx analysed it
         return config_finding(f"analysing {model_config.target} failed: {type(exc).__name__}: {exc}")
     findings = []

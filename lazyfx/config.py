@@ -82,7 +82,7 @@ def load(path: str) -> list[ModelConfig]:
     try:
         text = raw.decode("utf-8")
         data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, ValueError) as exc:  # ValueError: a 5000-digit int
         raise ConfigError(f"{path}: cannot parse: {exc}") from None
     tool = data.get("tool", {})
     table = tool.get("lazyfx", {}) if isinstance(tool, dict) else {}

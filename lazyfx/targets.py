@@ -96,7 +96,7 @@ def load_module(location: str, root: Optional[str] = None):
         if project not in sys.path:
             sys.path.insert(0, project)
         return importlib.import_module(location)
-    except TargetError:
+    except (TargetError, KeyboardInterrupt):  # Ctrl-C is the caller's to handle
         raise
     except BaseException as exc:  # user code may raise anything while importing, even SystemExit
         raise TargetError(f"cannot import {location}: {_describe(exc)}", user_location(exc)) from None
@@ -122,6 +122,8 @@ def load(target: str, root: Optional[str] = None) -> Any:
     if callable(obj):
         try:
             model = obj()
+        except KeyboardInterrupt:
+            raise
         except BaseException as exc:
             raise TargetError(f"calling {name}() to build the model failed: {_describe(exc)}",
                               user_location(exc)) from None

@@ -464,6 +464,31 @@ def test_a_duplicated_target_is_reported_at_its_own_line(project, capsys):
     usage_error(capsys, "pyproject.toml:9:")
 
 
+def test_findings_of_a_duplicated_target_are_at_each_entry(project, capsys):
+    project('[[tool.lazyfx.models]]\ntarget = "missing.py:Net"\ninputs = ["B,3"]\n\n'
+            '[[tool.lazyfx.models]]\nname = "again"\ninputs = ["B,4"]\ntarget = "missing.py:Net"\n')
+    assert main(["check"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(" ")[0] for line in lines] == ["pyproject.toml:2:1:", "pyproject.toml:8:1:"]
+
+
+def test_a_huge_integer_in_the_toml_is_a_usage_error(project, capsys):
+    project(ENTRY + "expect_output = " + "9" * 5000 + "\n")
+    assert main(["check"]) == 2
+    usage_error(capsys, "cannot parse")
+
+
+def test_a_keyboard_interrupt_while_importing_a_target_is_a_finding(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "imp.py").write_text("import torch.nn as nn\n\nraise KeyboardInterrupt('at import')\n")
+    (tmp_path / "pyproject.toml").write_text(ENTRY.replace("models.py", "imp.py") + "\n" + ENTRY)
+    (tmp_path / "models.py").write_text(GOOD_MODEL)
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("imp.py:3:1: LFX080 loading imp.py:Net raises KeyboardInterrupt: at import"), out
+    assert out.count("\n") == 1
+
+
 def test_model_lines_follow_each_table():
     from lazyfx import config
 
