@@ -50,6 +50,13 @@ UNDECIDED_CONDITION = _code(
     "undecided-condition",
     "Python control flow in forward depends on a symbolic size, and the input spec does not decide it.",
 )
+HOOK_NOT_FOLLOWED = _code(
+    "LFX013",
+    "hook-not-followed",
+    "A forward hook or pre-hook on a module cannot be followed from shapes (it uses tensor values, or a "
+    "pre-hook changes a lazy module's input after the module's own initialization has read it), so lazyfx "
+    "cannot tell what a dry run would do.",
+)
 UNSUPPORTED_OP = _code(
     "LFX020", "unsupported-op", "An operation has no shape rule (and no fallback could handle it)."
 )

@@ -38,6 +38,7 @@ import torch.fx._symbolic_trace as fx_symbolic_trace
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
 
+from lazyfx import diagnostics
 from lazyfx.checks import decide
 from lazyfx.diagnostics import caller_location, first_line, location_from_traceback
 from lazyfx.errors import (
@@ -48,6 +49,7 @@ from lazyfx.errors import (
     TraceError,
     UndecidedConditionError,
 )
+from lazyfx.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
 from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, Propagator
 from lazyfx.resolvers import is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
@@ -121,11 +123,30 @@ class LazyTracer(fx.Tracer):
             or super().is_leaf_module(m, module_qualified_name)
         )
 
+    def create_args_for_root(self, root_fn, is_module, concrete_args=None):
+        """torch.fx calls the root's forward itself, never its ``__call__``: the root's own
+        hooks are traced around it here (see :mod:`lazyfx.hooks`)."""
+        fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
+        root = self.root
+        if not is_module or not has_user_hooks(root):
+            return fn, args
+        if fn is not root_fn and has_pre_hooks(root):  # flattened or *args inputs: not forward's own
+            raise TraceError(f"lazyfx cannot follow the forward pre-hooks of {type(root).__name__} with these "
+                             f"inputs (torch.fx rewrites forward's parameters)", code=diagnostics.HOOK_NOT_FOLLOWED)
+
+        def hooked(this, *inputs):
+            return call_with_hooks(self, root, "", lambda a, k: fn(this, *a, **k), inputs, {})
+
+        return hooked, args
+
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """Trace into ``m``; if its code cannot be traced, undo that and keep it as one opaque
         node, analysed by abstract execution (:mod:`lazyfx.abstract`)."""
         path = self.path_of_module(m)
         if self.is_leaf_module(m, path):
+            if path not in self.propagator.result.opaque and has_user_hooks(m):  # fx never runs a leaf's hooks
+                leaf = super().call_module
+                return call_with_hooks(self, m, path, lambda a, k: leaf(m, forward, a, k), args, kwargs)
             return super().call_module(m, forward, args, kwargs)
         if is_wrapped(m):
             self.propagator.result.opaque[path] = WRAPPED
@@ -350,6 +371,9 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     ordered = [inputs[name] for name in signature.parameters]
     tracer = LazyTracer(propagator, ordered, restore)
     if tracer.is_leaf_module(model, ""):
+        if has_user_hooks(model):
+            raise TraceError(f"lazyfx does not follow the hooks of a bare {type(model).__name__} given as the model; "
+                             f"wrap it in nn.Sequential", code=diagnostics.HOOK_NOT_FOLLOWED)
         return _leaf_program(model, bound)
     if is_wrapped(model):
         propagator.result.opaque[""] = WRAPPED

@@ -1,0 +1,209 @@
+"""Forward hooks and pre-hooks on leaf modules take part in shape inference (issue 13 point 5).
+
+torch.fx keeps PyTorch's layers and lazy modules as leaves and never runs
+their hooks; lazyfx traces each hook's body on the leaf's traced inputs and
+output, so a hook that changes a shape gives what a dry run gives. A hook it
+cannot follow is an explicit error (LFX013), never a wrong resolution; a hook
+that only observes changes nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lazyfx
+from lazyfx.errors import LazyFXError, ShapeError
+from tests.dryrun import assert_same_model, dry_run, materialized
+
+
+def slicing_forward_hook(module, args, out):
+    return out[..., :3]
+
+
+def build_forward_hook():
+    model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+    model[0].register_forward_hook(slicing_forward_hook)
+    return model
+
+
+def test_a_forward_hook_that_changes_the_output_shape_matches_a_dry_run():
+    report = lazyfx.infer(build_forward_hook(), ("B", 8))
+    assert report.lazy["1"].resolution.arguments == {"in_features": 3}
+    assert str(report.output) == "(B, 4)"
+    assert_same_model(dry_run(build_forward_hook, (2, 8)), materialized(build_forward_hook, ("B", 8)))
+
+
+def test_a_forward_hook_with_kwargs():
+    def build():
+        model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+        model[0].register_forward_hook(lambda m, args, kwargs, out: torch.cat([out, args[0]], -1), with_kwargs=True)
+        return model
+
+    assert lazyfx.infer(build(), ("B", 8)).lazy["1"].resolution.arguments == {"in_features": 16}
+    assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+
+
+def test_a_pre_hook_on_an_eager_leaf_changes_its_input():
+    def build():
+        model = nn.Sequential(nn.Flatten(), nn.LazyLinear(4))
+        model[0].register_forward_pre_hook(lambda m, args: args[0][:, :2])
+        return model
+
+    assert lazyfx.infer(build(), ("B", 5, 6)).lazy["1"].resolution.arguments == {"in_features": 12}
+    assert_same_model(dry_run(build, (2, 5, 6)), materialized(build, ("B", 5, 6)))
+
+
+def test_a_pre_hook_with_kwargs():
+    def build():
+        model = nn.Sequential(nn.Identity(), nn.LazyLinear(4))
+        model[0].register_forward_pre_hook(lambda m, args, kwargs: ((args[0][..., ::2],), kwargs), with_kwargs=True)
+        return model
+
+    assert lazyfx.infer(build(), ("B", 10)).lazy["1"].resolution.arguments == {"in_features": 5}
+    assert_same_model(dry_run(build, (2, 10)), materialized(build, ("B", 10)))
+
+
+def test_hooks_run_in_registration_order():
+    def build():
+        model = nn.Sequential(nn.Identity(), nn.LazyLinear(4))
+        model[0].register_forward_hook(lambda m, a, out: out[..., :6])
+        model[0].register_forward_hook(lambda m, a, out: torch.cat([out, out], -1))
+        model[0].register_forward_hook(lambda m, a, out: None)  # observes only
+        return model
+
+    assert lazyfx.infer(build(), ("B", 10)).lazy["1"].resolution.arguments == {"in_features": 12}
+    assert_same_model(dry_run(build, (2, 10)), materialized(build, ("B", 10)))
+
+
+def test_a_hook_inside_a_traced_submodule():
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(8, 8)
+            self.proj.register_forward_hook(slicing_forward_hook)
+            self.head = nn.LazyLinear(2)
+
+        def forward(self, x):
+            return self.head(self.proj(x))
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.block = Block()
+
+        def forward(self, x):
+            return self.block(x)
+
+    assert lazyfx.infer(Net(), ("B", 8)).lazy["block.head"].resolution.arguments == {"in_features": 3}
+    assert_same_model(dry_run(Net, (2, 8)), materialized(Net, ("B", 8)))
+
+
+def test_a_forward_hook_on_a_lazy_module():
+    def build():
+        model = nn.Sequential(nn.LazyLinear(6), nn.LazyLinear(4))
+        model[0].register_forward_hook(lambda m, a, out: out[:, :2])
+        return model
+
+    report = lazyfx.infer(build(), ("B", 8))
+    assert report.lazy["0"].resolution.arguments == {"in_features": 8}
+    assert report.lazy["1"].resolution.arguments == {"in_features": 2}
+    assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+
+
+def doubled(module, args):
+    return (args[0] * 2,)
+
+
+def test_a_pre_hook_on_a_lazy_module_that_keeps_the_shape():
+    def build():
+        model = nn.Sequential(nn.LazyLinear(4))
+        model[0].register_forward_pre_hook(doubled)
+        return model
+
+    assert lazyfx.infer(build(), ("B", 8)).lazy["0"].resolution.arguments == {"in_features": 8}
+    assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+
+
+def test_a_pre_hook_after_lazy_initialization_that_changes_the_shape_is_refused():
+    # a dry run initializes in_features = 8 from the input, then the hook gives forward 3 features: it fails
+    model = nn.Sequential(nn.LazyLinear(4))
+    model[0].register_forward_pre_hook(lambda m, args: args[0][..., :3])
+    with pytest.raises(LazyFXError) as info:
+        lazyfx.infer(model, ("B", 8))
+    assert info.value.code == "LFX013" and "initial" in str(info.value)
+    with pytest.raises(RuntimeError):
+        model.eval()(torch.zeros(2, 8))
+
+
+def test_a_global_forward_hook():
+    def hook(module, args, out):
+        return out[..., :3] if isinstance(module, nn.Linear) else None
+
+    def build():
+        return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.LazyLinear(4))
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    try:
+        assert lazyfx.infer(build(), ("B", 8)).lazy["2"].resolution.arguments == {"in_features": 3}
+        assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+    finally:
+        handle.remove()
+
+
+def test_a_hook_that_observes_changes_nothing():
+    seen = []
+
+    def build():
+        model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+        model[0].register_forward_hook(lambda m, a, out: seen.append(tuple(out.shape)))
+        model[0].register_forward_pre_hook(lambda m, a: None)
+        return model
+
+    model = build()
+    hooks = dict(model[0]._forward_hooks)
+    report = lazyfx.infer(model, ("B", 8))
+    assert report.lazy["1"].resolution.arguments == {"in_features": 8}
+    assert dict(model[0]._forward_hooks) == hooks
+    assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+
+
+def test_a_hook_that_breaks_the_shapes_is_a_shape_error():
+    model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+    model[0].register_forward_hook(lambda m, a, out: out.view(3, -1, 7))
+    with pytest.raises(ShapeError):
+        lazyfx.infer(model, (2, 8))
+
+
+def test_a_hook_that_uses_tensor_values_is_an_explicit_error():
+    def hook(module, args, out):
+        if out.sum() > 0:  # a branch on values
+            return out[..., :3]
+        return None
+
+    model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+    model[0].register_forward_hook(hook)
+    with pytest.raises(LazyFXError) as info:
+        lazyfx.infer(model, ("B", 8))
+    assert info.value.code == "LFX013" and "forward hook" in str(info.value) and "'0'" in str(info.value)
+
+
+def test_a_pre_hook_on_the_model_itself():
+    def build():
+        model = nn.Sequential(nn.Linear(8, 8), nn.LazyLinear(4))
+        model.register_forward_pre_hook(lambda m, args: (args[0][..., ::2].repeat(1, 8),))
+        model.register_forward_hook(lambda m, args, out: out[:, :1])
+        return model
+
+    report = lazyfx.infer(build(), ("B", 2))
+    assert report.lazy["1"].resolution.arguments == {"in_features": 8} and str(report.output) == "(B, 1)"
+    assert_same_model(dry_run(build, (2, 2)), materialized(build, ("B", 2)))
+
+
+def test_hooks_on_a_bare_lazy_module_are_refused():
+    model = nn.LazyLinear(4)
+    model.register_forward_hook(lambda m, a, out: out[:, :2])
+    with pytest.raises(LazyFXError) as info:
+        lazyfx.infer(model, ("B", 8))
+    assert info.value.code == "LFX013"
