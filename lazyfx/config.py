@@ -102,7 +102,7 @@ def load(path: str) -> list[ModelConfig]:
     shown = display_path(path)
     models = []
     for i, entry in enumerate(entries):
-        line = lines[i] if len(lines) == len(entries) else None
+        line = lines[i] if len(lines) == len(entries) else _line_of_target(entry, text)
         model = _model(entry, shown, i, line)
         model.root = root
         if model.allow_fixed_sizes is None:
@@ -128,6 +128,15 @@ def entry_lines(text: str) -> list[int]:
                 break
         found.append(at)
     return found
+
+
+def _line_of_target(entry: Any, text: str) -> Optional[int]:
+    """The first line naming the entry's target, for tables not written as [[tool.lazyfx.models]]
+    (``models = [{ target = ... }]``)."""
+    target = entry.get("target") if isinstance(entry, dict) else None
+    if not isinstance(target, str):
+        return None
+    return next((i + 1 for i, line in enumerate(text.splitlines()) if target in line), None)
 
 
 def _did_you_mean(name: str, known: set[str]) -> str:

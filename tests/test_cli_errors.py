@@ -489,6 +489,12 @@ def test_a_keyboard_interrupt_while_importing_a_target_is_a_finding(tmp_path, ca
     assert out.count("\n") == 1
 
 
+def test_inline_model_tables_are_found_by_their_target(project, capsys):
+    project('[tool.lazyfx]\nmodels = [\n  { target = "missing.py:Net", inputs = ["B,3"] },\n]\n')
+    assert main(["check"]) == 1
+    assert capsys.readouterr().out.startswith("pyproject.toml:3:1: LFX080 no such file: missing.py")
+
+
 def test_model_lines_follow_each_table():
     from lazyfx import config
 

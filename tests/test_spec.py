@@ -459,3 +459,35 @@ def test_bad_specs_leave_the_model_untouched():
 def test_infer_needs_a_module():
     with pytest.raises(SpecError, match="lazyfx needs an nn.Module, got function"):
         lazyfx.infer(lambda x: x, ("B", 8))
+
+
+# -- issue 12: sizes too large, constraints --------------------------------------------------------
+
+
+@pytest.mark.parametrize("spec", [("B", 2**63), "B," + "9" * 25, "B," + "9" * 5000, TensorSpec(("B", 10**30))])
+def test_sizes_over_int64_are_refused(spec):
+    with pytest.raises(SpecError, match="too large"):
+        value(spec)
+
+
+def test_the_largest_size_is_accepted():
+    assert value(("B", 2**63 - 1)).shape[1] == 2**63 - 1
+
+
+def test_constraints_merge_moduli_and_keep_the_tightest_bounds():
+    from lazyfx.spec import parse_constraints
+
+    dims, aliases = parse_constraints(["H%4==0", "H%6==0", "H>=8", "H>=16", "H<=100", "H<200"])
+    assert dims == {"H": Dim("H", min=16, max=100, multiple_of=12)} and aliases == {}
+    dims, aliases = parse_constraints(["W==H", "H==W"])  # a cycle is one symbol
+    assert len(set(aliases.values())) == 1 and dims == {}
+
+
+def test_constraint_symbols_are_checked_against_the_inputs():
+    from lazyfx.spec import check_constraint_symbols, symbol_names
+
+    known = symbol_names(["B,3,H,W", {"mask": ("B", Dim("T"))}, (("B", 2), None)])
+    assert known == {"B", "H", "W", "T"}
+    check_constraint_symbols(["H>=3", "W==H", "T%8==0"], known)
+    with pytest.raises(SpecError, match=r"constraint 'X==H': no input has a symbol X \(the inputs' symbols are"):
+        check_constraint_symbols(["X==H"], known)
