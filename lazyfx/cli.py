@@ -431,6 +431,14 @@ def call_api(function, *args, **kwargs):
     except lazyfx.LazyFXError as exc:
         _print_error(exc)
         raise AnalysisFailed from None
+    except SystemExit as exc:  # the model's own code called sys.exit while lazyfx analysed it
+        from lazyfx import diagnostics
+        from lazyfx.targets import user_location
+
+        what = f"SystemExit: {exc}" if str(exc) else "SystemExit"
+        _print_error(diagnostics.Diagnostic(diagnostics.FORWARD_RAISES, f"the model's code raises {what}",
+                                            location=user_location(exc)))
+        raise AnalysisFailed from None
 
 
 def run_show(args: argparse.Namespace) -> int:

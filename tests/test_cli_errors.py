@@ -408,6 +408,16 @@ def test_system_exit_and_keyboard_interrupt_in_forward_are_findings(tmp_path, ca
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
 
 
+@pytest.mark.parametrize("command", ["show", "fix"])
+def test_system_exit_in_forward_outside_check_is_a_finding_too(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "intr.py").write_text(INTERRUPTING)
+    assert main([command, "intr.py:Exits", "-i", "B,3"]) == 1
+    exit_line = INTERRUPTING.splitlines().index('        sys.exit("forward gave up")') + 1
+    err = capsys.readouterr().err
+    assert err == f"intr.py:{exit_line}: LFX033 the model's code raises SystemExit: forward gave up\n"
+
+
 SLOW = textwrap.dedent("""
     import time
 
