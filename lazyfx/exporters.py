@@ -28,6 +28,7 @@ import itertools
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
@@ -416,25 +417,28 @@ def _finish_torchscript(job: _Job, module, on_static: str, exporter: str) -> Any
 
 def _export_program(job: _Job, on_static: str) -> Any:
     static: set[str] = set()
-    try:
-        program = _torch_export(job, static)
-    except Exception as exc:
-        violated = _violated_symbols(exc, job.sizes)
-        if not violated:
-            raise
-        baked = _Baked(violated, None, f"torch.export cannot keep {', '.join(violated)} dynamic", None,
-                       explanation=_torch_explanation(exc))
-        static = set(_static_or_raise(job, [("torch.export.export", baked)], on_static, pinned=violated))
-        program = _torch_export(job, static)
-    with _Staged(job.path) as staged:
-        if staged.file:
-            torch.export.save(program, staged.file)
-            program = torch.export.load(staged.file)
-        baked = _verify(job, program.module(), static, low=True)
-        if baked is not None:
-            _static_or_raise(job, [("torch.export.export", baked)], "error", pinned=baked.symbols)
-        staged.commit()
-    return program
+    for _ in range(len(job.sizes) + 1):  # each round pins more symbols, or raises
+        try:
+            program = _torch_export(job, static)
+        except Exception as exc:
+            violated = sorted(set(_violated_symbols(exc, job.sizes)) - static)
+            if not violated:
+                raise
+            baked = _Baked(violated, None, f"torch.export cannot keep {', '.join(violated)} dynamic", None,
+                           explanation=_torch_explanation(exc))
+            static |= set(_static_or_raise(job, [("torch.export.export", baked)], on_static, pinned=violated))
+            continue
+        with _Staged(job.path) as staged:
+            if staged.file:
+                torch.export.save(program, staged.file)
+                program = torch.export.load(staged.file)
+            baked = _verify(job, program.module(), static, low=True)
+            if baked is None:
+                staged.commit()
+                return program
+        static |= set(_static_or_raise(job, [("torch.export.export", baked)], on_static, pinned=baked.symbols))
+    raise MaterializeError(f"exporting {job.name} as exported-program: no Dims torch.export keeps",
+                           code=EXPORT_STATIC_SIZE, notes=[job.unchanged])  # pragma: no cover - a bound
 
 
 def _torch_export(job: _Job, static: set):
@@ -640,12 +644,13 @@ def second_sizes(report: Report, example: dict[str, int], move: list[str]) -> Op
     others), each to a size other than 1 and, where possible, other than every other symbol's:
     the second point an export is verified at."""
     domain = report.domain
-    options = {name: _moves(report, name, example[name]) if name in move else [example[name]]
+    keep = max(2, int(4000 ** (1 / max(1, len(move)))))  # at most a few thousand combinations
+    options = {name: _moves(report, name, example[name])[:keep] if name in move else [example[name]]
                for name in example}
     names = list(options)
     ranked = sorted(itertools.product(*(range(len(options[n])) for n in names)), key=lambda ix: (sum(ix), ix))
     fallback = None
-    for index in ranked[:4000]:
+    for index in ranked:
         point = {n: options[n][i] for n, i in zip(names, index)}
         if domain.contains(**point):
             if len(set(point.values())) == len(point) and not set(point.values()) & set(example.values()) - {
@@ -697,7 +702,7 @@ def _static_or_raise(job: _Job, failures: list, on_static: str, pinned: list) ->
     if on_static == "pin" and pinned:
         warnings.warn(f"the {job.format} export of {job.name} has {at} static (the example size"
                       f"{'s' if len(pinned) > 1 else ''}): it is valid only there. " + "; ".join(notes),
-                      StaticAxisWarning, stacklevel=4)
+                      StaticAxisWarning, stacklevel=_callers_level())
         return pinned
     what = ", ".join(pinned) or "a size"
     fix = [f'pass on_static="pin" (lazyfx export --allow-static) to write it with {at} static'] if pinned else []
@@ -708,6 +713,17 @@ def _static_or_raise(job: _Job, failures: list, on_static: str, pinned: list) ->
         message = (f"the {job.format} export of {job.name} keeps {what} static ({at or 'at the example'}), "
                    f"where the input spec leaves {'them' if len(pinned) > 1 else 'it'} dynamic")
     raise MaterializeError(message, code=EXPORT_STATIC_SIZE, notes=notes + fix + [job.unchanged])
+
+
+def _callers_level() -> int:
+    """The ``stacklevel`` of the first frame outside lazyfx, for a warning raised below here."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 # -- reading exceptions -----------------------------------------------------------------------
