@@ -251,8 +251,8 @@ def run_check(args: argparse.Namespace) -> int:
             wanted = {os.path.abspath(f) for f in files}
             if os.path.abspath(source) not in wanted:  # a changed configuration checks every model
                 models = [m for m in models if targets.source_files(m.target, root) & wanted]
-    for number, model_config in enumerate(models, 1):  # every spec is valid before any model runs
-        _validate_specs(model_config, source, number)
+    for model_config in models:  # every spec is valid before any model runs
+        _validate_specs(model_config, source)
     findings = []
     progress = len(models) > 1 and sys.stderr.isatty()
     with _SigintWatch() as sigint:
@@ -285,7 +285,7 @@ def _summary(models: list, findings: list, files: list) -> str:
     return f"{checked}: {', '.join(counts)}"
 
 
-def _validate_specs(model_config, source: Optional[str], number: int) -> None:
+def _validate_specs(model_config, source: Optional[str]) -> None:
     """A usage error for a malformed spec, expected output or constraint, or a constraint on a
     symbol no input has: the configuration (or command line) is wrong, whatever the model."""
     from lazyfx.diagnostics import display_path
@@ -296,10 +296,10 @@ def _validate_specs(model_config, source: Optional[str], number: int) -> None:
         if model_config.expect_output is not None:
             constrained_inputs([model_config.expect_output], model_config.constraints, check_symbols=False)
     except SpecError as exc:
-        if source is None:
-            raise UsageError(exc.message) from None
+        if source is None:  # as `show` says it
+            raise UsageError(str(exc)) from None
         where = f"{display_path(source)}:{model_config.line}:" if model_config.line else f"{display_path(source)}:"
-        raise UsageError(f"{where} [[tool.lazyfx.models]] entry {number} ({model_config.label}): {exc.message}") from None
+        raise UsageError(f"{where} [[tool.lazyfx.models]] {model_config.label}: {exc.message}") from None
 
 
 class _SigintWatch:

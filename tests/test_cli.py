@@ -145,7 +145,7 @@ def test_check_configuration_errors_are_findings_or_usage_errors(tmp_path, capsy
     )
     assert main(["check"]) == 2
     assert capsys.readouterr().err.startswith(
-        "lazyfx: error: pyproject.toml:6: [[tool.lazyfx.models]] entry 2 (lazyfx.demo:Net): malformed input spec 'B,3,,32'")
+        "lazyfx: error: pyproject.toml:6: [[tool.lazyfx.models]] lazyfx.demo:Net: malformed input spec 'B,3,,32'")
 
 
 def test_check_symbol_dependent_head_is_a_finding(capsys):
