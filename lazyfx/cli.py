@@ -260,6 +260,8 @@ def run_check(args: argparse.Namespace) -> int:
             if progress:
                 print(f"\rlazyfx: checking {number}/{len(models)} {model_config.label}", end="", file=sys.stderr)
             findings += check_model(model_config, source, sigint)
+            if sigint.received:  # a Ctrl-C the model's code caught and turned into something else
+                raise KeyboardInterrupt
     if progress:
         print(file=sys.stderr)
     from lazyfx.findings import render

@@ -323,6 +323,19 @@ def test_fix_write_is_all_or_nothing(two_files, capsys, monkeypatch):
     assert {p: pathlib.Path(p).read_text() for p in two_files} == before
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes read-only files")
+def test_fix_write_on_a_read_only_file(two_files, capsys):
+    model, block = two_files
+    before = {p: pathlib.Path(p).read_text() for p in two_files}
+    os.chmod(block, 0o444)
+    try:
+        assert main(["fix", "two.py:Net", "-i", "B,4", "--write"]) == 2
+    finally:
+        os.chmod(block, 0o644)
+    usage_error(capsys, "cannot write", "no file was changed")
+    assert {p: pathlib.Path(p).read_text() for p in two_files} == before
+
+
 def test_fix_write_rewrites_both_files(two_files, capsys):
     model, block = two_files
     assert main(["fix", "two.py:Net", "-i", "B,4", "--write"]) == 0
