@@ -9,6 +9,7 @@ rolls ``materialize(inplace=True)`` back and leaves nothing patched.
 
 from __future__ import annotations
 
+import math
 import threading
 
 import pytest
@@ -29,10 +30,15 @@ ORIGINALS = {
 }
 
 
+# torch.fx also patches the math functions it wraps, in the math module and in forward's globals
+MATH = dict(vars(math))
+
+
 def assert_nothing_patched() -> None:
     for (owner, name), original in ORIGINALS.items():
         assert getattr(owner, name) is original, f"{owner.__name__}.{name} is left patched"
     assert fx_trace.CURRENT_PATCHER is None
+    assert [name for name, value in vars(math).items() if MATH.get(name) is not value] == []
 
 
 # -- the model's fingerprint -------------------------------------------------------------
@@ -401,7 +407,7 @@ def test_interrupt_while_torch_fx_reverts_its_patches(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         lazyfx.infer(model, ("B", 8))
     monkeypatch.undo()
-    assert calls["n"] == 1
+    assert calls["n"] > 1  # interrupted once, then reverted by lazyfx
     assert_same(before, model)
     assert_nothing_patched()
     nn.Linear(2, 2)(torch.zeros(1, 2))

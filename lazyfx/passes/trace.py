@@ -425,6 +425,11 @@ def patches_restored() -> Iterator[None]:
         try:
             yield
         finally:
+            leftover = fx_symbolic_trace.CURRENT_PATCHER
+            if leftover is not None and leftover is not patcher:  # interrupted while torch.fx reverted
+                for patch in reversed(leftover.patches_made):  # nn.Module's methods, math's functions...
+                    with contextlib.suppress(KeyError):
+                        patch.revert()
             for owner, name, original in methods:
                 if owner.__dict__.get(name, _ABSENT) is not original:
                     if original is _ABSENT:
