@@ -497,7 +497,8 @@ def _export_onnx(job: _Job, on_static: str) -> str:
         failures.append((exporter, baked))
     candidates = [b.symbols for _, b in failures if b.symbols]
     if not candidates:  # no exporter wrote a model at all
-        raise MaterializeError(f"exporting {job.name} as onnx failed: every exporter failed",
+        raise MaterializeError(f"exporting {job.name} as onnx failed: no ONNX exporter wrote a model that runs "
+                               f"as the model does",
                                notes=[f"{exporter}: {baked.text()}" for exporter, baked in failures]
                                + [n for _, baked in failures for n in baked.explanation] + [job.unchanged])
     pinned = _static_or_raise(job, failures, on_static, pinned=min(candidates, key=len))
@@ -517,7 +518,10 @@ def _try_onnx(job: _Job, write, static: set, exporter: str, quiet: bool = False)
         except Exception as exc:
             return _Baked([], None, f"the export fails: {type(exc).__name__}: {first_line(exc)}", None,
                           explanation=_torch_explanation(exc))
-        baked = _verify(job, _ort_runner(staged.file), static)
+        try:
+            baked = _verify(job, _ort_runner(staged.file), static)
+        except MaterializeError as exc:  # wrong at the example itself: the next exporter may do better
+            return _Baked([], None, exc.message, None)
         if baked is None:
             staged.commit()
         return baked
@@ -706,6 +710,10 @@ def _static_or_raise(job: _Job, failures: list, on_static: str, pinned: list) ->
         return pinned
     what = ", ".join(pinned) or "a size"
     fix = [f'pass on_static="pin" (lazyfx export --allow-static) to write it with {at} static'] if pinned else []
+    recurrent = sorted({type(m).__name__ for m in job.eager.modules() if isinstance(m, nn.RNNBase)})
+    if recurrent and job.format == "exported-program":
+        fix.insert(0, f"torch.export unrolls {', '.join(recurrent)} over the sequence; format='onnx' (through the "
+                      "TorchScript-based exporter) and format='torchscript' keep its length dynamic")
     if all(baked.sizes is None for _, baked in failures):  # torch refused before writing anything
         message = (f"torch.export cannot keep {what} dynamic for every size lazyfx's domain allows "
                    f"({job.report.domain}), exporting {job.name} as {job.format}")

@@ -181,6 +181,19 @@ def test_onnx_transformer_layer_stays_dynamic_in_B_and_T(tmp_path):
         assert torch.allclose(got, reference(x), atol=1e-4)
 
 
+def test_onnx_when_every_exporter_fails_the_error_lists_each(monkeypatch, tmp_path):
+    def broken(*args, dynamo=True, **kwargs):
+        raise RuntimeError(f"no kernel (dynamo={dynamo})")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with pytest.raises(lazyfx.MaterializeError) as info:
+        lazyfx.export(SizedZeros(), ("B", 3), format="onnx", path=tmp_path / "z.onnx")
+    assert info.value.code == "LFX050" and "no ONNX exporter wrote a model" in info.value.message
+    text = str(info.value)
+    assert "no kernel (dynamo=True)" in text and "no kernel (dynamo=False)" in text
+    assert list(tmp_path.iterdir()) == []
+
+
 # -- TorchScript ----------------------------------------------------------------------------
 
 
@@ -215,6 +228,8 @@ def test_script_is_verified_too(tmp_path):
     scripted = lazyfx.export(LoopNet(), ("B", "T", 3), format="torchscript", path=tmp_path / "s.pt", seed=0)
     x = torch.randn(2, 13, 3)  # scripting keeps the loop
     assert torch.allclose(scripted(x), eager(LoopNet, ("B", "T", 3))(x), atol=1e-6)
+    scripted = lazyfx.export(build(GruNet), "B,T:int64", format="torchscript", seed=0)  # and the GRU's length
+    assert torch.allclose(scripted(tokens(3, 17)), eager(GruNet, "B,T:int64")(tokens(3, 17)), atol=1e-6)
 
 
 def test_verification_catches_an_artifact_that_is_wrong_at_the_second_size(monkeypatch, tmp_path):
@@ -278,6 +293,7 @@ def test_exported_program_that_specializes_T_is_an_error_and_pins_on_request(tmp
         lazyfx.export(build(GruNet), "B,T:int64", format="exported-program", path=tmp_path / "g.pt2")
     assert info.value.code == "LFX051" and "torch.export: Suggested fixes:" in str(info.value)
     assert "T = 9" in str(info.value) and list(tmp_path.iterdir()) == []
+    assert "torch.export unrolls GRU over the sequence; format='onnx'" in str(info.value)
     with pytest.warns(StaticAxisWarning, match="T=9 static"):
         program = lazyfx.export(build(GruNet), "B,T:int64", format="exported-program", seed=0, on_static="pin")
     x = tokens(4, 9)
