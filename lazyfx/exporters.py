@@ -183,9 +183,10 @@ def export(
         ) from exc
 
 
-# torch.onnx.export(dynamo=True) imports these lazily, deep inside the export; checking first
-# turns a ModuleNotFoundError after the analysis into an instruction before it.
-_ONNX_PACKAGES = ("onnx", "onnxscript")
+# torch.onnx.export(dynamo=True) imports these lazily, deep inside the export, and verification
+# runs the file in onnxruntime; checking first turns a ModuleNotFoundError after the analysis
+# into an instruction before it.
+_ONNX_PACKAGES = ("onnx", "onnxscript", "onnxruntime")
 
 
 def _require_onnx_packages() -> None:
