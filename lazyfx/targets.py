@@ -137,7 +137,7 @@ def source_files(target: str, root: str) -> set[str]:
     """The target's own file and the project files it imports (transitively), found by
     reading imports (nothing is executed): the files whose change can change the model."""
     location, _ = split(target)
-    start = os.path.abspath(resolve(location, root)) if is_path(location) else _module_file(location)
+    start = os.path.abspath(resolve(location, root)) if is_path(location) else _module_file(location, root)
     found: set[str] = set()
     pending = [start] if start else []
     while pending:
@@ -149,11 +149,15 @@ def source_files(target: str, root: str) -> set[str]:
     return found
 
 
-def _module_file(dotted: str) -> Optional[str]:
+def _module_file(dotted: str, root: str) -> Optional[str]:
+    folder = os.path.abspath(root)
+    sys.path.insert(0, folder)  # the project's own packages, as load() sees them
     try:
         spec = importlib.util.find_spec(dotted)
     except (ImportError, ValueError):
         return None
+    finally:
+        sys.path.remove(folder)
     return os.path.abspath(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 

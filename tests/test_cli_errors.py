@@ -313,7 +313,7 @@ def two_files(tmp_path, monkeypatch, request):
 
 
 def test_fix_write_is_all_or_nothing(two_files, capsys, monkeypatch):
-    model, block = two_files
+    _, block = two_files
     before = {p: pathlib.Path(p).read_text() for p in two_files}
     real_access = os.access
     monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if str(p) == block and mode == os.W_OK
@@ -325,7 +325,7 @@ def test_fix_write_is_all_or_nothing(two_files, capsys, monkeypatch):
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes read-only files")
 def test_fix_write_on_a_read_only_file(two_files, capsys):
-    model, block = two_files
+    _, block = two_files
     before = {p: pathlib.Path(p).read_text() for p in two_files}
     os.chmod(block, 0o444)
     try:
@@ -346,7 +346,6 @@ def test_fix_write_rewrites_both_files(two_files, capsys):
 def test_fix_write_restores_the_files_when_a_write_fails(two_files, monkeypatch):
     from lazyfx import fix
 
-    model, block = two_files
     before = {p: pathlib.Path(p).read_text() for p in two_files}
     fixes = [fix.FileFix(path, text, text + "# changed\n", []) for path, text in before.items()]
     real_open = open
@@ -476,6 +475,24 @@ def test_targets_resolve_relative_to_pyproject(project, tmp_path, capsys, monkey
     assert main(["check", "--config", str(tmp_path / "pyproject.toml")]) == 0
     assert main(["check", "--config", str(tmp_path / "pyproject.toml"), str(tmp_path / "models.py")]) == 0
     assert capsys.readouterr().err.count("1 model checked, no findings") == 3
+
+
+def test_dotted_targets_resolve_from_the_pyproject_folder(project, tmp_path, capsys, monkeypatch):
+    package = tmp_path / "lfx_dotted_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "net.py").write_text(GOOD_MODEL)
+    project(ENTRY.replace("models.py:Net", "lfx_dotted_pkg.net:Net") + 'constraints = ["H>=3", "W>=3"]\n')
+    (tmp_path / "sub").mkdir()
+    monkeypatch.chdir(tmp_path / "sub")
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    try:
+        assert main(["check", "../lfx_dotted_pkg/net.py"]) == 0  # pre-commit's changed-file filter finds it
+        assert capsys.readouterr().err == "lazyfx: 1 model checked, no findings\n"
+        assert main(["check"]) == 0
+    finally:
+        for name in ("lfx_dotted_pkg", "lfx_dotted_pkg.net"):
+            sys.modules.pop(name, None)
 
 
 def test_a_duplicated_target_is_reported_at_its_own_line(project, capsys):
