@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import contextlib
 import copy
+from collections import OrderedDict
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from torch.utils.hooks import RemovableHandle
 
 from lazyfx import diagnostics
 from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
@@ -40,7 +42,8 @@ class Journal:
     (:meth:`of_model`)."""
 
     def __init__(self) -> None:
-        self._modules: list[tuple[nn.Module, type, dict, list[tuple[Any, Any]]]] = []
+        # (module, class, __dict__, [(container, contents)], [container empty when saved])
+        self._modules: list[tuple[nn.Module, type, dict, list[tuple[Any, Any]], list[Any]]] = []
         self._data: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._values: list[tuple[torch.Tensor, Optional[int], torch.Tensor]] = []
 
@@ -66,10 +69,25 @@ class Journal:
         """Saves the module's state; returns its tensor attributes that are not parameters."""
         # Containers (_parameters, hook dicts, lists...) are restored in place: hook handles
         # hold weak references to those very dict objects. An empty one is only cleared.
+        # One pass, by exact type first: this runs for every module before every analysis.
         attrs = module.__dict__.copy()
-        containers = [(v, _copy(v) if v else None) for v in attrs.values() if isinstance(v, _CONTAINERS)]
-        self._modules.append((module, type(module), attrs, containers))
-        return [v for v in attrs.values() if isinstance(v, torch.Tensor) and not isinstance(v, nn.Parameter)]
+        full, empty, tensors = [], [], []
+        for value in attrs.values():
+            kind = type(value)
+            if kind in _NOT_SAVED:
+                continue
+            copy_of = _CONTAINERS.get(kind)
+            if copy_of is None and isinstance(value, (dict, list, set)):
+                copy_of = dict if isinstance(value, dict) else list if isinstance(value, list) else set
+            if copy_of is not None:
+                if value:
+                    full.append((value, copy_of(value)))
+                else:
+                    empty.append(value)
+            elif kind is torch.Tensor or isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                tensors.append(value)
+        self._modules.append((module, type(module), attrs, full, empty))
+        return tensors
 
     def save_data(self, tensor: torch.Tensor) -> None:
         self._data.append((tensor, tensor.data))
@@ -84,18 +102,18 @@ class Journal:
         only = None if modules is None else {id(m) for m in modules}
         for tensor, data in reversed(self._data):
             tensor.data = data
-        for module, cls, attrs, containers in reversed(self._modules):
+        for module, cls, attrs, full, empty in reversed(self._modules):
             if only is not None and id(module) not in only:
                 continue
-            for container, contents in containers:
-                if contents is None:
-                    if container:
-                        container.clear()
-                elif isinstance(container, list):
+            for container, contents in full:
+                if isinstance(container, list):
                     container[:] = contents
                 else:  # a dict or a set (_non_persistent_buffers_set)
                     container.clear()
                     container.update(contents)
+            for container in empty:
+                if container:
+                    container.clear()
             module.__dict__.clear()
             module.__dict__.update(attrs)
             if module.__class__ is not cls:
@@ -110,12 +128,11 @@ class Journal:
                         tensor.data = values
 
 
-# Module attributes saved by contents and restored in place.
-_CONTAINERS = (dict, list, set)
-
-
-def _copy(container):
-    return dict(container) if isinstance(container, dict) else list(container) if isinstance(container, list) else set(container)
+# Module attributes saved by contents and restored in place (subclasses too), with how to copy
+# them; and the types of attributes that are saved as they are (immutable, or parameters).
+_CONTAINERS: dict[type, Callable] = {dict: dict, OrderedDict: dict, list: list, set: set}
+_NOT_SAVED = frozenset({bool, int, float, complex, str, bytes, type(None), tuple, torch.Size, torch.dtype, torch.device,
+                        RemovableHandle, nn.Parameter, UninitializedParameter})
 
 
 def _version(tensor: torch.Tensor) -> Optional[int]:
@@ -146,6 +163,9 @@ def materialize_model(
     creates the parameters without initializing them (a checkpoint fills them in ``finish``,
     which runs inside the same rollback scope)."""
     journal = Journal() if inplace else None
+    meta_eager = meta_eager_modules(model, device, records)
+    loadable = getattr(finish, "keys", None)  # the checkpoint's keys, when it brings values
+    provided = (lambda key: key in loadable) if loadable is not None else (lambda key: False)
     # the tensors the given model already has (a checkpoint overwrites them in place)
     eager = {id(t) for t in model.state_dict(keep_vars=True).values()} if inplace and finish else set()
     try:
@@ -161,10 +181,14 @@ def materialize_model(
         # if any, runs on a discarded RNG stream); every module is then initialized from the seed.
         with (torch.random.fork_rng(devices=[]) if registration else contextlib.nullcontext()):
             with (contextlib.nullcontext() if registration else rng_scope(seed, device)):
+                # eager layers built on meta first, as their constructors would have on the device
+                initialize_off_meta(target, meta_eager, device, journal, provided)
                 for path, record in records.items():  # first-call order, as a dry run initializes them
                     module = target.get_submodule(path)
                     if journal:
                         journal.save_module(module)
+                    if _meta_tensors(module):  # a LazyBatchNorm's step counter, built on meta
+                        convert_tensors([module], device, None, journal)
                     if record.resolution.init_inputs is not None and initialize:
                         materialize_generic(module, record.resolution, device, path)
                     else:
@@ -254,9 +278,66 @@ def _key(path: str, name: str) -> str:
 
 
 def _converted(tensor: torch.Tensor, device, dtype, *, copy: bool) -> torch.Tensor:
-    """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating point."""
+    """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating point.
+    A meta tensor has no values to move: it becomes an empty one on ``device``, in its own dtype
+    (its module's ``reset_parameters()`` fills it, and the dtype follows, as for the lazy ones)."""
+    if tensor.is_meta and device is not None and torch.device(device).type != "meta":
+        return torch.empty_like(tensor, device=device)
     new_dtype = dtype if dtype is not None and tensor.is_floating_point() else None
     return tensor.detach().to(device=device, dtype=new_dtype, copy=copy)
+
+
+def _meta_tensors(module: nn.Module) -> list[str]:
+    """The module's own eager tensors that are on meta (no values)."""
+    return [n for n, t in (*module._parameters.items(), *module._buffers.items())
+            if t is not None and not is_lazy(t) and t.is_meta]
+
+
+def meta_eager_modules(model: nn.Module, device, lazy: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """The eager modules with tensors on meta, when they are to leave it, as (path, the tensors'
+    names), children before their parent (constructors build their submodules first), in
+    registration order."""
+    if device is None or torch.device(device).type == "meta":
+        return []
+    skip, order = set(lazy), []
+
+    def visit(module: nn.Module, path: str) -> None:
+        for name, child in module.named_children():
+            visit(child, f"{path}.{name}" if path else name)
+        if path not in skip and _meta_tensors(module):
+            order.append((path, _meta_tensors(module)))
+
+    visit(model, "")
+    return order
+
+
+def initialize_off_meta(target: nn.Module, paths: list[tuple[str, list[str]]], device,
+                        journal: Optional[Journal], provided: Callable[[str], bool]) -> None:
+    """Create the meta tensors of the modules at ``paths`` on ``device`` and initialize them
+    with the module's own ``reset_parameters()``, in order, as building the model on ``device``
+    would have. A module without one needs every such tensor from the checkpoint
+    (``provided(key)``)."""
+    for path, names in paths:
+        module = target.get_submodule(path)
+        convert_tensors([module], device, None, journal)
+        if all(provided(_key(path, n)) for n in names):
+            continue  # the checkpoint's values go in
+        reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+        if callable(reset):
+            with torch.no_grad():
+                reset()
+            continue
+        missing = [n for n in names if not provided(_key(path, n))]
+        if missing:
+            listed = ", ".join(f"'{_key(path, n)}'" for n in missing)
+            raise MaterializeError(
+                f"{type(module).__name__} '{path or type(target).__name__}' was built on the meta device, so "
+                f"{listed} {'has' if len(missing) == 1 else 'have'} no values, and it has no reset_parameters() "
+                f"to initialize {'it' if len(missing) == 1 else 'them'} on {torch.device(device)}",
+                code=diagnostics.META_WITHOUT_VALUES, module_path=path,
+                notes=["build the model on the target device, give materialize a state_dict with those values, "
+                       "or add a reset_parameters() method that initializes them"],
+            )
 
 
 def copy_model(model: nn.Module, device, dtype) -> nn.Module:
