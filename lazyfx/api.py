@@ -307,7 +307,7 @@ def materialize(
             from_checkpoint = checkpoint.from_state_dict(model, state_dict)
             records = {path: record if record.materializable else from_checkpoint[path]
                        for path, record in report.lazy.items()}
-    finish = None if state_dict is None else (lambda target: checkpoint.load(target, state_dict, strict))
+    finish = None if state_dict is None else checkpoint.Loader(state_dict, strict)
     return materialize_model(model, records, device=device, dtype=dtype, seed=seed, inplace=inplace,
                              initialize=state_dict is None, finish=finish, init_order=init_order)
 

@@ -152,6 +152,18 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     return records
 
 
+class Loader:
+    """Loads a checkpoint into the materialized model (``finish`` of the rewrite); ``keys`` are
+    the names it brings values for."""
+
+    def __init__(self, state_dict: Mapping[str, torch.Tensor], strict: bool) -> None:
+        self.state_dict, self.strict = state_dict, strict
+        self.keys = frozenset(state_dict)
+
+    def __call__(self, target: nn.Module) -> None:
+        load(target, self.state_dict, self.strict)
+
+
 def load(target: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool) -> None:
     """Load the checkpoint's values into the materialized model (device/dtype as the model's)."""
     result = target.load_state_dict(state_dict, strict=strict)

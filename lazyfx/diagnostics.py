@@ -125,6 +125,12 @@ CONFIG_INVALID = _code(
 MATERIALIZE_FAILED = _code(
     "LFX050", "materialize-failed", "Creating the eager model failed; the given model is unchanged."
 )
+META_WITHOUT_VALUES = _code(
+    "LFX052",
+    "meta-without-values",
+    "An eager module built on the meta device has parameters or buffers without values and no "
+    "reset_parameters() to initialize them on the target device, and no state_dict provides them.",
+)
 EXPORT_STATIC_SIZE = _code(
     "LFX051",
     "export-static-size",
