@@ -13,8 +13,10 @@ An input is any of
   forwards that take containers or optional arguments.
 
 A tuple is a shape when every entry is a dim (an int, a Dim, a Symbol or an
-identifier string); otherwise it is a container of inputs. The same symbol
-name in two inputs is the same symbol.
+identifier string); otherwise it is a container of inputs. A tuple of dims
+with a float, a bool or None among them (``("B", 3.0, 8)``, ``(None, 3)``)
+is a mistyped shape: a SpecError. The same symbol name in two inputs is the
+same symbol.
 """
 
 from __future__ import annotations
@@ -327,12 +329,13 @@ def _refuse_mistyped_shape(spec: Union[tuple, list]) -> None:
     if not all(_is_dim_like(d) or scalar(d) for d in spec) or not any(_is_dim_like(d) for d in spec):
         return
     index, bad = next((i, d) for i, d in enumerate(spec) if scalar(d))
-    kind = "None" if bad is None else type(bad).__name__
-    raise SpecError(
-        f"entry {index} of the shape {spec!r} is a {kind} ({bad!r}); dims are ints or symbol names "
-        f"such as 'B' (a size that varies is a symbol, not None)",
-        code=diagnostics.SPEC_INVALID,
-    )
+    if bad is None:
+        what, hint = "None", "; a size that varies is a symbol name such as 'B', not None"
+    else:
+        what = f"the {type(bad).__name__} {bad!r}"
+        hint = f" (write {int(bad)})" if isinstance(bad, float) and bad.is_integer() and bad >= 0 else ""
+        hint = "; a dim is an int or a symbol name such as 'B'" + hint
+    raise SpecError(f"entry {index} of the shape {spec!r} is {what}{hint}", code=diagnostics.SPEC_INVALID)
 
 
 _CONSTRAINT = re.compile(

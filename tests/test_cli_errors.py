@@ -164,7 +164,7 @@ def test_a_float_bool_or_none_in_a_shape_tuple_is_a_spec_error(spec):
 
     import lazyfx
 
-    with pytest.raises(lazyfx.SpecError, match=r"entry \d+ of .* is a (float|bool|None)"):
+    with pytest.raises(lazyfx.SpecError, match=r"entry \d+ of the shape .* is (the float|the bool|None)"):
         lazyfx.infer(nn.Sequential(nn.LazyLinear(4)), spec)
 
 
