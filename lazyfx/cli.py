@@ -513,7 +513,7 @@ def run_export(args: argparse.Namespace) -> int:
             print(f"warning: {warning.message}", file=sys.stderr)
         else:
             warnings.showwarning(warning.message, warning.category, warning.filename, warning.lineno)
-    print(f"wrote {args.output}: {type(model).__name__} as {FORMAT_LABELS[args.format]}, verified against the model")
+    print(f"wrote {args.output}: {type(model).__name__} as {FORMAT_LABELS[args.format]}")
     return EXIT_OK
 
 
