@@ -33,7 +33,9 @@ class TextClassifier(nn.Module):
 model = TextClassifier().eval()  # lazyfx exports a materialized copy; `model` stays lazy
 with tempfile.TemporaryDirectory() as folder:
     path = os.path.join(folder, "classifier.onnx")
-    # B and T become ONNX dynamic axes named "B" and "T".
+    # B and T become ONNX dynamic axes named "B" and "T". Before it returns, lazyfx runs the
+    # file in onnxruntime at the example sizes and at a second B and T against the model: a
+    # size the exporter baked in would be an error (LFX051), and no file.
     lazyfx.export(model, "B,T:int64", format="onnx", path=path, seed=0)
 
     graph = onnx.load(path).graph
