@@ -258,6 +258,23 @@ def test_exported_program_dims_take_the_domains_bounds(tmp_path):
         program.module()(torch.randn(2, 3, 16, 4))  # below the domain: refused, not a wrong answer
 
 
+def test_exported_program_dims_take_the_domains_upper_bounds():
+    class Positions(nn.Module):  # a learned table of 32 positions: valid for T <= 32
+        def __init__(self):
+            super().__init__()
+            self.pos = nn.Parameter(torch.zeros(1, 32, 8))
+            self.head = nn.LazyLinear(3)
+
+        def forward(self, x):
+            return self.head(x + self.pos[:, : x.shape[1]])
+
+    program = lazyfx.export(Positions(), ("B", "T", 8), format="exported-program")
+    assert sorted((r.lower, r.upper) for r in program.range_constraints.values())[0] == (2, 32)
+    assert program.module()(torch.randn(2, 32, 8)).shape == (2, 32, 3)
+    with pytest.raises(Exception):
+        program.module()(torch.randn(2, 33, 8))
+
+
 def test_exported_program_steps_become_derived_dims(tmp_path):
     program = lazyfx.export(Groups(), ("B", "H"), format="exported-program", seed=0)
     reference = eager(Groups, ("B", "H"))
