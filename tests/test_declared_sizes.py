@@ -85,7 +85,8 @@ def project(tmp_path, monkeypatch):
     (tmp_path / "models.py").write_text(MODELS)
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path))
-    for name in ("models", "blocks", "net"):
+    names = ("models", "blocks", "net", "raises")  # modules these tests import from tmp_path
+    for name in names:
         monkeypatch.delitem(sys.modules, name, raising=False)
 
     def configure(*entries: str, top: str = "") -> pathlib.Path:
@@ -93,7 +94,9 @@ def project(tmp_path, monkeypatch):
         (tmp_path / "pyproject.toml").write_text(text)
         return tmp_path
 
-    return configure
+    yield configure
+    for name in names:  # imported during the test: other tests' 'models' package is not this one
+        sys.modules.pop(name, None)
 
 
 def _models():
