@@ -41,8 +41,9 @@ def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs
     submodule registered): every module's state (class, attributes,
     parameters, buffers and their values, submodules, hooks) is snapshotted
     before and restored after, rather than the model copied, which costs a
-    copy of each module's dicts and of the buffers (well under a millisecond
-    for a ResNet-50) and works for lazy modules ``copy.deepcopy`` rejects.
+    copy of each module's dicts and of the buffers (about a millisecond for a
+    ResNet-50, snapshot and restore together) and works for lazy modules
+    ``copy.deepcopy`` rejects.
     What forward does outside the model (prints, files,
     ``torch.set_default_dtype``) is your code running, and happens. One
     analysis runs at a time in a process: calls from several threads take
