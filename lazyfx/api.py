@@ -374,8 +374,11 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
     bound = bind_inputs(model, args, kwargs)
     constraints = table.constraints()
     propagator = Propagator(model, constraints)
-    program = trace(model, bound, propagator, restore=snapshot.rollback if snapshot else None)
-    propagation = propagate(program, propagator)
+    try:
+        program = trace(model, bound, propagator, restore=snapshot.rollback if snapshot else None)
+        propagation = propagate(program, propagator)
+    finally:  # nothing of the analysis (ShapeEnv, FakeTensorMode) outlives the call
+        propagator.release()
     records = resolve(model, propagation, program.graph)
     domain = Domain(constraints, propagation.recorder.conditions)
     if domain.is_empty:

@@ -57,6 +57,24 @@ class MetaKernelFallback:
         self._user: dict[sympy.Symbol, sympy.Symbol] = {}  # ShapeEnv symbol -> user symbol
         self.specialized: list[tuple[str, Optional[str]]] = []  # (message, node): sizes a kernel pinned
 
+    def release(self) -> None:
+        """Let go of the ShapeEnv and FakeTensorMode once the analysis is over. PyTorch keeps
+        them alive past it in process-wide caches: ShapeEnv's methods are ``lru_cache``d on
+        the class (keyed by the instance), and FakeTensorMode's dispatch cache keys hold
+        SymInts; both are cleared (entries other code made are recomputed when next needed).
+        ``specialized`` stays, for the report."""
+        from torch._subclasses.fake_tensor import FakeTensorMode
+        from torch.fx.experimental.symbolic_shapes import ShapeEnv
+
+        for value in vars(ShapeEnv).values():
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear):
+                clear()
+        FakeTensorMode.cache_clear()
+        self._symints.clear()
+        self._user.clear()
+        self.shape_env = self.mode = None
+
     # -- running an operation --------------------------------------------------------
 
     def run(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str) -> Any:

@@ -173,6 +173,12 @@ class Propagator:
         self.records: dict[fx.Node, NodeRecord] = {}
         self._submodules: dict[str, nn.Module] = {}  # get_submodule walks the path: once per target
 
+    def release(self) -> None:
+        """The meta-kernel fallback's ShapeEnv and FakeTensorMode let go (see
+        :meth:`MetaKernelFallback.release`); the propagation's results stay."""
+        if self.result.fallback is not None:
+            self.result.fallback.release()
+
     def submodule(self, target: str) -> nn.Module:
         module = self._submodules.get(target)
         if module is None:

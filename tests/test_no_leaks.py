@@ -1,0 +1,84 @@
+"""No memory kept per call (issue 13 point 8).
+
+The meta-kernel fallback (FakeTensorMode with a ShapeEnv) and abstract
+execution leave nothing alive once ``infer`` or ``materialize`` returns or
+raises: PyTorch's process-wide caches (ShapeEnv's class-level ``lru_cache``s,
+FakeTensorMode's dispatch cache) would otherwise keep every call's ShapeEnv.
+The 1,000-call resident-set check is ``python -m benchmarks.leaks``.
+"""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lazyfx
+from lazyfx import fallback
+from lazyfx.errors import LazyFXError
+
+
+class NoRule(nn.Module):  # bessel_j0 has no shape rule: PyTorch's meta kernel computes it
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(3)
+
+    def forward(self, x):
+        return self.fc(torch.special.bessel_j0(x))
+
+
+class Untraceable(nn.Module):  # a branch on values: abstract execution
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(3)
+
+    def forward(self, x):
+        if (x > 0).any():
+            x = -x
+        return self.fc(torch.cat([x, torch.zeros(x.size(0), 2)], 1))
+
+
+class Failing(nn.Module):  # the fallback rejects the sizes: an error
+    def forward(self, x):
+        return torch.special.bessel_j0(x).view(7, -1)
+
+
+@pytest.fixture
+def fallbacks(monkeypatch):
+    made = []
+    original = fallback.MetaKernelFallback.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        made.append((weakref.ref(self.shape_env), weakref.ref(self.mode)))
+
+    monkeypatch.setattr(fallback.MetaKernelFallback, "__init__", init)
+    return made
+
+
+def assert_released(made):
+    assert made, "the fallback was not used"
+    gc.collect()
+    assert [(env(), mode()) for env, mode in made] == [(None, None)] * len(made)
+
+
+@pytest.mark.parametrize("build", [NoRule, Untraceable])
+def test_infer_releases_every_shape_env_and_fake_tensor_mode(fallbacks, build):
+    report = lazyfx.infer(build(), ("B", 8))  # the report stays: it holds none of them
+    assert_released(fallbacks)
+    assert str(report.output) == "(B, 3)"
+
+
+@pytest.mark.parametrize("build", [NoRule, Untraceable])
+def test_materialize_releases_them(fallbacks, build):
+    lazyfx.materialize(build(), (2, 8))
+    assert_released(fallbacks)
+
+
+def test_a_failing_call_releases_them(fallbacks):
+    with pytest.raises(LazyFXError):
+        lazyfx.infer(Failing(), (2, 8))
+    assert_released(fallbacks)
