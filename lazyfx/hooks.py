@@ -19,6 +19,7 @@ from typing import Any, Callable
 import torch.fx as fx
 import torch.nn as nn
 from torch.nn.modules import module as _module
+from torch.nn.parameter import is_lazy
 
 from lazyfx import diagnostics
 from lazyfx.errors import LazyFXError, TraceError
@@ -34,29 +35,36 @@ def _pre_hooks(m: nn.Module) -> list[tuple[Any, Callable, bool]]:
             for i, hook in (*_module._global_forward_pre_hooks.items(), *m._forward_pre_hooks.items())]
 
 
-def _initialization_hook(m: nn.Module) -> Any:
+def _initialization_hooks(m: nn.Module) -> set:
+    """The ids of ``m``'s own initialization pre-hooks: a LazyModuleMixin's ``_initialize_hook``,
+    and for a third-party lazy layer (an ``UninitializedParameter`` with a pre-hook of its own, as
+    PyTorch Geometric's ``Linear(-1, out)``) the pre-hooks that are its own bound methods."""
+    ids = set()
     handle = getattr(m, "_initialize_hook", None)
-    return getattr(handle, "id", None)
+    if handle is not None:
+        ids.add(handle.id)
+    if any(is_lazy(t) for t in (*m._parameters.values(), *m._buffers.values()) if t is not None):
+        ids |= {i for i, hook in m._forward_pre_hooks.items() if getattr(hook, "__self__", None) is m}
+    return ids
 
 
 def has_user_hooks(m: nn.Module) -> bool:
-    init = _initialization_hook(m)
-    return bool(_forward_hooks(m)) or any(i != init for i, _, _ in _pre_hooks(m))
+    return bool(_forward_hooks(m)) or has_pre_hooks(m)
 
 
 def has_pre_hooks(m: nn.Module) -> bool:
-    init = _initialization_hook(m)
-    return any(i != init for i, _, _ in _pre_hooks(m))
+    init = _initialization_hooks(m)
+    return any(i not in init for i, _, _ in _pre_hooks(m))
 
 
 def call_with_hooks(tracer, m: nn.Module, path: str, call: Callable[[tuple, dict], Any],
                     args: tuple, kwargs: dict) -> Any:
     """``call(args, kwargs)`` (the leaf's node) with ``m``'s hooks traced around it."""
-    init = _initialization_hook(m)
+    init = _initialization_hooks(m)
     at_init = None
     for hook_id, hook, with_kwargs in _pre_hooks(m):
-        if hook_id == init:
-            at_init = (args, kwargs)
+        if hook_id in init:
+            at_init = at_init or (args, kwargs)
             continue
         if with_kwargs:
             result = _run(hook, "forward pre-hook", path, m, args, kwargs)
