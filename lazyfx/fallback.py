@@ -81,13 +81,11 @@ class MetaKernelFallback:
         """``call(*args, **kwargs)`` on fake tensors; the result as lazyfx values."""
         from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 
-        from torch.fx.experimental import _config
-
         guards_before = len(self.shape_env.guards)
         asserts_before = self._runtime_asserts()
         fake_args, fake_kwargs = self._to_fake(args), self._to_fake(kwargs)
         try:
-            with self.mode, _config.patch(backed_size_oblivious=True), _quiet_fake_tensor_logs():
+            with self.mode, _size_oblivious(), _quiet_fake_tensor_logs():
                 out = call(*fake_args, **fake_kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException) as exc:
             raise _final(DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})")) \
@@ -345,6 +343,20 @@ class MetaKernelFallback:
                     message = f"PyTorch's meta kernel for {op} fixed {fmt(pinned.lhs)} to {fmt(pinned.rhs)}"
                     self.specialized.append((message, checks.current_node()))
                     checks.assume(condition, message)
+
+
+@contextlib.contextmanager
+def _size_oblivious():
+    """Kernels decide sizes "size-oblivious" within the block. (Set and reset by hand:
+    ``_config.patch()`` makes a ContextVar per use, which the thread's context keeps forever.)"""
+    from torch.fx.experimental import _config
+
+    prior = _config.backed_size_oblivious
+    _config.backed_size_oblivious = True
+    try:
+        yield
+    finally:
+        _config.backed_size_oblivious = prior
 
 
 @contextlib.contextmanager
