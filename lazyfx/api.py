@@ -244,7 +244,9 @@ def materialize(
         SpecError: A spec is unusable (LFX001, LFX002), ``device`` is invalid or
             unavailable, ``dtype`` is not a floating-point dtype, or
             ``init_order`` is neither ``"dry-run"`` nor ``"registration"``
-            (LFX002).
+            (LFX002); ``state_dict`` is a path (load it with
+            ``torch.load(path, weights_only=True)``) or holds a value that
+            is not a tensor (LFX002).
         ResolutionError: A lazy parameter depends on an input symbol (LFX040);
             a lazy module is resolved from a meta kernel specialized to one size
             (LFX023), called at two sites that disagree (LFX041) or never called
@@ -252,7 +254,9 @@ def materialize(
         ShapeError: The inputs fail as in [`infer`][lazyfx.infer] (LFX030), or
             a ``state_dict`` shape does not fit them (LFX030).
         MaterializeError: Copying the model or building the eager modules
-            failed (LFX050); the given model is unchanged.
+            failed (LFX050); an eager module built on meta has no
+            ``reset_parameters()`` to initialize it on ``device`` and no
+            ``state_dict`` value (LFX052). The given model is unchanged.
 
     Any error [`infer`][lazyfx.infer] raises for the inputs is raised too.
 
