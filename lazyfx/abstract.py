@@ -396,7 +396,7 @@ def _output(module, path, args, kwargs, fallback, base: Run, moved: dict[str, li
         oracle = _Oracle(_answers(base))
         try:
             with oracle.installed():
-                return fallback.run_module(base.clone, args, kwargs, type(module).__name__)
+                return fallback.run_module(base.clone, args, kwargs, type(module).__name__, own_hooks=True)
         except LazyFXError:
             pass
     samples = {symbol: [(base.sizes[symbol], base.output)] + [(run.sizes[symbol], run.output) for run in runs]

@@ -139,17 +139,23 @@ class MetaKernelFallback:
         )
 
     def run_module(self, module: torch.nn.Module, args: tuple, kwargs: dict, op: str,
-                   shapes: Optional[dict[str, tuple]] = None) -> Any:
+                   shapes: Optional[dict[str, tuple]] = None, own_hooks: bool = False) -> Any:
         """A module's forward on fake tensors, with fake copies of its parameters and buffers
         (so that nothing, not even a running statistic, changes in the user's model).
         ``shapes`` gives some of them symbolic shapes (formulas in the input symbols). The
         state goes in as an argument, so that it takes the same sizes as the inputs wherever
-        they are substituted (the size-one check)."""
+        they are substituted (the size-one check). The module's own hooks run only with
+        ``own_hooks``: for a graph node, the trace has them around it (:mod:`lazyfx.hooks`)."""
         shapes = shapes or {}
         state = {name: TensorMeta(tuple(shapes.get(name, tuple(t.shape))), t.dtype) for name, t in _tensors(module)}
 
         def call(fake_state, *fake_args, **fake_kwargs):
-            return torch.func.functional_call(module, fake_state, fake_args, fake_kwargs)
+            if own_hooks:
+                return torch.func.functional_call(module, fake_state, fake_args, fake_kwargs)
+            from torch.nn.utils.stateless import _reparametrize_module
+
+            with _reparametrize_module(module, fake_state):  # forward alone: the trace has its hooks
+                return module.forward(*fake_args, **fake_kwargs)
 
         return self.run(call, (state, *args), kwargs, op)
 

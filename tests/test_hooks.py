@@ -207,3 +207,58 @@ def test_hooks_on_a_bare_lazy_module_are_refused():
     with pytest.raises(LazyFXError) as info:
         lazyfx.infer(model, ("B", 8))
     assert info.value.code == "LFX013"
+
+
+def test_a_hook_on_a_layer_without_a_shape_rule_runs_once():
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.loss = nn.L1Loss(reduction="none")  # no rule: PyTorch's meta kernel runs it
+            self.loss.register_forward_hook(lambda m, a, out: torch.cat([out, out], -1))
+            self.head = nn.LazyLinear(2)
+
+        def forward(self, x):
+            return self.head(self.loss(x, x))
+
+    assert lazyfx.infer(Net(), ("B", 4)).lazy["head"].resolution.arguments == {"in_features": 8}
+    assert_same_model(dry_run(Net, (2, 4)), materialized(Net, ("B", 4)))
+
+
+def test_a_hook_on_a_generic_lazy_module_runs_once():
+    from tests.zoo.gcn import LazyGraphConv
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = LazyGraphConv(6)
+            self.conv.register_forward_hook(lambda m, a, out: torch.cat([out, out], -1))
+            self.head = nn.LazyLinear(2)
+
+        def forward(self, x, adj):
+            return self.head(self.conv(x, adj))
+
+    report = lazyfx.infer(Net(), (5, 3), (5, 5))
+    assert report.lazy["head"].resolution.arguments == {"in_features": 12}
+    assert_same_model(dry_run(Net, (5, 3), (5, 5)), materialized(Net, (5, 3), (5, 5)))
+
+
+def test_a_hook_on_a_module_analysed_by_abstract_execution_runs_once():
+    class Gate(nn.Module):
+        def forward(self, x):
+            if (x > 0).any():  # a branch on values: abstract execution
+                return x
+            return -x
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = Gate()
+            self.gate.register_forward_hook(lambda m, a, out: torch.cat([out, out], -1))
+            self.head = nn.LazyLinear(2)
+
+        def forward(self, x):
+            return self.head(self.gate(x))
+
+    report = lazyfx.infer(Net(), ("B", 4))
+    assert "gate" in report.opaque and report.lazy["head"].resolution.arguments == {"in_features": 8}
+    assert_same_model(dry_run(Net, (2, 4)), materialized(Net, ("B", 4)))
