@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import torch
 import torch.nn as nn
 
-from lazyfx import checkpoint, diagnostics
+from lazyfx import abstract, checkpoint, diagnostics
 from lazyfx.checks import Condition
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.constraints import simplify_condition
@@ -303,7 +303,8 @@ def materialize(
     if state_dict is not None and not inputs and not kw_inputs:
         records = checkpoint.from_state_dict(model, state_dict)
     else:
-        report = _analyze(model, inputs, kw_inputs)
+        with abstract.target_device(device or "cpu"):  # forward runs as a dry run on the device would
+            report = _analyze(model, inputs, kw_inputs)
         if state_dict is None:
             _require_resolved(report)
             records = report.lazy

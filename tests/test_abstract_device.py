@@ -120,3 +120,30 @@ def test_nothing_is_allocated_on_cpu(monkeypatch):
     lazyfx.infer(Big(), ("B", 8))
     assert torch.Tensor.__bool__ is original
     assert made and all(d == "cpu" for d in made)  # answered as cpu, held on meta
+
+
+def test_materialize_answers_its_target_device():
+    class Where(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.LazyLinear(3)
+
+        def forward(self, x):
+            if (x > 0).any():
+                pass
+            return self.head(x)
+
+    seen = []
+    original = Where.forward
+
+    def spy(self, x):
+        if isinstance(x, torch.Tensor):  # abstract execution, not the fx trace before it
+            seen.append(x.device.type)
+        return original(self, x)
+
+    Where.forward = spy
+    lazyfx.materialize(Where(), (2, 8), device="meta")  # a dry run on meta: x.device is meta
+    assert set(seen) == {"meta"}
+    seen.clear()
+    lazyfx.materialize(Where(), (2, 8), device="cpu")
+    assert set(seen) == {"cpu"}
