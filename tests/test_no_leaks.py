@@ -82,3 +82,10 @@ def test_a_failing_call_releases_them(fallbacks):
     with pytest.raises(LazyFXError):
         lazyfx.infer(Failing(), (2, 8))
     assert_released(fallbacks)
+
+
+def test_the_resident_set_benchmark_runs(capsys):
+    from benchmarks import leaks
+
+    assert leaks.main(["--calls", "2", "--warmup", "1"]) in (0, 1)  # the numbers: python -m benchmarks.leaks
+    assert "largest growth" in capsys.readouterr().out
