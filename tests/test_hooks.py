@@ -262,3 +262,29 @@ def test_a_hook_on_a_module_analysed_by_abstract_execution_runs_once():
     report = lazyfx.infer(Net(), ("B", 4))
     assert "gate" in report.opaque and report.lazy["head"].resolution.arguments == {"in_features": 8}
     assert_same_model(dry_run(Net, (2, 4)), materialized(Net, ("B", 4)))
+
+
+def sliced(module, args):
+    return args[0][..., :3]
+
+
+def test_a_pre_hook_before_lazy_initialization_shapes_it():
+    def build():
+        model = nn.Sequential(nn.LazyLinear(4))
+        model[0].register_forward_pre_hook(sliced, prepend=True)  # runs before the module's own initialization
+        return model
+
+    assert lazyfx.infer(build(), ("B", 8)).lazy["0"].resolution.arguments == {"in_features": 3}
+    assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+
+
+def test_a_hook_that_reads_the_module_s_parameters():
+    def build():
+        model = nn.Sequential(nn.Linear(8, 5), nn.LazyLinear(4))
+        model[0].register_forward_hook(lambda m, a, out: out.unsqueeze(-1) * m.weight)  # (B, 5, 8)
+        model.append(nn.Flatten())
+        return model
+
+    report = lazyfx.infer(build(), ("B", 8))
+    assert report.lazy["1"].resolution.arguments == {"in_features": 8} and str(report.output) == "(B, 20)"
+    assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
