@@ -292,7 +292,7 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     seen: dict[str, tuple] = {}
     originals = {name: sub for name, sub in module.named_modules() if is_lazy_module(sub)}
     for name in originals:
-        clone.get_submodule(name).register_forward_pre_hook(_recorder(name, seen), prepend=True, with_kwargs=True)
+        _record_initialization(clone.get_submodule(name), _recorder(name, seen))
     oracle = _Oracle(prescribed)
     before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
     try:
@@ -315,6 +315,24 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
         shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(sub) if is_lazy(getattr(original, n, None))}
         resolutions[name] = (arguments, shapes, seen[name])
     return Run(resolutions, _values(out), oracle.taken, clone, dict(hints))
+
+
+def _record_initialization(module: nn.Module, record) -> None:
+    """``record(module, args, kwargs)`` with the inputs the lazy module's own initialization
+    sees: right before its ``_infer_parameters`` pre-hook (after any user pre-hook prepended
+    to it), or first of all for a lazy module without one."""
+    handle = getattr(module, "_initialize_hook", None)
+    hooks = module._forward_pre_hooks
+    if handle is None or handle.id not in hooks or handle.id not in module._forward_pre_hooks_with_kwargs:
+        module.register_forward_pre_hook(record, prepend=True, with_kwargs=True)
+        return
+    initialize = hooks[handle.id]
+
+    def recording(mod, args, kwargs):
+        record(mod, args, kwargs)
+        return initialize(mod, args, kwargs)
+
+    hooks[handle.id] = recording
 
 
 def _recorder(name: str, seen: dict):

@@ -288,3 +288,28 @@ def test_a_hook_that_reads_the_module_s_parameters():
     report = lazyfx.infer(build(), ("B", 8))
     assert report.lazy["1"].resolution.arguments == {"in_features": 8} and str(report.output) == "(B, 20)"
     assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+
+
+def test_hooks_inside_a_module_analysed_by_abstract_execution():
+    class Gate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(4)
+            self.fc.register_forward_pre_hook(sliced, prepend=True)
+
+        def forward(self, x):
+            if (x > 0).any():  # a branch on values: abstract execution
+                x = -x
+            return self.fc(x)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gate = Gate()
+
+        def forward(self, x):
+            return self.gate(x)
+
+    report = lazyfx.infer(Net(), ("B", 8))
+    assert "gate" in report.opaque and report.lazy["gate.fc"].resolution.arguments == {"in_features": 3}
+    assert_same_model(dry_run(Net, (2, 8)), materialized(Net, ("B", 8)))
