@@ -478,8 +478,12 @@ def _onnx_dynamo(job: _Job, file: str, static: set) -> None:
 
 def _onnx_torchscript(job: _Job, file: str, static: set) -> None:
     names, axes = _onnx_axes(job.report, static)
-    torch.onnx.export(job.eager, job.args(), file, input_names=names, dynamic_axes=axes,
-                      opset_version=job.opset, dynamo=False, verbose=False)
+    # lazyfx chose this exporter (after the dynamo one baked a size in); its deprecation warning
+    # says nothing the user can act on, and under `-W error` it would stop the export
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, message=".*legacy TorchScript-based ONNX")
+        torch.onnx.export(job.eager, job.args(), file, input_names=names, dynamic_axes=axes,
+                          opset_version=job.opset, dynamo=False, verbose=False)
 
 
 _ONNX_EXPORTERS = (("torch.onnx.export(dynamo=True)", _onnx_dynamo),
