@@ -183,6 +183,7 @@ def fit(report, state_dict: Mapping[str, torch.Tensor]):
     state_dict = checked(state_dict)
     extra = []
     mismatches = []
+    keys = []  # (module path, key, found, expected, conditions) of the shapes with symbolic sizes
     for record in report.lazy.values():
         if record.resolution is None:
             continue
@@ -200,13 +201,25 @@ def fit(report, state_dict: Mapping[str, torch.Tensor]):
                     module_path=record.path,
                 ))
                 continue
-            extra += [Condition(c, f"checkpoint '{key}' has size {f} where the model has {fmt(d)}")
+            fitted = [Condition(c, f"checkpoint '{key}' has size {f} where the model has {fmt(d)}")
                       for c, d, f in conditions]
+            extra += fitted
+            if fitted:
+                keys.append((record.path, key, found, expected, fitted))
     if mismatches:
         raise ShapeError(diagnostics=mismatches)
-    domain = Domain(report.domain.constraints, report.domain.requirements + report.domain.assumptions + extra)
+    base = report.domain.requirements + report.domain.assumptions
+    domain = Domain(report.domain.constraints, base + extra)
     if domain.is_empty:
-        raise ShapeError(f"no input size fits the checkpoint: {'; '.join(c.message for c in extra)}")
+        alone = [entry for entry in keys if Domain(report.domain.constraints, base + entry[4]).is_empty]
+        raise ShapeError(diagnostics=[
+            Diagnostic(diagnostics.SHAPE_MISMATCH,
+                       f"checkpoint key '{key}' has shape {fmt(found)}, but the inputs resolve it to {fmt(expected)}"
+                       + (" (no input size gives " if alone else " (no input size gives it together with the other "
+                          "keys: ") + ", ".join(f"{fmt(c.expr.lhs)} = {fmt(c.expr.rhs)}" for c in fitted) + ")",
+                       module_path=path)
+            for path, key, found, expected, fitted in (alone or keys)
+        ])
     return domain
 
 

@@ -112,3 +112,11 @@ def test_every_malformed_checkpoint_is_a_lazyfx_error():
     for state in ({"head.weight": "x"}, {"head.weight": torch.zeros(2, 2, 2)}, {1: torch.zeros(3)}):
         with pytest.raises(LazyFXError):
             lazyfx.materialize(Net(), state_dict=state, strict=False)
+
+
+def test_a_size_only_the_domain_rules_out_names_the_key_and_both_shapes():
+    report = lazyfx.infer(Net(), ("B", 3, "H", "H"))  # 64*k**2 is never 64*15*16
+    with pytest.raises(ShapeError, match=r"'head.weight' has shape \(10, 15360\), but the inputs resolve it to "
+                                         r"\(10, 64\*\(\(H - 3\)//2 \+ 1\)\*\*2\) \(no input size gives"):
+        report.fit({"head.weight": torch.zeros(10, 64 * 15 * 16)})
+    assert report.fit({"head.weight": torch.zeros(10, 64 * 15 * 15)}).contains(B=1, H=31)
