@@ -313,3 +313,18 @@ def test_hooks_inside_a_module_analysed_by_abstract_execution():
     report = lazyfx.infer(Net(), ("B", 8))
     assert "gate" in report.opaque and report.lazy["gate.fc"].resolution.arguments == {"in_features": 3}
     assert_same_model(dry_run(Net, (2, 8)), materialized(Net, ("B", 8)))
+
+
+def test_a_global_forward_pre_hook():
+    def hook(module, args):
+        return (args[0][..., :5],) if isinstance(module, nn.ReLU) else None
+
+    def build():
+        return nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.LazyLinear(4))
+
+    handle = nn.modules.module.register_module_forward_pre_hook(hook)
+    try:
+        assert lazyfx.infer(build(), ("B", 8)).lazy["2"].resolution.arguments == {"in_features": 5}
+        assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
+    finally:
+        handle.remove()
