@@ -46,11 +46,11 @@ class Recorder:
         self.node: Optional[str] = None
         self._seen: set[sympy.Basic] = set()
 
-    def record(self, expr: sympy.Basic, message: str, kind: str) -> None:
-        if expr in self._seen:
+    def record(self, expr: sympy.Basic, message: Message, kind: str) -> None:
+        if expr in self._seen:  # before the message is made: formatting formulas is the costly part
             return
         self._seen.add(expr)
-        self.conditions.append(Condition(expr, message, self.node, kind))
+        self.conditions.append(Condition(expr, _text(message), self.node, kind))
         if kind == "requires":
             self.constraints.tighten(expr)
 
@@ -104,14 +104,14 @@ def require(cond: object, message: Message) -> None:
         return
     if result is False:
         raise ShapeError(_text(message))
-    _recorder().record(cond, _text(message), "requires")
+    _recorder().record(cond, message, "requires")
 
 
 def assume(cond: sympy.Basic, message: Message) -> None:
     """Record a choice a rule made where PyTorch's behaviour depends on ``cond``
     (e.g. a symbolic dim is taken to be != 1 when broadcasting)."""
     if decide(cond) is None:
-        _recorder().record(cond, _text(message), "assumes")
+        _recorder().record(cond, message, "assumes")
 
 
 def equal(a: DimExpr, b: DimExpr) -> Optional[bool]:
