@@ -348,8 +348,21 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
-    with patches_restored(), _cyclic_gc_paused(), _restored(model) as snapshot:
+    with patches_restored(), _cyclic_gc_paused(), _rng_restored(), _restored(model) as snapshot:
         return _analyze_model(model, inputs, kw_inputs, snapshot)
+
+
+@contextlib.contextmanager
+def _rng_restored() -> Iterator[None]:
+    """torch's CPU random state as it was, however the analysis ends: random ops that abstract
+    execution or a generic layer's initialization runs on shape-only copies draw from it, and
+    neither the user's next random numbers nor ``materialize``'s initialization may depend on
+    the analysis."""
+    state = torch.get_rng_state()
+    try:
+        yield
+    finally:
+        torch.set_rng_state(state)
 
 
 @contextlib.contextmanager

@@ -459,7 +459,7 @@ def declared_rejections(domain: Domain) -> list[Rejection]:
         names = {s.name for s in condition.expr.free_symbols}
         if not names & declared:
             continue
-        found = _declared_counterexample(condition, names & declared, names - declared, infos)
+        found = _declared_counterexample(condition, names & declared, names - declared, infos, domain.assumptions)
         if found is None:
             continue
         if found.sizes and any(r.sizes and _violates(r.condition, {**r.sizes, **found.sizes}) for r in out):
@@ -477,14 +477,18 @@ def _violates(condition: Condition, sizes: dict[str, int]) -> bool:
 
 
 def _declared_counterexample(condition: Condition, names: set[str], free: set[str],
-                             infos: dict[str, SymbolInfo]) -> Optional[Rejection]:
+                             infos: dict[str, SymbolInfo], assumptions: list[Condition]) -> Optional[Rejection]:
     """The smallest declared sizes of ``names`` that violate ``condition`` whatever the
-    undeclared symbols ``free`` are; None when every declared size satisfies it."""
+    undeclared symbols ``free`` are; None when every declared size satisfies it. Sizes that
+    break an assumption of the analysis (a broadcast taken as between sizes != 1) are not
+    counterexamples: the model was not analysed there, and may work (it is listed as an
+    assumption instead)."""
+    analysed = _within(assumptions)
     declared_only = Constraints({n: infos[n] for n in names})
     if declared_only.decide(condition.expr) is True:
         return None
     if len(names) == 1 and not free:
-        return _single_counterexample(condition, next(iter(names)), infos[next(iter(names))])
+        return _single_counterexample(condition, next(iter(names)), infos[next(iter(names))], analysed)
     ordered = sorted(names)
     per_symbol = max(2, int(_SEARCH_CANDIDATES ** (1 / len(ordered))))
     values = {n: list(itertools.islice(declared_values(infos[n]), per_symbol)) for n in ordered}
@@ -493,7 +497,7 @@ def _declared_counterexample(condition: Condition, names: set[str], free: set[st
     for index in ranked:
         point = {n: values[n][i] for n, i in zip(ordered, index)}
         substituted = condition.expr.xreplace({symbol(n): sympy.Integer(v) for n, v in point.items()})
-        if rest.decide(substituted) is False:
+        if rest.decide(substituted) is False and analysed(point):
             return Rejection(condition, "rejects", point)
     if free:  # an undeclared symbol can absorb it; whether it is then free is asked of it
         return None
@@ -501,7 +505,18 @@ def _declared_counterexample(condition: Condition, names: set[str], free: set[st
     return None if exhausted else Rejection(condition, "undecided")
 
 
-def _single_counterexample(condition: Condition, name: str, info: SymbolInfo) -> Optional[Rejection]:
+def _within(assumptions: list[Condition]):
+    """Whether sizes meet every assumption on the symbols they give (those that mention other
+    symbols are left to them)."""
+    def analysed(sizes: dict[str, int]) -> bool:
+        values = {symbol(n): sympy.Integer(v) for n, v in sizes.items()}
+        return all(bool(a.expr.xreplace(values)) for a in assumptions
+                   if {s.name for s in a.expr.free_symbols} <= set(sizes))
+
+    return analysed
+
+
+def _single_counterexample(condition: Condition, name: str, info: SymbolInfo, analysed) -> Optional[Rejection]:
     """Exact for the conditions :func:`~lazyfx.solve.solve` summarizes: the valid sizes are
     periodic past a point, so one common period of them and of the declared sizes past it
     decides every declared size."""
@@ -509,18 +524,24 @@ def _single_counterexample(condition: Condition, name: str, info: SymbolInfo) ->
     valid = solve(sym, [condition.expr], SymbolInfo(name))
     if valid is None:
         for value in itertools.islice(declared_values(info), _SEARCH_CANDIDATES):
-            if not bool(condition.expr.xreplace({sym: sympy.Integer(value)})):
+            if not bool(condition.expr.xreplace({sym: sympy.Integer(value)})) and analysed({name: value}):
                 return Rejection(condition, "rejects", {name: value})
         if info.max is not None and info.max < info.smallest() + _SEARCH_CANDIDATES * info.multiple_of:
             return None
         return Rejection(condition, "undecided")
     marks = [info.smallest(), *valid.explicit, valid.start or 0, valid.stop or 0]
-    horizon = max(marks) + math.lcm(valid.modulus, info.multiple_of)
+    period = math.lcm(valid.modulus, info.multiple_of)
+    horizon, skipped = max(marks) + period, 0
     for value in declared_values(info):
         if value > horizon:
             return None
         if not valid.contains(value):
-            return Rejection(condition, "rejects", {name: value})
+            if analysed({name: value}):
+                return Rejection(condition, "rejects", {name: value})
+            skipped += 1  # an assumption excludes it: one more period decides the rest
+            if skipped > _SEARCH_CANDIDATES:
+                return Rejection(condition, "undecided")
+            horizon += period
     return None
 
 

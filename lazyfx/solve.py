@@ -130,30 +130,19 @@ def solve(symbol: sympy.Symbol, conditions: Sequence[sympy.Basic], info: SymbolI
         return None
 
 
+_CONNECTIVES = (sympy.And, sympy.Or, sympy.Not)
+
+
 def _solve(symbol: sympy.Symbol, conditions: Sequence[sympy.Basic], info: SymbolInfo) -> Optional[SizeSet]:
-    if any(not isinstance(c, sympy.core.relational.Relational) or c.free_symbols != {symbol} for c in conditions):
+    if any(not isinstance(c, (sympy.core.relational.Relational, *_CONNECTIVES)) or c.free_symbols != {symbol}
+           for c in conditions):
         return None
     low = max([1, info.min] + [b[2] for c in conditions if (b := as_bound(simplify_condition(c))) and b[1] == ">="])
-    checks: list[Callable[[int], bool]] = []
-    period, reach = info.multiple_of, low
-    for cond in conditions:
-        raw = cond.lhs - cond.rhs
-        diff = sympy.expand(raw)
-        evaluate = _compile(diff, symbol)
-        linear = _floor_linear(diff, symbol)
-        if linear is not None:
-            modulus, constants = linear
-            period = _lcm(period, modulus)
-            reach = max(reach, low + (constants + 2) * modulus)
-        else:
-            direction = _direction(raw, symbol, low)
-            if direction is None:
-                return None
-            for point in _transitions(evaluate, direction, low):
-                if point is None:
-                    return None
-                reach = max(reach, point)
-        checks.append(_relation(cond.rel_op, evaluate))
+    window = [info.multiple_of, low]  # the period and the reach past which every condition is periodic
+    checks = [_check(cond, symbol, low, window) for cond in conditions]
+    if any(check is None for check in checks):
+        return None
+    period, reach = window
     if period > MAX_WINDOW:
         return None
     end = info.max if info.max is not None else reach + 2 * period
@@ -167,6 +156,39 @@ def _solve(symbol: sympy.Symbol, conditions: Sequence[sympy.Basic], info: Symbol
     if info.max is not None:
         return _finite(symbol.name, values)
     return _periodic(symbol.name, values, low, end, period, valid)
+
+
+def _check(cond: sympy.Basic, symbol: sympy.Symbol, low: int, window: list) -> Optional[Callable[[int], bool]]:
+    """``cond`` as a test of one size (``and``/``or``/``not`` of comparisons too: ``T == 1 or
+    T == 16`` from a broadcast), widening ``window`` (period, reach) to cover each comparison;
+    None for a comparison of a form this does not decide."""
+    if isinstance(cond, _CONNECTIVES):
+        parts = [_check(arg, symbol, low, window) for arg in cond.args]
+        if any(part is None for part in parts):
+            return None
+        if isinstance(cond, sympy.Not):
+            return lambda h: not parts[0](h)
+        combine = all if isinstance(cond, sympy.And) else any
+        return lambda h: combine(part(h) for part in parts)
+    if not isinstance(cond, sympy.core.relational.Relational):
+        return None
+    raw = cond.lhs - cond.rhs
+    diff = sympy.expand(raw)
+    evaluate = _compile(diff, symbol)
+    linear = _floor_linear(diff, symbol)
+    if linear is not None:
+        modulus, constants = linear
+        window[0] = _lcm(window[0], modulus)
+        window[1] = max(window[1], low + (constants + 2) * modulus)
+    else:
+        direction = _direction(raw, symbol, low)
+        if direction is None:
+            return None
+        for point in _transitions(evaluate, direction, low):
+            if point is None:
+                return None
+            window[1] = max(window[1], point)
+    return _relation(cond.rel_op, evaluate)
 
 
 def _finite(name: str, values: list[int]) -> SizeSet:

@@ -400,3 +400,42 @@ def test_pytorch_rejecting_an_op_is_not_a_raise_of_the_user():
     with pytest.raises(lazyfx.ShapeError) as caught:
         lazyfx.infer(Cat(), (4, 5))
     assert caught.value.code == "LFX030"
+
+
+# -- found by trying it as a sceptic ------------------------------------------------------------
+
+
+class _Positions(nn.Module):  # a learned table added: T must be 16, or 1 by broadcasting
+    def __init__(self):
+        super().__init__()
+        self.pos = nn.Parameter(torch.zeros(1, 16, 8))
+
+    def forward(self, x):
+        return x + self.pos
+
+
+def test_a_broadcast_or_equal_size_is_fixed_too():
+    report = lazyfx.infer(_Positions(), (2, "T", 8))
+    [fixed] = [d for d in report.diagnostics if d.code.code == "LFX032"]
+    assert fixed.message.startswith("T is declared as a size that varies, but the model accepts only")
+    assert report.domain.contains(T=1) and report.domain.contains(T=16) and not report.domain.contains(T=2)
+    declared = lazyfx.infer(_Positions(), (2, lazyfx.Dim("T", max=40), 8))
+    [rejected] = [d for d in declared.diagnostics if d.code.code == "LFX031"]
+    assert "the declared input size T=2 fails" in rejected.message
+    assert not _runs(_Positions(), 2, 2, 8) and _runs(_Positions(), 2, 16, 8) and _runs(_Positions(), 2, 1, 8)
+
+
+def test_a_counterexample_is_never_a_size_the_analysis_assumed_away():
+    class Skip(nn.Module):  # even H: equal sizes; H = 3: 2 against 1, which broadcasts
+        def __init__(self):
+            super().__init__()
+            self.a = nn.LazyConv2d(4, 3, stride=2, padding=1)
+            self.b = nn.LazyConv2d(1, 1)
+
+        def forward(self, x):
+            return self.a(x) + self.b(nn.functional.max_pool2d(x, 2))
+
+    report = lazyfx.infer(Skip(), (2, 3, lazyfx.Dim("H", min=2), 8))
+    [rejected] = [d for d in report.diagnostics if d.code.code == "LFX031"]
+    assert "the declared input size H=5 fails" in rejected.message
+    assert _runs(Skip(), 2, 3, 3, 8) and not _runs(Skip(), 2, 3, 5, 8)

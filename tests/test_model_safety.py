@@ -659,3 +659,40 @@ def test_generated_side_effects_leave_the_model_unchanged(widths, effects, at, u
     if how != "inplace" or failed:
         assert_same(before, model)
     assert_nothing_patched()
+
+
+def test_tensors_in_list_dict_and_tuple_attributes_are_put_back():
+    class Caches(nn.Module):  # a KV cache as a dict of tensors, updated in place by forward
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(4)
+            self.as_list = [torch.zeros(3)]
+            self.as_dict = {"k": torch.zeros(3), "nested": [torch.zeros(2)]}
+            self.as_tuple = (torch.zeros(2),)
+
+        def forward(self, x):
+            self.as_list[0].add_(1)
+            self.as_dict["k"].add_(1)
+            self.as_dict["nested"][0].add_(1)
+            self.as_tuple[0].add_(1)
+            return self.fc(x)
+
+    model = Caches()
+    for call in (lambda: lazyfx.infer(model, ("B", 8)), lambda: lazyfx.materialize(model, ("B", 8))):
+        call()
+        tensors = [model.as_list[0], model.as_dict["k"], model.as_dict["nested"][0], model.as_tuple[0]]
+        assert all(torch.count_nonzero(t) == 0 for t in tensors)
+
+
+def test_the_analysis_leaves_the_global_rng_as_it_was():
+    class Noisy(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(4)
+
+        def forward(self, x):
+            return self.fc(x + torch.rand(8) * 0)
+
+    state = torch.get_rng_state()
+    lazyfx.infer(Noisy(), (2, 8))
+    assert torch.equal(state, torch.get_rng_state())

@@ -72,10 +72,15 @@ class Journal:
         # One pass, by exact type first: this runs for every module before every analysis.
         attrs = module.__dict__.copy()
         full, empty, tensors = [], [], []
-        for value in attrs.values():
+        for name, value in attrs.items():
             kind = type(value)
+            if kind is tuple:  # immutable, but the tensors in it are not (a KV cache as a tuple)
+                tensors += _tensors_inside(value)
+                continue
             if kind in _NOT_SAVED:
                 continue
+            if name not in _MODULE_INTERNALS and isinstance(value, (dict, list, set)):
+                tensors += _tensors_inside(value)
             copy_of = _CONTAINERS.get(kind)
             if copy_of is None and isinstance(value, (dict, list, set)):
                 copy_of = dict if isinstance(value, dict) else list if isinstance(value, list) else set
@@ -133,6 +138,25 @@ class Journal:
 _CONTAINERS: dict[type, Callable] = {dict: dict, OrderedDict: dict, list: list, set: set}
 _NOT_SAVED = frozenset({bool, int, float, complex, str, bytes, type(None), tuple, torch.Size, torch.dtype, torch.device,
                         RemovableHandle, nn.Parameter, UninitializedParameter})
+
+
+# nn.Module's own dicts: parameters, buffers and submodules are saved by other means, hooks hold
+# functions
+_MODULE_INTERNALS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
+
+
+def _tensors_inside(container: Any, depth: int = 3) -> list[torch.Tensor]:
+    """The tensors (not parameters) held in a user's list, tuple, dict or set attribute, a few
+    levels deep: a forward may update them in place (``self.cache["k"].add_(x)``)."""
+    found: list[torch.Tensor] = []
+    items = container.values() if isinstance(container, dict) else container
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            if not isinstance(item, nn.Parameter):
+                found.append(item)
+        elif depth > 1 and isinstance(item, (dict, list, tuple, set)):
+            found += _tensors_inside(item, depth - 1)
+    return found
 
 
 def _version(tensor: torch.Tensor) -> Optional[int]:
