@@ -461,7 +461,8 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
         if rejection.kind == "rejects":
             code = diagnostics.DECLARED_SIZE_REJECTED
             message = f"the declared input size {rejection.sizes_text()} fails: {condition.message}"
-            declared = " and ".join(fmt(c) for n in rejection.sizes for c in domain.constraints.info(n).conditions())
+            declared = " and ".join(fmt(c) for n in rejection.sizes
+                                    for c in (domain.constraints.info(n).conditions() or [f"{n} >= 1"]))
             notes = (f"the sizes are declared as {declared}, and the model needs {formula}",
                      f"the model is valid for: {domain}")
         elif rejection.kind == "undecided":

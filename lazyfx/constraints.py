@@ -10,7 +10,7 @@ symbols with ``multiple_of=m`` as ``m*k``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, Union
 
 import sympy
@@ -29,6 +29,9 @@ class SymbolInfo:
     min: int = 1
     max: Optional[int] = None
     multiple_of: int = 1
+    # whether the user said which sizes it takes (``H>=1`` or ``Dim("H", min=1)`` too), rather than
+    # leaving it any positive size: declared sizes are requirements (lazyfx.domain.declared_rejections)
+    declared: bool = field(default=False, compare=False)
 
     @property
     def symbol(self) -> sympy.Symbol:

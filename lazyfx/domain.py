@@ -412,7 +412,7 @@ _SEARCH_CANDIDATES = 4096
 def is_declared(info: SymbolInfo) -> bool:
     """Whether the user declared which sizes a symbol takes (a bound or a multiple), rather than
     leaving it any positive size."""
-    return info.min > 1 or info.max is not None or info.multiple_of > 1
+    return info.declared or info.min > 1 or info.max is not None or info.multiple_of > 1
 
 
 def declared_values(info: SymbolInfo) -> Iterable[int]:

@@ -126,7 +126,8 @@ class Dim:
         return symbol(self.name)
 
     def info(self) -> SymbolInfo:
-        return SymbolInfo(self.name, self.min or 1, self.max, self.multiple_of or 1)
+        declared = (self.min, self.max, self.multiple_of) != (None, None, None)
+        return SymbolInfo(self.name, self.min or 1, self.max, self.multiple_of or 1, declared)
 
     def __repr__(self) -> str:
         opts = "".join(
@@ -412,7 +413,8 @@ def parse_constraints(texts: Sequence[str]) -> tuple[dict[str, Dim], dict[str, s
             tied = f" (tied to {', '.join(names)})" if names else ""
             raise SpecError(f"no size of {name}{tied} satisfies {', '.join(texts_of[name])}",
                             code=diagnostics.SPEC_INVALID)
-        dims[name] = Dim(name, **{k: v for k, v in entry.items() if not (k in ("min", "multiple_of") and v == 1)})
+        given = {k: v for k, v in entry.items() if not (k in ("min", "multiple_of") and v == 1)}
+        dims[name] = Dim(name, **(given or {"min": 1}))  # 'H>=1' still declares H's sizes
     aliases = {name: root(name) for name in parent if root(name) != name}
     return dims, aliases
 

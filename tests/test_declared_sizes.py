@@ -439,3 +439,23 @@ def test_a_counterexample_is_never_a_size_the_analysis_assumed_away():
     [rejected] = [d for d in report.diagnostics if d.code.code == "LFX031"]
     assert "the declared input size H=5 fails" in rejected.message
     assert _runs(Skip(), 2, 3, 3, 8) and not _runs(Skip(), 2, 3, 5, 8)
+
+
+def test_an_explicit_lower_bound_of_one_is_a_declaration(project, tmp_path, capsys):
+    (tmp_path / "tr.py").write_text(textwrap.dedent("""
+        import torch.nn as nn
+
+
+        class Tr(nn.Module):  # down by 2 and up by 2, added to the input: H must be even
+            def __init__(self):
+                super().__init__()
+                self.down = nn.LazyConv2d(4, 3, stride=2, padding=1)
+                self.up = nn.LazyConvTranspose2d(3, 3, stride=2, padding=1, output_padding=1)
+
+            def forward(self, x):
+                return x + self.up(self.down(x))
+    """))
+    assert main(["check", "tr.py:Tr", "--input", "2,3,H,8", "--where", "H>=1"]) == 1
+    assert "the declared input size H=3 fails" in capsys.readouterr().out
+    assert main(["check", "tr.py:Tr", "--input", "2,3,H,8"]) == 0  # undeclared: a remainder is information
+    assert main(["check", "tr.py:Tr", "--input", "2,3,H,8", "--where", "H%2==0"]) == 0
