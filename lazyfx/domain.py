@@ -490,7 +490,10 @@ def _declared_counterexample(condition: Condition, names: set[str], free: set[st
     if len(names) == 1 and not free:
         return _single_counterexample(condition, next(iter(names)), infos[next(iter(names))], analysed)
     ordered = sorted(names)
-    per_symbol = max(2, int(_SEARCH_CANDIDATES ** (1 / len(ordered))))
+    # with undeclared symbols in it, a point counts only where no size of theirs satisfies the
+    # condition, which interval bounds decide rarely: fewer points are worth trying
+    candidates = _SEARCH_CANDIDATES if not free else _SEARCH_CANDIDATES // 16
+    per_symbol = max(2, int(candidates ** (1 / len(ordered))))
     values = {n: list(itertools.islice(declared_values(infos[n]), per_symbol)) for n in ordered}
     rest = Constraints({n: infos[n] for n in free})
     ranked = sorted(itertools.product(*(range(len(values[n])) for n in ordered)), key=lambda ix: (sum(ix), ix))
