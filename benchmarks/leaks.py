@@ -30,7 +30,7 @@ from lazyfx.errors import LazyFXError
 LIMIT_MB = 5.0
 
 
-class NoRule(nn.Module):
+class NoRule(nn.Module):  # bessel_j0 has no shape rule: PyTorch's meta kernel computes it
     def __init__(self):
         super().__init__()
         self.fc = nn.LazyLinear(3)
@@ -39,7 +39,7 @@ class NoRule(nn.Module):
         return self.fc(torch.special.bessel_j0(x))
 
 
-class Untraceable(nn.Module):
+class Untraceable(nn.Module):  # a branch on values: abstract execution
     def __init__(self):
         super().__init__()
         self.fc = nn.LazyLinear(3)
@@ -50,7 +50,7 @@ class Untraceable(nn.Module):
         return self.fc(torch.cat([x, torch.zeros(x.size(0), 2)], 1))
 
 
-class Failing(nn.Module):
+class Failing(nn.Module):  # the fallback rejects the sizes: an error
     def forward(self, x):
         return torch.special.bessel_j0(x).view(7, -1)
 

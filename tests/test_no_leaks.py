@@ -13,37 +13,11 @@ import gc
 import weakref
 
 import pytest
-import torch
-import torch.nn as nn
 
 import lazyfx
+from benchmarks.leaks import Failing, NoRule, Untraceable  # the paths the 1,000-call benchmark measures
 from lazyfx import fallback
 from lazyfx.errors import LazyFXError
-
-
-class NoRule(nn.Module):  # bessel_j0 has no shape rule: PyTorch's meta kernel computes it
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.LazyLinear(3)
-
-    def forward(self, x):
-        return self.fc(torch.special.bessel_j0(x))
-
-
-class Untraceable(nn.Module):  # a branch on values: abstract execution
-    def __init__(self):
-        super().__init__()
-        self.fc = nn.LazyLinear(3)
-
-    def forward(self, x):
-        if (x > 0).any():
-            x = -x
-        return self.fc(torch.cat([x, torch.zeros(x.size(0), 2)], 1))
-
-
-class Failing(nn.Module):  # the fallback rejects the sizes: an error
-    def forward(self, x):
-        return torch.special.bessel_j0(x).view(7, -1)
 
 
 @pytest.fixture
