@@ -262,11 +262,16 @@ def _explore(module, path, args, kwargs, hints) -> list[Run]:
     if not runs:
         raise failures[0].error
     for run in runs[1:]:
+        where = ", ".join(str(loc) for _, loc in run.branches if loc) or "in forward"
         if run.resolutions != runs[0].resolutions or run.output != runs[0].output:
-            where = ", ".join(str(loc) for _, loc in run.branches if loc) or "in forward"
             raise DataDependentError(
                 f"'{path}' ({type(module).__name__}): which branch a tensor's values select changes the shapes "
                 f"({where})"
+            )
+        if list(run.resolutions) != list(runs[0].resolutions):  # the RNG is drawn in another order
+            raise DataDependentError(
+                f"'{path}' ({type(module).__name__}): which branch a tensor's values select changes the order in "
+                f"which its lazy modules are first called ({where}), so a dry run's values depend on the data"
             )
     return runs
 
@@ -305,9 +310,11 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
         error = _failure(module, path, exc, bool(hints))
         error.__cause__ = exc
         raise _PathFailed(error, _answers_of(oracle)) from exc
+    # First-call order (``seen`` fills as forward runs), as a dry run initializes them; then the
+    # modules forward never reached, in registration order.
     resolutions: dict[str, Optional[tuple]] = {}
-    for name, original in originals.items():
-        sub = clone.get_submodule(name)
+    for name in [*seen, *(n for n in originals if n not in seen)]:
+        original, sub = originals[name], clone.get_submodule(name)
         if name not in seen:
             resolutions[name] = None
             continue

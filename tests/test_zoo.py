@@ -350,6 +350,10 @@ HF_MODELS = {
     "llama": (hf.llama, "B,T:int64", (2, 5), INT, "(B, T, 16)"),  # rotary positions: any T
     "t5_encoder": (hf.t5_encoder, "B,T:int64", (2, 5), INT, "(B, T, 16)"),  # relative positions: any T
     "vit": (hf.vit, "B,3,16,16", (2, 3, 16, 16), torch.float32, "(B, 17, 16)"),
+    # attention that calls q_proj first but registers k_proj first: values need the first-call order
+    "clip_vision": (hf.clip_vision, "B,3,16,16", (2, 3, 16, 16), torch.float32, "(B, 17, 16)"),
+    "whisper_encoder": (hf.whisper_encoder, "B,8,16", (2, 8, 16), torch.float32,  # 16 frames: 2 x 8 positions
+                        "(B, 8, 16)"),
 }
 
 

@@ -56,3 +56,25 @@ def vit():
     config = ViTConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=2,
                        num_attention_heads=2, intermediate_size=32)
     return lazify(ViTModel(config, add_pooling_layer=True))
+
+
+def clip_vision():
+    """CLIP's vision tower: its attention registers ``k_proj, v_proj, q_proj`` but calls
+    ``q_proj`` first, so only the first-call order gives a dry run's values."""
+    from transformers import CLIPVisionConfig, CLIPVisionModel
+
+    config = CLIPVisionConfig(image_size=16, patch_size=4, num_channels=3, hidden_size=16, num_hidden_layers=2,
+                              num_attention_heads=2, intermediate_size=32)
+    return lazify(CLIPVisionModel(config))
+
+
+def whisper_encoder():
+    """Whisper's audio encoder (two convolutions over mel frames, then attention blocks that
+    register ``k_proj`` before the ``q_proj`` they call first)."""
+    from transformers import WhisperConfig
+    from transformers.models.whisper.modeling_whisper import WhisperEncoder
+
+    config = WhisperConfig(num_mel_bins=8, d_model=16, encoder_layers=2, encoder_attention_heads=2,
+                           encoder_ffn_dim=32, max_source_positions=8, vocab_size=50, pad_token_id=0,
+                           bos_token_id=1, eos_token_id=2, decoder_start_token_id=1)
+    return lazify(WhisperEncoder(config))

@@ -1,0 +1,123 @@
+"""Lazy modules initialize in the order a dry run first calls them, whatever order they are
+registered in, on every path lazyfx analyses forward by: a traced graph, a lazy module without
+a built-in resolver (its own initialization), and abstract execution of code torch.fx cannot
+trace. The random number generator is then consumed as in the dry run: bit-identical values."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lazyfx
+from dryrun import assert_same_model, dry_run, materialized
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent / "data"))
+from custom_lazy import LazyScale, PygLinear  # noqa: E402
+
+
+class CalledInReverse(nn.Module):
+    """Registered head first, called last (as attention registers k_proj, v_proj, q_proj and
+    calls q_proj first); ``untraceable`` adds a branch on tensor values."""
+
+    def __init__(self, untraceable: bool = False):
+        super().__init__()
+        self.untraceable = untraceable
+        self.head = nn.LazyLinear(3)
+        self.scale = LazyScale(6)  # a user's lazy layer: its own initialization
+        self.graph = PygLinear(-1, 5)  # a third-party lazy layer: its pre-hook initializes it
+        self.stem = nn.LazyLinear(8)
+
+    def forward(self, x):
+        if self.untraceable and torch.isnan(x).any():
+            x = torch.nan_to_num(x)
+        return self.head(self.graph(self.scale(self.stem(x))))
+
+
+FIRST_CALLS = ["stem", "scale", "graph", "head"]
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+def test_lazy_modules_initialize_in_first_call_order(untraceable):
+    report = lazyfx.infer(CalledInReverse(untraceable), ("B", 4))
+    assert list(report.opaque) == ([""] if untraceable else [])
+    assert list(report.lazy) == FIRST_CALLS
+    build = lambda: CalledInReverse(untraceable)  # noqa: E731
+    assert_same_model(dry_run(build, (2, 4)), materialized(build, ("B", 4)))
+
+
+class Shared(nn.Module):
+    """One lazy module called twice, around another: the first call decides its place."""
+
+    def __init__(self, untraceable: bool = False):
+        super().__init__()
+        self.untraceable = untraceable
+        self.mid = nn.LazyLinear(4)
+        self.shared = nn.LazyLinear(4)
+
+    def forward(self, x):
+        if self.untraceable and torch.isnan(x).any():
+            x = torch.nan_to_num(x)
+        return self.shared(self.mid(self.shared(x)))
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+def test_a_module_called_twice_initializes_at_its_first_call(untraceable):
+    report = lazyfx.infer(Shared(untraceable), ("B", 4))
+    assert list(report.lazy) == ["shared", "mid"]
+    build = lambda: Shared(untraceable)  # noqa: E731
+    assert_same_model(dry_run(build, (2, 4)), materialized(build, ("B", 4)))
+
+
+class Nested(nn.Module):
+    """First calls inside an untraceable block, between traced ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = CalledInReverse(untraceable=True)
+        self.after = nn.LazyLinear(2)
+        self.before = nn.LazyLinear(4)
+
+    def forward(self, x):
+        return self.after(self.inner(self.before(x)))
+
+
+def test_first_calls_inside_an_untraceable_block_keep_their_place():
+    report = lazyfx.infer(Nested(), ("B", 4))
+    assert list(report.opaque) == ["inner"]
+    assert list(report.lazy) == ["before", *(f"inner.{p}" for p in FIRST_CALLS), "after"]
+    assert_same_model(dry_run(Nested, (2, 4)), materialized(Nested, ("B", 4)))
+
+
+class OrderByValue(nn.Module):
+    """Which lazy module a dry run initializes first depends on the input's values."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.LazyLinear(4)
+        self.b = nn.LazyLinear(4)
+
+    def forward(self, x):
+        if (x > 0).any():
+            return self.b(x) + self.a(x)
+        return self.a(x) + self.b(x)
+
+
+def test_a_first_call_order_that_depends_on_values_is_refused():
+    with pytest.raises(lazyfx.DataDependentError, match=r"changes the order in which its lazy modules are first "
+                                                        r"called .*test_init_order\.py:\d+"):
+        lazyfx.materialize(OrderByValue(), ("B", 4))
+
+
+class SameOrderByValue(OrderByValue):
+    def forward(self, x):
+        if (x > 0).any():
+            return self.a(x) * self.b(x)
+        return self.a(x) + self.b(x)
+
+
+def test_a_value_branch_that_keeps_the_first_call_order_is_accepted():
+    assert_same_model(dry_run(SameOrderByValue, (2, 4)), materialized(SameOrderByValue, ("B", 4)))
