@@ -26,6 +26,7 @@ import contextlib
 import inspect
 import io
 import linecache
+import operator
 import threading
 import tokenize
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ import torch.fx as fx
 import torch.fx._symbolic_trace as fx_symbolic_trace
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
+from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
 from lazyfx.checks import decide
@@ -258,6 +260,35 @@ class LazyTracer(fx.Tracer):
         )
 
 
+class _RealTensorIndexing(TorchFunctionMode):
+    """A real tensor indexed by traced values (``self.pe[: x.size(0)]``, ``table[idx]``) becomes a
+    graph node, as a traced tensor's indexing is: PyTorch's indexing would otherwise ask the
+    traced size for a concrete ``__index__``. The tensor enters the graph as a ``get_attr``
+    (a buffer by its name, any other tensor as torch.fx's ``_tensor_constant``)."""
+
+    def __init__(self, tracer: LazyTracer) -> None:
+        super().__init__()
+        self.tracer = tracer
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        if func is _GETITEM and not isinstance(args[0], fx.Proxy) and _holds_proxy(args[1]):
+            return self.tracer.create_proxy("call_function", operator.getitem, args, {})
+        return func(*args, **(kwargs or {}))
+
+
+_GETITEM = torch.Tensor.__getitem__
+
+
+def _holds_proxy(index: Any) -> bool:
+    if isinstance(index, fx.Proxy):
+        return True
+    if isinstance(index, slice):
+        return any(isinstance(b, fx.Proxy) for b in (index.start, index.stop, index.step))
+    if isinstance(index, (tuple, list)):
+        return any(_holds_proxy(item) for item in index)
+    return False
+
+
 WRAPPED = ("forward is wrapped by a decorator: torch.fx would trace the wrapper's (*args, **kwargs) "
            "instead of forward's own parameters")
 
@@ -385,7 +416,8 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     }
     checkpoint = propagator.checkpoint()
     try:
-        graph = tracer.trace(model, concrete_args=concrete or None)
+        with _RealTensorIndexing(tracer):
+            graph = tracer.trace(model, concrete_args=concrete or None)
     except AssertionError as exc:
         raise _trace_error(model, exc) from exc
     except Exception as exc:

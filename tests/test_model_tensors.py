@@ -1,0 +1,111 @@
+"""Tensors the model holds, read by forward: buffers and constant tensors indexed by traced
+sizes, and the known attributes of a lazy parameter that is not initialized yet."""
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import lazyfx
+from dryrun import assert_same_model, dry_run, materialized
+
+
+class PositionalEncoding(nn.Module):
+    """PyTorch's transformer tutorial (``pe`` is a buffer, sliced by the sequence length)."""
+
+    def __init__(self, d_model: int = 16, max_len: int = 5000):
+        super().__init__()
+        position = torch.arange(max_len).unsqueeze(1)
+        div_term = torch.exp(torch.arange(0, d_model, 2) * (-math.log(10000.0) / d_model))
+        pe = torch.zeros(max_len, 1, d_model)
+        pe[:, 0, 0::2] = torch.sin(position * div_term)
+        pe[:, 0, 1::2] = torch.cos(position * div_term)
+        self.register_buffer("pe", pe)
+        self.dropout = nn.Dropout(0.1)
+        self.head = nn.LazyLinear(4)
+
+    def forward(self, x):
+        x = x + self.pe[: x.size(0)]
+        return self.head(self.dropout(x))
+
+
+class TableEncoding(nn.Module):
+    """d2l.ai's PositionalEncoding: ``P`` is a plain tensor attribute, not a buffer."""
+
+    def __init__(self, num_hiddens: int = 16, max_len: int = 1000):
+        super().__init__()
+        self.P = torch.zeros((1, max_len, num_hiddens))
+        X = torch.arange(max_len, dtype=torch.float32).reshape(-1, 1) / torch.pow(
+            10000, torch.arange(0, num_hiddens, 2, dtype=torch.float32) / num_hiddens)
+        self.P[:, :, 0::2] = torch.sin(X)
+        self.P[:, :, 1::2] = torch.cos(X)
+        self.head = nn.LazyLinear(3)
+
+    def forward(self, X):
+        X = X + self.P[:, : X.shape[1], :].to(X.device)
+        return self.head(X)
+
+
+def test_a_buffer_sliced_by_a_traced_size_has_a_symbolic_shape():
+    report = lazyfx.infer(PositionalEncoding(), ("T", "B", 16))
+    assert str(report.output) == "(T, B, 4)"
+    assert report.domain.contains(T=5000, B=2) and not report.domain.contains(T=5001, B=2)
+    [getitem] = [n for n in report.nodes if n.target == "operator.getitem"]
+    assert str(getitem.value) == "(min(5000, T), 1, 16)"
+    expected = dry_run(PositionalEncoding, (7, 2, 16)).eval()
+    actual = materialized(PositionalEncoding, ("T", "B", 16))
+    assert_same_model(expected, actual)
+    x = torch.randn(7, 2, 16)
+    assert torch.equal(actual.eval()(x), expected(x))
+
+
+def test_the_declared_sizes_are_checked_against_the_buffer():
+    fits = lazyfx.infer(PositionalEncoding(), (lazyfx.Dim("T", max=5000), "B", 16))
+    assert fits.diagnostics == []
+    too_long = lazyfx.infer(PositionalEncoding(), (lazyfx.Dim("T", max=6000), "B", 16))
+    [finding] = [d for d in too_long.diagnostics if d.code.code == "LFX031"]
+    assert finding.message.startswith("the declared input size T=5001 fails")
+    with pytest.raises(RuntimeError, match="must match the size"):
+        PositionalEncoding()(torch.zeros(5001, 1, 16))
+
+
+def test_a_constant_tensor_attribute_sliced_by_a_traced_size():
+    report = lazyfx.infer(TableEncoding(), ("B", "T", 16))
+    assert str(report.output) == "(B, T, 3)"
+    assert report.domain.contains(B=2, T=1000) and not report.domain.contains(B=2, T=1001)
+    model = TableEncoding()
+    lazyfx.infer(model, ("B", "T", 16))
+    assert not hasattr(model, "_tensor_constant0")  # torch.fx's stowed constant is removed again
+    assert_same_model(dry_run(TableEncoding, (2, 9, 16)), materialized(TableEncoding, ("B", "T", 16)))
+
+
+def test_a_table_indexed_by_a_traced_index_tensor():
+    class Lookup(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("table", torch.randn(50, 8))
+            self.head = nn.LazyLinear(2)
+
+        def forward(self, ids):
+            return self.head(self.table[ids])
+
+    report = lazyfx.infer(Lookup(), "B,T:int64")
+    assert str(report.output) == "(B, T, 2)"
+    ids = torch.zeros(3, 5, dtype=torch.int64)
+    assert_same_model(dry_run(Lookup, (3, 5), dtype=torch.int64), materialized(Lookup, "B,T:int64"))
+    assert Lookup()(ids).shape == (3, 5, 2)
+
+
+def test_a_traced_size_as_a_python_number_is_still_undecided():
+    class Loop(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("pe", torch.zeros(100, 16))
+
+        def forward(self, x):
+            return sum(self.pe[i] for i in range(x.size(0))) + x
+
+    with pytest.raises(lazyfx.UndecidedConditionError, match="LFX011 forward needs a concrete number"):
+        lazyfx.infer(Loop(), ("T", 16))
+    assert str(lazyfx.infer(Loop(), (3, 16)).output) == "(3, 16)"
