@@ -46,6 +46,7 @@ from lazyfx.generic import (
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
+from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
 
@@ -297,7 +298,7 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     seen: dict[str, tuple] = {}
     originals = {name: sub for name, sub in module.named_modules() if is_lazy_module(sub)}
     for name in originals:
-        _record_initialization(clone.get_submodule(name), _recorder(name, seen))
+        _record_initialization(clone.get_submodule(name), _recorder(name, seen), f"{path}.{name}" if path else name)
     oracle = _Oracle(prescribed)
     before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
     try:
@@ -324,10 +325,11 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     return Run(resolutions, _values(out), oracle.taken, clone, dict(hints))
 
 
-def _record_initialization(module: nn.Module, record) -> None:
+def _record_initialization(module: nn.Module, record, path: str) -> None:
     """``record(module, args, kwargs)`` with the inputs the lazy module's own initialization
     sees: right before its ``_infer_parameters`` pre-hook (after any user pre-hook prepended
-    to it), or first of all for a lazy module without one."""
+    to it), or first of all for a lazy module without one. An initialization that reads those
+    inputs' values is an error (LFX024): replaying it on shapes would not give its values."""
     handle = getattr(module, "_initialize_hook", None)
     hooks = module._forward_pre_hooks
     if handle is None or handle.id not in hooks or handle.id not in module._forward_pre_hooks_with_kwargs:
@@ -337,7 +339,11 @@ def _record_initialization(module: nn.Module, record) -> None:
 
     def recording(mod, args, kwargs):
         record(mod, args, kwargs)
-        return initialize(mod, args, kwargs)
+        try:
+            with follow_input_values(mod, (args, kwargs)):
+                return initialize(mod, args, kwargs)
+        except ReadsInputValues as reads:
+            raise reads_values_error(path, mod, reads) from None
 
     hooks[handle.id] = recording
 

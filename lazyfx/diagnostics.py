@@ -75,6 +75,12 @@ META_SPECIALIZED = _code(
     "PyTorch's meta kernel (the fallback for an operation without a shape rule) fixed a symbolic size "
     "to its representative value; shapes after that operation hold only for that size.",
 )
+INIT_READS_VALUES = _code(
+    "LFX024",
+    "init-reads-values",
+    "A lazy module's own initialization reads its input's values (not only its sizes), so its parameters "
+    "cannot be known without data: a dry run's values depend on the batch it ran on.",
+)
 SHAPE_MISMATCH = _code(
     "LFX030", "shape-mismatch", "An operation rejects the shapes it receives, as PyTorch would."
 )

@@ -208,7 +208,9 @@ class DataDependentError(UnsupportedOpError):
 
     ``nonzero``, boolean-mask indexing, ``unique``, ``.item()`` and
     ``.tolist()`` give sizes no shape analysis can know. An
-    `UnsupportedOpError`.
+    `UnsupportedOpError`. LFX024 (init-reads-values): a lazy module's own
+    initialization reads its input's values (fits a scale to the first batch),
+    so a dry run's parameters depend on the data.
 
     Examples:
         >>> class Positive(nn.Module):

@@ -41,6 +41,7 @@ from lazyfx.errors import MaterializeError, UnsupportedOpError
 from lazyfx.resolvers import Resolution
 from lazyfx.symbolic import free_symbols, substitute
 from lazyfx.values import TensorMeta, map_values
+from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 
 def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> tuple[Resolution, Any]:
@@ -141,8 +142,10 @@ def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple
     before = _int_attributes(clone)
     meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
     try:
-        with torch.no_grad():
+        with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)):
             run_initialization(clone, meta_args, meta_kwargs)
+    except ReadsInputValues as reads:
+        raise reads_values_error(path, module, reads) from None
     except Exception as exc:
         raise UnsupportedOpError(
             f"running the initialization of the lazy module '{path}' ({type(module).__name__}) on shape-only "

@@ -17,7 +17,7 @@ from dryrun import assert_same_model, dry_run, materialized
 from test_errors import snapshot
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "data"))
-from custom_lazy import LazyGate, LazyScale, Net, PygLinear  # noqa: E402
+from custom_lazy import LazyGate, LazyScale, LazyStateDependentNoise, Net, PygLinear  # noqa: E402
 
 
 def test_report_resolves_every_kind_of_lazy_module():
@@ -89,9 +89,13 @@ def test_the_given_model_is_untouched_and_inplace_rolls_back():
 
 def test_initialization_that_fails_on_shape_only_inputs_is_explained():
     class Picky(LazyScale):
+        def __init__(self, out):
+            super().__init__(out)
+            self.register_buffer("enabled", torch.tensor(True))
+
         def initialize_parameters(self, x):
-            if x.sum() > 0:  # reads values
-                raise RuntimeError("needs data")
+            if not self.enabled:  # reads its own buffer's value: a meta copy has none
+                raise RuntimeError("disabled")
             super().initialize_parameters(x)
 
     with pytest.raises(lazyfx.UnsupportedOpError, match="running the initialization of the lazy module ''"):
@@ -102,3 +106,50 @@ def test_bare_third_party_layer():
     eager = lazyfx.materialize(PygLinear(-1, 3), ("B", 4))
     assert type(eager) is PygLinear and eager.weight.shape == (3, 4) and eager.in_channels == 4
     assert type(lazyfx.materialize(LazyGate(2), ("N", 3))) is nn.Linear
+
+
+# -- an initialization that reads its input's values (gSDE-style exploration noise) ---------------
+
+
+class Policy(nn.Module):
+    """Features, then exploration noise over them; ``untraceable`` adds a branch on values, so
+    forward is analysed by abstract execution."""
+
+    def __init__(self, fit="none", untraceable=False):
+        super().__init__()
+        self.untraceable = untraceable
+        self.features = nn.LazyLinear(6)
+        self.noise = LazyStateDependentNoise(2, fit=fit)
+
+    def forward(self, obs):
+        if self.untraceable and torch.isnan(obs).any():
+            obs = torch.nan_to_num(obs)
+        return self.noise(torch.tanh(self.features(obs)))
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+@pytest.mark.parametrize("fit, what, marker", [
+    ("branch", "branches on a value computed from its input", "<- reads the features' values"),
+    ("store", "sets 'log_std' from its input's values", "<- stores them"),
+])
+def test_an_initialization_that_reads_input_values_is_named(untraceable, fit, what, marker):
+    model = Policy(fit, untraceable)
+    before = snapshot(model)
+    source = pathlib.Path(__file__).parent / "data" / "custom_lazy.py"
+    line = next(i for i, text in enumerate(source.read_text().splitlines(), 1) if marker in text)
+    with pytest.raises(lazyfx.DataDependentError) as caught:
+        lazyfx.materialize(model, ("B", 4))
+    error = caught.value
+    assert error.code == "LFX024"
+    assert f"the initialization of the lazy module 'noise' (LazyStateDependentNoise) {what}" in str(error)
+    assert f"custom_lazy.py:{line}:" in str(error)
+    assert "item()" not in str(error) and "meta" not in str(error)  # not the symptom, the cause
+    assert snapshot(model) == before
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+def test_a_gsde_style_initialization_from_sizes_only_matches_a_dry_run(untraceable):
+    build = lambda: Policy("none", untraceable)  # noqa: E731
+    report = lazyfx.infer(build(), ("B", 4))
+    assert report.lazy["noise"].resolution.parameter_shapes == {"log_std": (6, 2), "exploration": (6, 2)}
+    assert_same_model(dry_run(build, (3, 4)), materialized(build, ("B", 4)))

@@ -1,7 +1,7 @@
 """Lazy layers that are not PyTorch's built-in ones, for the generic-resolution tests."""
 
 import math, torch, torch.nn as nn, torch.nn.functional as F
-from torch.nn.parameter import UninitializedParameter
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter
 from torch.nn.modules.lazy import LazyModuleMixin
 
 class LazyScale(LazyModuleMixin, nn.Module):
@@ -83,3 +83,36 @@ class Net(nn.Module):
         self.fc = nn.LazyLinear(2)
     def forward(self, x):
         return self.fc(self.g(torch.relu(self.s(self.a(x)))))
+
+
+class LazyStateDependentNoise(LazyModuleMixin, nn.Module):
+    """gSDE-style exploration noise: a log-std per (feature, action) and an exploration matrix
+    drawn from it. ``fit``: the scale is fitted to the first features seen (their values), with
+    a fallback when they are all zero (a branch on values); without it only sizes are read."""
+
+    cls_to_become = None
+
+    def __init__(self, actions, fit="none"):
+        super().__init__()
+        self.actions, self.fit = actions, fit
+        self.log_std = UninitializedParameter()
+        self.register_buffer("exploration", UninitializedBuffer())
+
+    def initialize_parameters(self, features):
+        if self.has_uninitialized_params():
+            n = features.shape[-1]
+            self.log_std.materialize((n, self.actions))
+            self.exploration.materialize((n, self.actions))
+            with torch.no_grad():
+                if self.fit == "none":
+                    self.log_std.fill_(-0.5)
+                else:
+                    scale = features.abs().mean(0)
+                    if self.fit == "branch" and (scale == 0).all():  # <- reads the features' values
+                        scale = torch.ones_like(scale)
+                    self.log_std.copy_(scale.log().unsqueeze(1).expand(n, self.actions))  # <- stores them
+                self.exploration.normal_()
+                self.exploration.mul_(self.log_std.exp())
+
+    def forward(self, features):
+        return features @ self.exploration
