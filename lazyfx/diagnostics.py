@@ -118,6 +118,12 @@ LAZY_NOT_CALLED = _code(
     "lazy-not-called",
     "A lazy module is never called in forward, so nothing determines its parameters.",
 )
+LAZY_NOT_REGISTERED = _code(
+    "LFX043",
+    "lazy-not-registered",
+    "Forward calls a lazy module that is not a submodule of the model (it is held in a plain list, dict or "
+    "tuple, or in a closure), so its parameters are not part of the model to materialize.",
+)
 UNEXPECTED_OUTPUT = _code(
     "LFX070",
     "unexpected-output",

@@ -266,6 +266,8 @@ class ResolutionError(LazyFXError):
     LFX040 (symbolic-parameter): its size depends on an input symbol (or a
     checkpoint lacks its entry); LFX041 (conflicting-calls): two call sites
     resolve it differently; LFX042 (lazy-not-called): forward never calls it;
+    LFX043 (lazy-not-registered): forward calls a lazy module held outside the
+    model's submodules (a plain list, a closure), which materialize cannot reach;
     LFX023 (meta-kernel-specialized): its shapes hold for one input size only.
 
     Examples:

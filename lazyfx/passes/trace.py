@@ -25,6 +25,7 @@ import ast
 import contextlib
 import inspect
 import io
+import itertools
 import linecache
 import operator
 import threading
@@ -46,6 +47,7 @@ from lazyfx.diagnostics import caller_location, first_line, location_from_traceb
 from lazyfx.errors import (
     DataDependentError,
     LazyFXError,
+    ResolutionError,
     ShapeError,
     SpecError,
     TraceError,
@@ -118,6 +120,42 @@ class LazyTracer(fx.Tracer):
                     return name
             raise
 
+    def _registered_path(self, mod: nn.Module) -> Optional[str]:
+        try:
+            return self.path_of_module(mod)
+        except NameError:
+            return None
+
+    def _call_unregistered(self, m: nn.Module, forward, args, kwargs):
+        """A module that is not a submodule of the model is traced through, its parameters taken
+        as constants (:meth:`create_arg`); a lazy one cannot be, and materialize could not reach
+        it (nor can ``state_dict`` or ``.to()``)."""
+        if is_lazy_module(m):
+            raise ResolutionError(
+                f"forward calls a lazy {type(m).__name__} that is not a submodule of {type(self.root).__name__} "
+                f"(held in a plain list, dict, tuple or a closure): its parameters are not part of the model, "
+                f"so neither materialize nor state_dict() and .to() reach them",
+                code=diagnostics.LAZY_NOT_REGISTERED,
+                location=caller_location(),
+                notes=["register it: an attribute of the model, nn.ModuleList or nn.ModuleDict"],
+            )
+        return forward(*args, **kwargs)
+
+    def create_arg(self, a: Any):
+        """A parameter of a module outside the model (see :meth:`_call_unregistered`) enters the
+        graph as a constant, as torch.fx stows other tensors (it refuses parameters)."""
+        try:
+            return super().create_arg(a)
+        except NameError:
+            if not isinstance(a, nn.Parameter):
+                raise
+        name = self.tensor_attrs.get(a)
+        if name is None:
+            name = next(f"_tensor_constant{i}" for i in itertools.count() if not hasattr(self.root, f"_tensor_constant{i}"))
+            self.tensor_attrs[a] = name
+            self.root.__dict__[name] = a  # a plain attribute: not registered as the model's parameter
+        return self.create_node("get_attr", name, (), {})
+
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return (
             is_lazy_module(m)
@@ -144,7 +182,9 @@ class LazyTracer(fx.Tracer):
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """Trace into ``m``; if its code cannot be traced, undo that and keep it as one opaque
         node, analysed by abstract execution (:mod:`lazyfx.abstract`)."""
-        path = self.path_of_module(m)
+        path = self._registered_path(m)
+        if path is None:  # held in a plain list, a dict or a closure: no path for a graph node
+            return self._call_unregistered(m, forward, args, kwargs)
         if self.is_leaf_module(m, path):
             if path not in self.propagator.result.opaque and has_user_hooks(m):  # fx never runs a leaf's hooks
                 leaf = super().call_module
@@ -302,8 +342,10 @@ def untraceable(exc: BaseException) -> bool:
     """Whether tracing failed because the code cannot be traced (rather than a shape error)."""
     if isinstance(exc, LazyFXError):
         return isinstance(exc, DataDependentError) and not getattr(exc, "final", False)
-    return isinstance(exc, (fx.proxy.TraceError, TypeError, AttributeError, NotImplementedError, RuntimeError,
-                            IndexError, KeyError, ValueError))
+    # Anything else Python or torch.fx raised on proxies (a module held in a plain list or a closure
+    # is a NameError to fx): abstract execution runs the real code, and re-raises a real error.
+    # The user's own assert, decided from shapes, is a verdict instead.
+    return isinstance(exc, Exception) and not isinstance(exc, AssertionError)
 
 
 def untraceable_reason(exc: BaseException) -> str:
