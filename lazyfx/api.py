@@ -8,6 +8,7 @@ import functools
 import gc
 from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 
+import sympy
 import torch
 import torch.nn as nn
 
@@ -16,7 +17,7 @@ from lazyfx.checks import Condition
 from lazyfx.diagnostics import Diagnostic
 from lazyfx.constraints import simplify_condition
 from lazyfx.domain import Domain, declared_rejections
-from lazyfx.errors import ResolutionError, ShapeError, SpecError
+from lazyfx.errors import LazyFXError, ResolutionError, ShapeError, SpecError
 from lazyfx.passes.propagate import Propagator, call_notes, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import Journal, materialize_model
@@ -386,18 +387,10 @@ def _restored(model: nn.Module) -> Iterator[Optional[Journal]]:
 def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal] = None) -> Report:
     if not isinstance(model, nn.Module):
         raise SpecError(f"lazyfx needs an nn.Module, got {type(model).__name__}")
-    table = SymbolTable()
-    args = tuple(to_value(spec, table) for spec in inputs)
-    kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
-    bound = bind_inputs(model, args, kwargs)
-    constraints = table.constraints()
-    propagator = Propagator(model, constraints)
-    try:
-        program = trace(model, bound, propagator, restore=snapshot.rollback if snapshot else None)
-        propagation = propagate(program, propagator)
-    finally:  # nothing of the analysis (ShapeEnv, FakeTensorMode) outlives the call
-        propagator.release()
+    constraints, bound, program, propagation = _propagated(model, inputs, kw_inputs, snapshot)
     records = resolve(model, propagation, program.graph)
+    if any(r.specialized_by for r in records.values()):
+        _independent_of_specializations(records, propagation.fallback, model, inputs, kw_inputs, snapshot)
     domain = Domain(constraints, propagation.recorder.conditions)
     if domain.is_empty:
         raise _no_valid_input(domain, propagation)
@@ -419,6 +412,63 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
         decisions=propagation.decisions,
         opaque=propagation.opaque,
     )
+
+
+def _propagated(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal],
+                hints: Optional[dict[str, int]] = None) -> tuple:
+    """(constraints, bound inputs, traced program, propagation) of one analysis; ``hints``:
+    representative sizes for the meta-kernel fallback other than its usual ones."""
+    table = SymbolTable()
+    args = tuple(to_value(spec, table) for spec in inputs)
+    kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
+    bound = bind_inputs(model, args, kwargs)
+    constraints = table.constraints()
+    propagator = Propagator(model, constraints, hints)
+    try:
+        program = trace(model, bound, propagator, restore=snapshot.rollback if snapshot else None)
+        propagation = propagate(program, propagator)
+    finally:  # nothing of the analysis (ShapeEnv, FakeTensorMode) outlives the call
+        propagator.release()
+    return constraints, bound, program, propagation
+
+
+def _independent_of_specializations(records: dict[str, LazyModuleRecord], fallback, model: nn.Module,
+                                    inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal]) -> None:
+    """Clear ``specialized_by`` of each lazy module whose resolution does not depend on the
+    sizes a meta kernel fixed: the analysis runs again with each such symbol at other
+    representative sizes (a step, doubled, halved...: a floor division hides a change of
+    one, as for generic lazy layers), and a module that every run reaching it resolves the
+    same way, in at least one run, is taken as independent of them. The others stay
+    refused (LFX023)."""
+    names = sorted({name for _, _, pinned in fallback.specialized for name in pinned})
+    suspects = {path: record for path, record in records.items() if record.specialized_by and record.is_concrete}
+    agreed: dict[str, int] = dict.fromkeys(suspects, 0)
+    for name in names:
+        symbol = sympy.Symbol(name, integer=True, positive=True)
+        for value in fallback.perturbations(symbol, fallback.hint(symbol)):
+            if snapshot is not None:
+                snapshot.rollback()  # the model as it was before the first analysis
+            try:
+                propagation = _propagated(model, inputs, kw_inputs, snapshot, hints={name: value})[3]
+            except LazyFXError:  # the model rejects that size: it tells nothing
+                continue
+            again = {}
+            for call in propagation.lazy_calls:
+                again.setdefault(call.path, call.resolution)
+            for path in list(suspects):
+                other = again.get(path)
+                if other is None:
+                    continue
+                if (other.arguments, other.parameter_shapes) == (suspects[path].resolution.arguments,
+                                                                suspects[path].resolution.parameter_shapes):
+                    agreed[path] += 1
+                else:
+                    del suspects[path]
+            if not suspects:
+                return
+    for path, record in suspects.items():
+        if agreed[path]:
+            record.specialized_by = []
 
 
 def _no_valid_input(domain: Domain, propagation, assumptions: Sequence[Condition] = ()) -> ShapeError:
@@ -496,7 +546,7 @@ def _specialization_diagnostics(propagation) -> list[Diagnostic]:
         return []
     by_name = {n.name: n for n in propagation.nodes}
     out = []
-    for message, node_name in propagation.fallback.specialized:
+    for message, node_name, _ in propagation.fallback.specialized:
         node = by_name.get(node_name)
         out.append(Diagnostic(
             diagnostics.META_SPECIALIZED,

@@ -29,6 +29,7 @@ from typing import Any, Callable, Optional
 
 import sympy
 import torch
+from torch.nn.parameter import is_lazy
 
 from lazyfx import checks
 from lazyfx.diagnostics import first_line
@@ -46,7 +47,7 @@ HINT_SCALES = (64, 16, 5)
 class MetaKernelFallback:
     """Evaluates operations with PyTorch's meta kernels for one analysis."""
 
-    def __init__(self, constraints) -> None:
+    def __init__(self, constraints, hints: Optional[dict[str, int]] = None) -> None:
         from torch._subclasses.fake_tensor import FakeTensorMode
         from torch.fx.experimental.symbolic_shapes import ShapeEnv
 
@@ -55,7 +56,9 @@ class MetaKernelFallback:
         self.mode = FakeTensorMode(shape_env=self.shape_env, allow_non_fake_inputs=True)
         self._symints: dict[sympy.Symbol, torch.SymInt] = {}  # user symbol -> SymInt
         self._user: dict[sympy.Symbol, sympy.Symbol] = {}  # ShapeEnv symbol -> user symbol
-        self.specialized: list[tuple[str, Optional[str]]] = []  # (message, node): sizes a kernel pinned
+        # (message, node, names of the symbols pinned): sizes a kernel fixed to their representative values
+        self.specialized: list[tuple[str, Optional[str], frozenset[str]]] = []
+        self.hints = dict(hints or {})  # symbol name -> representative size, instead of the usual one
 
     def release(self) -> None:
         """Let go of the ShapeEnv and FakeTensorMode once the analysis is over. PyTorch keeps
@@ -147,7 +150,10 @@ class MetaKernelFallback:
         they are substituted (the size-one check). The module's own hooks run only with
         ``own_hooks``: for a graph node, the trace has them around it (:mod:`lazyfx.hooks`)."""
         shapes = shapes or {}
-        state = {name: TensorMeta(tuple(shapes.get(name, tuple(t.shape))), t.dtype) for name, t in _tensors(module)}
+        # a lazy tensor forward does not reach (the head of a branch not taken) has no shape: it
+        # stays as it is, uninitialized, as a dry run would leave it
+        state = {name: TensorMeta(tuple(shapes.get(name, tuple(t.shape))), t.dtype)
+                 for name, t in _tensors(module) if name in shapes or not is_lazy(t)}
 
         def call(fake_state, *fake_args, **fake_kwargs):
             if own_hooks:
@@ -218,7 +224,10 @@ class MetaKernelFallback:
         return self._symints[user]
 
     def hint(self, user: sympy.Symbol, scale: int = HINT_SCALES[0]) -> int:
-        """A representative size: inside the symbol's known range, distinct per symbol."""
+        """A representative size: inside the symbol's known range, distinct per symbol (at the
+        first scale, the one given for it in ``hints`` where there is one)."""
+        if scale == HINT_SCALES[0] and user.name in self.hints:
+            return self.hints[user.name]
         index = sorted(self.constraints.infos).index(user.name) if user.name in self.constraints.infos else 0
         info = self.constraints.info(user.name)
         low, high = self.constraints.range_of(user)
@@ -347,7 +356,8 @@ class MetaKernelFallback:
                     checks.require(condition, f"{op} requires {fmt(condition)} (checked by PyTorch's meta kernel)")
                 elif checks.decide(condition) is None:
                     message = f"PyTorch's meta kernel for {op} fixed {fmt(pinned.lhs)} to {fmt(pinned.rhs)}"
-                    self.specialized.append((message, checks.current_node()))
+                    names = frozenset(str(sym) for sym in pinned.lhs.free_symbols)
+                    self.specialized.append((message, checks.current_node(), names))
                     checks.assume(condition, message)
 
 

@@ -249,3 +249,50 @@ def test_every_case_op_has_a_rule_so_the_fallback_is_not_hiding_gaps():
 
     for name in CASES:
         explore(name)
+
+
+class SpectralPatchEmbed(nn.Module):
+    """Patches cut with einops (which torch.fx cannot trace: the block is analysed by abstract
+    execution) and their 2-d spectrum: the meta kernel of ``rfft2`` fixes the batch B to its
+    representative size."""
+
+    def __init__(self, patch: int = 4, dim: int = 16):
+        super().__init__()
+        self.patch = patch
+        self.proj = nn.LazyLinear(dim)
+
+    def forward(self, x):
+        from einops import rearrange
+
+        x = rearrange(x, "b c (h p1) (w p2) -> b (h w) (p1 p2 c)", p1=self.patch, p2=self.patch)
+        spectrum = torch.fft.rfft2(x, norm="ortho")
+        return self.proj(torch.cat([spectrum.real, spectrum.imag], dim=-1))
+
+
+class Spectral(nn.Module):
+    def __init__(self, mix_batch: bool = False):
+        super().__init__()
+        self.mix_batch = mix_batch
+        self.embed = SpectralPatchEmbed()
+        self.head = nn.LazyLinear(5)
+
+    def forward(self, x):
+        tokens = self.embed(x).mean(1)  # (B, 16)
+        return self.head(tokens.T if self.mix_batch else tokens)  # mixing the batch: in_features = B
+
+
+def test_a_lazy_module_after_a_specialization_is_resolved_where_its_size_does_not_depend_on_it():
+    report = lazyfx.infer(Spectral(), ("B", 3, 16, 16))
+    assert any("fixed B to 64" in d.message and d.code.code == "LFX023" for d in report.diagnostics)  # the node
+    assert report.lazy["head"].materializable and report.lazy["head"].resolution.arguments == {"in_features": 16}
+    assert not any(d.module_path == "head" for d in report.diagnostics)
+    assert_same_model(dry_run(Spectral, (2, 3, 16, 16)), materialized(Spectral, ("B", 3, 16, 16)))
+
+
+def test_a_lazy_module_whose_size_depends_on_the_specialized_symbol_is_still_refused():
+    build = lambda: Spectral(mix_batch=True)  # noqa: E731
+    report = lazyfx.infer(build(), ("B", 3, 16, 16))
+    assert not report.lazy["head"].materializable
+    with pytest.raises(lazyfx.ResolutionError, match="LFX023 lazy module 'head' .* fixed B to 64"):
+        lazyfx.materialize(build(), ("B", 3, 16, 16))
+    assert_same_model(dry_run(build, (2, 3, 16, 16)), materialized(build, (2, 3, 16, 16)))  # pinned: accepted

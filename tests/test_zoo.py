@@ -23,6 +23,7 @@ from zoo.lstm import LSTMClassifier
 from zoo.mobilenet import MobileNetV2
 from zoo.resnet import ResNet18
 from zoo.seg3d import Seg3D
+from zoo.swin import Swin
 from zoo.unet import UNet
 from zoo.vgg import VGG11
 from zoo.vit import ViT
@@ -247,6 +248,23 @@ def test_vit_fixed_number_of_patches():
     assert_domain_agrees(symbolic, ViT, [("B", 3, "H", "W")],
                          [dict(B=1, H=16, W=16), dict(B=1, H=19, W=17), dict(B=1, H=8, W=32), dict(B=1, H=20, W=20)])
     assert_same_model(dry_run(ViT, (2, 3, 16, 16)), materialized(ViT, ("B", 3, "H", "W")))
+
+
+@pytest.mark.parametrize("size", [(20, 26), (16, 16)])
+def test_swin_window_helpers_marked_fx_wrap_are_traced_into(size):
+    import zoo.swin as module
+
+    spec = ("B", 3, *size)
+    report = infer(Swin, spec)
+    assert str(report.output) == "(B, 5)" and str(report.domain) == "all positive sizes" and not report.opaque
+    assert all(record.materializable for record in report.lazy.values())
+    # the helpers' operations are nodes with the helpers' lines: the window padding, the crop
+    pad = [n for n in report.nodes if n.target == "F.pad" and n.location.function == "shifted_window_attention"]
+    assert (pad[0].location.file, pad[0].location.line) == line_of(module, "x = F.pad(x, (0, 0, 0, pad_r, 0, pad_b))")
+    padded = tuple(-(-(d // 2) // 4) * 4 for d in size)
+    assert str(pad[0].value) == f"(B, {padded[0]}, {padded[1]}, 8)"
+    assert all(n.target == "operator.setitem" for n in report.nodes if n.fallback)  # the shifted-window mask
+    assert_same_model(dry_run(Swin, (2, 3, *size)), materialized(Swin, spec))
 
 
 def gpt_spec(*dims):

@@ -155,20 +155,21 @@ class Propagation:
     output: Any = None
     recorder: Recorder = field(default_factory=Recorder)
     fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
+    hints: dict[str, int] = field(default_factory=dict)  # the fallback's representative sizes, where given
 
     def meta_kernels(self) -> MetaKernelFallback:
         if self.fallback is None:
-            self.fallback = MetaKernelFallback(self.recorder.constraints)
+            self.fallback = MetaKernelFallback(self.recorder.constraints, self.hints)
         return self.fallback
 
 
 class Propagator:
     """Computes node values one at a time, each as soon as its node exists."""
 
-    def __init__(self, root: nn.Module, constraints: Constraints) -> None:
+    def __init__(self, root: nn.Module, constraints: Constraints, hints: Optional[dict[str, int]] = None) -> None:
         ensure_loaded()
         self.root = root
-        self.result = Propagation(recorder=Recorder(constraints))
+        self.result = Propagation(recorder=Recorder(constraints), hints=dict(hints or {}))
         self.placeholder_values: dict[str, Any] = {}
         self.records: dict[fx.Node, NodeRecord] = {}
         self._submodules: dict[str, nn.Module] = {}  # get_submodule walks the path: once per target
@@ -260,7 +261,8 @@ class Propagator:
         rule = RULES.get(key)
         if rule is None:
             call = node.target if op == "call_function" else _method_caller(node.target)
-            return self.result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
+            with real_modules():  # a Python function (marked torch.fx.wrap) may call modules
+                return self.result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
         return rule.fn(*args, **kwargs), rule.name, key
 
 

@@ -158,7 +158,7 @@ def _mark_specialized(records: dict[str, LazyModuleRecord], propagation: Propaga
     """A lazy module whose input flows from a node where PyTorch's meta kernel fixed a
     size to its hint is resolved for that size only: note which specializations reach it."""
     messages: dict[str, list[str]] = {}
-    for message, node_name in propagation.fallback.specialized:
+    for message, node_name, _ in propagation.fallback.specialized:
         messages.setdefault(node_name, []).append(message)
     nodes = {n.name: n for n in graph.nodes}
     for record in records.values():

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import inspect
 import io
 import itertools
@@ -43,7 +44,7 @@ from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
 from lazyfx.checks import decide
-from lazyfx.diagnostics import caller_location, first_line, location_from_traceback
+from lazyfx.diagnostics import caller_location, first_line, is_internal, location_from_traceback
 from lazyfx.errors import (
     DataDependentError,
     LazyFXError,
@@ -55,6 +56,7 @@ from lazyfx.errors import (
 )
 from lazyfx.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
 from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, Propagator
+from lazyfx.registry import RULES
 from lazyfx.resolvers import is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
 from lazyfx.values import TensorMeta
@@ -86,7 +88,10 @@ class _AnswersFromValue:
 
 
 class ShapeProxy(_AnswersFromValue, fx.Proxy):
-    pass
+    def __setitem__(self, index, value) -> None:
+        """``mask[:h, :w] = count`` (torch.fx has no node for it): an ``operator.setitem`` node,
+        for the shapes to be checked; the tensor keeps its shape."""
+        self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
 
 class ShapeAttribute(_AnswersFromValue, fx.proxy.Attribute):
@@ -193,7 +198,7 @@ class LazyTracer(fx.Tracer):
         if is_wrapped(m):
             self.propagator.result.opaque[path] = WRAPPED
             return super().call_module(m, forward, args, kwargs)
-        last, stack, checkpoint = list(self.graph.nodes)[-1], len(self.module_stack), self.propagator.checkpoint()
+        mark = self._mark()
         callers = self._callers
         call = caller_location()
         if call is not None:
@@ -203,18 +208,58 @@ class LazyTracer(fx.Tracer):
         except Exception as exc:
             if not untraceable(exc):
                 raise
-            erased = _nodes_after(self.graph, last)
-            for node in reversed(erased):
-                self.graph.erase_node(node)
-            while len(self.module_stack) > stack:
-                self.module_stack.popitem()
-            self.propagator.rollback(checkpoint, erased)
+            self._undo_since(mark)
             self.restore(m.modules())  # no fx Proxy left in m's attributes for abstract execution
             self.propagator.result.opaque[path] = untraceable_reason(exc)
             self._callers = callers
             return super().call_module(m, forward, args, kwargs)
         finally:
             self._callers = callers
+
+    def trace(self, root, concrete_args=None) -> fx.Graph:
+        """torch.fx's trace, with the functions marked ``torch.fx.wrap`` traced into
+        (:meth:`call_wrapped`) instead of kept as opaque calls."""
+        opaque = fx_symbolic_trace._create_wrapped_func
+        fx_symbolic_trace._create_wrapped_func = _traced_into(opaque)  # read by fx as it patches them
+        try:
+            return super().trace(root, concrete_args)
+        finally:
+            fx_symbolic_trace._create_wrapped_func = opaque
+
+    def call_wrapped(self, fn, opaque, args: tuple, kwargs: dict) -> Any:
+        """Trace into ``fn``, a Python function marked ``torch.fx.wrap``: torch.fx would keep
+        it as one call (its Python code branches on sizes, which proxies cannot follow), and
+        the meta-kernel fallback would then run it with every size fixed at a
+        representative value wherever its code reads one. lazyfx follows such branches, so
+        each operation inside gets its rule and the user's line. If its code still cannot
+        be traced, that is undone and the call is kept, as ``opaque`` makes it."""
+        mark = self._mark()
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if isinstance(exc, ShapeError) or (isinstance(exc, LazyFXError) and getattr(exc, "final", False)) \
+                    or not (untraceable(exc) or isinstance(exc, LazyFXError)):
+                raise  # an answer about the shapes, not about the code
+            self._undo_since(mark)
+            try:
+                return opaque(*args, **kwargs)
+            except LazyFXError:
+                if isinstance(exc, LazyFXError):  # what tracing into it found says more (LFX011)
+                    raise exc from None
+                raise
+
+    def _mark(self) -> tuple:
+        return list(self.graph.nodes)[-1], len(self.module_stack), self.propagator.checkpoint()
+
+    def _undo_since(self, mark: tuple) -> None:
+        """Erase the nodes traced since ``mark`` and forget what was learned from them."""
+        last, stack, checkpoint = mark
+        erased = _nodes_after(self.graph, last)
+        for node in reversed(erased):
+            self.graph.erase_node(node)
+        while len(self.module_stack) > stack:
+            self.module_stack.popitem()
+        self.propagator.rollback(checkpoint, erased)
 
     def create_node(self, kind: str, *args, **kwargs) -> fx.Node:
         node = super().create_node(kind, *args, **kwargs)
@@ -327,6 +372,27 @@ def _holds_proxy(index: Any) -> bool:
     if isinstance(index, (tuple, list)):
         return any(_holds_proxy(item) for item in index)
     return False
+
+
+def _traced_into(make_opaque):
+    """torch.fx's ``_create_wrapped_func``, whose wrappers trace into a user's Python function
+    (:meth:`LazyTracer.call_wrapped`). Builtins (``math.sqrt``), PyTorch's own functions and
+    functions with a shape rule stay calls."""
+    def create_wrapped_func(fn):
+        opaque = make_opaque(fn)
+        if not (inspect.isfunction(fn) and not is_internal(fn.__code__.co_filename) and fn not in RULES):
+            return opaque
+
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            proxy = fx_symbolic_trace._find_proxy(args, kwargs)
+            if proxy is None or not isinstance(proxy.tracer, LazyTracer):
+                return opaque(*args, **kwargs)
+            return proxy.tracer.call_wrapped(fn, opaque, args, kwargs)
+
+        return wrapped
+
+    return create_wrapped_func
 
 
 WRAPPED = ("forward is wrapped by a decorator: torch.fx would trace the wrapper's (*args, **kwargs) "
@@ -481,7 +547,8 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
 ANALYSIS_LOCK = threading.RLock()
 
 # What torch.fx and lazyfx patch while an analysis runs.
-_PATCHED = ((nn.Module, "__call__"), (nn.Module, "__getattr__"), (torch.Tensor, "__bool__"))
+_PATCHED = ((nn.Module, "__call__"), (nn.Module, "__getattr__"), (torch.Tensor, "__bool__"),
+            (fx_symbolic_trace, "_create_wrapped_func"))
 _ABSENT = object()
 
 
