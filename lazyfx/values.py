@@ -101,6 +101,21 @@ class TensorMeta:
         return fmt(self.shape) + ("" if self.dtype == torch.float32 else f" {dtype_name(self.dtype)}")
 
 
+@dataclass(frozen=True)
+class UninitializedTensor:
+    """A lazy parameter or buffer read before its module's first call: what PyTorch's
+    ``UninitializedParameter`` knows (its dtype, whether it requires grad), without a shape.
+    Forward may read those (``x.to(self.proj.weight.dtype)``); anything that needs its shape or
+    values is LFX020 (see :func:`lazyfx.passes.propagate.uninitialized_query`)."""
+
+    name: str  # as forward reads it: self.proj.weight
+    dtype: torch.dtype
+    requires_grad: bool
+
+    def __str__(self) -> str:
+        return f"uninitialized {dtype_name(self.dtype)}"
+
+
 def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
@@ -146,6 +161,8 @@ def describe(value: Any) -> str:
         return str(value)
     if isinstance(value, torch.dtype):
         return dtype_name(value)
+    if isinstance(value, UninitializedTensor):
+        return str(value)
     if isinstance(value, (tuple, list)):
         inner = ", ".join(describe(v) for v in value)
         return f"({inner},)" if len(value) == 1 else f"({inner})"

@@ -109,3 +109,59 @@ def test_a_traced_size_as_a_python_number_is_still_undecided():
     with pytest.raises(lazyfx.UndecidedConditionError, match="LFX011 forward needs a concrete number"):
         lazyfx.infer(Loop(), ("T", 16))
     assert str(lazyfx.infer(Loop(), (3, 16)).output) == "(3, 16)"
+
+
+class CastFirst(nn.Module):
+    """Casts its input to the projection's dtype before the projection's first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.LazyLinear(4)
+
+    def forward(self, x):
+        weight = self.proj.weight
+        if weight.requires_grad and weight.is_floating_point():
+            x = x.to(weight.dtype)
+        y = self.proj(x)
+        return y + self.proj.weight.sum()  # after the call the weight has its shape
+
+
+def test_the_dtype_of_an_uninitialized_parameter_is_known():
+    report = lazyfx.infer(CastFirst(), "B,F:int64")
+    assert str(report.output) == "(B, 4)"
+    assert report.lazy["proj"].resolution.arguments == {"in_features": report.inputs["x"].shape[1]}
+    concrete = lazyfx.infer(CastFirst(), "B,5:int64")
+    assert [str(n.value) for n in concrete.nodes if n.name.startswith("proj_weight")] == [
+        "uninitialized float32", "(4, 5)"]
+    assert_same_model(dry_run(CastFirst, (2, 5), dtype=torch.int64), materialized(CastFirst, "B,5:int64"))
+
+
+def test_the_shape_of_an_uninitialized_parameter_is_still_unknown():
+    class ShapeFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.LazyLinear(4)
+
+        def forward(self, x):
+            return self.proj(x[..., : self.proj.weight.shape[1]])
+
+    with pytest.raises(lazyfx.UnsupportedOpError, match="LFX020 forward reads the uninitialized lazy tensor "
+                       "self.proj.weight before self.proj is called: its dtype is known, but its shape"):
+        lazyfx.infer(ShapeFirst(), ("B", 5))
+    with pytest.raises(RuntimeError, match="Can't access the shape of an uninitialized parameter"):
+        ShapeFirst()(torch.zeros(2, 5))
+
+
+def test_an_uninitialized_parameter_in_an_operation_is_refused():
+    class MatmulFirst(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.LazyLinear(4)
+
+        def forward(self, x):
+            return self.proj(x @ self.proj.weight.T)
+
+    with pytest.raises(lazyfx.UnsupportedOpError, match="LFX020 forward reads the uninitialized lazy tensor"):
+        lazyfx.infer(MatmulFirst(), ("B", 5))
+    with pytest.raises(RuntimeError):  # PyTorch fails too (the uninitialized weight has no data)
+        MatmulFirst()(torch.zeros(2, 5))

@@ -32,7 +32,7 @@ from lazyfx.fallback import MetaKernelFallback
 from lazyfx.generic import resolve_generic
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
 from lazyfx.resolvers import ModuleView, Resolution, is_lazy_module, read_attribute
-from lazyfx.values import TensorMeta, map_values, tensors_in
+from lazyfx.values import TensorMeta, UninitializedTensor, map_values, tensors_in
 
 if TYPE_CHECKING:
     from lazyfx.passes.trace import TracedProgram
@@ -173,6 +173,7 @@ class Propagator:
         self.placeholder_values: dict[str, Any] = {}
         self.records: dict[fx.Node, NodeRecord] = {}
         self._submodules: dict[str, nn.Module] = {}  # get_submodule walks the path: once per target
+        self._uninitialized: set[fx.Node] = set()  # get_attr nodes of lazy tensors not initialized yet
 
     def release(self) -> None:
         """The meta-kernel fallback's ShapeEnv and FakeTensorMode let go (see
@@ -254,7 +255,12 @@ class Propagator:
         if op == "output":
             return args[0], None, None
         if op == "get_attr":
-            return _get_attr(self.root, node.target), None, None
+            value = _get_attr(self.root, node.target, self.result.lazy_calls)
+            if isinstance(value, UninitializedTensor):
+                self._uninitialized.add(node)
+            return value, None, None
+        if self._uninitialized and not self._uninitialized.isdisjoint(node.all_input_nodes):
+            return uninitialized_query(node, args, kwargs), None, None
         if op == "call_module":
             return _call_module(self.submodule(node.target), node, args, kwargs, self.result, location)
         key = node.target if op == "call_function" else Method(node.target)
@@ -326,18 +332,52 @@ def _method_caller(name: str):
     return call
 
 
-def _get_attr(root: nn.Module, target: str) -> Any:
+def _get_attr(root: nn.Module, target: str, lazy_calls: list[LazyCall]) -> Any:
     value: Any = root
     for name in target.split("."):
         value = read_attribute(value, name)
     if isinstance(value, torch.Tensor):
-        if is_lazy(value):
-            raise UnsupportedOpError(
-                f"forward reads the uninitialized lazy tensor self.{target} directly; its shape is only "
-                f"known once its module has been called"
-            )
+        if is_lazy(value):  # its shape exists once its module has been called, as in a dry run
+            path, _, name = target.rpartition(".")
+            for call in lazy_calls:
+                if call.path == path and name in call.resolution.parameter_shapes:
+                    return TensorMeta(tuple(call.resolution.parameter_shapes[name]), value.dtype)
+            return UninitializedTensor(f"self.{target}", value.dtype, value.requires_grad)
         return TensorMeta(tuple(int(s) for s in value.shape), value.dtype)
     return value
+
+
+# What an UninitializedParameter answers before its module is called: nothing about its shape.
+_UNINITIALIZED_ATTRIBUTES = {
+    "dtype": lambda t: t.dtype,
+    "device": lambda t: torch.device("meta"),  # as for every tensor: wherever the input is
+    "requires_grad": lambda t: t.requires_grad,
+}
+_UNINITIALIZED_METHODS = {
+    "is_floating_point": lambda t: t.dtype.is_floating_point,
+    "is_complex": lambda t: t.dtype.is_complex,
+}
+
+
+def uninitialized_query(node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """The answer of a node that reads a lazy tensor before its module's first call
+    (``self.proj.weight.dtype``, ``.is_floating_point()``), or LFX020 for one that needs its
+    shape or values."""
+    tensor = args[0] if args else None
+    if isinstance(tensor, UninitializedTensor):
+        if node.op == "call_function" and node.target is getattr and args[1] in _UNINITIALIZED_ATTRIBUTES:
+            return _UNINITIALIZED_ATTRIBUTES[args[1]](tensor)
+        if node.op == "call_method" and node.target in _UNINITIALIZED_METHODS and len(args) == 1 and not node.kwargs:
+            return _UNINITIALIZED_METHODS[node.target](tensor)
+    else:
+        found: list[UninitializedTensor] = []
+        map_values(lambda v: found.append(v) if isinstance(v, UninitializedTensor) else None, (args, kwargs))
+        tensor = found[0]
+    module = tensor.name.removeprefix("self.").rpartition(".")[0]
+    raise UnsupportedOpError(
+        f"forward reads the uninitialized lazy tensor {tensor.name} before self.{module} is called: its dtype "
+        f"is known, but its shape is only known once its module has been called"
+    )
 
 
 def _module_rule(module_class: type) -> Optional[Rule]:

@@ -40,6 +40,7 @@ import torch.fx as fx
 import torch.fx._symbolic_trace as fx_symbolic_trace
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
+from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
@@ -145,6 +146,14 @@ class LazyTracer(fx.Tracer):
                 notes=["register it: an attribute of the model, nn.ModuleList or nn.ModuleDict"],
             )
         return forward(*args, **kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict):
+        """A lazy parameter is a new node at each read: before its module's first call it has no
+        shape, after it has one (torch.fx would reuse the first read's node)."""
+        if isinstance(attr_val, torch.Tensor) and is_lazy(attr_val):
+            for name in [n for n in parameter_proxy_cache if n.rpartition(".")[2] == attr]:
+                del parameter_proxy_cache[name]
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_arg(self, a: Any):
         """A parameter of a module outside the model (see :meth:`_call_unregistered`) enters the
