@@ -46,6 +46,7 @@ from lazyfx.generic import (
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
+from lazyfx.randomness import Draw, DrawWatcher
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
@@ -120,6 +121,7 @@ class Run:
     branches: list[tuple[bool, Optional[SourceLocation]]]  # value-dependent decisions, in order
     clone: nn.Module
     sizes: dict = field(default_factory=dict)  # symbol -> the size it ran at
+    draws: list[Draw] = field(default_factory=list)  # random draws outside lazy modules, in order
 
 
 @dataclass
@@ -128,6 +130,7 @@ class OpaqueResult:
     lazy: list[tuple[str, nn.Module, Resolution]] = field(default_factory=list)
     branches: int = 0
     rejected: dict = field(default_factory=dict)  # symbol -> Rejection: where the module stops running
+    draws: list[Draw] = field(default_factory=list)  # random draws in forward (a dry run's order)
 
 
 @dataclass(frozen=True)
@@ -181,7 +184,7 @@ def execute(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -
     lazy = [(sub, module.get_submodule(sub), _resolution(path, sub, base, moved))
             for sub, found in base.resolutions.items() if found is not None]
     output = _output(module, path, args, kwargs, fallback, base, moved)
-    return OpaqueResult(output, lazy, len(base.branches), smaller)
+    return OpaqueResult(output, lazy, len(base.branches), smaller, base.draws)
 
 
 def _explore_at_some_scale(module, path, args, kwargs, fallback, symbols) -> tuple[dict, list[Run], dict]:
@@ -300,10 +303,14 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     for name in originals:
         _record_initialization(clone.get_submodule(name), _recorder(name, seen), f"{path}.{name}" if path else name)
     oracle = _Oracle(prescribed)
+    watcher = DrawWatcher(lambda: len(seen))  # random draws between first calls move a dry run's values
+    for name in originals:
+        clone.get_submodule(name).register_forward_pre_hook(watcher.enter_lazy, prepend=True)
+        clone.get_submodule(name).register_forward_hook(watcher.leave_lazy, always_call=True)
     before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
     try:
         meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
-        with torch.no_grad(), oracle.installed(), on_meta_as_target():
+        with torch.no_grad(), oracle.installed(), on_meta_as_target(), watcher:
             out = clone(*meta_args, **meta_kwargs)
     except LazyFXError:
         raise
@@ -322,7 +329,7 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
         arguments = {k: v for k, v in _int_attributes(sub).items() if before[name].get(k) != v}
         shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(sub) if is_lazy(getattr(original, n, None))}
         resolutions[name] = (arguments, shapes, seen[name])
-    return Run(resolutions, _values(out), oracle.taken, clone, dict(hints))
+    return Run(resolutions, _values(out), oracle.taken, clone, dict(hints), watcher.draws)
 
 
 def _record_initialization(module: nn.Module, record, path: str) -> None:

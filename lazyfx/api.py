@@ -22,6 +22,7 @@ from lazyfx.passes.propagate import Propagator, call_notes, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import Journal, materialize_model
 from lazyfx.passes.trace import bind_inputs, patches_restored, trace, with_defaults
+from lazyfx.randomness import draws_in_graph
 from lazyfx.report import Report
 from lazyfx.spec import SymbolTable, to_value
 from lazyfx.symbolic import fmt
@@ -251,7 +252,9 @@ def materialize(
         ResolutionError: A lazy parameter depends on an input symbol (LFX040);
             a lazy module is resolved from a meta kernel specialized to one size
             (LFX023), called at two sites that disagree (LFX041) or never called
-            (LFX042); or ``state_dict`` has no entry for a lazy tensor (LFX040).
+            (LFX042); forward draws random numbers before a lazy module's
+            first call (LFX025; not with ``init_order="registration"``); or
+            ``state_dict`` has no entry for a lazy tensor (LFX040).
         ShapeError: The inputs fail as in [`infer`][lazyfx.infer] (LFX030), or
             a ``state_dict`` shape does not fit them (LFX030).
         MaterializeError: Copying the model or building the eager modules
@@ -308,6 +311,8 @@ def materialize(
             report = _analyze(model, inputs, kw_inputs)
         if state_dict is None:
             _require_resolved(report)
+            if init_order == "dry-run":
+                _require_dry_run_order(report)
             records = report.lazy
         else:  # the checkpoint must fit the inputs; it settles what they leave open
             report.fit(state_dict)
@@ -400,6 +405,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
             raise _no_valid_input(Domain(constraints, assumed), propagation, assumptions=domain.assumptions)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
+    warnings += _random_draw_diagnostics(model, program.graph, propagation, records)
     warnings += _declared_size_diagnostics(domain, propagation)
     return Report(
         model=type(model).__name__,
@@ -540,6 +546,37 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
     return out
 
 
+def _random_draw_diagnostics(model: nn.Module, graph, propagation, records) -> list[Diagnostic]:
+    """Warnings for random draws in forward before a lazy module's first call: a dry run
+    initializes that module (and those after it) from a generator the draws moved."""
+    first_calls, seen, upto = [], set(), {}
+    for call in propagation.lazy_calls:
+        if call.path not in seen:
+            seen.add(call.path)
+            first_calls.append(call.path)
+        upto[call.node] = len(first_calls)
+    if not first_calls:
+        return []
+    locations = {n.name: n.location for n in propagation.nodes}
+    draws = draws_in_graph(graph, model, upto, propagation.opaque_draws, locations)
+    out = []
+    for draw in (d for d in draws if d.after < len(first_calls)):
+        path = first_calls[draw.after]
+        later = len(first_calls) - draw.after - 1
+        out.append(Diagnostic(
+            diagnostics.RANDOM_BEFORE_INIT,
+            f"forward draws random numbers ({draw.what}) before it first calls the lazy module '{path}', so a "
+            f"dry run initializes '{path}'{f' and the {later} after it' if later else ''} from a generator those "
+            f"draws moved (by as many numbers as they take); lazyfx cannot give those values",
+            severity="warning", module_path=path, location=draw.location,
+            notes=("put the model in eval mode if the draws are dropout's (F.dropout needs training=self.training), "
+                   "draw after the lazy modules' first calls, or materialize with init_order='registration' (every "
+                   "module initialized in registration order, as an eager twin would be)",),
+        ))
+        break  # the first draw decides: every module after it is affected
+    return out
+
+
 def _specialization_diagnostics(propagation) -> list[Diagnostic]:
     """Warnings for sizes PyTorch's meta kernels fixed to a representative value."""
     if propagation.fallback is None:
@@ -595,6 +632,13 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
             f"{'it' if len(record.symbols()) == 1 else 'them'} (e.g. an adaptive pooling layer before a flatten)",
         ),
     )
+
+
+def _require_dry_run_order(report: Report) -> None:
+    """A dry run's values must not depend on random draws forward makes before a first call."""
+    draws = [d for d in report.diagnostics if d.code == diagnostics.RANDOM_BEFORE_INIT]
+    if draws:
+        raise ResolutionError(diagnostics=[dataclasses.replace(d, severity="error") for d in draws])
 
 
 def _require_resolved(report: Report) -> None:

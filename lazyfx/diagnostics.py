@@ -81,6 +81,12 @@ INIT_READS_VALUES = _code(
     "A lazy module's own initialization reads its input's values (not only its sizes), so its parameters "
     "cannot be known without data: a dry run's values depend on the batch it ran on.",
 )
+RANDOM_BEFORE_INIT = _code(
+    "LFX025",
+    "random-before-init",
+    "Forward draws random numbers (dropout in training mode, torch.randn, ...) before a lazy module's first "
+    "call, so a dry run initializes that module from a generator state that depends on those draws.",
+)
 SHAPE_MISMATCH = _code(
     "LFX030", "shape-mismatch", "An operation rejects the shapes it receives, as PyTorch would."
 )

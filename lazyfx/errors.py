@@ -268,7 +268,9 @@ class ResolutionError(LazyFXError):
     resolve it differently; LFX042 (lazy-not-called): forward never calls it;
     LFX043 (lazy-not-registered): forward calls a lazy module held outside the
     model's submodules (a plain list, a closure), which materialize cannot reach;
-    LFX023 (meta-kernel-specialized): its shapes hold for one input size only.
+    LFX023 (meta-kernel-specialized): its shapes hold for one input size only;
+    LFX025 (random-before-init): forward draws random numbers before its first
+    call, so a dry run's values depend on those draws.
 
     Examples:
         >>> class Shared(nn.Module):

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
@@ -35,6 +36,10 @@ class CalledInReverse(nn.Module):
         if self.untraceable and torch.isnan(x).any():
             x = torch.nan_to_num(x)
         return self.head(self.graph(self.scale(self.stem(x))))
+
+
+def line_of(marker: str) -> int:
+    return next(i for i, line in enumerate(open(__file__).read().splitlines(), 1) if marker in line)
 
 
 FIRST_CALLS = ["stem", "scale", "graph", "head"]
@@ -121,3 +126,79 @@ class SameOrderByValue(OrderByValue):
 
 def test_a_value_branch_that_keeps_the_first_call_order_is_accepted():
     assert_same_model(dry_run(SameOrderByValue, (2, 4)), materialized(SameOrderByValue, ("B", 4)))
+
+
+# -- random draws in forward before a first call ---------------------------------------------------
+
+
+class DrawsBetween(nn.Module):
+    """Draws random numbers between the first calls of two lazy modules, as ``kind`` says."""
+
+    def __init__(self, kind: str, untraceable: bool = False):
+        super().__init__()
+        self.kind, self.untraceable = kind, untraceable
+        self.first = nn.LazyLinear(4)
+        self.drop = nn.Dropout(0.5)
+        self.second = nn.LazyLinear(3)
+
+    def forward(self, x):
+        if self.untraceable and torch.isnan(x).any():
+            x = torch.nan_to_num(x)
+        x = self.first(x)
+        if self.kind == "dropout module":
+            x = self.drop(x)  # <- dropout module
+        elif self.kind == "F.dropout":
+            x = F.dropout(x, 0.5)  # <- F.dropout (training defaults to True)
+        elif self.kind == "F.dropout(training=self.training)":
+            x = F.dropout(x, 0.5, training=self.training)  # <- F.dropout, training mode only
+        elif self.kind == "noise":
+            x = x + 0.1 * torch.randn_like(x)  # <- noise
+        out = self.second(x)
+        return self.drop(out)  # after the last first call: draws nothing a dry run's values see
+
+
+DRAWS = {  # kind -> (training, the line's marker)
+    "dropout module": (True, "<- dropout module"),
+    "F.dropout": (False, "<- F.dropout (training"),
+    "F.dropout(training=self.training)": (True, "<- F.dropout, training mode only"),
+    "noise": (False, "<- noise"),
+}
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+@pytest.mark.parametrize("kind", list(DRAWS))
+def test_random_draws_before_a_first_call_are_named(kind, untraceable):
+    training, marker = DRAWS[kind]
+    build = lambda: DrawsBetween(kind, untraceable).train(training)  # noqa: E731
+    torch.manual_seed(0)
+    dry = build()
+    with torch.no_grad():
+        dry(torch.zeros(2, 4))
+    torch.manual_seed(0)
+    model = build()
+    eager = lazyfx.materialize(model, ("B", 4), init_order="registration")  # what the error offers instead
+    assert not torch.equal(eager.second.weight, dry.second.weight)  # the draws moved the dry run's values
+    report = lazyfx.infer(model, ("B", 4))
+    (warning,) = [d for d in report.diagnostics if d.code.code == "LFX025"]
+    assert f"test_init_order.py:{line_of(marker)}:" in str(warning)
+    assert "before it first calls the lazy module 'second'" in str(warning)
+    with pytest.raises(lazyfx.ResolutionError, match="LFX025"):
+        lazyfx.materialize(model, ("B", 4))
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+@pytest.mark.parametrize("kind", ["dropout module", "F.dropout(training=self.training)", "none"])
+def test_no_draws_before_a_first_call_in_eval_mode_match_a_dry_run(kind, untraceable):
+    build = lambda: DrawsBetween(kind, untraceable)  # noqa: E731  (dry_run puts it in eval mode)
+    assert not [d for d in lazyfx.infer(build().eval(), ("B", 4)).diagnostics if d.code.code == "LFX025"]
+    assert_same_model(dry_run(build, (2, 4)), materialized(build, ("B", 4)))
+
+
+def test_dropout_after_the_last_first_call_in_training_mode_matches_a_dry_run():
+    build = lambda: DrawsBetween("none").train()  # noqa: E731
+    torch.manual_seed(0)
+    dry = build()
+    with torch.no_grad():
+        dry(torch.zeros(2, 4))
+    torch.manual_seed(0)
+    assert_same_model(dry, lazyfx.materialize(build(), ("B", 4)))

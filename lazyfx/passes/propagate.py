@@ -152,6 +152,7 @@ class Propagation:
     lazy_calls: list[LazyCall] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
     opaque: dict[str, str] = field(default_factory=dict)  # submodule path -> why it was not traced
+    opaque_draws: dict[str, list] = field(default_factory=dict)  # node -> random draws abstract execution saw
     output: Any = None
     recorder: Recorder = field(default_factory=Recorder)
     fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
@@ -400,6 +401,7 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         for sub, lazy_module, resolution in found.lazy:
             path = f"{node.target}.{sub}" if node.target else sub
             result.lazy_calls.append(LazyCall(path, lazy_module, resolution, node.name, location))
+        result.opaque_draws[node.name] = found.draws
         for sym, rejection in found.rejected.items():  # it runs only below some size: say so
             _limit(node.target or "<root>", sym, rejection)
         return found.output, ABSTRACT, type(module)
