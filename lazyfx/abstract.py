@@ -37,6 +37,7 @@ from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
+from lazyfx.counts import POLICIES, Counts
 from lazyfx.diagnostics import SourceLocation, caller_location, first_line, is_internal, location_from_traceback
 from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, UnsupportedOpError
 from lazyfx.fallback import HINT_SCALES
@@ -172,19 +173,71 @@ class _Oracle:
 
 
 def execute(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> OpaqueResult:
-    """Resolve the lazy modules inside ``module`` and its output, without tracing it."""
-    symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
-    hints, runs, smaller = _explore_at_some_scale(module, path, args, kwargs, fallback, symbols)
-    base = runs[0]
-    moved: dict[str, list[Run]] = {
-        s.name: [run for value in fallback.perturbations(s, hints[s])
-                 if (run := _run_or_none(module, path, args, kwargs, {**hints, s: value}, _answers(base)))]
-        for s in symbols
-    }
+    """Resolve the lazy modules inside ``module`` and its output, without tracing it. Where
+    forward needs a count that depends on tensor values (how many elements a mask selects),
+    every mask selects all of its elements; runs with fewer selected must then find the same
+    lazy sizes and output (:mod:`lazyfx.counts`)."""
+    counts = Counts(POLICIES[0])
+    token = _COUNTS.set(counts)
+    try:
+        symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
+        hints, runs, smaller = _explore_at_some_scale(module, path, args, kwargs, fallback, symbols)
+        base = runs[0]
+        moved: dict[str, list[Run]] = {
+            s.name: [run for value in fallback.perturbations(s, hints[s])
+                     if (run := _run_or_none(module, path, args, kwargs, {**hints, s: value}, _answers(base)))]
+            for s in symbols
+        }
+    finally:
+        _COUNTS.reset(token)
+    if counts.asked:
+        _check_counts(module, path, args, kwargs, hints, base, counts)
     lazy = [(sub, module.get_submodule(sub), _resolution(path, sub, base, moved))
             for sub, found in base.resolutions.items() if found is not None]
     output = _output(module, path, args, kwargs, fallback, base, moved)
     return OpaqueResult(output, lazy, len(base.branches), smaller, base.draws)
+
+
+# The counting policy of the abstract execution in progress (None: counts are not answered).
+_COUNTS: contextvars.ContextVar[Optional[Counts]] = contextvars.ContextVar("lazyfx_counts", default=None)
+
+
+def _check_counts(module: nn.Module, path: str, args, kwargs, hints: dict, base: Run, counts: Counts) -> None:
+    """The base run again with masks selecting fewer elements (the other policies): its lazy
+    sizes and output must be the base run's, else they depend on the counts (DataDependentError).
+    A run that fails is the model's own failure on such data (an empty selection reduced); at
+    least one must succeed."""
+    where = f"'{path}' ({type(module).__name__})" if path else f"{type(module).__name__}.forward"
+    verb = "selects" if len(counts.asked) == 1 else "select"
+    sizes = lambda run: {sub: found[:2] for sub, found in run.resolutions.items() if found}  # noqa: E731
+    agreed = 0
+    for policy in POLICIES[1:]:
+        token = _COUNTS.set(Counts(policy))
+        try:
+            run = _run(module, path, args, kwargs, hints, _answers(base))
+        except (_PathFailed, LazyFXError):
+            continue
+        finally:
+            _COUNTS.reset(token)
+        moved = [sub for sub, found in sizes(base).items() if sizes(run).get(sub) != found]
+        if moved:
+            raise _final(DataDependentError(
+                f"{where}: the sizes of the lazy module{'s' if len(moved) > 1 else ''} {', '.join(moved)} depend on "
+                f"how many elements {counts.where()} {verb}, which only the data decides"))
+        if run.output != base.output:
+            raise _final(DataDependentError(
+                f"{where}: its output shape depends on how many elements {counts.where()} {verb}, which only the "
+                f"data decides"))
+        agreed += 1
+    if not agreed:
+        raise _final(DataDependentError(
+            f"{where} fails unless masks select all of their elements ({counts.where()}): its shapes cannot be "
+            f"established without data"))
+
+
+def _final(error: DataDependentError) -> DataDependentError:
+    error.final = True
+    return error
 
 
 def _explore_at_some_scale(module, path, args, kwargs, fallback, symbols) -> tuple[dict, list[Run], dict]:
@@ -310,7 +363,8 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
     try:
         meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
-        with torch.no_grad(), oracle.installed(), on_meta_as_target(), watcher:
+        counts = _COUNTS.get()
+        with torch.no_grad(), oracle.installed(), on_meta_as_target(), watcher, counts or contextlib.nullcontext():
             out = clone(*meta_args, **meta_kwargs)
     except LazyFXError:
         raise

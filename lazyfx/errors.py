@@ -219,7 +219,7 @@ class DataDependentError(UnsupportedOpError):
         >>> lazyfx.infer(Positive(), ("B", 4))
         Traceback (most recent call last):
             ...
-        lazyfx.errors.DataDependentError: ...LFX022 indexing with a boolean mask (x[mask]): the result has as many elements as the mask has True values, which depends on the mask's values, not its shape (at operator.getitem)
+        lazyfx.errors.DataDependentError: ...LFX022 indexing with a boolean mask (x[mask]): the result has as many elements as the mask has True values, which depends on the mask's values, not its shape (in module '<root>' at operator.getitem)
     """
 
     default_code = d.DATA_DEPENDENT

@@ -38,22 +38,30 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_l
 
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import MaterializeError, UnsupportedOpError
-from lazyfx.resolvers import Resolution
+from lazyfx.registry import RULES
+from lazyfx.resolvers import ModuleView, Resolution
 from lazyfx.symbolic import free_symbols, substitute
 from lazyfx.values import TensorMeta, map_values
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 
-def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> tuple[Resolution, Any]:
-    """(resolution, output) of a lazy module without a built-in resolver."""
+def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict,
+                    fallback) -> tuple[Resolution, Any, Optional[str]]:
+    """(resolution, output, the name of the shape rule that gave the output) of a lazy module
+    without a built-in resolver. The output comes from the rule of the built-in class the
+    initialization turned the module into (``cls_to_become = nn.Bilinear``), else (rule None)
+    from the initialized copy's forward through the meta-kernel fallback."""
     symbols = sorted({s for t in _tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
     hints = {s: fallback.hint(s) for s in symbols}
     clone, attributes, shapes = _initialize_copy(module, path, args, kwargs, hints)
     depends: dict[tuple, set[str]] = {}
     samples: dict[tuple, dict[sympy.Symbol, list[tuple[int, int]]]] = {}  # key -> symbol -> (value, size)
+    unmoved = True  # whether every attribute other than an int stayed put under every change
     for s in symbols:  # which parameter sizes move with which symbol
         for value in fallback.perturbations(s, hints[s]):
-            _, moved_attributes, moved_shapes = _initialize_copy(module, path, args, kwargs, {**hints, s: value})
+            moved_clone, moved_attributes, moved_shapes = _initialize_copy(module, path, args, kwargs,
+                                                                           {**hints, s: value})
+            unmoved = unmoved and _other_attributes(moved_clone) == _other_attributes(clone)
             moved = _sizes(moved_attributes, moved_shapes)
             for key, size in _sizes(attributes, shapes).items():
                 samples.setdefault(key, {}).setdefault(s, [(hints[s], size)]).append((value, moved[key]))
@@ -61,9 +69,80 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict, fal
                     depends.setdefault(key, set()).add(s.name)
     init_inputs = (_concrete(args, hints), _concrete(kwargs, hints))
     resolution = sampled_resolution(path, attributes, shapes, depends, init_inputs)
+    # A dry run's first call runs the lazy class's forward: nn.Module reads ``self.forward`` before
+    # the pre-hook switches the class. Where that is the built-in eager class's own forward
+    # (LazyBilinear -> nn.Bilinear), the eager class's shape rule gives the output.
+    eager, lazy = type(clone), type(module)
+    rule = RULES.get(eager) if eager is not lazy and eager.forward is lazy.forward else None
+    view = _initialized_view(clone, attributes, shapes, depends, samples, unmoved) if rule is not None else None
+    if view is not None:
+        return resolution, rule.fn(view, *args, **kwargs), rule.name
+    clone.__class__ = lazy  # the initialized copy, with the first call's forward
     output = fallback.run_module(clone, args, kwargs, type(module).__name__,
                                  shapes=_symbolic_shapes(shapes, depends, samples))
-    return resolution, output
+    return resolution, output, None
+
+
+def resolve_container(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -> Resolution:
+    """The resolution of a lazy container (:func:`lazyfx.resolvers.is_lazy_container`): nothing
+    to size, only its own initialization to replay from its input (removing its lazy hooks,
+    switching to ``cls_to_become``). Its forward is traced as the module is before that
+    initialization, so an initialization that changes the module (an attribute, a submodule, a
+    tensor) is refused rather than traced past."""
+    symbols = sorted({s for t in _tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
+    hints = {s: fallback.hint(s) for s in symbols}
+    clone, attributes, _ = _initialize_copy(module, path, args, kwargs, hints)
+    changes = sorted(set(attributes) | _changed(module, clone))
+    if changes:
+        raise UnsupportedOpError(
+            f"the lazy module '{path}' ({type(module).__name__}) has no lazy tensors of its own, so lazyfx traces its "
+            f"forward through, but its initialize_parameters changes {', '.join(changes)}: the traced forward would "
+            f"not be the one a dry run calls",
+            notes=["create the submodules and attributes in __init__, and leave initialize_parameters to size "
+                   "the module's own lazy tensors"],
+        )
+    return Resolution({}, {}, init_inputs=(_concrete(args, hints), _concrete(kwargs, hints)))
+
+
+# What LazyModuleMixin._infer_parameters itself removes from a module it initializes.
+_LAZY_HANDLES = frozenset({"_initialize_hook", "_load_hook"})
+
+
+def _changed(module: nn.Module, initialized: nn.Module) -> set[str]:
+    """What an initialization changed, beyond the lazy hooks and the class: attribute names
+    added or removed, and the submodules, parameters and buffers (by name and class)."""
+    def layout(m: nn.Module) -> set[str]:
+        names = {f"self.{n}" for n in vars(m) if n not in _LAZY_HANDLES}
+        names |= {f"{n or 'self'} ({type(sub).__name__})" for n, sub in m.named_modules() if sub is not m}
+        names |= {n for n, _ in m.named_parameters(remove_duplicate=False)}
+        return names | {n for n, _ in m.named_buffers(remove_duplicate=False)}
+
+    return layout(module) ^ layout(initialized) | {
+        f"self.{k}" for k, v in _other_attributes(module).items() if _other_attributes(initialized).get(k) != v}
+
+
+def _initialized_view(clone: nn.Module, attributes: dict, shapes: dict, depends: dict, samples: dict,
+                      unmoved: bool) -> Optional[ModuleView]:
+    """The initialized copy as its eager class's shape rule reads it, each size that moved with
+    a symbol as the affine formula fitting every sample (``in1_features = F``). None where a
+    moving size fits no formula, or an attribute other than an int moved (a rule would read it
+    at the representative size)."""
+    if not unmoved:
+        return None
+    arguments: dict[str, Any] = {}
+    for name, value in attributes.items():
+        arguments[name] = fitted_formula(samples[("arg", name)]) if ("arg", name) in depends else value
+    for name, shape in shapes.items():
+        dims = tuple(fitted_formula(samples[("param", name, i)]) if ("param", name, i) in depends else d
+                     for i, d in enumerate(shape))
+        if any(d != s for d, s in zip(dims, shape)):
+            arguments[name] = TensorMeta(dims, getattr(clone, name).dtype)
+        else:
+            arguments.pop(name, None)
+    if any(v is None for v in arguments.values()) or any(d is None for v in arguments.values()
+                                                        if isinstance(v, TensorMeta) for d in v.shape):
+        return None
+    return ModuleView(clone, arguments)
 
 
 def _symbolic_shapes(shapes: dict, depends: dict, samples: dict) -> dict[str, tuple]:
@@ -207,6 +286,17 @@ def _own_tensors(module: nn.Module):
 
 def _int_attributes(module: nn.Module) -> dict[str, int]:
     return {k: v for k, v in vars(module).items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+_COMPARED_BY_VALUE = (bool, float, complex, str, bytes, tuple, list, dict, type(None), torch.dtype, torch.device)
+
+
+def _other_attributes(module: nn.Module) -> dict[str, Any]:
+    """The plain attributes that are not ints, tensors or modules (``normalized_shape``): values
+    of Python's own types as they are, any other object by its class (a copy of it is not equal)."""
+    return {k: v if isinstance(v, _COMPARED_BY_VALUE) else type(v) for k, v in vars(module).items()
+            if not k.startswith("_") and not (isinstance(v, int) and not isinstance(v, bool))
+            and not isinstance(v, (torch.Tensor, nn.Module))}
 
 
 def _meta_inputs(value: Any, hints: dict, device: str = "meta") -> Any:

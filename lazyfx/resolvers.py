@@ -43,6 +43,14 @@ def is_lazy_module(module: nn.Module) -> bool:
     return any(is_lazy(t) for t in tensors)
 
 
+def is_lazy_container(module: nn.Module) -> bool:
+    """A ``LazyModuleMixin`` not yet initialized that holds no lazy tensor of its own, only
+    submodules (a lazy ``Sequential`` of lazy layers): traced through like any container, its
+    own initialization replayed from its input (:func:`lazyfx.generic.resolve_container`)."""
+    return (isinstance(module, LazyModuleMixin) and hasattr(module, "_initialize_hook")
+            and not module.has_uninitialized_params() and bool(module._modules))
+
+
 @dataclass
 class Resolution:
     """What a lazy module's input determines: its constructor arguments and parameter shapes.

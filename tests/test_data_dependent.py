@@ -75,19 +75,32 @@ class MaskedMean(nn.Module):
         return x[mask].mean()
 
 
+class Masked(nn.Module):
+    def forward(self, x, mask):
+        return x[mask]
+
+
 class Wrapper(nn.Module):
-    def __init__(self):
+    def __init__(self, inner):
         super().__init__()
-        self.inner = MaskedMean()
+        self.inner = inner
 
     def forward(self, x, mask):
         return self.inner(x, mask) * 2
 
 
 def test_refusal_inside_a_submodule_names_the_op():
-    """The tracer retries a submodule that raised a DataDependentError by abstract execution on meta
-    tensors; these refusals are final (meta kernels cannot know the shape either), so the user
-    reads which op and why."""
+    """The tracer retries a submodule whose boolean mask stopped it by abstract execution, which
+    answers the mask's count several ways (lazyfx.counts): the output's size follows the count,
+    so the refusal stands, and the user reads which op and why."""
     with pytest.raises(lazyfx.DataDependentError, match="boolean mask") as info:
-        lazyfx.infer(Wrapper(), spec(B, 3), spec(B, 3, dtype=BOOL))
-    assert info.value.code == "LFX022"
+        lazyfx.infer(Wrapper(Masked()), spec(B, 3), spec(B, 3, dtype=BOOL))
+    assert info.value.code == "LFX022" and "in module 'inner'" in str(info.value)
+
+
+def test_a_count_nothing_depends_on_is_accepted():
+    """The mean of the selected elements is one number however many the mask selects."""
+    report = lazyfx.infer(Wrapper(MaskedMean()), spec(B, 3), spec(B, 3, dtype=BOOL))
+    assert report.output.shape == () and list(report.opaque) == ["inner"]
+    x, mask = torch.zeros(2, 3), torch.tensor([[True, False, True], [False, False, True]])
+    assert Wrapper(MaskedMean())(x, mask).shape == report.output.shape

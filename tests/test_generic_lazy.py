@@ -17,7 +17,10 @@ from dryrun import assert_same_model, dry_run, materialized
 from test_errors import snapshot
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "data"))
-from custom_lazy import LazyGate, LazyScale, LazyStateDependentNoise, Net, PygLinear  # noqa: E402
+from custom_lazy import (  # noqa: E402
+    Classifier, LazyFlatBilinear, LazyGate, LazyMLP, LazyScale, LazyStateDependentNoise, LazyWidthMLP, Net, Pair,
+    PygLinear,
+)
 
 
 def test_report_resolves_every_kind_of_lazy_module():
@@ -153,3 +156,79 @@ def test_a_gsde_style_initialization_from_sizes_only_matches_a_dry_run(untraceab
     report = lazyfx.infer(build(), ("B", 4))
     assert report.lazy["noise"].resolution.parameter_shapes == {"log_std": (6, 2), "exploration": (6, 2)}
     assert_same_model(dry_run(build, (3, 4)), materialized(build, ("B", 4)))
+
+
+# -- lazy containers: a LazyModuleMixin whose lazy tensors are all in its submodules ------------------
+
+
+def test_lazy_container_is_traced_through_and_becomes_its_eager_class():
+    report = lazyfx.infer(Classifier(), "B,5")
+    assert str(report.output) == "(B, 2)" and not report.opaque
+    assert [(p, r.lazy_class, r.eager_class) for p, r in report.lazy.items()] == [
+        ("mlp", "LazyMLP", "Sequential"), ("mlp.0", "LazyLinear", "Linear"), ("mlp.2", "LazyLinear", "Linear"),
+        ("head", "LazyLinear", "Linear")]
+    assert report.lazy["mlp.2"].resolution.arguments == {"in_features": 8}
+    eager = materialized(Classifier, "B,5")
+    assert type(eager.mlp) is nn.Sequential and not eager.mlp._forward_pre_hooks
+    assert_same_model(dry_run(Classifier, (2, 5)), eager)
+
+
+def test_bare_lazy_container():
+    build = lambda: LazyMLP(8, 4)  # noqa: E731
+    assert str(lazyfx.infer(build(), "B,T,5").output) == "(B, T, 4)"
+    eager = materialized(build, "B,T,5")
+    assert type(eager) is nn.Sequential
+    assert_same_model(dry_run(build, (2, 3, 5)), eager)
+
+
+def test_lazy_container_whose_initialization_changes_it_is_refused():
+    """Its forward is traced as the container is before its initialization, which here sets an
+    attribute from the input: refused, and the model is left as it was."""
+    model = Classifier(LazyWidthMLP)
+    before = snapshot(model)
+    with pytest.raises(lazyfx.UnsupportedOpError, match=r"'mlp' \(LazyWidthMLP\) .* initialize_parameters "
+                                                        r"changes in_features"):
+        lazyfx.infer(model, "B,5")
+    assert snapshot(model) == before
+
+
+# -- a user's lazy class that becomes a built-in one: that class's shape rule ---------------------
+
+
+def test_lazy_bilinear_uses_the_bilinear_rule_with_symbolic_sizes():
+    report = lazyfx.infer(Pair(), "B,5", "B,6")
+    node = next(n for n in report.nodes if n.module_path == "bilinear")
+    assert str(node.value) == "(B, 3)" and node.rule.endswith("misc.bilinear_module")
+    assert report.lazy["bilinear"].eager_class == "Bilinear"
+    assert report.lazy["bilinear"].resolution.arguments == {"in1_features": 5, "in2_features": 6}
+    eager = materialized(Pair, "B,5", "B,6")
+    assert type(eager.bilinear) is nn.Bilinear
+    assert_same_model(dry_run(Pair, (2, 5), (2, 6)), eager)
+    # a feature size as a symbol: in1_features depends on it; the output does not
+    report = lazyfx.infer(Pair(), "B,F", "B,6")
+    assert str(report.output) == "(B, 2)" and report.lazy["bilinear"].symbols() == ["F"]
+    assert report.lazy["fc"].materializable and not report.lazy["bilinear"].materializable
+    assert_same_model(dry_run(Pair, (2, 7), (2, 6)), materialized(Pair, "B,7", "B,6"))
+
+
+def test_lazy_bilinear_rejects_what_bilinear_rejects():
+    with pytest.raises(RuntimeError):
+        dry_run(Pair, (2, 5), (3, 6))
+    with pytest.raises(lazyfx.ShapeError, match="input batch dimensions do not match"):
+        lazyfx.infer(Pair(), "2,5", "3,6")
+    report = lazyfx.infer(Pair(), "B,5", "C,6")
+    assert str(report.domain) == "B == C"
+
+
+def test_a_lazy_class_with_its_own_forward_does_not_get_the_eager_rule():
+    """A dry run's first call runs the lazy class's own forward; lazyfx runs it too (through the
+    meta kernel), not nn.Bilinear's rule: fc sees the flattened output."""
+    build = lambda: Pair(LazyFlatBilinear)  # noqa: E731
+    report = lazyfx.infer(build(), "2,5", "2,6")
+    node = next(n for n in report.nodes if n.module_path == "bilinear")
+    assert str(node.value) == "(6,)" and "meta kernel" in node.rule
+    assert report.lazy["fc"].resolution.arguments == {"in_features": 6}
+    assert_same_model(dry_run(build, (2, 5), (2, 6)), materialized(build, "2,5", "2,6"))
+    # with a symbolic batch the meta kernel fails on bilinear: refused, not guessed
+    with pytest.raises(lazyfx.UnsupportedOpError, match="LazyFlatBilinear"):
+        lazyfx.infer(build(), "B,5", "B,6")

@@ -153,6 +153,9 @@ class Propagation:
     decisions: list[Decision] = field(default_factory=list)
     opaque: dict[str, str] = field(default_factory=dict)  # submodule path -> why it was not traced
     opaque_draws: dict[str, list] = field(default_factory=dict)  # node -> random draws abstract execution saw
+    # submodule path -> the error of a count (how many elements a mask selects) that stopped its
+    # trace: what the user reads where abstract execution finds that something depends on it
+    refusals: dict[str, LazyFXError] = field(default_factory=dict)
     output: Any = None
     recorder: Recorder = field(default_factory=Recorder)
     fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
@@ -282,7 +285,8 @@ def propagate(program: "TracedProgram", propagator: Propagator) -> Propagation:
     return result
 
 
-GENERIC = "generic: the module's own initialization + meta kernel"
+GENERIC_INIT = "generic: the module's own initialization"
+GENERIC = f"{GENERIC_INIT} + meta kernel"
 
 # nn.Module's methods that torch.fx patches while tracing (attribute reads and calls become
 # graph nodes): the fallback, generic resolution and abstract execution call modules for real.
@@ -396,6 +400,10 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
             with real_modules():
                 found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
         except LazyFXError as exc:
+            refusal = result.refusals.get(node.target)
+            if refusal is not None and isinstance(exc, UnsupportedOpError):
+                refusal.final = True
+                raise refusal from refusal.__cause__
             exc.final = True  # the verdict of the last resort: no enclosing module retries
             raise
         for sub, lazy_module, resolution in found.lazy:
@@ -409,9 +417,10 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         resolver = RESOLVERS.get(type(module))
         if resolver is None:  # a user's or a third-party lazy module: run its own initialization
             with real_modules():
-                resolution, value = resolve_generic(module, node.target, args, kwargs, result.meta_kernels())
+                resolution, value, rule_name = resolve_generic(module, node.target, args, kwargs,
+                                                               result.meta_kernels())
             result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
-            return value, GENERIC, type(module)
+            return value, f"{GENERIC_INIT} + {rule_name}" if rule_name else GENERIC, type(module)
         resolution = resolver.fn(module, *args, **kwargs)
         result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
         eager = module.cls_to_become

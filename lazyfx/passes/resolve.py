@@ -163,7 +163,7 @@ def _mark_specialized(records: dict[str, LazyModuleRecord], propagation: Propaga
     nodes = {n.name: n for n in graph.nodes}
     for record in records.values():
         upstream: set[str] = set()
-        stack = [nodes[name] for name in record.nodes]
+        stack = [nodes[name] for name in record.nodes if name in nodes]  # a lazy container called without tensors: none
         while stack:
             for parent in stack.pop().all_input_nodes:
                 if parent.name not in upstream:

@@ -56,9 +56,10 @@ from lazyfx.errors import (
     UndecidedConditionError,
 )
 from lazyfx.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
-from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, Propagator
+from lazyfx.generic import resolve_container
+from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, LazyCall, Propagator, real_modules
 from lazyfx.registry import RULES
-from lazyfx.resolvers import is_lazy_module
+from lazyfx.resolvers import is_lazy_container, is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
 from lazyfx.values import TensorMeta
 
@@ -172,7 +173,7 @@ class LazyTracer(fx.Tracer):
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
         return (
-            is_lazy_module(m)
+            is_lazy_module(m) and not is_lazy_container(m)
             or module_qualified_name in self.propagator.result.opaque
             or super().is_leaf_module(m, module_qualified_name)
         )
@@ -182,16 +183,36 @@ class LazyTracer(fx.Tracer):
         hooks are traced around it here (see :mod:`lazyfx.hooks`)."""
         fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
         root = self.root
-        if not is_module or not has_user_hooks(root):
+        container = is_module and is_lazy_container(root)
+        if not container and (not is_module or not has_user_hooks(root)):
             return fn, args
-        if fn is not root_fn and has_pre_hooks(root):  # flattened or *args inputs: not forward's own
+        if fn is not root_fn and (container or has_pre_hooks(root)):  # flattened or *args inputs
             raise TraceError(f"lazyfx cannot follow the forward pre-hooks of {type(root).__name__} with these "
                              f"inputs (torch.fx rewrites forward's parameters)", code=diagnostics.HOOK_NOT_FOLLOWED)
 
         def hooked(this, *inputs):
+            if container:  # its own initialization first, then its hooks around forward
+                return self.lazy_container_call(root, "", lambda *a, **k: fn(this, *a, **k))(*inputs)
             return call_with_hooks(self, root, "", lambda a, k: fn(this, *a, **k), inputs, {})
 
         return hooked, args
+
+    def lazy_container_call(self, m: nn.Module, path: str, forward):
+        """``forward`` of a lazy container (:func:`~lazyfx.resolvers.is_lazy_container`): its own
+        initialization is recorded first, as a dry run runs it first (from the inputs, before the
+        lazy layers inside), then its forward is traced with its other hooks around it."""
+        def call(*args, **kwargs):
+            value = self.propagator.value
+            inputs = fx.node.map_aggregate((args, kwargs), lambda a: value(a.node) if isinstance(a, fx.Proxy) else a)
+            nodes: list[str] = []
+            fx.node.map_aggregate(args, lambda a: nodes.append(a.node.name) if isinstance(a, fx.Proxy) else None)
+            with real_modules():
+                resolution = resolve_container(m, path, *inputs, self.propagator.result.meta_kernels())
+            self.propagator.result.lazy_calls.append(
+                LazyCall(path, m, resolution, nodes[0] if nodes else "", caller_location()))
+            return call_with_hooks(self, m, path, lambda a, k: forward(*a, **k), args, kwargs)
+
+        return call
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """Trace into ``m``; if its code cannot be traced, undo that and keep it as one opaque
@@ -207,6 +228,8 @@ class LazyTracer(fx.Tracer):
         if is_wrapped(m):
             self.propagator.result.opaque[path] = WRAPPED
             return super().call_module(m, forward, args, kwargs)
+        if is_lazy_container(m):
+            forward = self.lazy_container_call(m, path, m.forward)
         mark = self._mark()
         callers = self._callers
         call = caller_location()
@@ -220,6 +243,8 @@ class LazyTracer(fx.Tracer):
             self._undo_since(mark)
             self.restore(m.modules())  # no fx Proxy left in m's attributes for abstract execution
             self.propagator.result.opaque[path] = untraceable_reason(exc)
+            if getattr(exc, "counted", False):  # the verdict should abstract execution not do better
+                self.propagator.result.refusals[path] = exc
             self._callers = callers
             return super().call_module(m, forward, args, kwargs)
         finally:
@@ -544,6 +569,8 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
         propagator.rollback(checkpoint, list(propagator.records))
         tracer.restore(model.modules())
         propagator.result.opaque[""] = untraceable_reason(exc)
+        if getattr(exc, "counted", False):
+            propagator.result.refusals[""] = exc
         return _leaf_program(model, bound)
     _drop_specialization_guards(graph)
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]

@@ -164,7 +164,7 @@ def index_tensor(x: TensorMeta, index: Any) -> TensorMeta:
     if any(isinstance(i, Mask) and i.count is None for i in items):
         raise value_dependent(
             "indexing with a boolean mask (x[mask]): the result has as many elements as the mask has True "
-            "values, which depends on the mask's values, not its shape"
+            "values, which depends on the mask's values, not its shape", counted=True,
         )
     return x.with_shape(_advanced_indexing(dims))
 
@@ -518,17 +518,21 @@ def take_along_dim(input, indices, dim=None) -> TensorMeta:
 # raise DataDependentError naming the op and why.
 
 
-def value_dependent(message: str) -> DataDependentError:
+def value_dependent(message: str, counted: bool = False) -> DataDependentError:
     """The error of a rule whose output depends on tensor values. It is final: abstract execution
     (:mod:`lazyfx.abstract`, which retries a module that raised a DataDependentError by running it
-    on meta tensors) cannot do better, since the meta kernels do not know these shapes either."""
+    on meta tensors) cannot do better, since the meta kernels do not know these shapes either --
+    except where the size is a ``counted`` one, how many elements a mask selects: abstract
+    execution answers those counts (:mod:`lazyfx.counts`) and accepts the module where nothing
+    depends on them; where something does, this error is the verdict."""
     error = DataDependentError(message)
-    error.final = True
+    error.final = not counted
+    error.counted = counted
     return error
 
 
-def _data_dependent(op: str, what: str) -> DataDependentError:
-    return value_dependent(f"{op}: {what} depends on the tensor's values, not on its shape")
+def _data_dependent(op: str, what: str, counted: bool = False) -> DataDependentError:
+    return value_dependent(f"{op}: {what} depends on the tensor's values, not on its shape", counted)
 
 
 @rule(torch.nonzero, Method("nonzero"))
@@ -537,7 +541,7 @@ def nonzero(input, *, as_tuple=False):
     ``(n,)``, one for a 0-dim input); ``n`` is known only for an empty input (0)."""
     x = tensor_arg(input, "nonzero input")
     if not _is_empty(x.shape):
-        raise _data_dependent("nonzero", "the number of rows (one per nonzero element)")
+        raise _data_dependent("nonzero", "the number of rows (one per nonzero element)", counted=True)
     if as_tuple:
         return (TensorMeta((0,), torch.int64),) * max(x.ndim, 1)
     return TensorMeta((0, x.ndim), torch.int64)
@@ -548,7 +552,7 @@ def argwhere(input):
     """``nonzero(input)``: ``(n, ndim)`` int64."""
     x = tensor_arg(input, "argwhere input")
     if not _is_empty(x.shape):
-        raise _data_dependent("argwhere", "the number of rows (one per nonzero element)")
+        raise _data_dependent("argwhere", "the number of rows (one per nonzero element)", counted=True)
     return TensorMeta((0, x.ndim), torch.int64)
 
 
@@ -560,7 +564,7 @@ def masked_select(input, mask) -> TensorMeta:
         raise ShapeError(f"masked_select: expected BoolTensor for mask, got {dtype_name(m.dtype)}")
     shape = broadcast_exactly(x.shape, m.shape)
     if not _is_empty(shape):
-        raise _data_dependent("masked_select", "the number of elements (one per True element of the mask)")
+        raise _data_dependent("masked_select", "the number of elements (one per True element of the mask)", counted=True)
     return TensorMeta((0,), x.dtype)
 
 

@@ -116,3 +116,75 @@ class LazyStateDependentNoise(LazyModuleMixin, nn.Module):
 
     def forward(self, features):
         return features @ self.exploration
+
+
+class LazyBilinear(LazyModuleMixin, nn.Bilinear):
+    """A user's lazy layer with two inputs that becomes an eager nn.Bilinear."""
+
+    cls_to_become = nn.Bilinear
+    weight: UninitializedParameter
+
+    def __init__(self, out_features):
+        super().__init__(0, 0, out_features)
+        self.weight = UninitializedParameter()
+
+    def initialize_parameters(self, x1, x2):
+        if self.has_uninitialized_params():
+            self.in1_features, self.in2_features = x1.shape[-1], x2.shape[-1]
+            self.weight.materialize((self.out_features, self.in1_features, self.in2_features))
+            self.reset_parameters()
+
+    def reset_parameters(self):
+        if not self.has_uninitialized_params() and self.in1_features:
+            super().reset_parameters()
+
+
+class LazyFlatBilinear(LazyBilinear):
+    """A lazy bilinear with a forward of its own. A dry run's first call runs it (PyTorch reads
+    ``self.forward`` before the pre-hook switches the class), so Bilinear's rule does not apply."""
+
+    def forward(self, x1, x2):
+        return F.bilinear(x1, x2, self.weight, self.bias).flatten()
+
+
+class Pair(nn.Module):
+    def __init__(self, bilinear=LazyBilinear):
+        super().__init__()
+        self.bilinear = bilinear(3)
+        self.fc = nn.LazyLinear(2)
+
+    def forward(self, a, b):
+        return self.fc(torch.relu(self.bilinear(a, b)))
+
+
+class LazyMLP(LazyModuleMixin, nn.Sequential):
+    """A lazy container: no lazy tensor of its own, its layers are lazy. It becomes nn.Sequential."""
+
+    cls_to_become = nn.Sequential
+
+    def __init__(self, *widths):
+        layers = []
+        for width in widths:
+            layers += [nn.LazyLinear(width), nn.ReLU()]
+        super().__init__(*layers[:-1])
+
+    def initialize_parameters(self, *inputs):
+        pass  # the layers initialize themselves
+
+
+class LazyWidthMLP(LazyMLP):
+    """A lazy container whose initialization records its input width: lazyfx traces its forward as
+    it is before that, so it refuses it."""
+
+    def initialize_parameters(self, x):
+        self.in_features = x.shape[-1]
+
+
+class Classifier(nn.Module):
+    def __init__(self, mlp=LazyMLP):
+        super().__init__()
+        self.mlp = mlp(8, 4)
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x):
+        return self.head(self.mlp(x))
