@@ -19,6 +19,7 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn as nn
 from torch.multiprocessing.reductions import StorageWeakRef
+from torch.nn.parameter import is_lazy
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
@@ -48,7 +49,7 @@ def _metadata_only(func) -> bool:
 def _storages(value: Any) -> list[StorageWeakRef]:
     found = []
     for tensor in tree_leaves(value):
-        if isinstance(tensor, torch.Tensor):
+        if isinstance(tensor, torch.Tensor) and not is_lazy(tensor):  # a lazy submodule's: no storage yet
             try:
                 found.append(StorageWeakRef(tensor.untyped_storage()))
             except (RuntimeError, NotImplementedError):  # no storage: an uninitialized or sparse tensor
