@@ -19,6 +19,7 @@ _EXPORTS = {
     "infer": "lazyfx.api",
     "materialize": "lazyfx.api",
     "export": "lazyfx.exporters",
+    "Call": "lazyfx.spec",
     "Dim": "lazyfx.spec",
     "TensorSpec": "lazyfx.spec",
     "TensorMeta": "lazyfx.values",
@@ -51,7 +52,7 @@ if TYPE_CHECKING:
         UnsupportedOpError,
     )
     from lazyfx.report import Report
-    from lazyfx.spec import Dim, TensorSpec
+    from lazyfx.spec import Call, Dim, TensorSpec
     from lazyfx.values import TensorMeta
 
 

@@ -24,7 +24,7 @@ from lazyfx.passes.rewrite import Journal, materialize_model
 from lazyfx.passes.trace import bind_inputs, patches_restored, trace, with_defaults
 from lazyfx.randomness import draws_in_graph
 from lazyfx.report import Report
-from lazyfx.spec import SymbolTable, to_value
+from lazyfx.spec import SymbolTable, calls_in, to_value
 from lazyfx.symbolic import fmt
 
 
@@ -68,7 +68,8 @@ def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs
             tuple, list or dict of specs, for forwards that take containers; or
             a constant (``None``, ``True``, ``0.5``), passed as it is. A symbol is
             a positive integer, and the same name in two specs is the same size.
-            The dtype defaults to float32.
+            The dtype defaults to float32. Or one [`Call`][lazyfx.Call] holding
+            them all.
         expect_output: A spec of the single tensor forward must return, such as
             ``"B,10"`` (its symbols are the inputs'). When given, the output must
             have this shape for every input the specs allow.
@@ -131,6 +132,13 @@ def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs
             ...
         lazyfx.errors.ShapeError: ...LFX070 the output has shape (B, 10), expected (B, 5) for every input the spec allows
     """
+    calls = calls_in(inputs, kw_inputs)
+    if calls is not None:
+        if len(calls) != 1:
+            raise SpecError(f"infer analyses one call of forward, got {len(calls)} lazyfx.Call(...)s: call infer once "
+                            f"per Call (each report shows the lazy modules that call reaches), or give them all to "
+                            f"materialize")
+        inputs, kw_inputs = calls[0].inputs, calls[0].kw_inputs
     report = _analyze(model, inputs, kw_inputs)
     if expect_output is not None:
         check_output(report, expect_output)
@@ -205,7 +213,10 @@ def materialize(
         model: The lazy model (or a bare lazy module).
         *inputs: Input specs, one per positional parameter of forward, in any
             form [`infer`][lazyfx.infer] takes. Every lazy parameter must then
-            be concrete: pin the symbols it depends on.
+            be concrete: pin the symbols it depends on. Or several
+            [`Call`][lazyfx.Call]s, one per call of forward, for a model whose
+            calls reach different lazy modules: the values are those of a dry
+            run making the calls in that order.
         device: Where parameters and buffers are created (``"cpu"``, ``"cuda"``,
             a ``torch.device``). ``"meta"`` allocates nothing and gives a model
             ready for ``to_empty(device=...)`` and ``reset_parameters()``. Eager
@@ -246,15 +257,17 @@ def materialize(
         SpecError: A spec is unusable (LFX001, LFX002), ``device`` is invalid or
             unavailable, ``dtype`` is not a floating-point dtype, or
             ``init_order`` is neither ``"dry-run"`` nor ``"registration"``
-            (LFX002); ``state_dict`` is a path (load it with
+            (LFX002); ``Call``s are mixed with specs, or given with
+            ``state_dict`` (LFX002); ``state_dict`` is a path (load it with
             ``torch.load(path, weights_only=True)``) or holds a value that
             is not a tensor (LFX002).
         ResolutionError: A lazy parameter depends on an input symbol (LFX040);
             a lazy module is resolved from a meta kernel specialized to one size
-            (LFX023), called at two sites that disagree (LFX041) or never called
-            (LFX042); forward draws random numbers before a lazy module's
-            first call (LFX025; not with ``init_order="registration"``); or
-            ``state_dict`` has no entry for a lazy tensor (LFX040).
+            (LFX023), called at two sites or by two ``Call``s that disagree
+            (LFX041) or never called (LFX042); forward draws random numbers
+            before a lazy module's first call (LFX025; not with
+            ``init_order="registration"``); or ``state_dict`` has no entry for
+            a lazy tensor (LFX040).
         ShapeError: The inputs fail as in [`infer`][lazyfx.infer] (LFX030), or
             a ``state_dict`` shape does not fit them (LFX030).
         MaterializeError: Copying the model or building the eager modules
@@ -304,8 +317,19 @@ def materialize(
     device = _device(device)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and (dtype.is_floating_point or dtype.is_complex)):
         raise SpecError(f"materialize(dtype=...) takes a floating point dtype, as module.to does; got {dtype!r}")
+    calls = calls_in(inputs, kw_inputs)
+    if calls is not None and len(calls) == 1:
+        (call,), calls = calls, None
+        inputs, kw_inputs = call.inputs, call.kw_inputs
+    if calls is not None and state_dict is not None:
+        raise SpecError("materialize fits a state_dict to the inputs of one call; give one lazyfx.Call, or none")
     if state_dict is not None and not inputs and not kw_inputs:
         records = checkpoint.from_state_dict(model, state_dict)
+    elif calls is not None:
+        with abstract.target_device(device or "cpu"):
+            reports = [_analyze(model, call.inputs, call.kw_inputs, another_call_follows=index < len(calls) - 1)
+                       for index, call in enumerate(calls)]
+        records = _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
     else:
         with abstract.target_device(device or "cpu"):  # forward runs as a dry run on the device would
             report = _analyze(model, inputs, kw_inputs)
@@ -353,9 +377,9 @@ def _cyclic_gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict) -> Report:
+def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict, another_call_follows: bool = False) -> Report:
     with patches_restored(), _cyclic_gc_paused(), _rng_restored(), _restored(model) as snapshot:
-        return _analyze_model(model, inputs, kw_inputs, snapshot)
+        return _analyze_model(model, inputs, kw_inputs, snapshot, another_call_follows)
 
 
 @contextlib.contextmanager
@@ -389,7 +413,8 @@ def _restored(model: nn.Module) -> Iterator[Optional[Journal]]:
         snapshot.rollback()
 
 
-def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal] = None) -> Report:
+def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal] = None,
+                   another_call_follows: bool = False) -> Report:
     if not isinstance(model, nn.Module):
         raise SpecError(f"lazyfx needs an nn.Module, got {type(model).__name__}")
     constraints, bound, program, propagation = _propagated(model, inputs, kw_inputs, snapshot)
@@ -405,7 +430,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
             raise _no_valid_input(Domain(constraints, assumed), propagation, assumptions=domain.assumptions)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
-    warnings += _random_draw_diagnostics(model, program.graph, propagation, records)
+    warnings += _random_draw_diagnostics(model, program.graph, propagation, records, another_call_follows)
     warnings += _declared_size_diagnostics(domain, propagation)
     return Report(
         model=type(model).__name__,
@@ -546,16 +571,19 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
     return out
 
 
-def _random_draw_diagnostics(model: nn.Module, graph, propagation, records) -> list[Diagnostic]:
+def _random_draw_diagnostics(model: nn.Module, graph, propagation, records,
+                             another_call_follows: bool = False) -> list[Diagnostic]:
     """Warnings for random draws in forward before a lazy module's first call: a dry run
-    initializes that module (and those after it) from a generator the draws moved."""
+    initializes that module (and those after it) from a generator the draws moved. With
+    ``another_call_follows``, a draw after them all counts too (without a module path): the
+    next call of forward may initialize lazy modules of its own."""
     first_calls, seen, upto = [], set(), {}
     for call in propagation.lazy_calls:
         if call.path not in seen:
             seen.add(call.path)
             first_calls.append(call.path)
         upto[call.node] = len(first_calls)
-    if not first_calls:
+    if not first_calls and not another_call_follows:
         return []
     locations = {n.name: n.location for n in propagation.nodes}
     draws = draws_in_graph(graph, model, upto, propagation.opaque_draws, locations)
@@ -574,7 +602,20 @@ def _random_draw_diagnostics(model: nn.Module, graph, propagation, records) -> l
                    "module initialized in registration order, as an eager twin would be)",),
         ))
         break  # the first draw decides: every module after it is affected
+    if not out and another_call_follows and draws:
+        out.append(_draw_before_next_call(draws[0]))
     return out
+
+
+def _draw_before_next_call(draw) -> Diagnostic:
+    return Diagnostic(
+        diagnostics.RANDOM_BEFORE_INIT,
+        f"forward draws random numbers ({draw.what}), so a dry run making another call after this one "
+        f"initializes the lazy modules that call reaches first from a generator those draws moved; lazyfx cannot "
+        f"give those values",
+        severity="warning", location=draw.location,
+        notes=("draw after every lazy module's first call, or materialize with init_order='registration'",),
+    )
 
 
 def _specialization_diagnostics(propagation) -> list[Diagnostic]:
@@ -605,7 +646,9 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
             f"determines its parameters",
             severity="warning",
             module_path=record.path,
-            notes=("call it in forward, remove it, or replace it with its eager class",),
+            notes=("call it in forward, remove it, or replace it with its eager class; if forward reaches it with "
+                   "other inputs (another branch), give every call's inputs: materialize(model, lazyfx.Call(...), "
+                   "lazyfx.Call(...))",),
         )
     if record.is_concrete and record.specialized_by:
         return Diagnostic(
@@ -639,6 +682,62 @@ def _require_dry_run_order(report: Report) -> None:
     draws = [d for d in report.diagnostics if d.code == diagnostics.RANDOM_BEFORE_INIT]
     if draws:
         raise ResolutionError(diagnostics=[dataclasses.replace(d, severity="error") for d in draws])
+
+
+def _lazy_of_calls(reports: Sequence[Report], calls: Sequence[Any], check_draws: bool) -> dict[str, LazyModuleRecord]:
+    """The lazy modules of several calls of forward, as a dry run making the calls in order
+    initializes them: each by the first call that reaches it, in that order. Every call that
+    reaches one must resolve it to the same concrete sizes (else that dry run fails there).
+    With ``check_draws``, a call's random draws (LFX025) are an error where that call, or
+    for a draw after its lazy modules' first calls a later one, initializes a lazy module."""
+    records: dict[str, LazyModuleRecord] = {}
+    first: dict[str, int] = {}
+    problems: list[Diagnostic] = []
+    for index, report in enumerate(reports):
+        which = f"call {index + 1}, {calls[index]!r}"
+        for path, record in report.lazy.items():
+            if not record.called:
+                continue
+            if not record.materializable:
+                problem = _unresolved_diagnostic(record)
+                problems.append(dataclasses.replace(problem, severity="error", notes=(f"in {which}",) + problem.notes))
+            elif path not in records:
+                records[path], first[path] = record, index
+            elif _sizes(records[path]) != _sizes(record):
+                known = f"call {first[path] + 1}, {calls[first[path]]!r}"
+                problems.append(Diagnostic(
+                    diagnostics.CONFLICTING_CALLS,
+                    f"lazy module '{path}' ({record.lazy_class}) is resolved as {_arguments(records[path])} by "
+                    f"{known}, but as {_arguments(record)} by {which}",
+                    severity="error", module_path=path, location=record.call_sites[0] if record.call_sites else None,
+                    notes=("a dry run making these calls would initialize it at the first and fail at the second",),
+                ))
+    for path, record in reports[0].lazy.items():
+        if path not in records and not any(path in r.lazy and r.lazy[path].called for r in reports):
+            problem = _unresolved_diagnostic(record)
+            problems.append(dataclasses.replace(
+                problem, severity="error",
+                message=problem.message.replace("never called in forward", f"never called by any of the {len(calls)} "
+                                                                           f"calls")))
+    if check_draws and not problems:
+        last = max(first.values(), default=-1)  # the last call that initializes a lazy module
+        for index, report in enumerate(reports):
+            problems += [dataclasses.replace(d, severity="error", notes=(f"in call {index + 1}, {calls[index]!r}",)
+                                             + d.notes)
+                         for d in report.diagnostics if d.code == diagnostics.RANDOM_BEFORE_INIT
+                         and (index < last if d.module_path is None else index <= last)]
+    if problems:
+        raise ResolutionError(diagnostics=problems)
+    return records
+
+
+def _sizes(record: LazyModuleRecord) -> tuple:
+    return record.resolution.arguments, record.resolution.parameter_shapes
+
+
+def _arguments(record: LazyModuleRecord) -> str:
+    sizes = record.resolution.arguments or record.resolution.parameter_shapes
+    return ", ".join(f"{k}={fmt(v) if not isinstance(v, tuple) else fmt(v)}" for k, v in sizes.items())
 
 
 def _require_resolved(report: Report) -> None:

@@ -197,6 +197,62 @@ class TensorSpec:
         object.__setattr__(self, "dtype", _dtype(self.dtype))
 
 
+class Call:
+    """The inputs of one call of forward: for a model that different calls take through
+    different lazy modules (a shared policy/value network called with ``policy=True``
+    and with ``policy=False``), several calls together resolve every lazy module.
+
+    Given to [`materialize`][lazyfx.materialize] in place of the input specs,
+    ``Call``s are analysed in order, as a dry run that makes those calls one after
+    the other: each lazy module is resolved by the first call that reaches it
+    and initialized in that order, so the values are bit-identical to that dry
+    run. A later call that reaches it must need the same sizes (LFX041), and a
+    lazy module no call reaches is LFX042. ``infer`` takes one ``Call``: its
+    report describes that call.
+
+    A ``Call`` also passes a forward parameter named like one of lazyfx's own
+    keywords (``device``, ``seed``).
+
+    Args:
+        *inputs: Input specs, one per positional parameter of forward, in any
+            form [`infer`][lazyfx.infer] takes.
+        **kw_inputs: Input specs by forward's parameter names.
+
+    Examples:
+        >>> class Shared(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.policy = nn.LazyLinear(3)
+        ...         self.value = nn.LazyLinear(1)
+        ...
+        ...     def forward(self, x, policy: bool):
+        ...         return self.policy(x) if policy else self.value(x)
+        >>> eager = lazyfx.materialize(Shared(), lazyfx.Call("B,5", policy=True), lazyfx.Call("B,5", policy=False))
+        >>> eager.policy, eager.value
+        (Linear(in_features=5, out_features=3, bias=True), Linear(in_features=5, out_features=1, bias=True))
+        >>> lazyfx.Call("B,5", policy=True)
+        Call('B,5', policy=True)
+    """
+
+    def __init__(self, *inputs: Any, **kw_inputs: Any) -> None:
+        self.inputs = inputs
+        self.kw_inputs = kw_inputs
+
+    def __repr__(self) -> str:
+        parts = [repr(spec) for spec in self.inputs] + [f"{name}={spec!r}" for name, spec in self.kw_inputs.items()]
+        return f"Call({', '.join(parts)})"
+
+
+def calls_in(inputs: tuple, kw_inputs: dict) -> Optional[list[Call]]:
+    """The ``Call``s given in place of input specs, or None when the inputs are specs."""
+    if not any(isinstance(spec, Call) for spec in (*inputs, *kw_inputs.values())):
+        return None
+    if kw_inputs or not all(isinstance(spec, Call) for spec in inputs):
+        raise SpecError("give either input specs or lazyfx.Call(...)s, one per call of forward, not both: "
+                        "put every spec of a call inside its Call")
+    return list(inputs)
+
+
 def _is_symbol_name(name: str) -> bool:
     return bool(_IDENT.match(name)) and not keyword.iskeyword(name)
 

@@ -27,6 +27,18 @@ def dry_run(build: Callable[[], nn.Module], *shapes, dtype=torch.float32, seed: 
     return model
 
 
+def dry_run_calls(build: Callable[[], nn.Module], calls, seed: int = 0) -> nn.Module:
+    """A dry run that makes several calls in order: ``calls`` is a list of (shapes, keyword
+    arguments); each shape becomes a zero tensor, positionally."""
+    torch.manual_seed(seed)
+    model = build()
+    model.eval()
+    with torch.no_grad():
+        for shapes, kwargs in calls:
+            model(*(torch.zeros(shape) for shape in shapes), **kwargs)
+    return model
+
+
 def materialized(build: Callable[[], nn.Module], *specs, seed: int = 0, **options) -> nn.Module:
     torch.manual_seed(seed)
     model = build()
