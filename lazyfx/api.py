@@ -26,6 +26,7 @@ from lazyfx.randomness import draws_in_graph
 from lazyfx.report import Report
 from lazyfx.spec import SymbolTable, calls_in, to_value
 from lazyfx.symbolic import fmt
+from lazyfx.values import analysis_dtype
 
 
 def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs: Any) -> Report:
@@ -222,11 +223,13 @@ def materialize(
             ready for ``to_empty(device=...)`` and ``reset_parameters()``. Eager
             parameters and buffers move there too. None keeps the devices as
             they are.
-        dtype: A floating-point dtype to convert floating-point parameters and
-            buffers to, as ``module.to(dtype)`` does (integer buffers such as
-            ``num_batches_tracked`` keep theirs). Values are initialized in the
-            modules' own dtype first, so they equal a dry run followed by
-            ``.to(dtype)``.
+        dtype: A floating-point dtype: the model is analysed and built as a dry
+            run after ``model.to(dtype)`` would (``torch.manual_seed(s);
+            m = build(); m.to(dtype); m(x)``). Floating-point parameters and
+            buffers are in ``dtype`` (integer buffers such as
+            ``num_batches_tracked`` keep theirs); inputs whose spec names no
+            dtype are in ``dtype``; lazy modules are initialized in ``dtype``,
+            eager ones in their own dtype and then converted.
         seed: Seed the RNG for the initialization, in a forked scope: your
             global RNG state is left as it was. None uses the current RNG state.
         inplace: Convert ``model`` itself instead of a copy (the copy works for
@@ -331,7 +334,8 @@ def materialize(
                        for index, call in enumerate(calls)]
         records = _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
     else:
-        with abstract.target_device(device or "cpu"):  # forward runs as a dry run on the device would
+        # forward runs as a dry run on the device would, after model.to(dtype)
+        with abstract.target_device(device or "cpu"), analysis_dtype(dtype):
             report = _analyze(model, inputs, kw_inputs)
         if state_dict is None:
             _require_resolved(report)

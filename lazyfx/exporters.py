@@ -44,7 +44,7 @@ from lazyfx.diagnostics import EXPORT_STATIC_SIZE, display_path, first_line
 from lazyfx.errors import LazyFXError, MaterializeError, SpecError
 from lazyfx.report import Report
 from lazyfx.symbolic import free_symbols, substitute
-from lazyfx.values import TensorMeta, map_values
+from lazyfx.values import TensorMeta, analysis_dtype, map_values
 
 FORMATS = ("torchscript", "torchscript-trace", "exported-program", "onnx")
 ON_STATIC = ("error", "pin")
@@ -168,7 +168,8 @@ def export(
         raise SpecError("ONNX export needs a path")
     if format == "onnx":
         _require_onnx_packages()
-    report = _analyze(model, inputs, kw_inputs)
+    with analysis_dtype(dtype):  # the model as materialize builds it, after .to(dtype)
+        report = _analyze(model, inputs, kw_inputs)
     eager = materialize(model, *inputs, device=device, dtype=dtype, seed=seed, **kw_inputs)
     eager.eval()
     job = _Job(type(model).__name__, format, eager, report, example_sizes(report), device, dtype, opset, path)

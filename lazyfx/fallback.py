@@ -35,7 +35,7 @@ from lazyfx import checks
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, substitute, sym_max, sym_min
-from lazyfx.values import TensorMeta, map_values, same_tuple_type, tensors_in
+from lazyfx.values import TensorMeta, analysed_dtype, map_values, same_tuple_type, tensors_in
 
 RULE_NAME = "fallback: meta kernel"
 
@@ -152,7 +152,7 @@ class MetaKernelFallback:
         shapes = shapes or {}
         # a lazy tensor forward does not reach (the head of a branch not taken) has no shape: it
         # stays as it is, uninitialized, as a dry run would leave it
-        state = {name: TensorMeta(tuple(shapes.get(name, tuple(t.shape))), t.dtype)
+        state = {name: TensorMeta(tuple(shapes.get(name, tuple(t.shape))), analysed_dtype(t.dtype))
                  for name, t in _tensors(module) if name in shapes or not is_lazy(t)}
 
         def call(fake_state, *fake_args, **fake_kwargs):

@@ -41,7 +41,7 @@ from lazyfx.errors import MaterializeError, UnsupportedOpError
 from lazyfx.registry import RULES
 from lazyfx.resolvers import ModuleView, Resolution
 from lazyfx.symbolic import free_symbols, substitute
-from lazyfx.values import TensorMeta, map_values
+from lazyfx.values import TensorMeta, analysed_dtype, converted_dtype, map_values
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 
@@ -261,20 +261,22 @@ def run_initialization(module: nn.Module, args: tuple, kwargs: dict) -> None:
 
 
 def meta_copy(module: nn.Module) -> nn.Module:
-    """A deep copy of one module with every tensor on the meta device (no memory)."""
+    """A deep copy of one module with every parameter and buffer on the meta device (no memory),
+    in the analysis dtype (see :func:`lazyfx.values.analysis_dtype`)."""
     memo: dict[int, Any] = {}
     for sub in module.modules():
         for tensor in list(sub._parameters.values()) + list(sub._buffers.values()):
             if tensor is None or id(tensor) in memo:
                 continue
+            dtype = analysed_dtype(tensor.dtype)
             if isinstance(tensor, UninitializedParameter):
-                memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, "meta", tensor.dtype)
+                memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, "meta", dtype)
             elif isinstance(tensor, UninitializedBuffer):
-                memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, "meta", tensor.dtype)
+                memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, "meta", dtype)
             elif isinstance(tensor, nn.Parameter):
-                memo[id(tensor)] = nn.Parameter(tensor.detach().to("meta"), tensor.requires_grad)
+                memo[id(tensor)] = nn.Parameter(tensor.detach().to("meta", dtype), tensor.requires_grad)
             else:
-                memo[id(tensor)] = tensor.detach().to("meta")
+                memo[id(tensor)] = tensor.detach().to("meta", dtype)
     return copy.deepcopy(module, memo)
 
 
@@ -324,14 +326,16 @@ def _tensors_in(value: Any) -> list[TensorMeta]:
     return found
 
 
-def materialize_generic(module: nn.Module, resolution: Resolution, device: Optional[torch.device], path: str) -> None:
-    """Initialize a lazy module in place with its own code, its tensors created on ``device``."""
+def materialize_generic(module: nn.Module, resolution: Resolution, device: Optional[torch.device], path: str,
+                        dtype: Optional[torch.dtype] = None) -> None:
+    """Initialize a lazy module in place with its own code, its tensors created on ``device`` (and in
+    ``dtype`` where floating-point, as after ``module.to(dtype)``)."""
     for container in (module._parameters, module._buffers):
         for name, tensor in list(container.items()):
             if tensor is not None and is_lazy(tensor):
                 target = device if device is not None else tensor.device
                 cls = UninitializedParameter if isinstance(tensor, UninitializedParameter) else UninitializedBuffer
-                container[name] = cls(tensor.requires_grad, target, tensor.dtype)
+                container[name] = cls(tensor.requires_grad, target, converted_dtype(tensor.dtype, dtype))
     args, kwargs = resolution.init_inputs
     with torch.no_grad():
         run_initialization(module, _meta_inputs(args, {}), _meta_inputs(kwargs, {}))

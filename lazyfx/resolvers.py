@@ -22,16 +22,17 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import sympy
+import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
 from lazyfx.checks import require
 from lazyfx.errors import ShapeError
 from lazyfx.registry import resolver
 from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
 from lazyfx.symbolic import DimExpr, floordiv, fmt, is_concrete, mod
-from lazyfx.values import TensorMeta
+from lazyfx.values import TensorMeta, analysed_dtype
 
 
 def is_lazy_module(module: nn.Module) -> bool:
@@ -110,6 +111,30 @@ def read_attribute(module: nn.Module, name: str) -> Any:
         return _MODULE_GETATTR(module, name)
 
 
+def read_analysed(module: nn.Module, name: str) -> Any:
+    """``module.name`` as the analysis sees the model: a parameter or buffer in the analysis
+    dtype (``materialize(dtype=)``, see :func:`lazyfx.values.analysis_dtype`), as a meta stand-in
+    where that differs from its own."""
+    value = read_attribute(module, name)
+    if not isinstance(value, torch.Tensor) or not is_state(module, name):
+        return value
+    dtype = analysed_dtype(value.dtype)
+    if dtype == value.dtype:
+        return value
+    if isinstance(value, UninitializedParameter):
+        return UninitializedParameter(value.requires_grad, "meta", dtype)
+    if isinstance(value, UninitializedBuffer):
+        return UninitializedBuffer(value.requires_grad, "meta", dtype)
+    stand_in = torch.empty(value.shape, dtype=dtype, device="meta")
+    return nn.Parameter(stand_in, value.requires_grad) if isinstance(value, nn.Parameter) else stand_in
+
+
+def is_state(module: nn.Module, name: str) -> bool:
+    """Whether ``module.name`` is a parameter or buffer (``module.to()`` converts those, not plain
+    tensor attributes)."""
+    return name in module._parameters or name in module._buffers
+
+
 class ModuleView:
     """A read-only view of a module for shape rules: attributes read as nn.Module defines
     them, a lazy module's resolved arguments filled in, and the class it stands for (a
@@ -128,7 +153,7 @@ class ModuleView:
     def __getattr__(self, name: str) -> Any:
         if name in self._arguments:
             return self._arguments[name]
-        return read_attribute(self._module, name)
+        return read_analysed(self._module, name)
 
     def __setattr__(self, name: str, value: Any) -> None:  # pragma: no cover - rules are pure
         raise AttributeError("a module view is read-only")

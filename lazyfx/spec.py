@@ -35,7 +35,7 @@ from lazyfx import diagnostics
 from lazyfx.constraints import Constraints, SymbolInfo
 from lazyfx.errors import SpecError
 from lazyfx.symbolic import DimExpr, symbol
-from lazyfx.values import TensorMeta
+from lazyfx.values import TensorMeta, analysed_dtype
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -153,8 +153,10 @@ class TensorSpec:
             parentheses allowed, ``"(B,)"`` for one dim), optionally with a
             dtype suffix: ``"B,T:int64"``.
         dtype: A ``torch.dtype`` or its name (``"int64"``, ``"bfloat16"``,
-            ``"bool"``, ...). The default is float32; token ids for an
-            ``nn.Embedding`` need an integer dtype.
+            ``"bool"``, ...). The default is float32, or under
+            ``materialize(dtype=...)`` that dtype (a dry run after
+            ``model.to(dtype)`` feeds the model its own dtype); token ids
+            for an ``nn.Embedding`` need an integer dtype.
 
     Raises:
         SpecError: The string is malformed or the dtype name unknown (LFX001);
@@ -172,10 +174,13 @@ class TensorSpec:
     """
 
     shape: Any
-    dtype: Any = None  # float32, unless the shorthand's suffix says otherwise
+    dtype: Any = None  # float32 (or materialize's dtype=), unless the shorthand's suffix says otherwise
     _dims: tuple = field(init=False, repr=False, compare=False)
+    # whether the spec names its dtype; one that does not follows materialize(dtype=)
+    _dtype_given: bool = field(init=False, repr=False, compare=False, default=False)
 
     def __post_init__(self) -> None:
+        given = self.dtype is not None
         if isinstance(self.shape, str):
             parsed = parse_shorthand(self.shape)
             if ":" in self.shape and self.dtype is not None and _dtype(self.dtype) != parsed.dtype:
@@ -184,8 +189,10 @@ class TensorSpec:
             object.__setattr__(self, "shape", parsed.shape)
             if self.dtype is None:
                 object.__setattr__(self, "dtype", parsed.dtype)
+                given = parsed._dtype_given
         if self.dtype is None:
             object.__setattr__(self, "dtype", torch.float32)
+        object.__setattr__(self, "_dtype_given", given)
         if isinstance(self.shape, torch.Size):
             object.__setattr__(self, "shape", tuple(self.shape))
         if not isinstance(self.shape, (tuple, list)) or not all(_is_dim_like(d) for d in self.shape):
@@ -317,7 +324,7 @@ def parse_shorthand(text: str) -> TensorSpec:
                     f"expected an integer or a symbol name such as B or H{hint}",
                     code=diagnostics.SPEC_SYNTAX,
                 )
-    return TensorSpec(tuple(dims), dtype=_dtype(dtype_text) if sep else torch.float32)
+    return TensorSpec(tuple(dims), dtype=_dtype(dtype_text) if sep else None)
 
 
 class SymbolTable:
@@ -352,8 +359,9 @@ class SymbolTable:
 
 def to_value(spec: Any, table: SymbolTable) -> Any:
     """Turn one user input spec into the abstract value propagation starts from."""
-    if isinstance(spec, TensorSpec):
-        return TensorMeta(tuple(table.dim(d) for d in spec.shape), spec.dtype)
+    if isinstance(spec, TensorSpec):  # a spec without a dtype is in the model's (materialize's dtype=)
+        return TensorMeta(tuple(table.dim(d) for d in spec.shape),
+                          spec.dtype if spec._dtype_given else analysed_dtype(spec.dtype))
     if isinstance(spec, torch.Tensor):
         return TensorMeta(tuple(int(s) for s in spec.shape), spec.dtype)
     if isinstance(spec, str):

@@ -8,8 +8,10 @@ is a tuple of dims, tuple outputs are tuples, constants are themselves.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Iterator, Optional
 
 import torch
 
@@ -114,6 +116,36 @@ class UninitializedTensor:
 
     def __str__(self) -> str:
         return f"uninitialized {dtype_name(self.dtype)}"
+
+
+# materialize(dtype=): the model is analysed as it will be after ``.to(dtype)``.
+ANALYSIS_DTYPE: contextvars.ContextVar[Optional[torch.dtype]] = contextvars.ContextVar("lazyfx_analysis_dtype",
+                                                                                        default=None)
+
+
+@contextlib.contextmanager
+def analysis_dtype(dtype: Optional[torch.dtype]) -> Iterator[None]:
+    """Within the block the model's floating-point parameters and buffers read as ``dtype``, as
+    after ``module.to(dtype)``, and inputs whose spec gives no dtype are in ``dtype`` (a dry run
+    after ``.to(dtype)`` feeds the model its own dtype)."""
+    token = ANALYSIS_DTYPE.set(dtype)
+    try:
+        yield
+    finally:
+        ANALYSIS_DTYPE.reset(token)
+
+
+def converted_dtype(dtype: torch.dtype, target: Optional[torch.dtype]) -> torch.dtype:
+    """The dtype ``module.to(target)`` gives a parameter or buffer of ``dtype``: floating-point and
+    complex ones take ``target``, the others (``num_batches_tracked``, token tables) keep theirs."""
+    if target is None or not (dtype.is_floating_point or dtype.is_complex):
+        return dtype
+    return target
+
+
+def analysed_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the analysis sees for a model tensor of ``dtype`` (see :func:`analysis_dtype`)."""
+    return converted_dtype(dtype, ANALYSIS_DTYPE.get())
 
 
 def dtype_name(dtype: torch.dtype) -> str:

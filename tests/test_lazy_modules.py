@@ -198,13 +198,17 @@ def test_called_twice_with_the_same_shape_is_fine():
 
 
 def test_dtype_conversion_matches_module_to():
+    """materialize(dtype=) is a dry run after model.to(dtype): the lazy layers initialize in float64
+    (float64 draws differ from float32 draws converted afterwards), the input is float64."""
     def build():
         return nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.Flatten(), nn.LazyLinear(2))
 
-    expected = dry_run(build, (1, 3, 8, 8)).to(torch.float64)
+    expected = dry_run(lambda: build().to(torch.float64), (1, 3, 8, 8), dtype=torch.float64)
     actual = materialized(build, ("B", 3, 8, 8), dtype=torch.float64)
     assert_same_model(expected, actual)
     assert actual[1].num_batches_tracked.dtype == torch.int64  # integer buffers keep their dtype
+    converted_after = dry_run(build, (1, 3, 8, 8)).to(torch.float64)
+    assert not torch.equal(converted_after[0].weight, actual[0].weight)
 
 
 def test_meta_device_allocates_nothing_and_to_empty_works():

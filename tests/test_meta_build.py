@@ -36,12 +36,12 @@ class Net(nn.Module):
         return self.out(self.head(self.lazy_norm(h.mean(1))))
 
 
-def dry_run_on(device: str, seed: int, shape=(2, 3, 8, 8), build=Net) -> nn.Module:
+def dry_run_on(device: str, seed: int, shape=(2, 3, 8, 8), build=Net, dtype=torch.float32) -> nn.Module:
     torch.manual_seed(seed)
     with torch.device(device):
         model = build().eval()
         with torch.no_grad():
-            model(torch.zeros(shape))
+            model(torch.zeros(shape, dtype=dtype))
     return model
 
 
@@ -73,8 +73,10 @@ def test_in_place():
 
 
 def test_with_a_dtype():
+    """As the model built on the device, converted with .to(dtype), then a dry run in that dtype:
+    the eager layers initialize in their own dtype, the lazy ones in the target dtype."""
     eager = lazyfx.materialize(built_on_meta(), ("B", 3, 8, 8), device="cpu", seed=2, dtype=torch.float64)
-    expected = dry_run_on("cpu", 2).to(torch.float64)
+    expected = dry_run_on("cpu", 2, build=lambda: Net().to(torch.float64), dtype=torch.float64)
     assert_same_model(expected, eager)
 
 

@@ -31,8 +31,8 @@ from lazyfx.fallback import RULE_NAME as FALLBACK
 from lazyfx.fallback import MetaKernelFallback
 from lazyfx.generic import resolve_generic
 from lazyfx.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
-from lazyfx.resolvers import ModuleView, Resolution, is_lazy_module, read_attribute
-from lazyfx.values import TensorMeta, UninitializedTensor, map_values, tensors_in
+from lazyfx.resolvers import ModuleView, Resolution, is_lazy_module, is_state, read_attribute
+from lazyfx.values import TensorMeta, UninitializedTensor, analysed_dtype, map_values, tensors_in
 
 if TYPE_CHECKING:
     from lazyfx.passes.trace import TracedProgram
@@ -338,17 +338,21 @@ def _method_caller(name: str):
 
 
 def _get_attr(root: nn.Module, target: str, lazy_calls: list[LazyCall]) -> Any:
-    value: Any = root
-    for name in target.split("."):
-        value = read_attribute(value, name)
+    owner: Any = root
+    path, _, name = target.rpartition(".")
+    for part in path.split(".") if path else ():
+        owner = read_attribute(owner, part)
+    value = read_attribute(owner, name)
     if isinstance(value, torch.Tensor):
+        # materialize(dtype=) analyses the model after .to(dtype): its parameters and buffers, not
+        # its plain tensor attributes, are in that dtype
+        dtype = analysed_dtype(value.dtype) if isinstance(owner, nn.Module) and is_state(owner, name) else value.dtype
         if is_lazy(value):  # its shape exists once its module has been called, as in a dry run
-            path, _, name = target.rpartition(".")
             for call in lazy_calls:
                 if call.path == path and name in call.resolution.parameter_shapes:
-                    return TensorMeta(tuple(call.resolution.parameter_shapes[name]), value.dtype)
-            return UninitializedTensor(f"self.{target}", value.dtype, value.requires_grad)
-        return TensorMeta(tuple(int(s) for s in value.shape), value.dtype)
+                    return TensorMeta(tuple(call.resolution.parameter_shapes[name]), dtype)
+            return UninitializedTensor(f"self.{target}", dtype, value.requires_grad)
+        return TensorMeta(tuple(int(s) for s in value.shape), dtype)
     return value
 
 

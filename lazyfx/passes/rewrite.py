@@ -34,6 +34,7 @@ from lazyfx.generic import materialize_generic
 from lazyfx.passes.resolve import LazyModuleRecord
 from lazyfx.resolvers import Resolution
 from lazyfx.symbolic import fmt
+from lazyfx.values import converted_dtype
 
 
 class Journal:
@@ -213,10 +214,14 @@ def materialize_model(
                         journal.save_module(module)
                     if _meta_tensors(module):  # a LazyBatchNorm's step counter, built on meta
                         convert_tensors([module], device, None, journal)
+                    # created in the target dtype, as a dry run after model.to(dtype) creates them (in
+                    # registration order every module is initialized again before the conversion)
+                    created_dtype = None if registration else dtype
                     if record.resolution.init_inputs is not None and initialize:
-                        materialize_generic(module, record.resolution, device, path)
+                        materialize_generic(module, record.resolution, device, path, created_dtype)
                     else:
-                        materialize_module(module, record.resolution, device, path, initialize and not registration)
+                        materialize_module(module, record.resolution, device, path, initialize and not registration,
+                                           dtype=created_dtype)
                     if not registration:  # converting right away keeps at most one module in two dtypes
                         convert_tensors([module], device, dtype, journal)
         if registration:
@@ -241,8 +246,10 @@ def materialize_model(
     return target
 
 
-def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True) -> None:
-    """Turn one lazy module into its eager class, as ``LazyModuleMixin._infer_parameters`` would."""
+def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True,
+                       dtype: Optional[torch.dtype] = None) -> None:
+    """Turn one lazy module into its eager class, as ``LazyModuleMixin._infer_parameters`` would,
+    its floating-point tensors created in ``dtype`` (as after ``module.to(dtype)``) when given."""
     created = False
     with torch.no_grad():
         for name, shape in resolution.parameter_shapes.items():
@@ -258,7 +265,8 @@ def materialize_module(module: nn.Module, resolution: Resolution, device, path: 
                         module_path=path,
                     )
                 continue
-            tensor = torch.empty(shape, device=device if device is not None else old.device, dtype=old.dtype)
+            tensor = torch.empty(shape, device=device if device is not None else old.device,
+                                 dtype=converted_dtype(old.dtype, dtype))
             if is_param:
                 module._parameters[name] = nn.Parameter(tensor, requires_grad=old.requires_grad)
             else:
@@ -302,12 +310,12 @@ def _key(path: str, name: str) -> str:
 
 
 def _converted(tensor: torch.Tensor, device, dtype, *, copy: bool) -> torch.Tensor:
-    """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating point.
-    A meta tensor has no values to move: it becomes an empty one on ``device``, in its own dtype
+    """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating-point and
+    complex ones. A meta tensor has no values to move: it becomes an empty one on ``device``, in its own dtype
     (its module's ``reset_parameters()`` fills it, and the dtype follows, as for the lazy ones)."""
     if tensor.is_meta and device is not None and torch.device(device).type != "meta":
         return torch.empty_like(tensor, device=device)
-    new_dtype = dtype if dtype is not None and tensor.is_floating_point() else None
+    new_dtype = converted_dtype(tensor.dtype, dtype)
     return tensor.detach().to(device=device, dtype=new_dtype, copy=copy)
 
 
