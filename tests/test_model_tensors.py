@@ -48,7 +48,7 @@ class TableEncoding(nn.Module):
 
 
 def test_a_buffer_sliced_by_a_traced_size_has_a_symbolic_shape():
-    report = lazyfx.infer(PositionalEncoding(), ("T", "B", 16))
+    report = lazyfx.infer(PositionalEncoding().eval(), ("T", "B", 16))
     assert str(report.output) == "(T, B, 4)"
     assert report.domain.contains(T=5000, B=2) and not report.domain.contains(T=5001, B=2)
     [getitem] = [n for n in report.nodes if n.target == "operator.getitem"]
@@ -61,9 +61,9 @@ def test_a_buffer_sliced_by_a_traced_size_has_a_symbolic_shape():
 
 
 def test_the_declared_sizes_are_checked_against_the_buffer():
-    fits = lazyfx.infer(PositionalEncoding(), (lazyfx.Dim("T", max=5000), "B", 16))
+    fits = lazyfx.infer(PositionalEncoding().eval(), (lazyfx.Dim("T", max=5000), "B", 16))
     assert fits.diagnostics == []
-    too_long = lazyfx.infer(PositionalEncoding(), (lazyfx.Dim("T", max=6000), "B", 16))
+    too_long = lazyfx.infer(PositionalEncoding().eval(), (lazyfx.Dim("T", max=6000), "B", 16))
     [finding] = [d for d in too_long.diagnostics if d.code.code == "LFX031"]
     assert finding.message.startswith("the declared input size T=5001 fails")
     with pytest.raises(RuntimeError, match="must match the size"):
