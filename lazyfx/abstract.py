@@ -47,7 +47,7 @@ from lazyfx.generic import (
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
-from lazyfx.randomness import Draw, DrawWatcher
+from lazyfx.randomness import Draw, DrawWatcher, at_representative_sizes
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
@@ -195,7 +195,8 @@ def execute(module: nn.Module, path: str, args: tuple, kwargs: dict, fallback) -
     lazy = [(sub, module.get_submodule(sub), _resolution(path, sub, base, moved))
             for sub, found in base.resolutions.items() if found is not None]
     output = _output(module, path, args, kwargs, fallback, base, moved)
-    return OpaqueResult(output, lazy, len(base.branches), smaller, base.draws)
+    draws = at_representative_sizes(base.draws, [s.name for s in symbols])
+    return OpaqueResult(output, lazy, len(base.branches), smaller, draws)
 
 
 # The counting policy of the abstract execution in progress (None: counts are not answered).

@@ -577,38 +577,38 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
 
 def _random_draw_diagnostics(model: nn.Module, graph, propagation, records,
                              another_call_follows: bool = False) -> list[Diagnostic]:
-    """Warnings for random draws in forward before a lazy module's first call: a dry run
-    initializes that module (and those after it) from a generator the draws moved. With
-    ``another_call_follows``, a draw after them all counts too (without a module path): the
-    next call of forward may initialize lazy modules of its own."""
-    first_calls, seen, upto = [], set(), {}
+    """Random draws in forward before a lazy module's first call move the generator a dry run
+    initializes it from: each is given to the record of the module first called after it, to
+    be replayed before it is initialized; one that cannot be replayed is a warning (LFX025).
+    With ``another_call_follows``, a draw after them all is a warning too (without a module
+    path): the next call of forward may initialize lazy modules of its own."""
+    first_calls, upto = [], {}
     for call in propagation.lazy_calls:
-        if call.path not in seen:
-            seen.add(call.path)
+        if call.path not in first_calls:
             first_calls.append(call.path)
         upto[call.node] = len(first_calls)
     if not first_calls and not another_call_follows:
         return []
-    locations = {n.name: n.location for n in propagation.nodes}
-    draws = draws_in_graph(graph, model, upto, propagation.opaque_draws, locations)
-    out = []
-    for draw in (d for d in draws if d.after < len(first_calls)):
-        path = first_calls[draw.after]
-        later = len(first_calls) - draw.after - 1
-        out.append(Diagnostic(
-            diagnostics.RANDOM_BEFORE_INIT,
-            f"forward draws random numbers ({draw.what}) before it first calls the lazy module '{path}', so a "
-            f"dry run initializes '{path}'{f' and the {later} after it' if later else ''} from a generator those "
-            f"draws moved (by as many numbers as they take); lazyfx cannot give those values",
-            severity="warning", module_path=path, location=draw.location,
-            notes=("put the model in eval mode if the draws are dropout's (F.dropout needs training=self.training), "
-                   "draw after the lazy modules' first calls, or materialize with init_order='registration' (every "
-                   "module initialized in registration order, as an eager twin would be)",),
-        ))
-        break  # the first draw decides: every module after it is affected
-    if not out and another_call_follows and draws:
-        out.append(_draw_before_next_call(draws[0]))
-    return out
+    draws = draws_in_graph(graph, model, upto, propagation.opaque_draws, {n.name: n for n in propagation.nodes})
+    before = [d for d in draws if d.after < len(first_calls)]  # after the last first call: no effect here
+    for draw in before:
+        records[first_calls[draw.after]].draws_before.append(draw)
+    blocked = next((d for d in before if d.replay is None), None)
+    if blocked is None:
+        after = [d for d in draws if d.after >= len(first_calls)]
+        return [_draw_before_next_call(after[0])] if another_call_follows and after else []
+    path = first_calls[blocked.after]
+    later = len(first_calls) - blocked.after - 1
+    return [Diagnostic(
+        diagnostics.RANDOM_BEFORE_INIT,
+        f"forward draws random numbers ({blocked.what}) before it first calls the lazy module '{path}', so a "
+        f"dry run initializes '{path}'{f' and the {later} after it' if later else ''} from a generator those "
+        f"draws moved, and lazyfx cannot replay them: {blocked.obstacle}",
+        severity="warning", module_path=path, location=blocked.location,
+        notes=("put the model in eval mode if the draws are dropout's (F.dropout needs training=self.training), "
+               "draw after the lazy modules' first calls, or materialize with init_order='registration' (every "
+               "module initialized in registration order, as an eager twin would be)",),
+    )]
 
 
 def _draw_before_next_call(draw) -> Diagnostic:

@@ -5,8 +5,13 @@ calls it; whatever forward draws before that (dropout in training mode, ``torch.
 noise, ``F.dropout(x, p)``, whose ``training`` defaults to True) moves the generator, so the
 module's values depend on those draws, and on how many numbers they take (the size of the
 tensor they fill). lazyfx creates the parameters without running forward, so it cannot give
-those values: it finds such draws and says so (``LFX025``), rather than materializing values
-that silently differ from a dry run's.
+those values without them. Where a draw takes a number of random values that depends only on
+concrete sizes (dropout, ``randn_like``, ``normal_``: one tensor's worth), materialize replays
+it at its place among the initializations, on a zero tensor of that size on the device (the
+only memory it allocates beyond the parameters, freed at once), and the values are a dry
+run's. Otherwise (a size that depends on a symbol, RReLU and multinomial, whose draws depend
+on values, dropout inside a layer lazyfx does not run) it says so (``LFX025``), rather than
+materializing values that silently differ from a dry run's.
 
 Draws are found in the traced graph by operation (:func:`draws_in_graph`) and, in code
 analysed by abstract execution, by watching every ATen operation its forward runs for
@@ -15,25 +20,87 @@ PyTorch's ``nondeterministic_seeded`` tag (:class:`DrawWatcher`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
 
+import sympy
 import torch
+import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from lazyfx.diagnostics import SourceLocation, caller_location
+from lazyfx.symbolic import free_symbols
+from lazyfx.values import TensorMeta, map_values
 
 
 @dataclass(frozen=True)
 class Draw:
     """Forward draws random numbers: ``what`` at ``location``, after ``after`` first calls of
-    lazy modules (in first-call order)."""
+    lazy modules (in first-call order). ``replay(device)`` draws as many numbers again, where
+    that depends on concrete sizes only; else ``obstacle`` says why it cannot."""
 
     what: str
     location: Optional[SourceLocation]
     after: int
+    replay: Optional[Callable[[Optional[torch.device]], None]] = field(default=None, compare=False)
+    obstacle: Optional[str] = None
+
+
+def _on(device: Optional[torch.device], value: Any) -> Any:
+    """``value`` with each TensorMeta as a zero tensor on ``device`` (the draw reads no values),
+    sizes as ints, and the target device where the dry run used the input's."""
+    def convert(v):
+        if isinstance(v, TensorMeta):
+            return torch.zeros(tuple(int(d) for d in v.shape), dtype=v.dtype, device=device)
+        if v is _TARGET:
+            return device
+        if isinstance(v, sympy.Basic) and v.is_Integer:
+            return int(v)
+        return v
+
+    return map_values(convert, value)
+
+
+def _symbolic(value: Any) -> list[str]:
+    """The symbols the sizes in ``value`` depend on."""
+    names: set[str] = set()
+
+    def visit(v):
+        dims = v.shape if isinstance(v, TensorMeta) else (v,)
+        for d in dims:
+            names.update(s.name for s in free_symbols(d))
+
+    map_values(visit, value)
+    return sorted(names)
+
+
+def _symbolic_obstacle(names: list[str]) -> str:
+    return (f"it takes as many random numbers as the tensor it fills has elements, which depends on "
+            f"{', '.join(names)}: give concrete sizes (the dry run's) to replay it")
+
+
+def at_representative_sizes(draws: list[Draw], symbols: list[str]) -> list[Draw]:
+    """Draws found by running forward at representative sizes of ``symbols``: how many numbers
+    a dry run draws depends on its real sizes, so none can be replayed."""
+    if not symbols:
+        return draws
+    return [dataclasses.replace(d, replay=None, obstacle=d.obstacle or _symbolic_obstacle(symbols)) for d in draws]
+
+
+def _replaying(what: str, location, after: int, call: Callable, args: tuple, kwargs: dict) -> Draw:
+    """A draw replayed by ``call(*args, **kwargs)`` with the tensors as zeros on the device."""
+    names = _symbolic((args, kwargs))
+    if names:
+        return Draw(what, location, after, obstacle=_symbolic_obstacle(names))
+
+    def replay(device):
+        with torch.no_grad():
+            call(*_on(device, args), **_on(device, kwargs))
+
+    return Draw(what, location, after, replay)
 
 
 # Factories and in-place fills that always draw.
@@ -47,6 +114,11 @@ _DRAWING_METHODS = {"normal_", "uniform_", "bernoulli_", "bernoulli", "random_",
 _TRAINING_FUNCTIONS = {F.dropout: (2, True), F.dropout1d: (2, True), F.dropout2d: (2, True),
                        F.dropout3d: (2, True), F.alpha_dropout: (2, False), F.feature_alpha_dropout: (2, False),
                        torch.dropout: (2, False), F.rrelu: (3, False)}
+# Draws whose count depends on tensor values (RReLU draws for the negative inputs only).
+_VALUE_DEPENDENT_FUNCTIONS = {torch.multinomial, torch.poisson, F.rrelu}
+_VALUE_DEPENDENT_METHODS = {"multinomial"}
+_VALUE_DEPENDENT_OPS = {"multinomial", "poisson", "binomial", "_standard_gamma", "_sample_dirichlet",
+                        "rrelu_with_noise", "rrelu_with_noise_", "_rrelu_with_noise", "rrelu_with_noise_functional"}
 _DROPOUT_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout, nn.FeatureAlphaDropout)
 
 
@@ -87,35 +159,66 @@ def module_draws(module: nn.Module) -> Optional[str]:
 
 
 def draws_in_graph(graph, root: nn.Module, lazy_nodes: dict[str, int], opaque: dict[str, list[Draw]],
-                   locations: dict[str, Optional[SourceLocation]]) -> list[Draw]:
+                   records: dict) -> list[Draw]:
     """The draws of a traced graph, in order. ``lazy_nodes``: node name -> how many lazy
     modules are first called up to and including that node (a draw at a lazy module's own
     node is its forward, after its initialization); ``opaque``: the draws abstract execution
-    found in an untraceable node, counted from the first calls before it."""
+    found in an untraceable node, counted from the first calls before it; ``records``: node
+    name -> its NodeRecord (value and location)."""
     found: list[Draw] = []
     before = 0
     for node in graph.nodes:
-        location = locations.get(node.name)
+        record = records.get(node.name)
+        location = record.location if record else None
         if node.name in opaque:
-            found += [Draw(d.what, d.location, before + d.after) for d in opaque[node.name]]
-        elif node.op == "call_function":
-            args = tuple(_literal(a) for a in node.args)
-            kwargs = {k: _literal(v) for k, v in node.kwargs.items()}
-            if function_draws(node.target, args, kwargs):
-                found.append(Draw(getattr(node.target, "__name__", str(node.target)), location, before))
-        elif node.op == "call_method" and node.target in _DRAWING_METHODS:
-            found.append(Draw(f".{node.target}()", location, before))
-        elif node.op == "call_module" and node.name not in lazy_nodes:
-            what = module_draws(root.get_submodule(node.target))
-            if what is not None:
-                found.append(Draw(f"'{node.target}': {what}", location, before))
+            found += [dataclasses.replace(d, after=before + d.after) for d in opaque[node.name]]
+        elif node.op in ("call_function", "call_method", "call_module") and node.name not in lazy_nodes:
+            draw = _node_draw(node, root, records, location, before)
+            if draw is not None:
+                found.append(draw)
         before = lazy_nodes.get(node.name, before)
     return found
 
 
-def _literal(value):
-    """A graph argument as a Python value where it is one (a node stands for a tensor or size)."""
-    return value if isinstance(value, (bool, int, float, type(None))) else object()
+def _node_draw(node: fx.Node, root: nn.Module, records: dict, location, before: int) -> Optional[Draw]:
+    """The draw a graph node makes, or None (checked cheaply first: this runs for every node)."""
+    target, module = node.target, None
+    if node.op == "call_module":
+        module = root.get_submodule(target)
+        what = module_draws(module)
+        if what is None:
+            return None
+        what = f"'{target}': {what}"
+    elif node.op == "call_method":
+        if target not in _DRAWING_METHODS:
+            return None
+        what = f".{target}()"
+    else:
+        if target not in _DRAWING_FUNCTIONS and target not in _TRAINING_FUNCTIONS \
+                and target is not F.scaled_dot_product_attention:
+            return None
+        literal = lambda a: a if isinstance(a, (bool, int, float, type(None))) else object()  # noqa: E731
+        if not function_draws(target, tuple(literal(a) for a in node.args),
+                              {k: literal(v) for k, v in node.kwargs.items()}):
+            return None
+        what = getattr(target, "__name__", str(target))
+    if target in _VALUE_DEPENDENT_FUNCTIONS or target in _VALUE_DEPENDENT_METHODS or isinstance(module, nn.RReLU):
+        return Draw(what, location, before, obstacle="how many numbers it draws depends on tensor values")
+    if module is not None and not isinstance(module, _DROPOUT_MODULES):  # replaying would mean running it
+        return Draw(what, location, before, obstacle="it runs inside a layer that lazyfx does not run")
+    value = lambda n: records[n.name].value if n.name in records else None  # noqa: E731
+    args, kwargs = fx.node.map_arg(node.args, value), fx.node.map_arg(node.kwargs, value)
+    if isinstance(node.kwargs.get("device"), fx.Node):  # device=x.device: the dry run's device
+        kwargs = {**kwargs, "device": _TARGET}
+    call = module if module is not None else _method(target) if node.op == "call_method" else target
+    return _replaying(what, location, before, call, args, kwargs)
+
+
+_TARGET = object()  # stands for the target device in a replayed call (the dry run's device)
+
+
+def _method(name: str) -> Callable:
+    return lambda tensor, *args, **kwargs: getattr(tensor, name)(*args, **kwargs)
 
 
 class DrawWatcher(TorchDispatchMode):
@@ -136,6 +239,28 @@ class DrawWatcher(TorchDispatchMode):
         self.inside_lazy -= 1
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if not self.inside_lazy and torch.Tag.nondeterministic_seeded in func.tags:
-            self.draws.append(Draw(func.__name__.split(".")[0], caller_location(), self.calls()))
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if not self.inside_lazy and torch.Tag.nondeterministic_seeded in func.tags and _draws(func, args, kwargs):
+            self.draws.append(self._draw(func, args, kwargs))
+        return func(*args, **kwargs)
+
+    def _draw(self, func, args, kwargs) -> Draw:
+        name = func._schema.name.split("::")[-1]
+        what, location, after = name, caller_location(), self.calls()
+        if name in _VALUE_DEPENDENT_OPS:
+            return Draw(what, location, after, obstacle="how many numbers it draws depends on tensor values")
+        as_meta = lambda v: TensorMeta(tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v  # noqa: E731
+        args, kwargs = map_values(as_meta, args), map_values(as_meta, kwargs)
+        if "device" in kwargs:  # forward ran on meta, as a dry run on the target device
+            kwargs = {**kwargs, "device": _TARGET}
+        return _replaying(what, location, after, func, args, kwargs)
+
+
+def _draws(func, args: tuple, kwargs: dict) -> bool:
+    """Whether a seeded operation draws: not with its ``training``/``train`` flag off (RReLU and
+    dropout in eval mode run the same operation)."""
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.name in ("training", "train"):
+            value = args[i] if i < len(args) else kwargs.get(argument.name, argument.default_value)
+            return bool(value)
+    return True

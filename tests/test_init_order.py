@@ -165,40 +165,85 @@ DRAWS = {  # kind -> (training, the line's marker)
 }
 
 
-@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
-@pytest.mark.parametrize("kind", list(DRAWS))
-def test_random_draws_before_a_first_call_are_named(kind, untraceable):
-    training, marker = DRAWS[kind]
-    build = lambda: DrawsBetween(kind, untraceable).train(training)  # noqa: E731
-    torch.manual_seed(0)
-    dry = build()
-    with torch.no_grad():
-        dry(torch.zeros(2, 4))
+def dry_run_as_is(build, *shapes):
+    """A seeded dry run in the mode the model is built in (training mode draws for dropout)."""
     torch.manual_seed(0)
     model = build()
-    eager = lazyfx.materialize(model, ("B", 4), init_order="registration")  # what the error offers instead
-    assert not torch.equal(eager.second.weight, dry.second.weight)  # the draws moved the dry run's values
+    with torch.no_grad():
+        model(*(torch.zeros(shape) for shape in shapes))
+    return model
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+@pytest.mark.parametrize("kind", list(DRAWS))
+def test_random_draws_before_a_first_call_are_replayed_as_in_a_dry_run(kind, untraceable):
+    training, _ = DRAWS[kind]
+    build = lambda: DrawsBetween(kind, untraceable).train(training)  # noqa: E731
+    dry = dry_run_as_is(build, (2, 4))
+    torch.manual_seed(0)
+    registration = lazyfx.materialize(build(), (2, 4), init_order="registration")
+    assert not torch.equal(registration.second.weight, dry.second.weight)  # the draws do move the values
+    report = lazyfx.infer(build(), (2, 4))
+    assert [len(r.draws_before) for r in report.lazy.values()] == [0, 1]
+    assert not report.diagnostics
+    torch.manual_seed(0)
+    assert_same_model(dry, lazyfx.materialize(build(), (2, 4)))
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+@pytest.mark.parametrize("kind", list(DRAWS))
+def test_random_draws_whose_count_depends_on_a_symbol_are_named(kind, untraceable):
+    training, marker = DRAWS[kind]
+    model = DrawsBetween(kind, untraceable).train(training)
     report = lazyfx.infer(model, ("B", 4))
     (warning,) = [d for d in report.diagnostics if d.code.code == "LFX025"]
     assert f"test_init_order.py:{line_of(marker)}:" in str(warning)
     assert "before it first calls the lazy module 'second'" in str(warning)
+    assert "depends on B: give concrete sizes" in str(warning)
     with pytest.raises(lazyfx.ResolutionError, match="LFX025"):
         lazyfx.materialize(model, ("B", 4))
+    eager = lazyfx.materialize(model, ("B", 4), init_order="registration")  # does not depend on forward
+    assert eager.second.in_features == 4
+
+
+class ValueDependentDraws(nn.Module):
+    """RReLU in training mode draws for the negative inputs only: how many depends on values."""
+
+    def __init__(self, untraceable: bool = False):
+        super().__init__()
+        self.untraceable = untraceable
+        self.first = nn.LazyLinear(4)
+        self.act = nn.RReLU()
+        self.second = nn.LazyLinear(3)
+
+    def forward(self, x):
+        if self.untraceable and torch.isnan(x).any():
+            x = torch.nan_to_num(x)
+        return self.second(self.act(self.first(x)))
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+def test_random_draws_whose_count_depends_on_values_are_named(untraceable):
+    model = ValueDependentDraws(untraceable).train()
+    with pytest.raises(lazyfx.ResolutionError, match="LFX025 .* depends on tensor values"):
+        lazyfx.materialize(model, (2, 4))
+    build = lambda: ValueDependentDraws(untraceable).eval()  # noqa: E731  (eval mode: no draws)
+    assert_same_model(dry_run(build, (2, 4)), materialized(build, (2, 4)))
 
 
 @pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
 @pytest.mark.parametrize("kind", ["dropout module", "F.dropout(training=self.training)", "none"])
 def test_no_draws_before_a_first_call_in_eval_mode_match_a_dry_run(kind, untraceable):
     build = lambda: DrawsBetween(kind, untraceable)  # noqa: E731  (dry_run puts it in eval mode)
-    assert not [d for d in lazyfx.infer(build().eval(), ("B", 4)).diagnostics if d.code.code == "LFX025"]
+    report = lazyfx.infer(build().eval(), ("B", 4))
+    assert not report.diagnostics and not any(r.draws_before for r in report.lazy.values())
     assert_same_model(dry_run(build, (2, 4)), materialized(build, ("B", 4)))
 
 
 def test_dropout_after_the_last_first_call_in_training_mode_matches_a_dry_run():
     build = lambda: DrawsBetween("none").train()  # noqa: E731
-    torch.manual_seed(0)
-    dry = build()
-    with torch.no_grad():
-        dry(torch.zeros(2, 4))
+    report = lazyfx.infer(build(), ("B", 4))  # a symbolic batch: nothing to replay
+    assert not report.diagnostics and not any(r.draws_before for r in report.lazy.values())
+    dry = dry_run_as_is(build, (2, 4))
     torch.manual_seed(0)
     assert_same_model(dry, lazyfx.materialize(build(), ("B", 4)))

@@ -42,6 +42,10 @@ class LazyModuleRecord:
         specialized_by: Why its shapes hold for one input size only: the
             meta-kernel specializations upstream of a call (LFX023). Such a
             module is not materialized.
+        draws_before: The random draws forward makes after the previous lazy
+            module's first call and before this one's (dropout in training
+            mode, noise), in order: a dry run initializes this module after
+            them, so materialize replays them first.
 
     Examples:
         >>> record = lazyfx.infer(Net(), ("B", 3, "H", "W")).lazy["head"]
@@ -60,6 +64,7 @@ class LazyModuleRecord:
     call_sites: list[Optional[SourceLocation]] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
     specialized_by: list[str] = field(default_factory=list)  # fallback specializations upstream of a call
+    draws_before: list = field(default_factory=list)  # randomness.Draw: replayed before its initialization
 
     @property
     def materializable(self) -> bool:

@@ -212,6 +212,9 @@ def materialize_model(
                     module = target.get_submodule(path)
                     if journal:
                         journal.save_module(module)
+                    if initialize and not registration:  # the generator as a dry run left it
+                        for draw in record.draws_before:
+                            draw.replay(device)
                     if _meta_tensors(module):  # a LazyBatchNorm's step counter, built on meta
                         convert_tensors([module], device, None, journal)
                     # created in the target dtype, as a dry run after model.to(dtype) creates them (in
