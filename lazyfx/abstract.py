@@ -209,7 +209,7 @@ def _check_counts(module: nn.Module, path: str, args, kwargs, hints: dict, base:
     A run that fails is the model's own failure on such data (an empty selection reduced); at
     least one must succeed."""
     where = f"'{path}' ({type(module).__name__})" if path else f"{type(module).__name__}.forward"
-    verb = "selects" if len(counts.asked) == 1 else "select"
+    verb = "selects" if len(counts.sites()) == 1 else "select"
     sizes = lambda run: {sub: found[:2] for sub, found in run.resolutions.items() if found}  # noqa: E731
     agreed = 0
     for policy in POLICIES[1:]:
@@ -220,7 +220,7 @@ def _check_counts(module: nn.Module, path: str, args, kwargs, hints: dict, base:
             continue
         finally:
             _COUNTS.reset(token)
-        moved = [sub for sub, found in sizes(base).items() if sizes(run).get(sub) != found]
+        moved = [f"{path}.{sub}" if path else sub for sub, found in sizes(base).items() if sizes(run).get(sub) != found]
         if moved:
             raise _final(DataDependentError(
                 f"{where}: the sizes of the lazy module{'s' if len(moved) > 1 else ''} {', '.join(moved)} depend on "

@@ -58,10 +58,12 @@ class Counts(TorchDispatchMode):
                 return result
         return func(*args, **kwargs)
 
+    def sites(self) -> list[str]:
+        """The operations that asked, with their lines (``boolean-mask indexing at loop.py:650``), once each."""
+        return list(dict.fromkeys(f"{op} at {loc}" if loc else op for op, loc in self.asked))
+
     def where(self) -> str:
-        """The operations that asked, with their lines (``boolean-mask indexing at loop.py:650``)."""
-        seen = dict.fromkeys(f"{op} at {loc}" if loc else op for op, loc in self.asked)
-        return ", ".join(seen)
+        return ", ".join(self.sites())
 
 
 def _nonzero(mode: Counts, x: torch.Tensor) -> torch.Tensor:

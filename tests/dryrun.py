@@ -19,11 +19,14 @@ import lazyfx
 
 
 def dry_run(build: Callable[[], nn.Module], *shapes, dtype=torch.float32, seed: int = 0) -> nn.Module:
+    """``dtype``: one for every input, or a tuple with one per input (a graph's float features and
+    int64 edge_index)."""
     torch.manual_seed(seed)
     model = build()
     model.eval()
+    dtypes = dtype if isinstance(dtype, tuple) else (dtype,) * len(shapes)
     with torch.no_grad():
-        model(*(torch.zeros(shape, dtype=dtype) for shape in shapes))
+        model(*(torch.zeros(shape, dtype=d) for shape, d in zip(shapes, dtypes)))
     return model
 
 

@@ -104,3 +104,56 @@ def test_a_count_nothing_depends_on_is_accepted():
     assert report.output.shape == () and list(report.opaque) == ["inner"]
     x, mask = torch.zeros(2, 3), torch.tensor([[True, False, True], [False, False, True]])
     assert Wrapper(MaskedMean())(x, mask).shape == report.output.shape
+
+
+class PickRows(nn.Module):
+    """Branches on values (so abstract execution runs it), then keeps the rows a mask selects."""
+
+    def __init__(self, reduce: str):
+        super().__init__()
+        self.reduce = reduce
+        self.fc = nn.LazyLinear(4)
+
+    def forward(self, x, mask):
+        if (x < 0).any():
+            x = x.abs()
+        rows = x[mask]  # <- count
+        if self.reduce == "sum":
+            return self.fc(rows).sum(0)
+        if self.reduce == "transposed":
+            return self.fc(rows.T)
+        return self.fc(rows)
+
+
+@pytest.mark.parametrize("reduce, message", [
+    ("transposed", r"the sizes of the lazy module inner.fc depend on how many elements boolean-mask indexing at .*:\d+ "
+                   r"selects"),
+    ("none", r"its output shape depends on how many elements boolean-mask indexing at .*:\d+ selects"),
+])
+def test_abstract_execution_refuses_what_moves_with_a_count(reduce, message):
+    """The rows a mask keeps decide fc's in_features (transposed), or the output's first size."""
+    build = lambda: Wrapper(PickRows(reduce))  # noqa: E731
+    for mask in (torch.tensor([True, False, True]), torch.tensor([True, True, True])):
+        torch.manual_seed(0)
+        model = build().eval()
+        with torch.no_grad():
+            out = model(torch.ones(3, 5), mask)
+        width = model.inner.fc.in_features
+        assert (width if reduce == "transposed" else out.shape[0]) == int(mask.sum())
+    with pytest.raises(lazyfx.DataDependentError, match=message) as info:
+        lazyfx.infer(build(), spec(B, 5), spec(B, dtype=BOOL))
+    assert info.value.code == "LFX022"
+
+
+def test_abstract_execution_accepts_a_count_nothing_depends_on():
+    from dryrun import assert_same_model, materialized
+
+    build = lambda: Wrapper(PickRows("sum"))  # noqa: E731
+    report = lazyfx.infer(build(), spec(B, 5), spec(B, dtype=BOOL))
+    assert str(report.output) == "(4,)" and list(report.opaque) == ["inner"]
+    assert report.lazy["inner.fc"].resolution.arguments == {"in_features": 5}
+    torch.manual_seed(0)
+    expected = build().eval()
+    with torch.no_grad():
+        expected(torch.zeros(3, 5), torch.zeros(3, dtype=BOOL))
+    assert_same_model(expected, materialized(build, spec(B, 5), spec(B, dtype=BOOL)))

@@ -21,6 +21,7 @@ from zoo.gcn import GCN, LazyGraphConv
 from zoo.gpt import GPT
 from zoo.lstm import LSTMClassifier
 from zoo.mobilenet import MobileNetV2
+from zoo.pyg import GNN, EdgeScorer
 from zoo.resnet import ResNet18
 from zoo.seg3d import Seg3D
 from zoo.swin import Swin
@@ -356,6 +357,57 @@ def test_gcn_feature_size_as_a_symbol_taints_nothing_downstream():
     assert report.lazy["conv2"].materializable and report.lazy["readout"].materializable
     assert [d.code.code for d in report.diagnostics] == ["LFX040"]
     assert report.domain.contains(N=1, F=1)  # the size-one check gives the layer's state F's size too
+
+
+# PyTorch Geometric layers with in_channels=-1: x (N, 16) float, edge_index (2, E) int64.
+GRAPH = ("N,16", "2,E:int64")
+GRAPH_DTYPES = (torch.float32, INT)
+
+
+def graph_output(build, nodes: int, edges: int) -> tuple:
+    torch.manual_seed(0)
+    x, edge_index = torch.randn(nodes, 16), torch.randint(0, nodes, (2, edges))
+    with torch.no_grad():
+        return tuple(build().eval()(x, edge_index).shape)
+
+
+GNN_CASES = [
+    pytest.param("gcn", {"conv1.lin": 16, "conv2.lin": 8, "readout": 8}, id="gcn"),
+    pytest.param("sage", {"conv1.lin_l": 16, "conv1.lin_r": 16, "conv2.lin_l": 8, "conv2.lin_r": 8, "readout": 8},
+                 id="sage"),
+    pytest.param("gat", {"conv1.lin": 16, "conv2.lin": 16, "readout": 16}, id="gat", marks=pytest.mark.xfail(
+        strict=True, raises=lazyfx.ShapeError,
+        reason="gap until traced values pass isinstance(x, torch.Tensor) (the inputs helper's trace.py change): "
+               "GATConv's `assert x.dim() == 2` sits in its `isinstance(x, Tensor)` branch, and the tuple branch's "
+               "assert fails")),
+]
+
+
+@pytest.mark.parametrize("conv, in_channels", GNN_CASES)
+def test_pytorch_geometric_gnn_with_lazy_in_channels(conv, in_channels):
+    """PyG's own lazy Linear inside each convolution, and GCN's and GAT's self loops added with
+    boolean masks: the edge count after them depends on the data, but no lazy size and no output
+    size does."""
+    build = partial(GNN, conv)
+    report = infer(build, *GRAPH)
+    assert str(report.output) == "(N, 4)" and str(report.domain) == "all positive sizes"
+    assert {p: r.resolution.arguments["in_channels"] for p, r in report.lazy.items()} == in_channels
+    assert all(r.materializable for r in report.lazy.values())
+    for nodes, edges in [(5, 7), (9, 1)]:
+        assert graph_output(build, nodes, edges) == (nodes, 4)
+    assert_same_model(dry_run(build, (6, 16), (2, 10), dtype=GRAPH_DTYPES), materialized(build, *GRAPH))
+
+
+def test_pytorch_geometric_edge_scores_depend_on_the_edge_count():
+    """Scores for the edges left after removing self loops: one row per remaining edge, a count
+    only the data decides, so the output's shape is refused rather than guessed."""
+    for edge_index in (torch.tensor([[0, 1, 2], [1, 2, 0]]), torch.tensor([[0, 1, 2], [0, 2, 2]])):
+        with torch.no_grad():
+            scores = EdgeScorer().eval()(torch.zeros(3, 16), edge_index)
+        assert scores.shape[0] == int((edge_index[0] != edge_index[1]).sum())
+    with pytest.raises(lazyfx.DataDependentError, match="boolean mask") as info:
+        infer(EdgeScorer, *GRAPH)
+    assert info.value.code == "LFX022"
 
 
 # -- Hugging Face transformers, every nn.Linear made lazy ----------------------------------------
