@@ -71,8 +71,11 @@ _META = torch.device("meta")
 _CPU = torch.device("cpu")
 # Tensors made from Python data keep their values, on cpu, as before a model's data exists.
 _FROM_DATA = (torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor)
-_DEVICE_PROPERTIES = {torch.Tensor.device: lambda d: d, torch.Tensor.is_cuda: lambda d: d.type == "cuda",
-                      torch.Tensor.is_cpu: lambda d: d.type == "cpu", torch.Tensor.is_meta: lambda d: d.type == "meta"}
+# What a tensor says about its device, from the device it is on: the tracer answers these
+# from the target device too (a dry run's ``x.device``, not the analysis' "meta").
+DEVICE_ATTRIBUTES = {"device": lambda d: d, "is_cuda": lambda d: d.type == "cuda",
+                     "is_cpu": lambda d: d.type == "cpu", "is_meta": lambda d: d.type == "meta"}
+_DEVICE_PROPERTIES = {getattr(torch.Tensor, name): answer for name, answer in DEVICE_ATTRIBUTES.items()}
 
 
 class _OnTarget(TorchFunctionMode):

@@ -182,8 +182,8 @@ class MetaKernelFallback:
             return slice(self._to_fake(value.start), self._to_fake(value.stop), self._to_fake(value.step))
         if isinstance(value, sympy.Basic):
             return self._to_symint(value)
-        if isinstance(value, torch.device) and value.type == "meta":
-            return torch.device("cpu")  # the abstract "wherever the input is": fake tensors live on cpu
+        if isinstance(value, torch.device):
+            return torch.device("cpu")  # fake tensors live on cpu, whatever device a dry run would use
         return value
 
     def _to_symint(self, expr: Any) -> Any:

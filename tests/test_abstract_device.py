@@ -147,3 +147,29 @@ def test_materialize_answers_its_target_device():
     seen.clear()
     lazyfx.materialize(Where(), (2, 8), device="cpu")
     assert set(seen) == {"cpu"}
+
+
+class TracedAutocast(nn.Module):
+    """torch.autocast on the input's device in a forward torch.fx traces (no value branch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.LazyLinear(3)
+
+    def forward(self, x):
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            h = self.head(x[:, : 6 if x.is_cpu else 4])
+        return h + torch.zeros(h.shape[-1], device=x.device)
+
+
+def test_the_traced_forward_sees_the_target_device_too():
+    report = lazyfx.infer(TracedAutocast(), ("B", 8))
+    assert not report.opaque and str(report.output) == "(B, 3)"  # traced, not abstract execution
+    assert report.lazy["head"].resolution.arguments == {"in_features": 6}
+    assert_same_model(dry_run(TracedAutocast, (2, 8)), materialized(TracedAutocast, ("B", 8)))
+    with target_device("cuda"):  # as materialize(device="cuda") analyses it
+        report = lazyfx.infer(TracedAutocast(), ("B", 8))
+    assert not report.opaque and report.lazy["head"].resolution.arguments == {"in_features": 4}
+    # a dry run on meta fails in torch.autocast itself: so does the analysis
+    with pytest.raises(lazyfx.LazyFXError, match="unsupported scalarType"):
+        lazyfx.materialize(TracedAutocast(), ("B", 8), device="meta")

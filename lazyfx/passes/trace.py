@@ -44,6 +44,7 @@ from torch.nn.parameter import is_lazy
 from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
+from lazyfx.abstract import DEVICE_ATTRIBUTES, TARGET_DEVICE
 from lazyfx.checks import decide
 from lazyfx.diagnostics import caller_location, first_line, is_internal, location_from_traceback
 from lazyfx.errors import (
@@ -78,6 +79,9 @@ class _AnswersFromValue:
         return self.tracer.to_int(self)
 
     def __getattr__(self, name: str):
+        if name in DEVICE_ATTRIBUTES and isinstance(self.tracer.propagator.value(self.node), TensorMeta):
+            # a dry run's answer, as a plain value: torch.autocast(device_type=x.device.type) needs a str
+            return DEVICE_ATTRIBUTES[name](TARGET_DEVICE.get())
         return ShapeAttribute(self, name)
 
     def __format__(self, spec: str) -> str:  # f"length {T}" in a message shows the size

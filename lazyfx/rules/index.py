@@ -55,13 +55,20 @@ _TENSOR_ATTRIBUTES = {
     "shape": lambda x: tuple(x.shape),
     "ndim": lambda x: x.ndim,
     "dtype": lambda x: x.dtype,
-    # Devices do not change shapes; the abstract value stands in for "wherever the input is".
-    "device": lambda x: torch.device("meta"),
+    # Devices do not change shapes; a tensor is where a dry run on the target device has it
+    # (lazyfx.abstract.TARGET_DEVICE: cpu for infer, materialize's device)
+    "device": lambda x: _target_device(),
     "data": lambda x: x,
     "T": lambda x: x.with_shape(tuple(reversed(x.shape))),
     "mT": lambda x: _swap_last_two(x, "mT"),
     "mH": lambda x: _swap_last_two(x, "mH"),
 }
+
+
+def _target_device() -> torch.device:
+    from lazyfx.abstract import TARGET_DEVICE
+
+    return TARGET_DEVICE.get()
 
 
 def _swap_last_two(x: TensorMeta, what: str) -> TensorMeta:
