@@ -432,6 +432,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
         assumed = [dataclasses.replace(c, kind="requires") for c in propagation.recorder.conditions]
         if Domain(constraints, assumed).is_empty:
             raise _no_valid_input(Domain(constraints, assumed), propagation, assumptions=domain.assumptions)
+    _mark_reached_in_training(records, model, inputs, kw_inputs, snapshot)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
     warnings += _random_draw_diagnostics(model, program.graph, propagation, records, another_call_follows)
@@ -465,6 +466,28 @@ def _propagated(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Opti
     finally:  # nothing of the analysis (ShapeEnv, FakeTensorMode) outlives the call
         propagator.release()
     return constraints, bound, program, propagation
+
+
+def _mark_reached_in_training(records: dict[str, LazyModuleRecord], model: nn.Module, inputs: tuple,
+                              kw_inputs: dict, snapshot: Optional[Journal]) -> None:
+    """For a model in eval mode with lazy modules forward never calls, set ``reached_in_training``
+    on those it calls in training mode (an auxiliary classifier behind ``if self.training``):
+    the analysis runs once more with every module in training mode, then puts the modes back."""
+    uncalled = [r for r in records.values() if not r.called]
+    modes = [(m, m.training) for m in model.modules()]
+    if not uncalled or all(training for _, training in modes):
+        return
+    try:
+        model.train()
+        _, _, _, propagation = _propagated(model, inputs, kw_inputs, snapshot)
+    except LazyFXError:  # training mode fails on its own (BatchNorm on one value): nothing to say
+        return
+    finally:
+        for module, training in modes:
+            module.training = training
+    reached = {call.path for call in propagation.lazy_calls}
+    for record in uncalled:
+        record.reached_in_training = record.path in reached
 
 
 def _independent_of_specializations(records: dict[str, LazyModuleRecord], fallback, model: nn.Module,
@@ -643,6 +666,17 @@ def _specialization_diagnostics(propagation) -> list[Diagnostic]:
 
 
 def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
+    if not record.called and record.reached_in_training:
+        return Diagnostic(
+            diagnostics.LAZY_NOT_CALLED,
+            f"lazy module '{record.path}' ({record.lazy_class}) is called only in training mode (forward reaches "
+            f"it when the model is in training mode, not in eval mode as now), so nothing determines its "
+            f"parameters; a dry run in eval mode leaves it lazy too",
+            severity="warning",
+            module_path=record.path,
+            notes=("materialize the model in training mode (model.train(), then model.eval() afterwards if needed): "
+                   "forward then calls it, and the values are those of a dry run in training mode",),
+        )
     if not record.called:
         return Diagnostic(
             diagnostics.LAZY_NOT_CALLED,

@@ -18,6 +18,7 @@ from lazyfx.symbolic import substitute
 from zoo import hf
 from zoo.autoencoder import ConvAutoencoder
 from zoo.gcn import GCN, LazyGraphConv
+from zoo.googlenet import GoogLeNet
 from zoo.gpt import GPT
 from zoo.lstm import LSTMClassifier
 from zoo.mobilenet import MobileNetV2
@@ -408,6 +409,70 @@ def test_pytorch_geometric_edge_scores_depend_on_the_edge_count():
     with pytest.raises(lazyfx.DataDependentError, match="boolean mask") as info:
         infer(EdgeScorer, *GRAPH)
     assert info.value.code == "LFX022"
+
+
+# -- GoogLeNet: auxiliary classifiers reached only in training mode ---------------------------------
+
+
+def training_dry_run(build, shape):
+    """A seeded dry run in training mode (where forward reaches the auxiliary heads)."""
+    torch.manual_seed(0)
+    model = build()
+    with torch.no_grad():
+        model(torch.zeros(shape))
+    return model
+
+
+def test_googlenet_in_training_mode_initializes_its_auxiliary_heads_where_forward_reaches_them():
+    build = lambda: GoogLeNet().train()  # noqa: E731
+    report = lazyfx.infer(build(), (2, 3, 32, 32))
+    order = list(report.lazy)
+    assert order.index("block4a.branch_pool.1.0") < order.index("aux1.conv.0") < order.index("block4b.branch1.0")
+    assert order.index("block4c.branch_pool.1.0") < order.index("aux2.conv.0") < order.index("fc") == len(order) - 1
+    assert report.lazy["aux1.fc1"].resolution.arguments == {"in_features": 32}
+    assert report.lazy["fc"].resolution.arguments == {"in_features": 48}
+    # dropout draws before aux1.fc2, aux2.fc2 and fc: replayed, as the dry run drew them
+    assert {p: len(r.draws_before) for p, r in report.lazy.items() if r.draws_before} == {
+        "aux1.fc2": 1, "aux2.fc2": 1, "fc": 1}
+    assert not report.diagnostics
+    dry = training_dry_run(build, (2, 3, 32, 32))
+    torch.manual_seed(0)
+    assert_same_model(dry, lazyfx.materialize(build(), (2, 3, 32, 32)))
+
+
+def test_googlenet_in_training_mode_with_a_symbolic_batch_cannot_replay_its_dropout():
+    model = GoogLeNet().train()
+    path, line = line_of(__import__("zoo.googlenet", fromlist=["x"]), "x = F.dropout(x, 0.7")
+    with pytest.raises(lazyfx.ResolutionError, match=rf"googlenet\.py:{line}: LFX025 .*'aux1\.fc2' and the 16 "
+                                                     r"after it.* depends on B"):
+        lazyfx.materialize(model, ("B", 3, 32, 32))
+
+
+def test_googlenet_in_eval_mode_says_its_auxiliary_heads_are_called_in_training_mode_only():
+    model = GoogLeNet().eval()
+    with pytest.raises(lazyfx.ResolutionError) as caught:
+        lazyfx.materialize(model, ("B", 3, "H", "W"))
+    problems = caught.value.diagnostics
+    assert [d.module_path for d in problems] == [f"aux{i}.{m}" for i in (1, 2) for m in ("conv.0", "fc1", "fc2")]
+    assert all(d.code.code == "LFX042" and "is called only in training mode" in d.message for d in problems)
+    assert "model.train()" in problems[0].notes[0] and "call it in forward" not in str(caught.value)
+    assert not model.training and not any(m.training for m in model.modules())  # the modes are put back
+
+
+def test_a_head_forward_never_calls_in_either_mode_is_not_blamed_on_training_mode():
+    model = GoogLeNet(aux_logits=False).eval()
+    model.spare = nn.LazyLinear(3)
+    report = lazyfx.infer(model, ("B", 3, 32, 32))
+    (problem,) = report.diagnostics
+    assert problem.module_path == "spare" and "is never called in forward" in problem.message
+    assert "training mode" not in str(problem)
+
+
+def test_googlenet_without_auxiliary_heads_in_eval_mode():
+    build = partial(GoogLeNet, aux_logits=False)
+    report = infer(build, ("B", 3, "H", "W"))
+    assert str(report.output) == "(B, 10)" and not report.diagnostics
+    assert_same_model(dry_run(build, (2, 3, 32, 32)), materialized(build, ("B", 3, "H", "W")))
 
 
 # -- Hugging Face transformers, every nn.Linear made lazy ----------------------------------------

@@ -42,6 +42,9 @@ class LazyModuleRecord:
         specialized_by: Why its shapes hold for one input size only: the
             meta-kernel specializations upstream of a call (LFX023). Such a
             module is not materialized.
+        reached_in_training: For a module forward does not call, whether it
+            does in training mode (the model being in eval mode): an
+            auxiliary classifier behind ``if self.training``.
         draws_before: The random draws forward makes after the previous lazy
             module's first call and before this one's (dropout in training
             mode, noise), in order: a dry run initializes this module after
@@ -64,6 +67,7 @@ class LazyModuleRecord:
     call_sites: list[Optional[SourceLocation]] = field(default_factory=list)
     nodes: list[str] = field(default_factory=list)
     specialized_by: list[str] = field(default_factory=list)  # fallback specializations upstream of a call
+    reached_in_training: bool = False
     draws_before: list = field(default_factory=list)  # randomness.Draw: replayed before its initialization
 
     @property
