@@ -447,13 +447,15 @@ def _failure(module: nn.Module, path: str, exc: Exception, symbolic: bool) -> La
 
 
 def raised_by_user(exc: BaseException) -> bool:
-    """Whether the user's own code raised ``exc`` with a ``raise`` statement (its innermost
-    frame is the user's, on a ``raise`` line), rather than PyTorch rejecting an operation."""
+    """Whether the user's own code raised ``exc`` with a ``raise`` or an ``assert`` statement
+    (its innermost frame is the user's, on a ``raise`` line or failing an assert), rather than
+    PyTorch rejecting an operation."""
     frames = traceback.extract_tb(exc.__traceback__)
     if not frames:
         return False
     innermost = frames[-1]
-    return not is_internal(innermost.filename) and (innermost.line or "").lstrip().startswith("raise")
+    own = isinstance(exc, AssertionError) or (innermost.line or "").lstrip().startswith("raise")
+    return not is_internal(innermost.filename) and own
 
 
 # A call whose arguments do not fit the function's signature (PyTorch's argument parser or

@@ -369,10 +369,13 @@ def to_value(spec: Any, table: SymbolTable) -> Any:
     if isinstance(spec, torch.Size):
         return to_value(TensorSpec(spec), table)
     if isinstance(spec, (tuple, list)):
-        if all(_is_dim_like(d) for d in spec):
+        if _is_shape(spec):
             return to_value(TensorSpec(tuple(spec)), table)
-        _refuse_mistyped_shape(spec)
+        if not _is_named_tuple(spec):
+            _refuse_mistyped_shape(spec)
         converted = [to_value(s, table) for s in spec]
+        if _is_named_tuple(spec):
+            return type(spec)(*converted)
         return tuple(converted) if isinstance(spec, tuple) else converted
     if isinstance(spec, dict):
         return {k: to_value(v, table) for k, v in spec.items()}
@@ -382,6 +385,16 @@ def to_value(spec: Any, table: SymbolTable) -> Any:
         f"cannot use {type(spec).__name__} {spec!r} as an input spec; expected a shape tuple such as "
         f"('B', 3, 224, 224), a string such as 'B,3,H,W', a torch.Tensor or a lazyfx.TensorSpec"
     )
+
+
+def _is_named_tuple(spec: Any) -> bool:
+    return isinstance(spec, tuple) and hasattr(type(spec), "_fields")
+
+
+def _is_shape(spec: Union[tuple, list]) -> bool:
+    """A tuple or list of dims is a shape; a named tuple is always a container (forward reads
+    its fields by name)."""
+    return not _is_named_tuple(spec) and all(_is_dim_like(d) for d in spec)
 
 
 def _refuse_mistyped_shape(spec: Union[tuple, list]) -> None:
@@ -492,7 +505,7 @@ def symbol_names(spec: Any) -> set[str]:
     if isinstance(spec, dict):
         return set().union(*(symbol_names(v) for v in spec.values()))
     if isinstance(spec, (tuple, list)):
-        if all(_is_dim_like(d) for d in spec):
+        if _is_shape(spec):
             return {d if isinstance(d, str) else d.name for d in spec if isinstance(d, (str, Dim, sympy.Symbol))}
         return set().union(*(symbol_names(v) for v in spec))
     return set()
@@ -528,7 +541,9 @@ def constrain(spec: Any, dims: dict[str, Dim], aliases: dict[str, str]) -> Any:
         return TensorSpec(tuple(dim(d) for d in spec.shape), spec.dtype)
     if isinstance(spec, dict):
         return {k: constrain(v, dims, aliases) for k, v in spec.items()}
-    if isinstance(spec, (tuple, list)) and not all(_is_dim_like(d) for d in spec):
+    if _is_named_tuple(spec):
+        return type(spec)(*(constrain(v, dims, aliases) for v in spec))
+    if isinstance(spec, (tuple, list)) and not _is_shape(spec):
         return type(spec)(constrain(v, dims, aliases) for v in spec)
     if isinstance(spec, (tuple, list)):
         return tuple(dim(d) for d in spec)

@@ -101,3 +101,184 @@ def test_tensor_inputs_and_tuple_outputs():
 
     report = lazyfx.infer(Pair(), (torch.empty(4, 7, device="meta"), ("B", 9)))
     assert [str(t) for t in report.output] == ["(4, 2)", "(B, 3)"]
+
+
+# -- container inputs are real containers ------------------------------------------------------
+
+
+def dry_run_with(build, *inputs, seed: int = 0) -> nn.Module:
+    """A dry run on the given inputs (containers included), as a user writes it."""
+    torch.manual_seed(seed)
+    model = build().eval()
+    with torch.no_grad():
+        model(*inputs)
+    return model
+
+
+class Agent(nn.Module):
+    """A critic that takes a dict and looks its optional entry up with ``.get`` (skrl's style)."""
+
+    def __init__(self):
+        super().__init__()
+        self.state = nn.LazyLinear(8)
+        self.joint = nn.LazyLinear(1)
+
+    def forward(self, inputs):
+        actions = inputs.get("taken_actions")
+        h = torch.relu(self.state(inputs["states"]))
+        if actions is None:
+            return h
+        return self.joint(torch.cat([h, actions], -1))
+
+
+def test_a_missing_key_is_missing_and_dict_get_answers_none():
+    report = lazyfx.infer(Agent(), {"states": "B,5"})
+    assert str(report.output) == "(B, 8)" and not report.lazy["joint"].called
+    report = lazyfx.infer(Agent(), {"states": "B,5", "taken_actions": "B,2"})
+    assert report.lazy["joint"].resolution.arguments == {"in_features": 10}
+    expected = dry_run_with(Agent, {"states": torch.zeros(2, 5), "taken_actions": torch.zeros(2, 2)})
+    assert_same_model(expected, materialized(Agent, {"states": "B,5", "taken_actions": "B,2"}))
+
+
+class ByType(nn.Module):
+    """Iterates a dict keyed by tuples (PyTorch Geometric's edge types), checks membership in
+    another, and returns a dict."""
+
+    def __init__(self):
+        super().__init__()
+        self.lins = nn.ModuleDict({"paper": nn.LazyLinear(4), "author": nn.LazyLinear(4)})
+
+    def forward(self, x_dict, edge_dict):
+        assert len(x_dict) == 2 and set(x_dict.keys()) == {"paper", "author"}
+        out = {}
+        for edge_type in edge_dict:
+            src, _, dst = edge_type
+            if src in x_dict and dst in x_dict and "venue" not in x_dict:
+                out[dst] = out.get(dst, 0) + self.lins[src](x_dict[src]).sum(0)
+        return {key: value for key, value in sorted(out.items())}
+
+
+def test_dicts_iterate_test_membership_and_come_out_as_dicts():
+    x = {"paper": "P,5", "author": "A,3"}
+    edges = {("paper", "cites", "paper"): "2,E:int64", ("author", "writes", "paper"): "2,F:int64"}
+    report = lazyfx.infer(ByType(), x, edges)
+    assert list(report.output) == ["paper"] and str(report.output["paper"]) == "(4,)"
+    assert {p: r.resolution.arguments for p, r in report.lazy.items()} == {
+        "lins.paper": {"in_features": 5}, "lins.author": {"in_features": 3}}
+    real = ({"paper": torch.zeros(6, 5), "author": torch.zeros(2, 3)},
+            {k: torch.zeros(2, 4, dtype=torch.int64) for k in edges})
+    assert_same_model(dry_run_with(ByType, *real), materialized(ByType, x, edges))
+
+
+class Pieces(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.c = nn.LazyLinear(2), nn.LazyLinear(3), nn.LazyLinear(4)
+
+    def forward(self, pair, rest, named):
+        left, right = pair
+        first, *others = rest
+        assert isinstance(pair, tuple) and isinstance(rest, list) and len(others) == 1
+        return self.a(left) + self.a(right), self.b(first + others[0]), self.c(named.hidden) * named.scale
+
+
+def test_tuples_lists_and_named_tuples_unpack_as_in_python():
+    from collections import namedtuple
+
+    State = namedtuple("State", "hidden scale")
+    report = lazyfx.infer(Pieces(), ("B,6", "B,6"), ["B,7", "B,7"], State("B,9", 0.5))
+    assert [str(t) for t in report.output] == ["(B, 2)", "(B, 3)", "(B, 4)"]
+    # forward's own unpacking is Python's: no node for the constant 0.5, none for the containers
+    assert [n.target for n in report.nodes if n.op == "call_function"].count("operator.getitem") == 5
+    real = ((torch.zeros(2, 6), torch.zeros(2, 6)), [torch.zeros(2, 7), torch.zeros(2, 7)],
+            State(torch.zeros(2, 9), 0.5))
+    assert_same_model(dry_run_with(Pieces, *real),
+                      materialized(Pieces, ("B,6", "B,6"), ["B,7", "B,7"], State("B,9", 0.5)))
+
+
+def test_entries_forward_never_reads_leave_no_node():
+    report = lazyfx.infer(Agent(), {"states": "B,5", "unused": "B,3", "flag": True})
+    getitems = [n for n in report.nodes if n.target == "operator.getitem"]
+    assert len(getitems) == 1 and report.nodes[0].op == "placeholder"
+
+
+# -- isinstance answers as in a dry run ---------------------------------------------------------
+
+
+class PairOrTensor(nn.Module):
+    """A graph attention layer's check: one tensor, or a pair of (source, target) tensors."""
+
+    def __init__(self):
+        super().__init__()
+        self.src, self.dst = nn.LazyLinear(4), nn.LazyLinear(4)
+
+    def forward(self, x):
+        if isinstance(x, torch.Tensor):
+            x_src = x_dst = x
+        else:
+            x_src, x_dst = x
+        assert x_src.dim() == 2, "static graphs only"
+        assert not isinstance(x_src, (tuple, list)) and isinstance(x_dst, (torch.Tensor, int))
+        return self.src(x_src) + self.dst(x_dst)
+
+
+def test_a_traced_tensor_is_a_tensor_and_not_a_tuple():
+    report = lazyfx.infer(PairOrTensor(), "N,5")
+    assert report.lazy["dst"].resolution.arguments == {"in_features": 5}
+    nodes = [(n.op, n.module_path if n.op == "call_module" else n.target) for n in report.nodes]
+    assert nodes == [("placeholder", "placeholder"), ("call_method", "Tensor.dim"), ("call_function", "operator.eq"),
+                     ("call_module", "src"), ("call_module", "dst"), ("call_function", "operator.add"),
+                     ("output", "output")]  # the tensor branch, and nothing of isinstance
+    assert not report.opaque
+    report = lazyfx.infer(PairOrTensor(), ("N,5", "N,5"))
+    assert not report.opaque and str(report.output) == "(N, 4)"
+    assert_same_model(dry_run(PairOrTensor, (3, 5)), materialized(PairOrTensor, "N,5"))
+
+
+def test_isinstance_is_given_back_after_the_analysis():
+    lazyfx.infer(PairOrTensor(), "N,5")
+    assert "isinstance" not in globals()
+    with pytest.raises(lazyfx.ShapeError):
+        lazyfx.infer(PairOrTensor(), "N,T,5")  # the assert on x_src.dim() fails
+    assert "isinstance" not in globals()
+
+
+class TypeChecked(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(3)
+
+    def forward(self, x):
+        assert type(x) is torch.Tensor, "plain tensors only"  # <- type check
+        assert x.dim() == 2, "a batch of vectors"  # <- dim check
+        return self.fc(x)
+
+
+class Holder(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.inner, self.head = TypeChecked(), nn.LazyLinear(2)
+
+    def forward(self, x):
+        return self.head(self.inner(x))
+
+
+def test_an_assert_tracing_fails_but_a_dry_run_passes_is_analysed_by_abstract_execution():
+    report = lazyfx.infer(Holder(), "B,5")
+    assert "an assert that does not test sizes fails on traced values" in report.opaque["inner"]
+    assert "type(x) is torch.Tensor" in report.opaque["inner"]
+    assert report.lazy["inner.fc"].resolution.arguments == {"in_features": 5}
+    assert_same_model(dry_run(Holder, (2, 5)), materialized(Holder, "B,5"))
+    assert_same_model(dry_run(TypeChecked, (2, 5)), materialized(TypeChecked, "B,5"))
+
+
+def test_an_assert_the_declared_shapes_fail_is_still_a_shape_error():
+    class DimChecked(TypeChecked):
+        def forward(self, x):
+            assert x.dim() == 2, "a batch of vectors"
+            return self.fc(x)
+
+    with pytest.raises(lazyfx.ShapeError, match="an assertion in forward fails for these inputs: a batch of vectors"):
+        lazyfx.infer(DimChecked(), "B,T,5")
+    with pytest.raises(lazyfx.ShapeError, match="a batch of vectors"):
+        lazyfx.infer(TypeChecked(), "B,T,5")  # through abstract execution, after the type check

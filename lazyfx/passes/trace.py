@@ -29,6 +29,8 @@ import io
 import itertools
 import linecache
 import operator
+import os
+import sys
 import threading
 import tokenize
 from dataclasses import dataclass
@@ -100,6 +102,27 @@ class ShapeProxy(_AnswersFromValue, fx.Proxy):
         self.tracer.create_proxy("call_function", operator.setitem, (self, index, value), {})
 
 
+_isinstance = isinstance
+
+
+def dry_run_isinstance(obj: Any, classinfo: Any) -> bool:
+    """``isinstance`` as forward sees it in a dry run: a traced tensor is a ``torch.Tensor`` (and
+    not a tuple or a list), a traced size an ``int``. lazyfx puts it in the globals of each
+    forward it traces (:meth:`LazyTracer.answer_isinstance_in`) rather than making proxies
+    claim ``torch.Tensor`` as their ``__class__``: PyTorch's C++ argument parser asks the same
+    question and would then read a proxy as a tensor's memory."""
+    if _isinstance(obj, classinfo):
+        return True
+    if type(obj) is not ShapeProxy:
+        return False
+    value = obj.tracer.propagator.value(obj.node)
+    if type(value) is TensorMeta:
+        return issubclass(torch.Tensor, classinfo)
+    if (type(value) is int or _isinstance(value, sympy.Expr)) and getattr(value, "is_integer", True):
+        return issubclass(int, classinfo)
+    return False
+
+
 class ShapeAttribute(_AnswersFromValue, fx.proxy.Attribute):
     """``x.shape`` and friends (fx creates their node on first use)."""
 
@@ -117,6 +140,32 @@ class LazyTracer(fx.Tracer):
         # where each traced-through submodule on the way to the current node was called, outermost
         # first: a failure inside a block defined in another file names the calls that led there
         self._callers: tuple = ()
+        self._unpacking: list[fx.Node] = []  # the getitem nodes that unpack container inputs
+        self._isinstance_in: list[dict] = []  # the globals dry_run_isinstance was put in
+        self._isinstance_classes: set[type] = set()  # the classes whose functions' globals have it
+
+    def answer_isinstance_in(self, module: nn.Module) -> None:
+        """Make ``isinstance`` answer as in a dry run (:func:`dry_run_isinstance`) in the code
+        ``module``'s forward runs, until :meth:`restore_isinstance`: the globals of forward and
+        of every function its class and their bases define (a library's base class, such as
+        PyTorch Geometric's ``MessagePassing``, and the code PyG generates for ``propagate``),
+        PyTorch's own excepted. A namespace that has a name ``isinstance`` of its own keeps it."""
+        for cls in type(module).__mro__:
+            if cls in self._isinstance_classes:
+                continue
+            self._isinstance_classes.add(cls)
+            for function in (*vars(cls).values(), getattr(module, "forward", None)):
+                namespace = getattr(function, "__globals__", None)
+                if (isinstance(namespace, dict) and "isinstance" not in namespace
+                        and not str(namespace.get("__name__", "")).startswith("torch.")):
+                    namespace["isinstance"] = dry_run_isinstance
+                    self._isinstance_in.append(namespace)
+
+    def restore_isinstance(self) -> None:
+        while self._isinstance_in:
+            namespace = self._isinstance_in.pop()
+            if namespace.get("isinstance") is dry_run_isinstance:
+                del namespace["isinstance"]
 
     def path_of_module(self, mod: nn.Module) -> str:
         """Also for a submodule forward registers as it runs (``self.extra = nn.Linear(...)``),
@@ -184,8 +233,10 @@ class LazyTracer(fx.Tracer):
 
     def create_args_for_root(self, root_fn, is_module, concrete_args=None):
         """torch.fx calls the root's forward itself, never its ``__call__``: the root's own
-        hooks are traced around it here (see :mod:`lazyfx.hooks`)."""
+        hooks are traced around it here (see :mod:`lazyfx.hooks`). A container input is
+        handed to forward as a real container (see :meth:`unpacked`)."""
         fn, args = super().create_args_for_root(root_fn, is_module, concrete_args)
+        args = [self.unpacked(a) if isinstance(a, fx.Proxy) and a.node.op == "placeholder" else a for a in args]
         root = self.root
         container = is_module and is_lazy_container(root)
         if not container and (not is_module or not has_user_hooks(root)):
@@ -218,6 +269,39 @@ class LazyTracer(fx.Tracer):
 
         return call
 
+    def unpacked(self, proxy: fx.Proxy) -> Any:
+        """The input ``proxy`` stands for, as forward would get it in a dry run: a dict, tuple,
+        list or named tuple value becomes that container (the same keys, in the same order),
+        whose tensors are ``getitem`` nodes on the placeholder, its constants themselves; so
+        ``.get``, ``in``, ``len``, iteration and unpacking are Python's own, and a missing key
+        is missing. A ``getitem`` forward never uses is dropped after tracing."""
+        def unpack(source: fx.Proxy, value: Any) -> Any:
+            if isinstance(value, dict):
+                return {key: unpack(get(source, key), v) for key, v in value.items()}
+            if isinstance(value, (tuple, list)):
+                items = [unpack(get(source, i), v) for i, v in enumerate(value)]
+                return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)  # a named tuple
+            if isinstance(value, TensorMeta):
+                return source
+            return value  # None, a number, a string, a dtype: the value itself, as in a dry run
+
+        def get(parent: fx.Proxy, key: Any) -> fx.Proxy:
+            item = self.create_proxy("call_function", operator.getitem, (parent, key), {})
+            self._unpacking.append(item.node)
+            return item
+
+        if not isinstance(self.propagator.value(proxy.node), (dict, tuple, list)):
+            return proxy
+        return unpack(proxy, self.propagator.value(proxy.node))
+
+    def drop_unused_unpacking(self) -> None:
+        """Erase the unpacking ``getitem`` nodes nothing uses (a leaf forward ignores, a
+        container's own node once its leaves are unpacked), innermost first."""
+        for node in reversed(self._unpacking):
+            if not node.users and node.graph is self.graph:
+                self.graph.erase_node(node)
+                self.propagator.records.pop(node, None)
+
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """Trace into ``m``; if its code cannot be traced, undo that and keep it as one opaque
         node, analysed by abstract execution (:mod:`lazyfx.abstract`)."""
@@ -234,6 +318,7 @@ class LazyTracer(fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
         if is_lazy_container(m):
             forward = self.lazy_container_call(m, path, m.forward)
+        self.answer_isinstance_in(m)
         mark = self._mark()
         callers = self._callers
         call = caller_location()
@@ -242,7 +327,7 @@ class LazyTracer(fx.Tracer):
         try:
             return super().call_module(m, forward, args, kwargs)
         except Exception as exc:
-            if not untraceable(exc):
+            if not untraceable(exc) and not self.assertion_not_about_shapes(exc):
                 raise
             self._undo_since(mark)
             self.restore(m.modules())  # no fx Proxy left in m's attributes for abstract execution
@@ -365,6 +450,22 @@ class LazyTracer(fx.Tracer):
     def iter(self, obj: fx.Proxy) -> Iterator:
         return iter([obj[i] for i in range(self.length(obj))])
 
+    def assertion_not_about_shapes(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a user ``assert`` that failed on something other than a traced
+        size (``type(x) is torch.Tensor``, a check a traced value does not pass as a tensor
+        does): a limitation of tracing, not the model's fault. An assert whose condition was
+        decided false from the sizes (``assert x.dim() == 2``) left that decision at its lines."""
+        if not isinstance(exc, AssertionError):
+            return False
+        location = location_from_traceback(exc)
+        if location is None:
+            return False
+        file, lines = os.path.realpath(location.file), range(location.line, location.line + _statement_length(location))
+        return not any(
+            not d.taken and d.location is not None and d.location.line in lines and os.path.realpath(d.location.file) == file
+            for d in self.propagator.result.decisions
+        )
+
     def _decided(self, node: fx.Node, condition: str, taken: bool) -> None:
         location = caller_location()
         self.propagator.result.decisions.append(
@@ -455,6 +556,10 @@ def untraceable(exc: BaseException) -> bool:
 def untraceable_reason(exc: BaseException) -> str:
     if isinstance(exc, LazyFXError):
         return exc.message
+    if isinstance(exc, AssertionError):
+        location = location_from_traceback(exc)
+        return (f"an assert that does not test sizes fails on traced values"
+                + (f" ({location}: {_code(location)})" if location else ""))
     text = first_line(exc)
     location = location_from_traceback(exc)
     return f"{type(exc).__name__}: {text}" + (f" ({location})" if location else "")
@@ -477,6 +582,22 @@ def _code(location) -> Optional[str]:
     except (tokenize.TokenError, SyntaxError):  # a line that continues on the next one
         pass
     return line or None
+
+
+def _statement_length(location) -> int:
+    """How many lines the statement starting at ``location`` spans (1 when unknown)."""
+    lines = []
+    for offset in range(20):
+        line = linecache.getline(location.file, location.line + offset)
+        if not line:
+            break
+        lines.append(line)
+        try:
+            ast.parse("".join(lines).strip())
+            return len(lines)
+        except SyntaxError:
+            continue
+    return 1
 
 
 def _condition_text(code: str) -> str:
@@ -561,13 +682,14 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
         if _is_constant(value) and signature.parameters[name].kind not in _VAR_KINDS
     }
     checkpoint = propagator.checkpoint()
+    tracer.answer_isinstance_in(model)
     try:
         with _RealTensorIndexing(tracer):
             graph = tracer.trace(model, concrete_args=concrete or None)
-    except AssertionError as exc:
-        raise _trace_error(model, exc) from exc
     except Exception as exc:
-        if not untraceable(exc):
+        if isinstance(exc, AssertionError) and not tracer.assertion_not_about_shapes(exc):
+            raise _trace_error(model, exc) from exc
+        if not untraceable(exc) and not tracer.assertion_not_about_shapes(exc):
             raise exc if isinstance(exc, LazyFXError) else _trace_error(model, exc) from exc
         # forward itself cannot be traced: the whole model is one opaque node
         propagator.rollback(checkpoint, list(propagator.records))
@@ -576,7 +698,10 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
         if getattr(exc, "counted", False):
             propagator.result.refusals[""] = exc
         return _leaf_program(model, bound)
+    finally:
+        tracer.restore_isinstance()
     _drop_specialization_guards(graph)
+    tracer.drop_unused_unpacking()
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     values = {node.name: value for node, value in zip(placeholders, ordered)}
     return TracedProgram(model, graph, values)

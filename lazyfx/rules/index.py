@@ -59,6 +59,10 @@ _TENSOR_ATTRIBUTES = {
     # (lazyfx.abstract.TARGET_DEVICE: cpu for infer, materialize's device)
     "device": lambda x: _target_device(),
     "data": lambda x: x,
+    # Specs describe dense tensors, and no rule makes a sparse one (PyTorch Geometric asks
+    # ``is_sparse(edge_index)`` before it builds its messages).
+    "layout": lambda x: torch.strided,
+    "is_sparse": lambda x: False,
     "T": lambda x: x.with_shape(tuple(reversed(x.shape))),
     "mT": lambda x: _swap_last_two(x, "mT"),
     "mH": lambda x: _swap_last_two(x, "mH"),
