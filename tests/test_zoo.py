@@ -376,11 +376,7 @@ GNN_CASES = [
     pytest.param("gcn", {"conv1.lin": 16, "conv2.lin": 8, "readout": 8}, id="gcn"),
     pytest.param("sage", {"conv1.lin_l": 16, "conv1.lin_r": 16, "conv2.lin_l": 8, "conv2.lin_r": 8, "readout": 8},
                  id="sage"),
-    pytest.param("gat", {"conv1.lin": 16, "conv2.lin": 16, "readout": 16}, id="gat", marks=pytest.mark.xfail(
-        strict=True, raises=lazyfx.ShapeError,
-        reason="gap until traced values pass isinstance(x, torch.Tensor) (the inputs helper's trace.py change): "
-               "GATConv's `assert x.dim() == 2` sits in its `isinstance(x, Tensor)` branch, and the tuple branch's "
-               "assert fails")),
+    pytest.param("gat", {"conv1.lin": 16, "conv2.lin": 16, "readout": 16}, id="gat"),
 ]
 
 
