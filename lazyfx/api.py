@@ -726,11 +726,13 @@ def _lazy_of_calls(reports: Sequence[Report], calls: Sequence[Any], check_draws:
     """The lazy modules of several calls of forward, as a dry run making the calls in order
     initializes them: each by the first call that reaches it, in that order. Every call that
     reaches one must resolve it to the same concrete sizes (else that dry run fails there).
-    With ``check_draws``, a call's random draws (LFX025) are an error where that call, or
+    A call's random draws before a module an earlier call initialized are replayed before
+    the next module initialized after them. With ``check_draws``, a call's random draws (LFX025) are an error where that call, or
     for a draw after its lazy modules' first calls a later one, initializes a lazy module."""
     records: dict[str, LazyModuleRecord] = {}
     first: dict[str, int] = {}
     problems: list[Diagnostic] = []
+    pending: list = []  # draws before a module an earlier call initialized: replayed before the next new one
     for index, report in enumerate(reports):
         which = f"call {index + 1}, {calls[index]!r}"
         for path, record in report.lazy.items():
@@ -740,8 +742,11 @@ def _lazy_of_calls(reports: Sequence[Report], calls: Sequence[Any], check_draws:
                 problem = _unresolved_diagnostic(record)
                 problems.append(dataclasses.replace(problem, severity="error", notes=(f"in {which}",) + problem.notes))
             elif path not in records:
-                records[path], first[path] = record, index
-            elif _sizes(records[path]) != _sizes(record):
+                records[path], first[path] = dataclasses.replace(record, draws_before=pending + record.draws_before), index
+                pending = []
+            elif _sizes(records[path]) == _sizes(record):
+                pending += record.draws_before
+            else:
                 known = f"call {first[path] + 1}, {calls[first[path]]!r}"
                 problems.append(Diagnostic(
                     diagnostics.CONFLICTING_CALLS,

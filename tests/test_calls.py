@@ -143,3 +143,26 @@ def test_a_call_that_draws_random_numbers_before_the_next_calls_initialization_i
     # drawn in the last call, the noise moves nothing lazyfx initializes: accepted, as that dry run gives it
     expected = dry_run_calls(Noisy, [([(2, 5)], dict(policy=True)), ([(2, 5)], dict(policy=False))])
     assert_same_model(expected, materialized_calls(Noisy, policy, value))
+
+
+class NoisyValue(nn.Module):
+    """The value call draws noise of a fixed size before the shared trunk, which the policy
+    call initialized: the draw moves the generator the value head is initialized from."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.LazyLinear(8)
+        self.policy = nn.LazyLinear(3)
+        self.value = nn.LazyLinear(1)
+
+    def forward(self, x, policy: bool):
+        if not policy:
+            x = x + torch.randn(x.shape)
+        h = self.trunk(x)
+        return self.policy(h) if policy else self.value(h)
+
+
+def test_a_draw_before_a_module_an_earlier_call_initialized_is_replayed_before_the_next_new_one():
+    calls = [lazyfx.Call((2, 5), policy=True), lazyfx.Call((2, 5), policy=False)]
+    expected = dry_run_calls(NoisyValue, [([(2, 5)], dict(policy=True)), ([(2, 5)], dict(policy=False))])
+    assert_same_model(expected, materialized_calls(NoisyValue, *calls))
