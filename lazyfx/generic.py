@@ -36,7 +36,7 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
-from lazyfx.diagnostics import first_line
+from lazyfx.diagnostics import caller_location, first_line
 from lazyfx.errors import MaterializeError, UnsupportedOpError
 from lazyfx.registry import RULES
 from lazyfx.resolvers import ModuleView, Resolution
@@ -91,13 +91,14 @@ def resolve_container(module: nn.Module, path: str, args: tuple, kwargs: dict, f
     tensor) is refused rather than traced past."""
     symbols = sorted({s for t in _tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
     hints = {s: fallback.hint(s) for s in symbols}
-    clone, attributes, _ = _initialize_copy(module, path, args, kwargs, hints)
-    changes = sorted(set(attributes) | _changed(module, clone))
+    clone, _, _ = _initialize_copy(module, path, args, kwargs, hints)
+    changes = _changes(module, clone)
     if changes:
         raise UnsupportedOpError(
             f"the lazy module '{path}' ({type(module).__name__}) has no lazy tensors of its own, so lazyfx traces its "
-            f"forward through, but its initialize_parameters changes {', '.join(changes)}: the traced forward would "
-            f"not be the one a dry run calls",
+            f"forward through, but its initialize_parameters {'; '.join(changes)}: the traced forward would not be "
+            f"the one a dry run calls",
+            module_path=path, location=caller_location(),
             notes=["create the submodules and attributes in __init__, and leave initialize_parameters to size "
                    "the module's own lazy tensors"],
         )
@@ -108,17 +109,39 @@ def resolve_container(module: nn.Module, path: str, args: tuple, kwargs: dict, f
 _LAZY_HANDLES = frozenset({"_initialize_hook", "_load_hook"})
 
 
-def _changed(module: nn.Module, initialized: nn.Module) -> set[str]:
-    """What an initialization changed, beyond the lazy hooks and the class: attribute names
-    added or removed, and the submodules, parameters and buffers (by name and class)."""
-    def layout(m: nn.Module) -> set[str]:
-        names = {f"self.{n}" for n in vars(m) if n not in _LAZY_HANDLES}
-        names |= {f"{n or 'self'} ({type(sub).__name__})" for n, sub in m.named_modules() if sub is not m}
-        names |= {n for n, _ in m.named_parameters(remove_duplicate=False)}
-        return names | {n for n, _ in m.named_buffers(remove_duplicate=False)}
+def _changes(module: nn.Module, initialized: nn.Module) -> list[str]:
+    """What an initialization changed, beyond the lazy hooks and the class, in words: the
+    attributes it set, the layers inside it initialized, what it added or removed."""
+    def attributes(m: nn.Module) -> dict[str, Any]:
+        return {**_other_attributes(m), **_int_attributes(m)}
 
-    return layout(module) ^ layout(initialized) | {
-        f"self.{k}" for k, v in _other_attributes(module).items() if _other_attributes(initialized).get(k) != v}
+    def tensors(m: nn.Module) -> dict[str, bool]:  # name -> still uninitialized
+        return {n: is_lazy(t) for n, t in (*m.named_parameters(remove_duplicate=False),
+                                           *m.named_buffers(remove_duplicate=False))}
+
+    def layout(m: nn.Module) -> set[str]:
+        names = {f"{n} ({type(sub).__name__})" for n, sub in m.named_modules() if sub is not m}
+        plain = attributes(m)
+        return names | set(tensors(m)) | {f"self.{n}" for n in vars(m) if n not in _LAZY_HANDLES and n not in plain}
+
+    before, after = attributes(module), attributes(initialized)
+    found = []
+    set_ = sorted(k for k in after.keys() | before.keys() if before.get(k, _ABSENT) != after.get(k, _ABSENT))
+    if set_:
+        found.append("sets " + ", ".join(f"self.{k}" for k in set_))
+    lazy_before, lazy_after = tensors(module), tensors(initialized)
+    done = [n for n, lazy in lazy_before.items() if lazy and lazy_after.get(n) is False]
+    if done:
+        found.append("initializes " + ", ".join(done))
+    added, removed = sorted(layout(initialized) - layout(module)), sorted(layout(module) - layout(initialized))
+    if added:
+        found.append("adds " + ", ".join(added))
+    if removed:
+        found.append("removes " + ", ".join(removed))
+    return found
+
+
+_ABSENT = object()
 
 
 def _initialized_view(clone: nn.Module, attributes: dict, shapes: dict, depends: dict, samples: dict,

@@ -18,7 +18,7 @@ from test_errors import snapshot
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent / "data"))
 from custom_lazy import (  # noqa: E402
-    Classifier, LazyFlatBilinear, LazyGate, LazyMLP, LazyScale, LazyStateDependentNoise, LazyWidthMLP, Net, Pair,
+    Classifier, LazyEagerMLP, LazyFlatBilinear, LazyGate, LazyMLP, LazyScale, LazyStateDependentNoise, LazyWidthMLP, Net, Pair,
     PygLinear,
 )
 
@@ -181,13 +181,15 @@ def test_bare_lazy_container():
     assert_same_model(dry_run(build, (2, 3, 5)), eager)
 
 
-def test_lazy_container_whose_initialization_changes_it_is_refused():
+@pytest.mark.parametrize("mlp, changes", [(LazyWidthMLP, r"sets self\.in_features"),
+                                          (LazyEagerMLP, r"initializes 0\.weight, 0\.bias")])
+def test_lazy_container_whose_initialization_changes_it_is_refused(mlp, changes):
     """Its forward is traced as the container is before its initialization, which here sets an
-    attribute from the input: refused, and the model is left as it was."""
-    model = Classifier(LazyWidthMLP)
+    attribute from the input, or initializes a layer inside: refused, the model left as it was."""
+    model = Classifier(mlp)
     before = snapshot(model)
-    with pytest.raises(lazyfx.UnsupportedOpError, match=r"'mlp' \(LazyWidthMLP\) .* initialize_parameters "
-                                                        r"changes in_features"):
+    with pytest.raises(lazyfx.UnsupportedOpError, match=rf"'mlp' \({mlp.__name__}\) .* initialize_parameters "
+                                                        rf"{changes}: the traced forward"):
         lazyfx.infer(model, "B,5")
     assert snapshot(model) == before
 

@@ -3,7 +3,9 @@
 Lazy modules stay leaves (their forward would touch uninitialized
 parameters), as do PyTorch's own modules; containers (Sequential, ModuleList,
 ModuleDict) and user modules are traced through, so every node carries the
-qualified path of the module it calls, and the user's ``file:line``.
+qualified path of the module it calls, and the user's ``file:line``. So is a
+lazy container, a ``LazyModuleMixin`` whose lazy tensors are all in its
+submodules: its own initialization is recorded where it is called.
 
 Each node's value is computed the moment the node is created (the tracer
 drives the :class:`~lazyfx.passes.propagate.Propagator`), so Python control

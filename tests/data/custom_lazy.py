@@ -188,3 +188,10 @@ class Classifier(nn.Module):
 
     def forward(self, x):
         return self.head(self.mlp(x))
+
+
+class LazyEagerMLP(LazyMLP):
+    """A lazy container whose initialization initializes its first layer itself."""
+
+    def initialize_parameters(self, x):
+        self[0].initialize_parameters(x)
