@@ -395,6 +395,14 @@ def test_pytorch_geometric_gnn_with_lazy_in_channels(conv, in_channels):
     assert_same_model(dry_run(build, (6, 16), (2, 10), dtype=GRAPH_DTYPES), materialized(build, *GRAPH))
 
 
+def test_pytorch_geometric_gat_rejects_a_batch_of_graphs_as_pytorch_does():
+    """GATConv asserts 2-D node features: a traced 2-D input passes (above), a 3-D one fails as in PyTorch."""
+    with pytest.raises(AssertionError, match="Static graphs not supported"):
+        dry_run(partial(GNN, "gat"), (2, 6, 16), (2, 10), dtype=GRAPH_DTYPES)
+    with pytest.raises(lazyfx.ShapeError, match="Static graphs not supported in 'GATConv'"):
+        infer(partial(GNN, "gat"), "B,N,16", "2,E:int64")
+
+
 def test_pytorch_geometric_edge_scores_depend_on_the_edge_count():
     """Scores for the edges left after removing self loops: one row per remaining edge, a count
     only the data decides, so the output's shape is refused rather than guessed."""
