@@ -21,7 +21,7 @@ from lazyfx.errors import LazyFXError, ResolutionError, ShapeError, SpecError
 from lazyfx.passes.propagate import Propagator, call_notes, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import Journal, materialize_model
-from lazyfx.passes.trace import bind_inputs, patches_restored, trace, with_defaults
+from lazyfx.passes.trace import bind_inputs, patches_restored, recursion_room, trace, with_defaults
 from lazyfx.randomness import draws_in_graph
 from lazyfx.report import Report
 from lazyfx.spec import SymbolTable, calls_in, to_value
@@ -172,7 +172,7 @@ def _exclusive(fn):
     (:func:`~lazyfx.passes.trace.patches_restored`)."""
     @functools.wraps(fn)
     def exclusive(*args, **kwargs):
-        with patches_restored():
+        with patches_restored(), recursion_room():
             return fn(*args, **kwargs)
 
     return exclusive
@@ -382,7 +382,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
 
 
 def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict, another_call_follows: bool = False) -> Report:
-    with patches_restored(), _cyclic_gc_paused(), _rng_restored(), _restored(model) as snapshot:
+    with patches_restored(), recursion_room(), _cyclic_gc_paused(), _rng_restored(), _restored(model) as snapshot:
         return _analyze_model(model, inputs, kw_inputs, snapshot, another_call_follows)
 
 

@@ -227,6 +227,8 @@ class Propagator:
             except LazyFXError as exc:
                 raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name,
                                        callers=call_notes(node.meta.get(CALLERS, ()))) from exc.__cause__
+            except RecursionError:  # the model nests too deep: the analysis says so (trace.recursion_room)
+                raise
             except Exception as exc:  # a rule that cannot handle these arguments
                 raise UnsupportedOpError(
                     f"the shape rule for {op_name} could not handle its arguments: {type(exc).__name__}: {exc}",

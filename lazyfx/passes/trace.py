@@ -30,6 +30,7 @@ import inspect
 import io
 import itertools
 import linecache
+import sys
 import operator
 import os
 import sys
@@ -547,6 +548,8 @@ def is_wrapped(module: nn.Module) -> bool:
 
 def untraceable(exc: BaseException) -> bool:
     """Whether tracing failed because the code cannot be traced (rather than a shape error)."""
+    if isinstance(exc, RecursionError):  # too deep for the analysis: abstract execution would be too
+        return False
     if isinstance(exc, LazyFXError):
         return isinstance(exc, DataDependentError) and not getattr(exc, "final", False)
     # Anything else Python or torch.fx raised on proxies (a module held in a plain list or a closure
@@ -688,6 +691,8 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     try:
         with _RealTensorIndexing(tracer):
             graph = tracer.trace(model, concrete_args=concrete or None)
+    except RecursionError:  # too deep: recursion_room says so
+        raise
     except Exception as exc:
         if isinstance(exc, AssertionError) and not tracer.assertion_not_about_shapes(exc):
             raise _trace_error(model, exc) from exc
@@ -707,6 +712,33 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
     values = {node.name: value for node, value in zip(placeholders, ordered)}
     return TracedProgram(model, graph, values)
+
+
+# Python frames one analysis may use: tracing a nested module takes about 8 frames per level
+# (PyTorch's eager call 3), so 200 levels of nn.Sequential need some 1,400; the default limit of
+# 1,000 would stop at about 120 levels; 4,000 allow about 500. A higher limit the user set stays.
+ANALYSIS_RECURSION_LIMIT = 4000
+
+
+@contextlib.contextmanager
+def recursion_room() -> Iterator[None]:
+    """Python's recursion limit at least :data:`ANALYSIS_RECURSION_LIMIT` within the block; a model
+    nested deeper still is a :class:`TraceError` that says so, instead of a RecursionError deep
+    inside torch.fx or a rule."""
+    previous = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(previous, ANALYSIS_RECURSION_LIMIT))
+    try:
+        yield
+    except RecursionError:
+        raise TraceError(
+            f"the model nests calls deeper than lazyfx can follow: Python's recursion limit of "
+            f"{sys.getrecursionlimit()} frames during the analysis is reached (tracing takes about 8 frames per "
+            f"level of nested modules)",
+            notes=["raise it with sys.setrecursionlimit() before calling lazyfx, or nest fewer levels (or, if "
+                   "forward calls itself without end, stop the recursion)"],
+        ) from None
+    finally:
+        sys.setrecursionlimit(previous)
 
 
 # One analysis at a time in the process: torch.fx patches nn.Module's methods process-wide
