@@ -11,8 +11,10 @@ lazyfx formulas in the user's names.
 
 * Kernels run "size-oblivious" (a symbolic size is taken to be >= 2), so that
   stride and memory-format decisions do not guard on sizes; what the kernel
-  still checks or branches on becomes a condition of the input domain, like a
-  rule's ``require`` (conservative: a branch not taken narrows the domain).
+  still checks becomes a condition of the input domain, like a rule's
+  ``require``. A condition the kernel runs without, at a few sizes where it
+  fails and with the output its formulas give there, is a branch it took
+  (``cdist``'s ``N > 25``), not a requirement.
 * A guard that pins a size to its hint value (decompositions that compute
   sizes in floating point do this) becomes an assumption and a warning
   (LFX023): shapes after that node hold only for that size.
@@ -101,9 +103,54 @@ class MetaKernelFallback:
                     f"no shape rule for {op}, and PyTorch has no meta kernel for it either: {_describe(exc)}"
                 ) from None
             raise self._rejection(op, args, kwargs, exc) from None
-        self._record(op, guards_before, asserts_before)
+        self._record(op, guards_before, asserts_before,
+                     only_a_branch=lambda condition: self._only_a_branch(call, args, kwargs, op, condition, out))
         self._check_size_one(call, args, kwargs, op)
         return self._from_fake(out, op)
+
+    def _only_a_branch(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str, condition: Any,
+                       out: Any) -> bool:
+        """Whether a condition the kernel checked is a branch it took rather than a requirement
+        (``cdist`` computes distances one way above 25 rows and another below): at a few
+        sizes where the condition fails, the others at their representative sizes, the kernel
+        runs on concrete sizes and gives the output the formulas give there. Sampled, as the
+        size-one check is: a requirement the samples miss is not found."""
+        expected = self._from_fake(out, op)
+        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
+        points = self._points_failing(condition, symbols)
+        if not points:
+            return False
+        for values in points:
+            concrete_args, concrete_kwargs = _substitute((args, kwargs), values)
+            if any(d < 0 for t in tensors_in((concrete_args, concrete_kwargs)) for d in t.shape):
+                return False
+            try:
+                with self.mode, _quiet_fake_tensor_logs():
+                    got = call(*self._to_fake(concrete_args), **self._to_fake(concrete_kwargs))
+            except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, NotImplementedError):
+                return False
+            if self._from_fake(got, op) != _substitute(expected, values):
+                return False
+        return True
+
+    def _points_failing(self, condition: Any, symbols: list) -> list[dict]:
+        """Up to three admitted sizes (one symbol moved from its representative size) where
+        ``condition`` is false."""
+        base = {s: self.hint(s) for s in symbols}
+        if not condition.free_symbols <= set(base):
+            return []
+        points = []
+        for symbol in sorted(condition.free_symbols, key=str):
+            low, high = self.constraints.range_of(symbol)
+            step = self.constraints.info(symbol.name).multiple_of
+            hint = base[symbol]
+            for value in sorted({1, 2, 3, hint // 2, hint - 1, hint + 1, 2 * hint}):
+                if value < max(low, 1) or (high is not None and value > high) or value % step:
+                    continue
+                point = {**base, symbol: value}
+                if condition.subs(point) == sympy.false:
+                    points.append(point)
+        return points[:3]
 
     def _check_size_one(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str) -> None:
         """Size-oblivious kernels take every symbolic size to be >= 2, so a check that fails
@@ -344,7 +391,8 @@ class MetaKernelFallback:
     def _runtime_asserts(self) -> set:
         return {ra.expr for ras in self.shape_env.deferred_runtime_asserts.values() for ra in ras}
 
-    def _record(self, op: str, guards_before: int, asserts_before: set) -> None:
+    def _record(self, op: str, guards_before: int, asserts_before: set,
+                only_a_branch: Callable[[Any], bool] = lambda condition: False) -> None:
         new = [g.expr for g in self.shape_env.guards[guards_before:]]
         new += list(self._runtime_asserts() - asserts_before)
         for expr in new:
@@ -353,6 +401,8 @@ class MetaKernelFallback:
                     continue
                 pinned = _pinned(condition)
                 if pinned is None:
+                    if checks.decide(condition) is None and only_a_branch(condition):
+                        continue  # the kernel works either way: not a requirement
                     checks.require(condition, f"{op} requires {fmt(condition)} (checked by PyTorch's meta kernel)")
                 elif checks.decide(condition) is None:
                     message = f"PyTorch's meta kernel for {op} fixed {fmt(pinned.lhs)} to {fmt(pinned.rhs)}"

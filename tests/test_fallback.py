@@ -296,3 +296,19 @@ def test_a_lazy_module_whose_size_depends_on_the_specialized_symbol_is_still_ref
     with pytest.raises(lazyfx.ResolutionError, match="LFX023 lazy module 'head' .* fixed B to 64"):
         lazyfx.materialize(build(), ("B", 3, 16, 16))
     assert_same_model(dry_run(build, (2, 3, 16, 16)), materialized(build, (2, 3, 16, 16)))  # pinned: accepted
+
+
+def test_a_branch_a_kernel_takes_on_a_size_is_not_a_requirement():
+    # cdist computes distances through a matrix product from 25 rows on, and directly below:
+    # the meta kernel's guard N > 25 is the branch it took, not a check
+    report = lazyfx.infer(fn_module(torch.cdist, 2), ("B", "N", 3), ("B", "M", 3))
+    assert str(report.output) == "(B, N, M)" and str(report.domain) == "all positive sizes"
+    for n in (4, 25, 26, 90):
+        assert report.domain.contains(B=2, N=n, M=3)
+        assert tuple(torch.cdist(torch.zeros(2, n, 3, device="meta"), torch.zeros(2, 3, 3, device="meta")).shape) \
+            == (2, n, 3)
+    # a check the kernel makes is still a requirement: kthvalue(k=3) needs 3 elements
+    report = lazyfx.infer(fn_module(lambda x: torch.kthvalue(x, 3, 1)[0]), ("B", "N"))
+    assert str(report.domain) == "N >= 3" and not report.domain.contains(B=2, N=2)
+    with pytest.raises(RuntimeError):
+        torch.kthvalue(torch.zeros(2, 2), 3, 1)
