@@ -107,3 +107,27 @@ def test_a_plain_tensor_attribute_keeps_its_dtype():
     with pytest.raises(RuntimeError, match="same dtype"):
         model(torch.zeros(2, 9, 16, dtype=torch.bfloat16))
     assert lazyfx.infer(TableEncoding(), ("B", "T", 16)).output.dtype == torch.float32  # infer: as the model is
+
+
+class FirstParameterDtype(nn.Module):
+    """Reads its dtype from ``next(self.parameters())`` and scales by a buffer, both for real while
+    torch.fx traces (neither goes through the graph)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.LazyLinear(4)
+        self.register_buffer("scale", torch.full((5,), 0.5))
+        self.out = nn.LazyLinear(2)
+
+    def forward(self, x):
+        x = x.to(next(self.parameters()).dtype)
+        return self.out(self.proj(x * (self.scale * 2)))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float64], ids=str)
+def test_tensors_forward_reads_for_real_are_in_the_target_dtype(dtype):
+    expected = dry_run(converted_first(FirstParameterDtype, dtype), (2, 5), dtype=torch.int64)
+    assert_same_model(expected, materialized(FirstParameterDtype, "B,5:int64", dtype=dtype))
+    model = FirstParameterDtype()
+    lazyfx.materialize(model, "B,5:int64", dtype=dtype)
+    assert model.scale.dtype == torch.float32 and model.proj.weight.dtype == torch.float32  # left as it was

@@ -45,7 +45,7 @@ import torch.fx as fx
 import torch.fx._symbolic_trace as fx_symbolic_trace
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
-from torch.nn.parameter import is_lazy
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
 
 from lazyfx import diagnostics
@@ -67,7 +67,7 @@ from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, LazyCall, Propa
 from lazyfx.registry import RULES
 from lazyfx.resolvers import is_lazy_container, is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
-from lazyfx.values import TensorMeta
+from lazyfx.values import ANALYSIS_DTYPE, TensorMeta, converted_dtype
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -487,20 +487,59 @@ class LazyTracer(fx.Tracer):
         )
 
 
-class _RealTensorIndexing(TorchFunctionMode):
-    """A real tensor indexed by traced values (``self.pe[: x.size(0)]``, ``table[idx]``) becomes a
-    graph node, as a traced tensor's indexing is: PyTorch's indexing would otherwise ask the
-    traced size for a concrete ``__index__``. The tensor enters the graph as a ``get_attr``
-    (a buffer by its name, any other tensor as torch.fx's ``_tensor_constant``)."""
+class _RealTensors(TorchFunctionMode):
+    """Real tensors forward uses while it is traced, as the analysis sees them.
 
-    def __init__(self, tracer: LazyTracer) -> None:
+    * A real tensor indexed by traced values (``self.pe[: x.size(0)]``, ``table[idx]``) becomes a
+      graph node, as a traced tensor's indexing is: PyTorch's indexing would otherwise ask the
+      traced size for a concrete ``__index__``. The tensor enters the graph as a ``get_attr``
+      (a buffer by its name, any other tensor as torch.fx's ``_tensor_constant``).
+    * Under ``materialize(dtype=)``, an operation that runs on the model's own parameters or
+      buffers for real (``next(self.parameters()).dtype``, ``self.scale * 2``) sees them in that
+      dtype, as after ``model.to(dtype)``: a copy in that dtype, made once, of only the tensors
+      forward computes with this way (an operation with traced values gets the tensor as a
+      ``get_attr``, converted by propagation).
+    """
+
+    def __init__(self, tracer: LazyTracer, model: nn.Module) -> None:
         super().__init__()
         self.tracer = tracer
+        self.target = ANALYSIS_DTYPE.get()
+        self.state: dict[int, torch.Tensor] = {}  # id -> a parameter or buffer the target dtype converts
+        if self.target is not None:
+            for tensor in itertools.chain(model.parameters(), model.buffers()):
+                if converted_dtype(tensor.dtype, self.target) != tensor.dtype:
+                    self.state[id(tensor)] = tensor
+        self.converted: dict[int, torch.Tensor] = {}
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         if func is _GETITEM and not isinstance(args[0], fx.Proxy) and _holds_proxy(args[1]):
             return self.tracer.create_proxy("call_function", operator.getitem, args, {})
-        return func(*args, **(kwargs or {}))
+        kwargs = kwargs or {}
+        if self.state and not _holds_proxy(args) and not _holds_proxy(tuple(kwargs.values())):
+            args = tuple(self._as_converted(a) for a in args)
+            kwargs = {k: self._as_converted(v) for k, v in kwargs.items()}
+        return func(*args, **kwargs)
+
+    def _as_converted(self, value: Any) -> Any:
+        if isinstance(value, (tuple, list)):
+            return type(value)(self._as_converted(v) for v in value)
+        if not isinstance(value, torch.Tensor) or id(value) not in self.state:
+            return value
+        converted = self.converted.get(id(value))
+        if converted is None:
+            converted = self.converted[id(value)] = _in_dtype(value, self.target)
+        return converted
+
+
+def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``tensor`` as ``module.to(dtype)`` leaves it: a lazy one stays uninitialized."""
+    if isinstance(tensor, UninitializedParameter):
+        return UninitializedParameter(tensor.requires_grad, tensor.device, dtype)
+    if isinstance(tensor, UninitializedBuffer):
+        return UninitializedBuffer(tensor.requires_grad, tensor.device, dtype)
+    data = tensor.detach().to(dtype)
+    return nn.Parameter(data, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else data
 
 
 _GETITEM = torch.Tensor.__getitem__
@@ -689,7 +728,7 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     checkpoint = propagator.checkpoint()
     tracer.answer_isinstance_in(model)
     try:
-        with _RealTensorIndexing(tracer):
+        with _RealTensors(tracer, model):
             graph = tracer.trace(model, concrete_args=concrete or None)
     except RecursionError:  # too deep: recursion_room says so
         raise
