@@ -358,7 +358,8 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     seen: dict[str, tuple] = {}
     originals = {name: sub for name, sub in module.named_modules() if is_lazy_module(sub)}
     for name in originals:
-        _record_initialization(clone.get_submodule(name), _recorder(name, seen), f"{path}.{name}" if path else name)
+        full_path = f"{path}.{name}" if path else name
+        _record_initialization(clone.get_submodule(name), _recorder(name, seen), full_path)
     oracle = _Oracle(prescribed)
     watcher = DrawWatcher(lambda: len(seen))  # random draws between first calls move a dry run's values
     for name in originals:

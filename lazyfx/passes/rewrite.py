@@ -29,6 +29,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_l
 from torch.utils.hooks import RemovableHandle
 
 from lazyfx import diagnostics
+from lazyfx.diagnostics import first_line
 from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
 from lazyfx.generic import materialize_generic
 from lazyfx.passes.resolve import LazyModuleRecord
@@ -47,6 +48,7 @@ class Journal:
         self._modules: list[tuple[nn.Module, type, dict, list[tuple[Any, Any]], list[Any]]] = []
         self._data: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._values: list[tuple[torch.Tensor, Optional[int], torch.Tensor]] = []
+        self._lazy: list[tuple[torch.Tensor, type, torch.Tensor]] = []  # materialized in place
 
     @classmethod
     def of_model(cls, model: nn.Module) -> "Journal":
@@ -98,6 +100,10 @@ class Journal:
     def save_data(self, tensor: torch.Tensor) -> None:
         self._data.append((tensor, tensor.data))
 
+    def save_lazy(self, tensor: torch.Tensor) -> None:
+        """A lazy tensor about to be materialized in place (its class and data change)."""
+        self._lazy.append((tensor, type(tensor), tensor.data))
+
     def save_values(self, tensor: torch.Tensor) -> None:
         """A copy of ``tensor``'s values, put back if it changes in place (same object)."""
         if tensor.device.type != "meta":  # a meta tensor has no values to change
@@ -108,6 +114,9 @@ class Journal:
         only = None if modules is None else {id(m) for m in modules}
         for tensor, data in reversed(self._data):
             tensor.data = data
+        for tensor, cls, data in reversed(self._lazy):
+            tensor.data = data
+            tensor.__class__ = cls
         for module, cls, attrs, full, empty in reversed(self._modules):
             if only is not None and id(module) not in only:
                 continue
@@ -191,11 +200,22 @@ def materialize_model(
     meta_eager = meta_eager_modules(model, device, records)
     loadable = getattr(finish, "keys", None)  # the checkpoint's keys, when it brings values
     provided = (lambda key: key in loadable) if loadable is not None else (lambda key: False)
-    # the tensors the given model already has (a checkpoint overwrites them in place)
-    eager = {id(t) for t in model.state_dict(keep_vars=True).values()} if inplace and finish else set()
+    # the eager tensors the given model already has (a checkpoint overwrites them in place)
+    given = model.state_dict(keep_vars=True).values() if inplace and finish else ()
+    eager = {id(t) for t in given if not is_lazy(t)}
     try:
         target = model if inplace else copy_model(model, device, dtype)
     except Exception as exc:
+        holder = _lazy_outside_modules(model) if "uninitialized" in str(exc) else None
+        if holder is not None:
+            raise MaterializeError(
+                f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): its "
+                f"attribute '{holder[0]}' ({holder[1]}) holds lazy parameters outside the modules' own, and copying "
+                f"it reads them while they are uninitialized: {type(exc).__name__}: {first_line(exc)}",
+                notes=[f"this is how tensordict's from_module/to_module keep a module's parameters; materialize with "
+                       f"inplace=True: lazyfx initializes the lazy parameters in place, as a dry run does, so "
+                       f"'{holder[0]}' holds the initialized ones"],
+            ) from exc
         raise MaterializeError(
             f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): "
             f"{type(exc).__name__}: {exc}"
@@ -224,7 +244,7 @@ def materialize_model(
                         materialize_generic(module, record.resolution, device, path, created_dtype)
                     else:
                         materialize_module(module, record.resolution, device, path, initialize and not registration,
-                                           dtype=created_dtype)
+                                           dtype=created_dtype, journal=journal)
                     if not registration:  # converting right away keeps at most one module in two dtypes
                         convert_tensors([module], device, dtype, journal)
         if registration:
@@ -250,14 +270,13 @@ def materialize_model(
 
 
 def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True,
-                       dtype: Optional[torch.dtype] = None) -> None:
+                       dtype: Optional[torch.dtype] = None, journal: Optional[Journal] = None) -> None:
     """Turn one lazy module into its eager class, as ``LazyModuleMixin._infer_parameters`` would,
     its floating-point tensors created in ``dtype`` (as after ``module.to(dtype)``) when given."""
     created = False
     with torch.no_grad():
         for name, shape in resolution.parameter_shapes.items():
-            is_param = name in module._parameters
-            old = module._parameters[name] if is_param else module._buffers[name]
+            old = module._parameters[name] if name in module._parameters else module._buffers[name]
             shape = tuple(int(d) for d in shape)
             if not is_lazy(old):
                 if tuple(old.shape) != shape:
@@ -270,7 +289,14 @@ def materialize_module(module: nn.Module, resolution: Resolution, device, path: 
                 continue
             tensor = torch.empty(shape, device=device if device is not None else old.device,
                                  dtype=converted_dtype(old.dtype, dtype))
-            if is_param:
+            if torch._has_compatible_shallow_copy_type(old, tensor):
+                # In place, as PyTorch's own initialization does: whatever else holds the lazy tensor
+                # (a TensorDict made by tensordict's from_module) sees the initialized one.
+                if journal:
+                    journal.save_lazy(old)
+                old.data = tensor
+                old.__class__ = old.cls_to_become
+            elif name in module._parameters:  # a lazy tensor on meta cannot hold data on another device
                 module._parameters[name] = nn.Parameter(tensor, requires_grad=old.requires_grad)
             else:
                 module._buffers[name] = tensor
@@ -373,6 +399,21 @@ def initialize_off_meta(target: nn.Module, paths: list[tuple[str, list[str]]], d
                 notes=["build the model on the target device, give materialize a state_dict with those values, "
                        "or add a reset_parameters() method that initializes them"],
             )
+
+
+def _lazy_outside_modules(model: nn.Module) -> Optional[tuple[str, str]]:
+    """(path, type) of a module attribute, other than parameters, buffers and submodules, that
+    cannot be copied while it holds lazy tensors (a TensorDict of the model's parameters)."""
+    for path, module in model.named_modules():
+        for name, value in vars(module).items():
+            if name in _MODULE_INTERNALS or isinstance(value, (torch.Tensor, nn.Module)) or type(value) in _NOT_SAVED:
+                continue
+            try:
+                copy.deepcopy(value)
+            except Exception as exc:
+                if "uninitialized" in str(exc):
+                    return _key(path, name), type(value).__name__
+    return None
 
 
 def copy_model(model: nn.Module, device, dtype) -> nn.Module:

@@ -1,0 +1,66 @@
+"""Lazy parameters used through protocols that are not a plain call of a PyTorch lazy module:
+tensordict's ``from_module``/``to_module`` (a TensorDict holds the module's parameters and
+swaps them in for the call), and pytorch-pfn-extras' own lazy layers. Each is either resolved
+bit-identically to a dry run, or an error that names the protocol and what to do."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+from tensordict import TensorDict
+from torch.nn.parameter import UninitializedParameter
+
+import lazyfx
+from dryrun import assert_same_model, dry_run
+from test_errors import snapshot
+
+
+class Swapped(nn.Module):
+    """Keeps its network's parameters in a TensorDict and swaps them in for each call, as
+    ensembles and target networks built on tensordict do."""
+
+    def __init__(self):
+        super().__init__()
+        self.net = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+        self.params = TensorDict.from_module(self.net)
+
+    def forward(self, x):
+        with self.params.to_module(self.net):
+            return self.net(x)
+
+
+def test_tensordict_parameters_are_initialized_in_place_as_in_a_dry_run():
+    dry = dry_run(Swapped, (2, 3))
+    torch.manual_seed(0)
+    model = Swapped().eval()
+    held = model.params["0", "weight"]
+    eager = lazyfx.materialize(model, ("B", 3), inplace=True)
+    assert_same_model(dry, eager)
+    # the TensorDict holds the module's own, now initialized, parameters (a dry run's in-place
+    # initialization); new parameter objects would leave it holding the uninitialized ones
+    assert eager.params["0", "weight"] is held is eager.net[0].weight and type(held) is nn.Parameter
+    assert torch.equal(eager(torch.ones(2, 3)), dry(torch.ones(2, 3)))
+
+
+def test_copying_a_model_whose_tensordict_holds_lazy_parameters_names_it():
+    model = Swapped().eval()
+    before = snapshot(model)
+    with pytest.raises(lazyfx.MaterializeError, match=r"its attribute 'params' \(TensorDict\) holds lazy parameters "
+                                                      r"outside the modules' own") as caught:
+        lazyfx.materialize(model, ("B", 3))
+    assert "tensordict's from_module/to_module" in str(caught.value) and "inplace=True" in caught.value.diagnostics[0].notes[0]
+    assert snapshot(model) == before
+
+
+def test_a_failed_in_place_materialization_puts_the_tensordict_parameters_back():
+    model = Swapped().eval()
+    held = model.params["0", "weight"]
+    state = {"net.0.weight": torch.zeros(4, 3), "net.0.bias": torch.zeros(4), "net.2.weight": torch.zeros(2, 4),
+             "net.2.bias": torch.zeros(2), "unexpected": torch.zeros(1)}
+    with pytest.raises(lazyfx.LazyFXError):
+        lazyfx.materialize(model, ("B", 3), inplace=True, state_dict=state)
+    assert type(held) is UninitializedParameter and model.net[0].weight is held
+    assert isinstance(model.net[0], nn.LazyLinear)
+    eager = lazyfx.materialize(model, ("B", 3), inplace=True)  # and it still materializes
+    assert eager.params["0", "weight"] is held and held.shape == (4, 3)
