@@ -38,7 +38,8 @@ class LazyModuleRecord:
             calls it.
         call_sites: The lines of your code that call it, in call order (each
             with ``file`` and ``line``; None when unknown).
-        nodes: The names of the graph nodes that call it.
+        nodes: The names of the graph nodes that call it (for a lazy
+            container, which is traced through, the node of its first input).
         specialized_by: Why its shapes hold for one input size only: the
             meta-kernel specializations upstream of a call (LFX023). Such a
             module is not materialized.
