@@ -599,7 +599,8 @@ def untraceable(exc: BaseException) -> bool:
 
 def untraceable_reason(exc: BaseException) -> str:
     if isinstance(exc, LazyFXError):
-        return exc.message
+        location = exc.diagnostics[0].location  # where a mask's count stopped the trace (loop.py:650)
+        return exc.message if location is None or str(location) in exc.message else f"{exc.message} ({location})"
     if isinstance(exc, AssertionError):
         location = location_from_traceback(exc)
         return (f"an assert that does not test sizes fails on traced values"
