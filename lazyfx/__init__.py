@@ -20,6 +20,7 @@ _EXPORTS = {
     "materialize": "lazyfx.api",
     "export": "lazyfx.exporters",
     "Call": "lazyfx.spec",
+    "Const": "lazyfx.spec",
     "Dim": "lazyfx.spec",
     "TensorSpec": "lazyfx.spec",
     "TensorMeta": "lazyfx.values",
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
         UnsupportedOpError,
     )
     from lazyfx.report import Report
-    from lazyfx.spec import Call, Dim, TensorSpec
+    from lazyfx.spec import Call, Const, Dim, TensorSpec
     from lazyfx.values import TensorMeta
 
 

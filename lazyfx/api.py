@@ -21,7 +21,8 @@ from lazyfx.errors import LazyFXError, ResolutionError, ShapeError, SpecError
 from lazyfx.passes.propagate import Propagator, call_notes, propagate
 from lazyfx.passes.resolve import LazyModuleRecord, resolve
 from lazyfx.passes.rewrite import Journal, materialize_model
-from lazyfx.passes.trace import bind_inputs, patches_restored, recursion_room, trace, with_defaults
+from lazyfx.inputs import bind_values
+from lazyfx.passes.trace import patches_restored, recursion_room, trace, with_defaults
 from lazyfx.randomness import draws_in_graph
 from lazyfx.report import Report
 from lazyfx.spec import SymbolTable, calls_in, to_value
@@ -455,9 +456,7 @@ def _propagated(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Opti
     """(constraints, bound inputs, traced program, propagation) of one analysis; ``hints``:
     representative sizes for the meta-kernel fallback other than its usual ones."""
     table = SymbolTable()
-    args = tuple(to_value(spec, table) for spec in inputs)
-    kwargs = {name: to_value(spec, table) for name, spec in kw_inputs.items()}
-    bound = bind_inputs(model, args, kwargs)
+    bound = bind_values(model, inputs, kw_inputs, table)
     constraints = table.constraints()
     propagator = Propagator(model, constraints, hints)
     try:

@@ -103,7 +103,7 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-i", "--input", dest="inputs", action="append", default=[], metavar="SPEC",
         help="an input spec such as 'B,3,224,224' or 'B,T:int64'; repeat for several inputs; "
-        "'name=SPEC' gives a keyword input",
+        "'name=SPEC' gives a keyword input, 'name:=VALUE' a constant (role:=policy, steps:=4)",
     )
     parser.add_argument(
         "-w", "--where", dest="constraints", action="append", default=[], metavar="CONSTRAINT",
@@ -147,11 +147,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 # -- shared steps -------------------------------------------------------------------------
 
 
-def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
-    """``["B,3,H,W", "mask=B,T:bool"]`` -> positional and keyword input specs."""
+def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, Any]]:
+    """``["B,3,H,W", "mask=B,T:bool", "role:=policy"]`` -> positional and keyword input specs;
+    ``name:=VALUE`` is a constant (:func:`constant`)."""
     positional: list[str] = []
-    keyword: dict[str, str] = {}
+    keyword: dict[str, Any] = {}
     for spec in specs:
+        name, sep, rest = spec.partition(":=")
+        if sep and name.strip().isidentifier():
+            keyword[name.strip()] = constant(rest)
+            continue
         name, sep, rest = spec.partition("=")
         if sep and name.strip().isidentifier() and not rest.startswith("="):
             keyword[name.strip()] = rest
@@ -160,6 +165,21 @@ def split_inputs(specs: Sequence[str]) -> tuple[list[str], dict[str, str]]:
         else:
             positional.append(spec)
     return positional, keyword
+
+
+def constant(text: str) -> Any:
+    """The constant ``--input name:=VALUE`` passes: a Python literal (``3``, ``0.5``, ``True``,
+    ``None``, ``'a,b'``, ``(2, 4)``) is that value, any other text the string itself
+    (``role:=policy``), as ``lazyfx.Const`` passes it."""
+    import ast
+
+    from lazyfx.spec import Const
+
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        value = text
+    return Const(value)
 
 
 def constrained_inputs(inputs: Any, constraints: Sequence[str], check_symbols: bool = True) -> tuple[list, dict]:

@@ -22,6 +22,7 @@ same symbol.
 from __future__ import annotations
 
 import difflib
+import enum
 import keyword
 import math
 import re
@@ -204,6 +205,45 @@ class TensorSpec:
         object.__setattr__(self, "dtype", _dtype(self.dtype))
 
 
+@dataclass(frozen=True, repr=False)
+class Const:
+    """A constant input: given to forward as it is, never read as a spec.
+
+    A string is a shape spec (``"policy"`` is a 1-D tensor of size ``policy``),
+    and a tuple of ints is a shape; wrap a value in ``Const`` to pass it to
+    forward unchanged. forward follows the branch the value selects
+    (``if role == "policy":``), as in a dry run with that argument. A
+    parameter annotated ``str``, ``int``, ``float``, ``bool``, an ``Enum``, a
+    ``Literal`` or a tuple or list of these takes what it is given as a
+    constant without ``Const``, but a string that is also a valid spec is
+    then ambiguous (a SpecError, LFX002) unless the ``Literal`` or the
+    ``str`` ``Enum`` lists it. An object that is no spec at all (an ``Enum``
+    member, a configuration object) is passed as it is anyway.
+
+    Args:
+        value: The value forward gets.
+
+    Examples:
+        >>> class Shared(nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.policy = nn.LazyLinear(3)
+        ...         self.value = nn.LazyLinear(1)
+        ...
+        ...     def forward(self, x, role):
+        ...         return self.policy(x) if role == "policy" else self.value(x)
+        >>> lazyfx.infer(Shared(), "B,5", role=lazyfx.Const("policy")).output
+        TensorMeta(shape=(B, 3), dtype=torch.float32)
+        >>> lazyfx.Const("policy")
+        Const('policy')
+    """
+
+    value: Any
+
+    def __repr__(self) -> str:
+        return f"Const({self.value!r})"
+
+
 class Call:
     """The inputs of one call of forward: for a model that different calls take through
     different lazy modules (a shared policy/value network called with ``policy=True``
@@ -359,6 +399,10 @@ class SymbolTable:
 
 def to_value(spec: Any, table: SymbolTable) -> Any:
     """Turn one user input spec into the abstract value propagation starts from."""
+    if isinstance(spec, Const):
+        return spec.value
+    if isinstance(spec, enum.Enum):  # before str: a str Enum's member is a constant, not a spec
+        return spec
     if isinstance(spec, TensorSpec):  # a spec without a dtype is in the model's (materialize's dtype=)
         return TensorMeta(tuple(table.dim(d) for d in spec.shape),
                           spec.dtype if spec._dtype_given else analysed_dtype(spec.dtype))
@@ -379,12 +423,13 @@ def to_value(spec: Any, table: SymbolTable) -> Any:
         return tuple(converted) if isinstance(spec, tuple) else converted
     if isinstance(spec, dict):
         return {k: to_value(v, table) for k, v in spec.items()}
-    if spec is None or isinstance(spec, (bool, int, float, complex, torch.dtype, torch.device)):
-        return spec
-    raise SpecError(
-        f"cannot use {type(spec).__name__} {spec!r} as an input spec; expected a shape tuple such as "
-        f"('B', 3, 224, 224), a string such as 'B,3,H,W', a torch.Tensor or a lazyfx.TensorSpec"
-    )
+    if isinstance(spec, (bytes, bytearray, set, frozenset)) or callable(spec):  # a mistyped spec, most likely
+        raise SpecError(
+            f"cannot use {type(spec).__name__} {spec!r} as an input spec; expected a shape tuple such as "
+            f"('B', 3, 224, 224), a string such as 'B,3,H,W', a torch.Tensor or a lazyfx.TensorSpec; "
+            f"wrap a constant forward takes as it is in lazyfx.Const(...)"
+        )
+    return spec  # None, a number, a dtype, an Enum member, any other object: a constant, as it is
 
 
 def _is_named_tuple(spec: Any) -> bool:
@@ -498,6 +543,8 @@ def parse_constraints(texts: Sequence[str]) -> tuple[dict[str, Dim], dict[str, s
 
 def symbol_names(spec: Any) -> set[str]:
     """The names of the symbols an input spec (or a container of them) uses."""
+    if isinstance(spec, (Const, enum.Enum)):
+        return set()
     if isinstance(spec, str):
         spec = parse_shorthand(spec)
     if isinstance(spec, TensorSpec):
@@ -528,7 +575,12 @@ def check_constraint_symbols(texts: Sequence[str], known: set[str]) -> None:
 
 
 def constrain(spec: Any, dims: dict[str, Dim], aliases: dict[str, str]) -> Any:
-    """A spec with its symbol names replaced by constrained Dims (and aliases resolved)."""
+    """A spec with its symbol names replaced by constrained Dims (and aliases resolved). A
+    string no constraint changes stays the string (forward's annotations read it, see
+    :mod:`lazyfx.inputs`)."""
+    if isinstance(spec, (Const, enum.Enum)):
+        return spec
+
     def dim(entry):
         if isinstance(entry, str):
             name = aliases.get(entry, entry)
@@ -536,7 +588,9 @@ def constrain(spec: Any, dims: dict[str, Dim], aliases: dict[str, str]) -> Any:
         return entry
 
     if isinstance(spec, str):
-        spec = parse_shorthand(spec)
+        parsed = parse_shorthand(spec)
+        constrained = constrain(parsed, dims, aliases)
+        return spec if constrained == parsed else constrained
     if isinstance(spec, TensorSpec):
         return TensorSpec(tuple(dim(d) for d in spec.shape), spec.dtype)
     if isinstance(spec, dict):

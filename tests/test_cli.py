@@ -39,6 +39,16 @@ def test_keyword_inputs(capsys):
     assert "Net(x: (B, 3, 32, 32))" in capsys.readouterr().out
 
 
+def test_constant_inputs(capsys):
+    assert main(["show", f"{MODELS}:ActorCritic", "-i", "B,5", "-i", "role:=policy", "-i", "scale:=2"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == "ActorCritic(states: (B, 5), role: policy, scale: 2) -> (B, 4)"
+    assert main(["show", f"{MODELS}:ActorCritic", "-i", "B,5", "-i", "role:='value'"]) == 0
+    assert capsys.readouterr().out.splitlines()[0].endswith("-> (B, 1)")
+    # without :=, 'policy' is also a spec, which the str annotation makes ambiguous
+    assert main(["show", f"{MODELS}:ActorCritic", "-i", "B,5", "-i", "role=policy"]) == 2
+    assert "pass lazyfx.Const('policy') for the string" in capsys.readouterr().err
+
+
 def test_shape_error_is_a_finding(capsys):
     assert main(["show", f"{MODELS}:Broken", "-i", "B,3,32,32"]) == 1
     err = capsys.readouterr().err

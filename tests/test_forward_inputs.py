@@ -282,3 +282,121 @@ def test_an_assert_the_declared_shapes_fail_is_still_a_shape_error():
         lazyfx.infer(DimChecked(), "B,T,5")
     with pytest.raises(lazyfx.ShapeError, match="a batch of vectors"):
         lazyfx.infer(TypeChecked(), "B,T,5")  # through abstract execution, after the type check
+
+
+# -- constant arguments ---------------------------------------------------------------------------
+
+
+class ActorCritic(nn.Module):
+    """A shared trunk with a policy and a value head, the head chosen by a role string."""
+
+    def __init__(self):
+        super().__init__()
+        self.trunk = nn.LazyLinear(16)
+        self.policy = nn.LazyLinear(4)
+        self.value = nn.LazyLinear(1)
+
+    def forward(self, states, role):
+        h = torch.tanh(self.trunk(states))
+        if role == "policy":
+            return self.policy(h)
+        return self.value(h)
+
+
+class AnnotatedActorCritic(ActorCritic):
+    def forward(self, states, role: str = "policy"):
+        return super().forward(states, role)
+
+
+def test_const_passes_a_string_as_it_is():
+    report = lazyfx.infer(ActorCritic(), "B,8", role=lazyfx.Const("policy"))
+    assert report.inputs["role"] == "policy" and str(report.output) == "(B, 4)"
+    assert report.lazy["policy"].called and not report.lazy["value"].called
+    report = lazyfx.infer(ActorCritic(), "B,8", lazyfx.Const("value"))
+    assert str(report.output) == "(B, 1)" and not report.lazy["policy"].called
+
+
+def test_a_head_the_role_does_not_reach_stays_lazy_as_in_a_dry_run():
+    dry = dry_run_with(ActorCritic, torch.zeros(2, 8), "policy")
+    assert isinstance(dry.value, nn.LazyLinear)  # the dry run leaves it lazy too
+    with pytest.raises(lazyfx.ResolutionError, match="'value' \\(LazyLinear\\) is never called") as info:
+        materialized(ActorCritic, "B,8", role=lazyfx.Const("policy"))
+    assert info.value.code == "LFX042"
+
+
+def test_both_roles_in_order_match_a_dry_run_making_both_calls():
+    torch.manual_seed(0)
+    expected = ActorCritic().eval()
+    with torch.no_grad():
+        expected(torch.zeros(2, 8), "policy")
+        expected(torch.zeros(2, 8), "value")
+    calls = (lazyfx.Call("B,8", role=lazyfx.Const("policy")), lazyfx.Call("B,8", role=lazyfx.Const("value")))
+    assert_same_model(expected, materialized(ActorCritic, *calls))
+
+
+def test_an_annotated_parameter_takes_a_string_that_is_no_spec_as_it_is():
+    class Tagged(ActorCritic):
+        def forward(self, states, role: str):
+            return super().forward(states, "policy" if role == "policy head" else "value")
+
+    assert str(lazyfx.infer(Tagged(), "B,8", role="policy head").output) == "(B, 4)"
+    assert str(lazyfx.infer(Tagged(), "B,8", "value head").output) == "(B, 1)"
+
+
+def test_a_string_that_is_also_a_spec_is_ambiguous_for_a_str_parameter():
+    with pytest.raises(lazyfx.SpecError) as info:
+        lazyfx.infer(AnnotatedActorCritic(), "B,8", role="policy")
+    assert info.value.code == "LFX002"
+    assert info.value.message == (
+        "forward's parameter 'role' is annotated str, and 'policy' is also an input spec (a tensor of shape "
+        "(policy,)); pass lazyfx.Const('policy') for the string, or lazyfx.TensorSpec('policy') for a tensor")
+    # the same string through Const, and the default, are not ambiguous
+    assert str(lazyfx.infer(AnnotatedActorCritic(), "B,8", role=lazyfx.Const("value")).output) == "(B, 1)"
+    assert str(lazyfx.infer(AnnotatedActorCritic(), "B,8").output) == "(B, 4)"
+    # an unannotated parameter still reads a string as a spec
+    assert lazyfx.infer(ActorCritic(), "B,8", role="policy").inputs["role"].ndim == 1
+
+
+def test_literal_and_enum_annotations_name_their_strings():
+    import enum
+    from typing import Literal, Optional
+
+    class Role(str, enum.Enum):
+        POLICY = "policy"
+        VALUE = "value"
+
+    class ByLiteral(ActorCritic):
+        def forward(self, states, role: Literal["policy", "value"]):
+            return super().forward(states, role)
+
+    class ByEnum(ActorCritic):
+        def forward(self, states, role: Optional[Role] = None):
+            return super().forward(states, role)
+
+    assert str(lazyfx.infer(ByLiteral(), "B,8", role="policy").output) == "(B, 4)"
+    assert str(lazyfx.infer(ByEnum(), "B,8", role="policy").output) == "(B, 4)"  # Role's own value
+    assert str(lazyfx.infer(ByEnum(), "B,8", role=Role.VALUE).output) == "(B, 1)"
+    assert str(lazyfx.infer(ActorCritic(), "B,8", role=Role.POLICY).output) == "(B, 4)"  # a member, as it is
+    torch.manual_seed(0)
+    expected = ByEnum().eval()
+    with torch.no_grad():
+        expected(torch.zeros(2, 8), Role.VALUE)
+        expected(torch.zeros(2, 8), "policy")
+    assert_same_model(expected, materialized(ByEnum, lazyfx.Call("B,8", Role.VALUE), lazyfx.Call("B,8", "policy")))
+
+
+def test_constant_tuples_and_objects_are_not_shapes():
+    class Config:
+        width = 3
+
+    class Sized(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.LazyLinear(2)
+
+        def forward(self, x, size: tuple[int, int], config):
+            return self.fc(x.reshape(x.size(0), size[0] * size[1] * config.width))
+
+    report = lazyfx.infer(Sized(), "B,4,6", (2, 4), Config())
+    assert report.inputs["size"] == (2, 4) and report.lazy["fc"].resolution.arguments == {"in_features": 24}
+    assert lazyfx.infer(Sized(), "B,4,6", lazyfx.Const((2, 4)), config=Config()).inputs["size"] == (2, 4)

@@ -292,10 +292,16 @@ def test_negative_dims_are_refused(spec):
     assert info.value.code == "LFX002"
 
 
-@pytest.mark.parametrize("spec", [object(), {1, 2}, b"B,3", nn.Linear, "B,3".split])
+@pytest.mark.parametrize("spec", [{1, 2}, b"B,3", nn.Linear, "B,3".split])
 def test_unusable_objects_are_refused(spec):
-    with pytest.raises(SpecError, match="cannot use .* as an input spec; expected a shape tuple"):
+    with pytest.raises(SpecError, match="cannot use .* as an input spec; expected a shape tuple.*lazyfx.Const"):
         value(spec)
+
+
+@pytest.mark.parametrize("constant", [object(), lazyfx.Const(nn.Linear), lazyfx.Const("B,3"), lazyfx.Const((2, 3))])
+def test_other_objects_and_consts_are_constants_as_they_are(constant):
+    expected = constant.value if isinstance(constant, lazyfx.Const) else constant
+    assert value(constant) is expected
 
 
 def test_non_string_to_parse_shorthand():

@@ -15,7 +15,8 @@ import torch.nn as nn
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
 from lazyfx.symbolic import substitute
-from zoo import hf
+from zoo import hf, pyg_hetero
+from zoo.actor_critic import SharedActorCritic
 from zoo.autoencoder import ConvAutoencoder
 from zoo.gcn import GCN, LazyGraphConv
 from zoo.googlenet import GoogLeNet
@@ -571,3 +572,91 @@ def test_hugging_face_model_with_an_attention_mask(name):
     build, spec, *_, hidden = HF_MODELS[name]
     report = lazyfx.infer(build(), spec, attention_mask=spec)
     assert str(report.output["last_hidden_state"]) == hidden
+
+
+# -- heterogeneous graphs (PyTorch Geometric) ---------------------------------------------------
+
+
+def hetero_dry_run(build, nodes: dict, edges: int) -> nn.Module:
+    torch.manual_seed(0)
+    model = build().eval()
+    with torch.no_grad():
+        model(*pyg_hetero.sample(nodes, edges))
+    return model
+
+
+def hetero_materialized(build) -> nn.Module:
+    torch.manual_seed(0)
+    return lazyfx.materialize(build().eval(), *pyg_hetero.specs())
+
+
+@pytest.mark.parametrize("build, outputs, in_channels", [
+    pytest.param(pyg_hetero.hetero_sage, 4, {
+        "conv1.paper__cites__paper.lin_l": 5, "conv1.paper__cites__paper.lin_r": 5,
+        "conv1.author__writes__paper.lin_l": 7, "conv1.author__writes__paper.lin_r": 5,
+        "conv1.paper__rev_writes__author.lin_l": 5, "conv1.paper__rev_writes__author.lin_r": 7,
+        **{f"conv2.{edge}.{lin}": 16 for edge in ("paper__cites__paper", "author__writes__paper",
+                                                 "paper__rev_writes__author") for lin in ("lin_l", "lin_r")},
+    }, id="to_hetero"),
+    pytest.param(pyg_hetero.HeteroGNN, 3, {
+        "conv.convs.<paper___cites___paper>.lin_src": 5, "conv.convs.<paper___cites___paper>.lin_dst": 5,
+        "conv.convs.<author___writes___paper>.lin_l": 7, "conv.convs.<author___writes___paper>.lin_r": 5,
+        "conv.convs.<paper___rev_writes___author>.lin_src": 5, "conv.convs.<paper___rev_writes___author>.lin_dst": 7,
+        "readout.paper": 8, "readout.author": 8,
+    }, id="HeteroConv"),
+])
+def test_pytorch_geometric_heterogeneous_graphs(build, outputs, in_channels):
+    """Dicts keyed by node type and by edge type, iterated and tested for membership by PyG's
+    own code, every layer traced (none analysed abstractly), and bit-identical to a dry run."""
+    report = lazyfx.infer(build(), *pyg_hetero.specs())
+    assert not report.opaque
+    assert {kind: str(t) for kind, t in report.output.items()} == {
+        "paper": f"(N_paper, {outputs})", "author": f"(N_author, {outputs})"}
+    assert {p: r.resolution.arguments["in_channels"] for p, r in report.lazy.items()} == in_channels
+    for nodes, edges in [({"paper": 6, "author": 4}, 10), ({"paper": 3, "author": 9}, 1)]:
+        with torch.no_grad():
+            real = build().eval()(*pyg_hetero.sample(nodes, edges))
+        assert {kind: tuple(t.shape) for kind, t in real.items()} == {k: (n, outputs) for k, n in nodes.items()}
+    assert_same_model(hetero_dry_run(build, {"paper": 6, "author": 4}, 10), hetero_materialized(build))
+
+
+# -- a shared actor-critic driven by a role string --------------------------------------------------
+
+
+OBSERVATIONS = {"states": "B,6"}
+
+
+def test_actor_critic_role_selects_the_head_as_in_a_dry_run():
+    policy = lazyfx.infer(SharedActorCritic(), OBSERVATIONS, role=lazyfx.Const("policy"))
+    assert [str(v) if not isinstance(v, dict) else v for v in policy.output] == ["(B, 2)", "(2,)", {}]
+    assert not policy.lazy["value_layer"].called and not policy.opaque
+    value = lazyfx.infer(SharedActorCritic(), {**OBSERVATIONS, "taken_actions": "B,2"}, role=lazyfx.Const("value"))
+    assert str(value.output[0]) == "(B, 1)" and value.lazy["value_layer"].resolution.arguments == {"in_features": 34}
+    # a dry run with the policy role leaves the value head lazy, and so does lazyfx
+    dry = SharedActorCritic().eval()
+    with torch.no_grad():
+        dry({"states": torch.zeros(2, 6)}, role="policy")
+    assert isinstance(dry.value_layer, nn.LazyLinear)
+    torch.manual_seed(0)
+    with pytest.raises(lazyfx.ResolutionError, match="'value_layer' \\(LazyLinear\\) is never called") as info:
+        lazyfx.materialize(SharedActorCritic(), OBSERVATIONS, role=lazyfx.Const("policy"))
+    assert info.value.code == "LFX042"
+
+
+def test_actor_critic_both_roles_match_a_dry_run_making_both_calls():
+    torch.manual_seed(0)
+    expected = SharedActorCritic().eval()
+    with torch.no_grad():
+        expected({"states": torch.zeros(2, 6)}, role="policy")
+        expected({"states": torch.zeros(2, 6), "taken_actions": torch.zeros(2, 2)}, role="value")
+    torch.manual_seed(0)
+    eager = lazyfx.materialize(SharedActorCritic().eval(),
+                               lazyfx.Call(OBSERVATIONS, role=lazyfx.Const("policy")),
+                               lazyfx.Call({**OBSERVATIONS, "taken_actions": "B,2"}, role=lazyfx.Const("value")))
+    assert_same_model(expected, eager)
+
+
+def test_actor_critic_role_string_that_reads_as_a_spec_is_ambiguous():
+    with pytest.raises(lazyfx.SpecError, match=r"'role' is annotated str, and 'policy' is also an input spec.*"
+                                               r"lazyfx.Const\('policy'\)"):
+        lazyfx.infer(SharedActorCritic(), OBSERVATIONS, role="policy")

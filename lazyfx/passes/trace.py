@@ -273,7 +273,8 @@ class LazyTracer(fx.Tracer):
         return call
 
     def unpacked(self, proxy: fx.Proxy) -> Any:
-        """The input ``proxy`` stands for, as forward would get it in a dry run: a dict, tuple,
+        """The input ``proxy`` stands for, as forward would get it in a dry run: a constant
+        torch.fx does not specialize (an Enum member, an object) is itself; a dict, tuple,
         list or named tuple value becomes that container (the same keys, in the same order),
         whose tensors are ``getitem`` nodes on the placeholder, its constants themselves; so
         ``.get``, ``in``, ``len``, iteration and unpacking are Python's own, and a missing key
@@ -293,9 +294,10 @@ class LazyTracer(fx.Tracer):
             self._unpacking.append(item.node)
             return item
 
-        if not isinstance(self.propagator.value(proxy.node), (dict, tuple, list)):
+        value = self.propagator.value(proxy.node)
+        if isinstance(value, TensorMeta):
             return proxy
-        return unpack(proxy, self.propagator.value(proxy.node))
+        return unpack(proxy, value)  # a container, or a constant (an Enum member, an object) as it is
 
     def drop_unused_unpacking(self) -> None:
         """Erase the unpacking ``getitem`` nodes nothing uses (a leaf forward ignores, a

@@ -36,3 +36,15 @@ def crashes():
 
 
 CONSTANT = 3
+
+
+class ActorCritic(nn.Module):
+    """The head forward takes is chosen by a role string (passed with ``--input role:=policy``)."""
+
+    def __init__(self):
+        super().__init__()
+        self.policy = nn.LazyLinear(4)
+        self.value = nn.LazyLinear(1)
+
+    def forward(self, states, role: str, scale=1):
+        return (self.policy(states) if role == "policy" else self.value(states)) * scale
