@@ -66,13 +66,15 @@ class Counts(TorchDispatchMode):
         return ", ".join(self.sites())
 
 
-def _nonzero(mode: Counts, x: torch.Tensor) -> torch.Tensor:
+def _nonzero(mode: Counts, x: torch.Tensor) -> Any:
+    if not x.is_meta:  # a tensor made from Python data keeps its values: PyTorch counts them
+        return NotImplemented
     return torch.empty((mode.count(x.numel()), x.dim()), dtype=torch.long, device=x.device)
 
 
 def _masked_select(mode: Counts, x: torch.Tensor, mask: torch.Tensor) -> Any:
-    if mask.dtype != torch.bool:
-        return NotImplemented  # PyTorch's own error
+    if mask.dtype != torch.bool or not mask.is_meta:
+        return NotImplemented  # PyTorch's own error, or its own count of a mask with values
     size = torch.broadcast_shapes(x.shape, mask.shape)
     return torch.empty((mode.count(size.numel()),), dtype=x.dtype, device=x.device)
 
@@ -80,12 +82,17 @@ def _masked_select(mode: Counts, x: torch.Tensor, mask: torch.Tensor) -> Any:
 def _index(mode: Counts, x: torch.Tensor, indices: list) -> Any:
     """``x[indices]`` with each boolean mask replaced by the long indices of the elements it
     selects (as PyTorch expands it: one index tensor per dim the mask covers)."""
-    if not any(i is not None and i.dtype in _MASKS and i.dim() > 0 for i in indices):
+    if not any(_counted_mask(i) for i in indices):
         return NotImplemented
     expanded: list = []
     dim = 0
     for index in indices:
-        if index is None or index.dtype not in _MASKS:
+        if not _counted_mask(index):
+            if index is not None and index.dtype in _MASKS and not index.is_meta and index.dim() > 0:
+                # a mask with values (made from Python data): the indices of its own True elements
+                expanded += list(index.nonzero().unbind(1))
+                dim += index.dim()
+                continue
             expanded.append(index)
             dim += 1
             continue
@@ -97,6 +104,12 @@ def _index(mode: Counts, x: torch.Tensor, indices: list) -> Any:
         expanded += [selected] * index.dim()
         dim += index.dim()
     return aten.index.Tensor(x, expanded)
+
+
+def _counted_mask(index: Optional[torch.Tensor]) -> bool:
+    """A boolean mask without values (on meta) whose count the policy answers. A 0-dim one is
+    left to PyTorch (which cannot answer it on meta: LFX022 stands)."""
+    return index is not None and index.dtype in _MASKS and index.is_meta and index.dim() > 0
 
 
 _MASKS = (torch.bool, torch.uint8)

@@ -157,3 +157,24 @@ def test_abstract_execution_accepts_a_count_nothing_depends_on():
     with torch.no_grad():
         expected(torch.zeros(3, 5), torch.zeros(3, dtype=BOOL))
     assert_same_model(expected, materialized(build, spec(B, 5), spec(B, dtype=BOOL)))
+
+
+class KeepColumns(nn.Module):
+    """A mask made from Python data has values: it selects its own three columns, every time."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.LazyLinear(2)
+
+    def forward(self, x):
+        if (x < 0).any():
+            x = x.abs()
+        return self.fc(x[:, torch.tensor([True, False, True, True])])
+
+
+def test_a_mask_with_values_keeps_its_own_count():
+    from dryrun import assert_same_model, dry_run, materialized
+
+    report = lazyfx.infer(KeepColumns(), spec(B, 4))
+    assert list(report.opaque) == [""] and report.lazy["fc"].resolution.arguments == {"in_features": 3}
+    assert_same_model(dry_run(KeepColumns, (2, 4)), materialized(KeepColumns, spec(B, 4)))
