@@ -376,7 +376,14 @@ def broadcast_exactly(*shapes: Sequence[DimExpr], message=_broadcast_message) ->
 # -- select, index_select, gather, scatter, take_along_dim ---------------------------------------
 
 
-@rule(torch.select, Method("select"))
+# PyTorch's own functions, not whatever ``torch.select`` and ``torch.index_select`` are when the
+# rules load: PyTorch Geometric replaces both with Python wrappers on import, which call these
+# (a traced call reaches them either way; docs and reports name them torch.select/index_select).
+_TORCH_SELECT = torch._C._VariableFunctions.select
+_TORCH_INDEX_SELECT = torch._C._VariableFunctions.index_select
+
+
+@rule(_TORCH_SELECT, Method("select"))
 def select(input, dim, index) -> TensorMeta:
     """Dim ``dim`` is removed; ``index`` must be in ``[-size, size)``."""
     x = tensor_arg(input, "select input")
@@ -392,7 +399,7 @@ def _index_dtype(index: TensorMeta, op: str) -> None:
         raise ShapeError(f"{op}(): Expected dtype int32/int64 for index, got {dtype_name(index.dtype)}")
 
 
-@rule(torch.index_select, Method("index_select"))
+@rule(_TORCH_INDEX_SELECT, Method("index_select"))
 def index_select(input, dim, index) -> TensorMeta:
     """Dim ``dim`` becomes ``index.numel()``; ``index`` is a 0-D or 1-D int32/int64 tensor
     (exactly one element when the input is 0-dim, whose shape is then kept)."""
