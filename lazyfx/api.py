@@ -516,10 +516,14 @@ def _independent_of_specializations(records: dict[str, LazyModuleRecord], fallba
                 other = again.get(path)
                 if other is None:
                     continue
-                if (other.arguments, other.parameter_shapes) == (suspects[path].resolution.arguments,
-                                                                suspects[path].resolution.parameter_shapes):
+                record = suspects[path]
+                if (other.arguments, other.parameter_shapes) == _sizes(record):
                     agreed[path] += 1
-                else:
+                else:  # the evidence, for the refusal
+                    hint = fallback.hint(symbol)
+                    record.specialized_by = record.specialized_by + [
+                        f"resolved as {_arguments(record.resolution)} at {name}={hint} but as {_arguments(other)} "
+                        f"at {name}={value}"]
                     del suspects[path]
             if not suspects:
                 return
@@ -749,8 +753,8 @@ def _lazy_of_calls(reports: Sequence[Report], calls: Sequence[Any], check_draws:
                 known = f"call {first[path] + 1}, {calls[first[path]]!r}"
                 problems.append(Diagnostic(
                     diagnostics.CONFLICTING_CALLS,
-                    f"lazy module '{path}' ({record.lazy_class}) is resolved as {_arguments(records[path])} by "
-                    f"{known}, but as {_arguments(record)} by {which}",
+                    f"lazy module '{path}' ({record.lazy_class}) is resolved as {_arguments(records[path].resolution)} "
+                    f"by {known}, but as {_arguments(record.resolution)} by {which}",
                     severity="error", module_path=path, location=record.call_sites[0] if record.call_sites else None,
                     notes=("a dry run making these calls would initialize it at the first and fail at the second",),
                 ))
@@ -777,9 +781,9 @@ def _sizes(record: LazyModuleRecord) -> tuple:
     return record.resolution.arguments, record.resolution.parameter_shapes
 
 
-def _arguments(record: LazyModuleRecord) -> str:
-    sizes = record.resolution.arguments or record.resolution.parameter_shapes
-    return ", ".join(f"{k}={fmt(v) if not isinstance(v, tuple) else fmt(v)}" for k, v in sizes.items())
+def _arguments(resolution) -> str:
+    sizes = resolution.arguments or resolution.parameter_shapes
+    return ", ".join(f"{k}={fmt(v)}" for k, v in sizes.items())
 
 
 def _require_resolved(report: Report) -> None:
