@@ -11,6 +11,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence, Union
 import sympy
 import torch
 import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
 
 from lazyfx import abstract, checkpoint, diagnostics
 from lazyfx.checks import Condition
@@ -25,6 +26,7 @@ from lazyfx.inputs import bind_values
 from lazyfx.passes.trace import patches_restored, recursion_room, trace, with_defaults
 from lazyfx.randomness import draws_in_graph
 from lazyfx.report import Report
+from lazyfx.resolvers import foreign_lazy_tensors
 from lazyfx.spec import SymbolTable, calls_in, to_value
 from lazyfx.symbolic import fmt
 from lazyfx.values import analysis_dtype
@@ -422,6 +424,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
                    another_call_follows: bool = False) -> Report:
     if not isinstance(model, nn.Module):
         raise SpecError(f"lazyfx needs an nn.Module, got {type(model).__name__}")
+    _refuse_foreign_lazy_protocols(model)
     constraints, bound, program, propagation = _propagated(model, inputs, kw_inputs, snapshot)
     records = resolve(model, propagation, program.graph)
     if any(r.specialized_by for r in records.values()):
@@ -465,6 +468,31 @@ def _propagated(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Opti
     finally:  # nothing of the analysis (ShapeEnv, FakeTensorMode) outlives the call
         propagator.release()
     return constraints, bound, program, propagation
+
+
+def _refuse_foreign_lazy_protocols(model: nn.Module) -> None:
+    """A layer lazy by another library's protocol, named before its forward is traced (which
+    would fail on the stand-in parameter's empty shape, blaming the model)."""
+    for path, module in model.named_modules():
+        names = foreign_lazy_tensors(module)
+        if not names:
+            continue
+        cls = type(module)
+        library = cls.__module__.split(".")[0].replace("_", "-")
+        owner = f"{library}'" if library.endswith("s") else f"{library}'s"
+        parameter = type(module._parameters[names[0]])
+        listed = ", ".join(f"'{n}'" for n in names)
+        eager_twin = getattr(nn, cls.__name__, None)
+        instead = (f"use PyTorch's own nn.{cls.__name__} (the same arguments, without the size it infers), which "
+                   f"lazyfx resolves exactly; " if isinstance(eager_twin, type) and issubclass(eager_twin, LazyModuleMixin)
+                   else "use a PyTorch lazy module (torch.nn.Lazy*, or LazyModuleMixin with initialize_parameters); ")
+        raise ResolutionError(
+            f"'{path or '<root>'}' ({owner} {cls.__name__}) is lazy by {owner} own protocol: {listed} "
+            f"{'is' if len(names) == 1 else 'are'} {parameter.__module__}.{parameter.__name__}, which its forward "
+            f"replaces on the first call; lazyfx resolves PyTorch's lazy protocol only",
+            code=diagnostics.FOREIGN_LAZY_PROTOCOL, module_path=path,
+            notes=(f"{instead}or run the model once on an example before lazyfx sees it",),
+        )
 
 
 def _mark_reached_in_training(records: dict[str, LazyModuleRecord], model: nn.Module, inputs: tuple,

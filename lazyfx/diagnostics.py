@@ -130,6 +130,13 @@ LAZY_NOT_REGISTERED = _code(
     "Forward calls a lazy module that is not a submodule of the model (it is held in a plain list, dict or "
     "tuple, or in a closure), so its parameters are not part of the model to materialize.",
 )
+FOREIGN_LAZY_PROTOCOL = _code(
+    "LFX044",
+    "foreign-lazy-protocol",
+    "A module is lazy by another library's own protocol (pytorch-pfn-extras' LazyInitializationMixin: its "
+    "forward creates the parameters, which stand in as that library's UninitializedParameter), not by "
+    "PyTorch's, which lazyfx resolves.",
+)
 UNEXPECTED_OUTPUT = _code(
     "LFX070",
     "unexpected-output",

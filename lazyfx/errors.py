@@ -270,7 +270,9 @@ class ResolutionError(LazyFXError):
     model's submodules (a plain list, a closure), which materialize cannot reach;
     LFX023 (meta-kernel-specialized): its shapes hold for one input size only;
     LFX025 (random-before-init): forward draws random numbers before its first
-    call, so a dry run's values depend on those draws.
+    call that cannot be replayed, so a dry run's values depend on them;
+    LFX044 (foreign-lazy-protocol): it is lazy by another library's protocol
+    (pytorch-pfn-extras' layers create their parameters in forward).
 
     Examples:
         >>> class Shared(nn.Module):

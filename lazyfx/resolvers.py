@@ -52,6 +52,14 @@ def is_lazy_container(module: nn.Module) -> bool:
             and not module.has_uninitialized_params() and bool(module._modules))
 
 
+def foreign_lazy_tensors(module: nn.Module) -> list[str]:
+    """The module's own parameters that stand in for lazy ones by another library's protocol:
+    a parameter class of its own called ``UninitializedParameter`` (pytorch-pfn-extras'
+    ``LazyInitializationMixin`` layers create the real one in their forward)."""
+    return [name for name, p in module._parameters.items()
+            if p is not None and type(p).__name__ == "UninitializedParameter" and not is_lazy(p)]
+
+
 @dataclass
 class Resolution:
     """What a lazy module's input determines: its constructor arguments and parameter shapes.

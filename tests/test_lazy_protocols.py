@@ -64,3 +64,49 @@ def test_a_failed_in_place_materialization_puts_the_tensordict_parameters_back()
     assert isinstance(model.net[0], nn.LazyLinear)
     eager = lazyfx.materialize(model, ("B", 3), inplace=True)  # and it still materializes
     assert eager.params["0", "weight"] is held and held.shape == (4, 3)
+
+
+# -- pytorch-pfn-extras' lazy layers ----------------------------------------------------------------
+
+
+class PfnNet(nn.Module):
+    """pytorch-pfn-extras' LazyConv2d and LazyLinear: ``None`` for the size they infer in forward."""
+
+    def __init__(self, in_channels=None, in_features=None):
+        from pytorch_pfn_extras.nn import LazyConv2d, LazyLinear
+
+        super().__init__()
+        self.conv = LazyConv2d(in_channels, 4, 3)
+        self.head = LazyLinear(in_features, 5)
+
+    def forward(self, x):
+        return self.head(torch.flatten(torch.relu(self.conv(x)), 1))
+
+
+def test_pytorch_pfn_extras_lazy_layers_are_named_with_their_protocol():
+    model = PfnNet()
+    before = snapshot(model)
+    with pytest.raises(lazyfx.ResolutionError) as caught:
+        lazyfx.materialize(model, ("B", 3, 8, 8))
+    error = caught.value
+    assert error.code == "LFX044"
+    assert ("'conv' (pytorch-pfn-extras' LazyConv2d) is lazy by pytorch-pfn-extras' own protocol: 'weight' is "
+            "pytorch_pfn_extras.nn.modules.lazy.UninitializedParameter") in str(error)
+    assert "use PyTorch's own nn.LazyConv2d" in str(error) and "run the model once" in str(error)
+    assert "must be 4D" not in str(error)  # not a shape error that blames the model
+    assert snapshot(model) == before
+
+
+def test_pytorch_pfn_extras_layers_after_their_first_call_are_ordinary_layers():
+    dry = dry_run(PfnNet, (2, 3, 8, 8))  # forward has created their parameters
+    report = lazyfx.infer(dry, ("B", 3, 8, 8))
+    assert str(report.output) == "(B, 5)" and not report.lazy
+    eager = lazyfx.materialize(dry, ("B", 3, 8, 8))
+    assert_same_model(dry, eager)
+
+
+def test_pytorch_lazy_layers_instead_of_pfn_extras_match_a_dry_run():
+    build = lambda: nn.Sequential(nn.LazyConv2d(4, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(5))  # noqa: E731
+    from dryrun import materialized
+
+    assert_same_model(dry_run(build, (2, 3, 8, 8)), materialized(build, ("B", 3, 8, 8)))
