@@ -89,9 +89,11 @@ def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs
         SpecError: A spec is malformed (LFX001) or unusable (LFX002): a bad dim,
             conflicting `Dim` constraints, a missing or unexpected input, or
             ``model`` is not an ``nn.Module``.
-        TraceError: torch.fx cannot follow forward (LFX010): Python code needs a
-            concrete value that shapes do not give, such as ``int()`` of a
-            tensor.
+        TraceError: forward cannot be followed (LFX010): a Python operation on
+            traced values fails whatever the sizes (``len()`` of a 0-d
+            tensor), or the model nests modules deeper than the analysis's
+            recursion limit. Other code torch.fx cannot trace is analysed by
+            abstract execution.
         UndecidedConditionError: Python control flow in forward depends on a
             symbolic size the specs leave open (LFX011).
         UnsupportedOpError: An operation has no shape rule and PyTorch's meta

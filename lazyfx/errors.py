@@ -139,8 +139,9 @@ class TraceError(LazyFXError):
     Code that torch.fx cannot trace is usually analysed by abstract execution
     instead (the report lists it under ``not traced into a graph``). This error
     remains for Python operations on traced values that fail whatever the
-    sizes (``len()`` of a 0-d tensor), and for tracing failures abstract
-    execution does not take over. (A tensor's value used as a number,
+    sizes (``len()`` of a 0-d tensor), for a model nested deeper than the
+    analysis's recursion limit, and for tracing failures abstract execution
+    does not take over. (A tensor's value used as a number,
     ``int(x.max())``, is a [`DataDependentError`][lazyfx.DataDependentError].)
 
     Examples:
