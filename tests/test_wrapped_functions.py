@@ -129,3 +129,52 @@ def test_a_shape_error_inside_a_wrapped_function_names_its_line():
         lazyfx.infer(Model(), (2, 3, 4))
     assert info.value.diagnostics[0].location.line == line_of("# <- reshape in the helper")
     assert_same_model(dry_run(Model, (2, 7)), materialized(Model, ("B", 7)))  # a size that fits: accepted
+
+
+def stochastic_depth(input: torch.Tensor, p: float, mode: str, training: bool = True) -> torch.Tensor:
+    """torchvision.ops.stochastic_depth, as torchvision writes it."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ["batch", "row"]:
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    survival_rate = 1.0 - p
+    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
+    noise = torch.empty(size, dtype=input.dtype, device=input.device).bernoulli_(survival_rate)
+    if survival_rate > 0.0:
+        noise.div_(survival_rate)
+    return input * noise
+
+
+torch.fx.wrap("stochastic_depth")
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.branch = nn.LazyLinear(6)
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x):
+        x = x + stochastic_depth(self.branch(x), 0.2, "row", self.training)
+        return self.head(x)
+
+
+def test_stochastic_depth_is_traced_into():
+    report = lazyfx.infer(Residual().eval(), ("B", 6))
+    assert not any(n.fallback for n in report.nodes) and not report.opaque
+    assert [n.target for n in report.nodes if n.op == "call_function"] == ["operator.add"]  # eval: the input itself
+    assert_same_model(dry_run(Residual, (2, 6)), materialized(Residual, ("B", 6)))
+
+
+def test_stochastic_depth_in_training_mode_draws_as_in_a_dry_run():
+    report = lazyfx.infer(Residual().train(), ("B", 6))
+    assert "Tensor.bernoulli_" in [n.target for n in report.nodes]  # the helper's own draw, traced
+    assert [d.code.code for d in report.diagnostics] == ["LFX025"]  # its count moves with B: not replayable
+    torch.manual_seed(0)
+    expected = Residual().train()
+    expected(torch.zeros(2, 6))
+    torch.manual_seed(0)
+    actual = lazyfx.materialize(Residual().train(), (2, 6))  # concrete sizes: the draw is replayed
+    assert all(torch.equal(a, b) for a, b in zip(expected.state_dict().values(), actual.state_dict().values()))
