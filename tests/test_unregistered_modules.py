@@ -107,3 +107,22 @@ def test_a_forward_that_always_raises_is_still_an_error():
         lazyfx.infer(Broken(), ("B", 5))
     with pytest.raises(InputError):
         Broken()(torch.zeros(2, 5))
+
+
+def test_a_module_outside_the_model_is_left_as_it_was():
+    norm = nn.BatchNorm1d(3)  # training mode: forward counts its batches in place
+
+    class Outside(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.LazyLinear(3)
+            self.norms = [norm]
+
+        def forward(self, x):
+            return self.norms[0](self.a(x))
+
+    report = lazyfx.infer(Outside(), ("B", 5))
+    assert str(report.output) == "(B, 3)"
+    assert norm.num_batches_tracked.item() == 0 and norm.training
+    Outside()(torch.zeros(2, 5))
+    assert norm.num_batches_tracked.item() == 1  # as a real call would

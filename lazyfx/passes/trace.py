@@ -64,6 +64,7 @@ from lazyfx.errors import (
 from lazyfx.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
 from lazyfx.generic import resolve_container
 from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, LazyCall, Propagator, real_modules
+from lazyfx.passes.rewrite import Journal
 from lazyfx.registry import RULES
 from lazyfx.resolvers import is_lazy_container, is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
@@ -146,6 +147,10 @@ class LazyTracer(fx.Tracer):
         self._unpacking: list[fx.Node] = []  # the getitem nodes that unpack container inputs
         self._isinstance_in: list[dict] = []  # the globals dry_run_isinstance was put in
         self._isinstance_classes: set[type] = set()  # the classes whose functions' globals have it
+        # modules outside the model that forward called (a plain list's, a closure's): put back
+        # after the trace, as the snapshot of the model puts the model's own back
+        self._outside: list[Journal] = []
+        self._outside_ids: set[int] = set()
 
     def answer_isinstance_in(self, module: nn.Module) -> None:
         """Make ``isinstance`` answer as in a dry run (:func:`dry_run_isinstance`) in the code
@@ -202,7 +207,15 @@ class LazyTracer(fx.Tracer):
                 location=caller_location(),
                 notes=["register it: an attribute of the model, nn.ModuleList or nn.ModuleDict"],
             )
+        if id(m) not in self._outside_ids:  # forward may update its buffers in place (a step counter)
+            self._outside_ids.update(id(sub) for sub in m.modules())
+            self._outside.append(Journal.of_model(m))
         return forward(*args, **kwargs)
+
+    def restore_outside(self) -> None:
+        """Put back the modules outside the model that forward called (see :meth:`_call_unregistered`)."""
+        while self._outside:
+            self._outside.pop().rollback()
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict):
         """A lazy parameter is a new node at each read: before its module's first call it has no
@@ -749,6 +762,7 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
         return _leaf_program(model, bound)
     finally:
         tracer.restore_isinstance()
+        tracer.restore_outside()
     _drop_specialization_guards(graph)
     tracer.drop_unused_unpacking()
     placeholders = [n for n in graph.nodes if n.op == "placeholder"]
