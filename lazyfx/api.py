@@ -12,6 +12,7 @@ import sympy
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import is_lazy
 
 from lazyfx import abstract, checkpoint, diagnostics
 from lazyfx.checks import Condition
@@ -439,6 +440,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
         if Domain(constraints, assumed).is_empty:
             raise _no_valid_input(Domain(constraints, assumed), propagation, assumptions=domain.assumptions)
     _mark_reached_in_training(records, model, inputs, kw_inputs, snapshot)
+    _mark_used_through_others(records, model, propagation)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
     warnings += _random_draw_diagnostics(model, program.graph, propagation, records, another_call_follows)
@@ -495,6 +497,18 @@ def _refuse_foreign_lazy_protocols(model: nn.Module) -> None:
             code=diagnostics.FOREIGN_LAZY_PROTOCOL, module_path=path,
             notes=(f"{instead}or run the model once on an example before lazyfx sees it",),
         )
+
+
+def _mark_used_through_others(records: dict[str, LazyModuleRecord], model: nn.Module, propagation) -> None:
+    """For a lazy module forward never calls, set ``used_through`` to the module called with its
+    lazy parameters swapped in (torch.func.functional_call, tensordict's to_module)."""
+    for record in records.values():
+        if record.called:
+            continue
+        module = model.get_submodule(record.path)
+        own = {id(t) for t in (*module._parameters.values(), *module._buffers.values()) if t is not None and is_lazy(t)}
+        record.used_through = next((c.path for c in propagation.lazy_calls if c.path != record.path and own & c.held),
+                                   None)
 
 
 def _mark_reached_in_training(records: dict[str, LazyModuleRecord], model: nn.Module, inputs: tuple,
@@ -699,6 +713,18 @@ def _specialization_diagnostics(propagation) -> list[Diagnostic]:
 
 
 def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
+    if not record.called and record.used_through:
+        return Diagnostic(
+            diagnostics.LAZY_NOT_CALLED,
+            f"lazy module '{record.path}' ({record.lazy_class}) is never called itself, but its parameters are: "
+            f"forward swaps them into '{record.used_through}' and calls that (torch.func.functional_call, "
+            f"tensordict's to_module); lazyfx resolves a lazy module from its own calls, and a dry run would leave "
+            f"'{record.used_through}' with its own parameters uninitialized",
+            severity="warning",
+            module_path=record.path,
+            notes=(f"call '{record.path}' itself, or build '{record.used_through}' eager (or on the meta device, "
+                   f"as a stateless template) so that only '{record.path}' is lazy",),
+        )
     if not record.called and record.reached_in_training:
         return Diagnostic(
             diagnostics.LAZY_NOT_CALLED,

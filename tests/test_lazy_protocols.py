@@ -110,3 +110,44 @@ def test_pytorch_lazy_layers_instead_of_pfn_extras_match_a_dry_run():
     from dryrun import materialized
 
     assert_same_model(dry_run(build, (2, 3, 8, 8)), materialized(build, ("B", 3, 8, 8)))
+
+
+# -- a lazy module used through its parameters ------------------------------------------------------
+
+
+class Twin(nn.Module):
+    """Calls ``twin`` with ``net``'s parameters swapped in (``template=False``: with its own)."""
+
+    def __init__(self, template: bool = True):
+        super().__init__()
+        self.template = template
+        self.net = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+        self.twin = nn.Sequential(nn.LazyLinear(4), nn.ReLU(), nn.LazyLinear(2))
+
+    def forward(self, x):
+        called = self.twin if self.template else self.net
+        return torch.func.functional_call(called, dict(self.net.named_parameters()), (x,))
+
+
+def test_a_lazy_module_used_through_its_parameters_is_not_told_to_be_called():
+    model = Twin()
+    report = lazyfx.infer(model, ("B", 3))
+    problems = {d.module_path: d for d in report.diagnostics}
+    assert sorted(problems) == ["net.0", "net.2"]
+    assert ("lazy module 'net.0' (LazyLinear) is never called itself, but its parameters are: forward swaps them "
+            "into 'twin.0' and calls that") in problems["net.0"].message
+    assert "call it in forward" not in str(problems["net.0"])
+    assert report.lazy["net.2"].used_through == "twin.2" and report.lazy["twin.0"].called
+    with pytest.raises(lazyfx.ResolutionError, match="LFX042 lazy module 'net.0'"):
+        lazyfx.materialize(model, ("B", 3))
+
+
+def test_a_lazy_module_called_through_functional_call_with_its_own_parameters_matches_a_dry_run():
+    build = lambda: Twin(template=False)  # noqa: E731  (twin is never used: it is left out)
+    dry = dry_run(build, (2, 3))
+    del dry.twin
+    torch.manual_seed(0)
+    model = build().eval()
+    del model.twin
+    assert not lazyfx.infer(model, ("B", 3)).diagnostics
+    assert_same_model(dry, lazyfx.materialize(model, ("B", 3)))

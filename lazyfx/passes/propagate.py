@@ -128,6 +128,9 @@ class LazyCall:
     resolution: Resolution
     node: str
     location: Optional[SourceLocation]
+    # the lazy tensors the module held when called (by id): parameters swapped in from another
+    # module (torch.func.functional_call, tensordict's to_module) are that module's
+    held: frozenset = frozenset()
 
 
 @dataclass
@@ -425,10 +428,10 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
             with real_modules():
                 resolution, value, rule_name = resolve_generic(module, node.target, args, kwargs,
                                                                result.meta_kernels())
-            result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
+            result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
             return value, f"{GENERIC_INIT} + {rule_name}" if rule_name else GENERIC, type(module)
         resolution = resolver.fn(module, *args, **kwargs)
-        result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location))
+        result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
         eager = module.cls_to_become
         rule = _module_rule(eager)
         if rule is None:  # pragma: no cover - every built-in lazy class has an eager rule
@@ -441,6 +444,11 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
             value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
         return value, FALLBACK, type(module)
     return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
+
+
+def _held(module: nn.Module) -> frozenset:
+    return frozenset(id(t) for t in (*module._parameters.values(), *module._buffers.values())
+                     if t is not None and is_lazy(t))
 
 
 def _simplified(value: Any, constraints: Constraints) -> Any:

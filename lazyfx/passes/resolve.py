@@ -46,6 +46,9 @@ class LazyModuleRecord:
         reached_in_training: For a module forward does not call, whether it
             does in training mode (the model being in eval mode): an
             auxiliary classifier behind ``if self.training``.
+        used_through: For a module forward does not call, the lazy module
+            called with its parameters swapped in (``torch.func.functional_call``,
+            tensordict's ``to_module``), if any.
         draws_before: The random draws forward makes after the previous lazy
             module's first call and before this one's (dropout in training
             mode, noise), in order: a dry run initializes this module after
@@ -69,6 +72,7 @@ class LazyModuleRecord:
     nodes: list[str] = field(default_factory=list)
     specialized_by: list[str] = field(default_factory=list)  # fallback specializations upstream of a call
     reached_in_training: bool = False
+    used_through: Optional[str] = None
     draws_before: list = field(default_factory=list)  # randomness.Draw: replayed before its initialization
 
     @property
