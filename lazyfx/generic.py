@@ -158,10 +158,8 @@ def _initialized_view(clone: nn.Module, attributes: dict, shapes: dict, depends:
     for name, shape in shapes.items():
         dims = tuple(fitted_formula(samples[("param", name, i)]) if ("param", name, i) in depends else d
                      for i, d in enumerate(shape))
-        if any(d != s for d, s in zip(dims, shape)):
+        if dims != shape:  # a rule that reads the parameter sees it with the formulas
             arguments[name] = TensorMeta(dims, getattr(clone, name).dtype)
-        else:
-            arguments.pop(name, None)
     if any(v is None for v in arguments.values()) or any(d is None for v in arguments.values()
                                                         if isinstance(v, TensorMeta) for d in v.shape):
         return None
