@@ -166,3 +166,23 @@ def test_a_draw_before_a_module_an_earlier_call_initialized_is_replayed_before_t
     calls = [lazyfx.Call((2, 5), policy=True), lazyfx.Call((2, 5), policy=False)]
     expected = dry_run_calls(NoisyValue, [([(2, 5)], dict(policy=True)), ([(2, 5)], dict(policy=False))])
     assert_same_model(expected, materialized_calls(NoisyValue, *calls))
+
+
+class Role(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.p = nn.LazyLinear(3)
+        self.v = nn.LazyLinear(1)
+
+    def forward(self, x, role: str):
+        return self.p(x) if role == "policy" else self.v(x)
+
+
+def test_a_role_given_as_a_string():
+    report = lazyfx.infer(Role(), "B,5", role=lazyfx.Const("policy"))
+    assert str(report.output) == "(B, 3)" and not report.lazy["v"].called
+    with pytest.raises(lazyfx.ResolutionError, match="LFX042 lazy module 'v'"):
+        lazyfx.materialize(Role(), "B,5", role=lazyfx.Const("policy"))
+    calls = [lazyfx.Call("B,5", role=lazyfx.Const("policy")), lazyfx.Call("B,5", role=lazyfx.Const("value"))]
+    expected = dry_run_calls(Role, [([(2, 5)], dict(role="policy")), ([(2, 5)], dict(role="value"))])
+    assert_same_model(expected, materialized_calls(Role, *calls))
