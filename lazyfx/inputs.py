@@ -66,6 +66,7 @@ def parameter_value(name: str, spec: Any, annotation: Any, table: SymbolTable) -
                 f"spec (a tensor of shape {shape}); pass lazyfx.Const({spec!r}) for the "
                 f"string, or lazyfx.TensorSpec({spec!r}) for a tensor",
                 code=diagnostics.SPEC_INVALID,
+                notes=[f"on the command line, --input {name}:={spec} passes the string"],
             )
     return spec
 

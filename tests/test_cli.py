@@ -46,7 +46,18 @@ def test_constant_inputs(capsys):
     assert capsys.readouterr().out.splitlines()[0].endswith("-> (B, 1)")
     # without :=, 'policy' is also a spec, which the str annotation makes ambiguous
     assert main(["show", f"{MODELS}:ActorCritic", "-i", "B,5", "-i", "role=policy"]) == 2
-    assert "pass lazyfx.Const('policy') for the string" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pass lazyfx.Const('policy') for the string" in err and "--input role:=policy passes the string" in err
+
+
+def test_constant_inputs_in_the_configuration(tmp_path, monkeypatch, capsys):
+    (tmp_path / "pyproject.toml").write_text(
+        f'[[tool.lazyfx.models]]\ntarget = "{MODELS}:ActorCritic"\ninputs = ["B,5", "role:=value"]\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["check"]) == 1  # the value role leaves the policy head lazy, as a dry run does
+    captured = capsys.readouterr()
+    assert "LFX042 lazy module 'policy' (LazyLinear) is never called" in captured.out + captured.err
+    assert "'value'" not in captured.out + captured.err
 
 
 def test_shape_error_is_a_finding(capsys):
