@@ -30,7 +30,7 @@ from lazyfx.passes.trace import bind_inputs
 from lazyfx.spec import Const, SymbolTable, parse_shorthand, to_value
 
 _SCALARS = (str, int, float, bool, complex, type(None))
-_CONTAINERS = (tuple, list, dict, typing.Tuple, typing.List, typing.Dict)  # noqa: UP006
+_CONTAINERS = (tuple, list, dict)  # typing.Tuple[...] and friends have these as their origin
 
 
 def bind_values(model: nn.Module, inputs: tuple, kw_inputs: dict, table: SymbolTable) -> inspect.BoundArguments:

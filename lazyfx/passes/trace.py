@@ -30,7 +30,6 @@ import inspect
 import io
 import itertools
 import linecache
-import sys
 import operator
 import os
 import sys
@@ -618,7 +617,7 @@ def untraceable_reason(exc: BaseException) -> str:
         return exc.message if location is None or str(location) in exc.message else f"{exc.message} ({location})"
     if isinstance(exc, AssertionError):
         location = location_from_traceback(exc)
-        return (f"an assert that does not test sizes fails on traced values"
+        return ("an assert that does not test sizes fails on traced values"
                 + (f" ({location}: {_code(location)})" if location else ""))
     text = first_line(exc)
     location = location_from_traceback(exc)
