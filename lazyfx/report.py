@@ -15,7 +15,7 @@ from lazyfx.domain import Domain
 from lazyfx.passes.propagate import Decision, NodeRecord
 from lazyfx.passes.resolve import LazyModuleRecord
 from lazyfx.symbolic import fmt
-from lazyfx.values import TensorMeta, describe, dtype_name
+from lazyfx.values import TensorMeta, UninitializedTensor, describe, dtype_name
 
 
 @dataclass
@@ -367,6 +367,8 @@ def to_jsonable(value: Any) -> Any:
     """An abstract value as JSON data: dims are ints or formula strings."""
     if isinstance(value, TensorMeta):
         return {"shape": [to_jsonable(d) for d in value.shape], "dtype": dtype_name(value.dtype)}
+    if isinstance(value, UninitializedTensor):  # a lazy parameter before its module's call: no shape yet
+        return {"shape": None, "dtype": dtype_name(value.dtype)}
     if isinstance(value, bool) or value is None or isinstance(value, (int, float, str)):
         return value
     if isinstance(value, sympy.Basic):

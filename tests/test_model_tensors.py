@@ -1,6 +1,7 @@
 """Tensors the model holds, read by forward: buffers and constant tensors indexed by traced
 sizes, and the known attributes of a lazy parameter that is not initialized yet."""
 
+import json
 import math
 
 import pytest
@@ -134,6 +135,9 @@ def test_the_dtype_of_an_uninitialized_parameter_is_known():
     assert [str(n.value) for n in concrete.nodes if n.name.startswith("proj_weight")] == [
         "uninitialized float32", "(4, 5)"]
     assert_same_model(dry_run(CastFirst, (2, 5), dtype=torch.int64), materialized(CastFirst, "B,5:int64"))
+    [before, after] = [n for n in json.loads(concrete.to_json())["nodes"] if n["name"].startswith("proj_weight")]
+    assert before["output"] == {"shape": None, "dtype": "float32"}
+    assert after["output"] == {"shape": [4, 5], "dtype": "float32"}
 
 
 def test_the_shape_of_an_uninitialized_parameter_is_still_unknown():
