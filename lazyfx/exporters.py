@@ -125,7 +125,7 @@ def export(
 
     Raises:
         SpecError: ``format`` is unknown, ONNX is asked for without a ``path``,
-            a dynamic dim of an input is a formula rather than a plain symbol
+            the inputs are several [`Call`][lazyfx.Call]s (one is exported), a dynamic dim of an input is a formula rather than a plain symbol
             (torch.export), or no example sizes inside the input domain are
             found (LFX002).
         MaterializeError: The exporter failed, or its artifact differs from the
@@ -159,6 +159,14 @@ def export(
         ['B', 3, 32, 32]
     """
     from lazyfx.api import _analyze, materialize
+    from lazyfx.spec import calls_in
+
+    calls = calls_in(inputs, kw_inputs)
+    if calls is not None:
+        if len(calls) != 1:
+            raise SpecError(f"export exports one call of forward, got {len(calls)} lazyfx.Call(...)s: materialize "
+                            f"with them all first, then export the eager model with the inputs of the call to export")
+        inputs, kw_inputs = calls[0].inputs, calls[0].kw_inputs
 
     if format not in FORMATS:
         raise SpecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")

@@ -186,3 +186,12 @@ def test_a_role_given_as_a_string():
     calls = [lazyfx.Call("B,5", role=lazyfx.Const("policy")), lazyfx.Call("B,5", role=lazyfx.Const("value"))]
     expected = dry_run_calls(Role, [([(2, 5)], dict(role="policy")), ([(2, 5)], dict(role="value"))])
     assert_same_model(expected, materialized_calls(Role, *calls))
+
+
+def test_export_takes_one_call():
+    with pytest.raises(lazyfx.SpecError, match="export exports one call of forward, got 2"):
+        lazyfx.export(Shared(), lazyfx.Call("B,5", policy=True), lazyfx.Call("B,5", policy=False), format="exported-program")
+    # the eager model the calls give exports for the call it is exported for
+    eager = lazyfx.materialize(Shared(), lazyfx.Call("B,5", policy=True), lazyfx.Call("B,5", policy=False))
+    program = lazyfx.export(eager, lazyfx.Call("B,5", policy=False), format="exported-program")
+    assert tuple(program.module()(torch.zeros(3, 5), False).shape) == (3, 1)  # the value head, a dynamic batch
