@@ -598,6 +598,15 @@ def hetero_materialized(build) -> nn.Module:
         **{f"conv2.{edge}.{lin}": 16 for edge in ("paper__cites__paper", "author__writes__paper",
                                                  "paper__rev_writes__author") for lin in ("lin_l", "lin_r")},
     }, id="to_hetero"),
+    pytest.param(pyg_hetero.hetero_gat, 4, {
+        "conv1.paper__cites__paper.lin_src": 5, "conv1.paper__cites__paper.lin_dst": 5,
+        "conv1.author__writes__paper.lin_src": 7, "conv1.author__writes__paper.lin_dst": 5,
+        "conv1.paper__rev_writes__author.lin_src": 5, "conv1.paper__rev_writes__author.lin_dst": 7,
+        "lin1.paper": 5, "lin1.author": 7,
+        **{f"conv2.{edge}.{lin}": 8 for edge in ("paper__cites__paper", "author__writes__paper",
+                                                "paper__rev_writes__author") for lin in ("lin_src", "lin_dst")},
+        "lin2.paper": 8, "lin2.author": 8,
+    }, id="to_hetero-gat"),
     pytest.param(pyg_hetero.HeteroGNN, 3, {
         "conv.convs.<paper___cites___paper>.lin_src": 5, "conv.convs.<paper___cites___paper>.lin_dst": 5,
         "conv.convs.<author___writes___paper>.lin_l": 7, "conv.convs.<author___writes___paper>.lin_r": 5,

@@ -1,9 +1,10 @@
 """Heterogeneous graph networks from PyTorch Geometric, on dicts keyed by node type and by
-edge type (``("author", "writes", "paper")``): a homogeneous GNN made heterogeneous by
-``to_hetero`` (which rewrites it with torch.fx into a ``GraphModule``, one SAGE convolution per
-edge type), and a ``HeteroConv`` of GAT and SAGE convolutions whose forward iterates the edge
-dict and tests membership in the node dict. Every layer has ``in_channels=-1``: PyG's own lazy
-``Linear`` inside."""
+edge type (``("author", "writes", "paper")``): homogeneous GNNs made heterogeneous by
+``to_hetero`` (which rewrites each with torch.fx into a ``GraphModule``, one convolution per
+edge type and one linear per node type: a GraphSAGE, and a GAT with lazy linear skips), and a
+``HeteroConv`` of GAT and SAGE convolutions whose forward iterates the edge dict and tests
+membership in the node dict. Every layer has ``in_channels=-1``: PyG's own lazy ``Linear``
+inside."""
 
 from __future__ import annotations
 
@@ -32,6 +33,26 @@ class SAGE(nn.Module):
 
 def hetero_sage() -> nn.Module:
     return to_hetero(SAGE(), METADATA, aggr="sum")
+
+
+class GAT(nn.Module):
+    """PyG's heterogeneous-graph tutorial GAT: attention plus a lazy linear skip per layer (no self
+    loops: the relations between two node types are bipartite)."""
+
+    def __init__(self, hidden: int = 8, out: int = 4):
+        super().__init__()
+        self.conv1 = GATConv((-1, -1), hidden, add_self_loops=False)
+        self.lin1 = Linear(-1, hidden)
+        self.conv2 = GATConv((-1, -1), out, add_self_loops=False)
+        self.lin2 = Linear(-1, out)
+
+    def forward(self, x, edge_index):
+        x = (self.conv1(x, edge_index) + self.lin1(x)).relu()
+        return self.conv2(x, edge_index) + self.lin2(x)
+
+
+def hetero_gat() -> nn.Module:
+    return to_hetero(GAT(), METADATA, aggr="sum")
 
 
 class HeteroGNN(nn.Module):
