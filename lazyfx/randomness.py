@@ -155,6 +155,8 @@ def module_draws(module: nn.Module) -> Optional[str]:
             return "RReLU in training mode" + (f" ('{name}')" if name else "")
         if isinstance(sub, nn.MultiheadAttention) and sub.dropout > 0:
             return f"MultiheadAttention(dropout={sub.dropout}) in training mode" + (f" ('{name}')" if name else "")
+        if isinstance(sub, nn.RNNBase) and sub.dropout > 0 and sub.num_layers > 1:  # between its layers
+            return f"{type(sub).__name__}(dropout={sub.dropout}) in training mode" + (f" ('{name}')" if name else "")
     return None
 
 

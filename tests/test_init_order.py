@@ -247,3 +247,32 @@ def test_dropout_after_the_last_first_call_in_training_mode_matches_a_dry_run():
     dry = dry_run_as_is(build, (2, 4))
     torch.manual_seed(0)
     assert_same_model(dry, lazyfx.materialize(build(), ("B", 4)))
+
+
+class DropoutInsideALayer(nn.Module):
+    """Dropout inside a layer lazyfx computes by its shape rule, between two first calls."""
+
+    def __init__(self, layer: str):
+        super().__init__()
+        self.first = nn.LazyLinear(8)
+        self.layer = layer
+        if layer == "attention":
+            self.inner = nn.MultiheadAttention(8, 2, dropout=0.1, batch_first=True)
+        else:
+            self.inner = nn.LSTM(8, 8, num_layers=2, dropout=0.1, batch_first=True)
+        self.second = nn.LazyLinear(3)
+
+    def forward(self, x):
+        x = self.first(x)
+        x = self.inner(x, x, x)[0] if self.layer == "attention" else self.inner(x)[0]
+        return self.second(x)
+
+
+@pytest.mark.parametrize("layer", ["attention", "lstm"])
+def test_dropout_inside_a_layer_in_training_mode_is_named(layer):
+    model = DropoutInsideALayer(layer).train()
+    with pytest.raises(lazyfx.ResolutionError, match=r"LFX025 .*\('inner': \w+\(dropout=0\.1\) in training mode\).*"
+                                                     r"it runs inside a layer that lazyfx does not run"):
+        lazyfx.materialize(model, (2, 5, 4))
+    build = lambda: DropoutInsideALayer(layer)  # noqa: E731  (eval mode: no dropout)
+    assert_same_model(dry_run(build, (2, 5, 4)), materialized(build, ("B", "T", 4)))
