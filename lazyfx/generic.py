@@ -37,9 +37,10 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
 from lazyfx.diagnostics import caller_location, first_line
-from lazyfx.errors import MaterializeError, UnsupportedOpError
+from lazyfx import diagnostics
+from lazyfx.errors import MaterializeError, ResolutionError, UnsupportedOpError
 from lazyfx.registry import RULES
-from lazyfx.resolvers import ModuleView, Resolution
+from lazyfx.resolvers import ModuleView, Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols, substitute
 from lazyfx.values import TensorMeta, analysed_dtype, converted_dtype, map_values
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
@@ -285,11 +286,14 @@ def meta_copy(module: nn.Module) -> nn.Module:
     """A deep copy of one module with every parameter and buffer on the meta device (no memory),
     in the analysis dtype (see :func:`lazyfx.values.analysis_dtype`)."""
     memo: dict[int, Any] = {}
-    for sub in module.modules():
+    registered = list(module.modules())
+    # modules held in plain lists, tuples or dicts are copied too; .to(dtype) does not reach them
+    outside = [(sub, False) for held in _held_outside(registered) for sub in held.modules()]
+    for sub, converted in [(sub, True) for sub in registered] + outside:
         for tensor in list(sub._parameters.values()) + list(sub._buffers.values()):
             if tensor is None or id(tensor) in memo:
                 continue
-            dtype = analysed_dtype(tensor.dtype)
+            dtype = analysed_dtype(tensor.dtype) if converted else tensor.dtype
             if isinstance(tensor, UninitializedParameter):
                 memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, "meta", dtype)
             elif isinstance(tensor, UninitializedBuffer):
@@ -299,6 +303,41 @@ def meta_copy(module: nn.Module) -> nn.Module:
             else:
                 memo[id(tensor)] = tensor.detach().to("meta", dtype)
     return copy.deepcopy(module, memo)
+
+
+def _held_outside(registered: list[nn.Module]) -> list[nn.Module]:
+    """The modules the ``registered`` ones hold in plain lists, tuples and dicts (not submodules);
+    a lazy one is LFX043, as when it is traced (materialize could not reach it)."""
+    known = {id(m) for m in registered}
+    found: list[nn.Module] = []
+
+    def visit(value: Any) -> None:
+        if isinstance(value, nn.Module):
+            if id(value) not in known:
+                known.add(id(value))
+                found.append(value)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                visit(item)
+        elif isinstance(value, dict):
+            for item in value.values():
+                visit(item)
+
+    for module in registered:
+        for name, value in vars(module).items():
+            if isinstance(value, (list, tuple, dict)) and not name.startswith("_"):
+                visit(value)
+    for held in found:
+        lazy = next((m for m in held.modules() if is_lazy_module(m)), None)
+        if lazy is not None:
+            raise ResolutionError(
+                f"the model holds a lazy {type(lazy).__name__} outside its submodules (in a plain list, dict or "
+                f"tuple), for code lazyfx runs by abstract execution: its parameters are not part of the model, so "
+                f"neither materialize nor state_dict() and .to() reach them",
+                code=diagnostics.LAZY_NOT_REGISTERED,
+                notes=["register it: an attribute of the model, nn.ModuleList or nn.ModuleDict"],
+            )
+    return found
 
 
 def _own_tensors(module: nn.Module):

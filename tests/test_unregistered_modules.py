@@ -126,3 +126,33 @@ def test_a_module_outside_the_model_is_left_as_it_was():
     assert norm.num_batches_tracked.item() == 0 and norm.training
     Outside()(torch.zeros(2, 5))
     assert norm.num_batches_tracked.item() == 1  # as a real call would
+
+
+class Untraceable(nn.Module):
+    """forward goes to abstract execution (fx's Proxy is not a tensor) and calls a list's module."""
+
+    def __init__(self, extra: nn.Module):
+        super().__init__()
+        self.a = nn.LazyLinear(3)
+        self.extra = [extra]
+
+    def forward(self, x):
+        if not torch.is_tensor(x):
+            raise InputError("expected a tensor")
+        return self.extra[0](self.a(x))
+
+
+def test_abstract_execution_copies_a_module_in_a_plain_list():
+    def build():
+        return Untraceable(nn.Linear(3, 2))
+
+    assert str(lazyfx.infer(build(), ("B", 5)).output) == "(B, 2)"
+    assert_same_model(dry_run(build, (2, 5)), materialized(build, ("B", 5)))
+    x = torch.randn(2, 5)
+    assert torch.equal(materialized(build, ("B", 5))(x), dry_run(build, (2, 5))(x))
+
+
+def test_abstract_execution_names_a_lazy_module_in_a_plain_list():
+    with pytest.raises(lazyfx.ResolutionError, match=r"LFX043 the model holds a lazy LazyLinear outside its "
+                                                     r"submodules \(in a plain list"):
+        lazyfx.infer(Untraceable(nn.LazyLinear(2)), ("B", 5))
