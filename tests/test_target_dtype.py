@@ -131,3 +131,17 @@ def test_tensors_forward_reads_for_real_are_in_the_target_dtype(dtype):
     model = FirstParameterDtype()
     lazyfx.materialize(model, "B,5:int64", dtype=dtype)
     assert model.scale.dtype == torch.float32 and model.proj.weight.dtype == torch.float32  # left as it was
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+def test_on_cuda_values_equal_a_dry_run_after_to_dtype(dtype):
+    build = BUILDS["mixed"][0]
+    torch.manual_seed(0)
+    expected = build().to("cuda", dtype).eval()
+    with torch.no_grad():
+        expected(torch.zeros(2, 3, 12, 12, device="cuda", dtype=dtype))
+    torch.manual_seed(0)
+    actual = lazyfx.materialize(build(), ("B", 3, 12, 12), device="cuda", dtype=dtype)
+    assert all(t.is_cuda for t in actual.state_dict().values())
+    assert_same_model(expected, actual)
