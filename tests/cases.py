@@ -719,6 +719,34 @@ def indexing_case(draw):
     return example(draw, fn_module(lambda x: x[index], 1, f"x[{index}]"), shape)
 
 
+def _size_bound(draw):
+    """A slice bound: None, or ``a * n + b`` of a size ``n`` read from the second input, of either sign."""
+    if draw(st.integers(0, 4)) == 0:
+        return None
+    return draw(st.integers(-1, 1)), draw(st.integers(-6, 6))
+
+
+def _at(bound, n):
+    return None if bound is None else bound[0] * n + bound[1]
+
+
+@case("slice bounds from sizes", over=["x[...]", "tensor_split"])
+def size_bound_slicing(draw, kind):
+    """Slice bounds computed from a (symbolic) size, negative or not: Python's clamping exactly."""
+    rank = draw(st.integers(1, 3))
+    shape = sizes(draw, rank, 1, 7)
+    start, stop = _size_bound(draw), _size_bound(draw)
+    if kind == "x[...]":
+        step = draw(st.one_of(st.none(), st.integers(1, 3)))
+        fn = lambda x, y: x[_at(start, y.size(0)):_at(stop, y.size(0)):step]  # noqa: E731
+        name = f"x[{start}:{stop}:{step}] of n=y.size(0)"
+    else:
+        fn = lambda x, y: torch.tensor_split(x, [b for b in (_at(start, y.size(0)),  # noqa: E731
+                                                            _at(stop, y.size(0))) if b is not None])
+        name = f"tensor_split(x, [{start}, {stop}]) of n=y.size(0)"
+    return example(draw, fn_module(fn, 2, name), shape, sizes(draw, 1, 1, 8))
+
+
 @case("tuple outputs")
 def tuple_outputs(draw):
     n = draw(st.integers(0, 1))

@@ -98,6 +98,70 @@ def test_a_table_indexed_by_a_traced_index_tensor():
     assert Lookup()(ids).shape == (3, 5, 2)
 
 
+class SlicedFromTheEnd(nn.Module):
+    """A buffer sliced by a negative traced size: ``pe[-T:]`` (the last T rows) or ``pe[:-T]``."""
+
+    def __init__(self, last: bool):
+        super().__init__()
+        self.last = last
+        self.register_buffer("pe", torch.randn(50, 1, 16))
+        self.proj = nn.LazyLinear(4)
+
+    def forward(self, x):
+        T = x.size(0)
+        return self.proj(x + (self.pe[-T:] if self.last else self.pe[:-T]))
+
+
+def _torch_accepts(build, shape) -> bool:
+    try:
+        build()(torch.zeros(shape))
+    except RuntimeError:
+        return False
+    return True
+
+
+def test_a_buffer_sliced_by_a_negative_traced_size_counts_from_the_end():
+    last = lambda: SlicedFromTheEnd(last=True).eval()  # noqa: E731
+    report = lazyfx.infer(last(), ("T", 2, 16))
+    assert str(report.output) == "(T, 2, 4)"
+    for T in (1, 7, 50, 51):
+        assert report.domain.contains(T=T) == _torch_accepts(last, (T, 2, 16)) == (T <= 50)
+    expected = dry_run(last, (7, 2, 16))
+    actual = materialized(last, ("T", 2, 16))
+    assert_same_model(expected, actual)
+    x = torch.randn(7, 2, 16)
+    assert torch.equal(actual(x), expected(x))
+
+
+def test_a_buffer_without_its_last_traced_size_rows():
+    drop = lambda: SlicedFromTheEnd(last=False).eval()  # noqa: E731
+    report = lazyfx.infer(drop(), ("T", 2, 16))
+    [getitem] = [n for n in report.nodes if n.target == "operator.getitem"]
+    assert str(getitem.value) == "(max(0, 50 - T), 1, 16)"
+    # x (T, 2, 16) + (50 - T, 1, 16): equal sizes at T = 25; T = 1 and T = 49 broadcast, which
+    # lazyfx assumes away (and says so)
+    assert [T for T in (2, 7, 25, 26, 48) if report.domain.contains(T=T)] == [25]
+    assert [T for T in (2, 7, 25, 26, 48) if _torch_accepts(drop, (T, 2, 16))] == [25]
+    assert [c.message for c in report.domain.assumptions] == ["T != 1 (broadcasting)",
+                                                              "max(0, 50 - T) != 1 (broadcasting)"]
+    assert drop()(torch.zeros(1, 2, 16)).shape == (49, 2, 4)  # the cases the assumptions set aside
+    assert drop()(torch.zeros(49, 2, 16)).shape == (49, 2, 4)
+    assert_same_model(dry_run(drop, (25, 2, 16)), materialized(drop, ("T", 2, 16)))
+
+
+def test_a_slice_bound_of_unknown_sign_is_an_assumption():
+    class Tail(nn.Module):
+        def forward(self, x):
+            return x[x.size(0) - 3:]
+
+    report = lazyfx.infer(Tail(), ("T", 4))
+    assert [c.message for c in report.domain.assumptions] == ["T - 3 >= 0 (a slice bound that counts from the start)"]
+    assert str(report.output) == "(3, 4)"
+    for T in (3, 4, 9):
+        assert Tail()(torch.zeros(T, 4)).shape == (3, 4)
+    assert Tail()(torch.zeros(2, 4)).shape == (1, 4)  # -1 counts from the end: outside the assumption
+
+
 def test_a_traced_size_as_a_python_number_is_still_undecided():
     class Loop(nn.Module):
         def __init__(self):

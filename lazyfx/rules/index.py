@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import assume, equal, require, require_equal
+from lazyfx.checks import assume, decide, equal, require, require_equal
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.registry import Method, rule
 from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
@@ -324,8 +324,19 @@ def slice_length(size: DimExpr, s: slice) -> DimExpr:
 
 
 def _bound(value: DimExpr, size: DimExpr) -> DimExpr:
-    """A slice bound clamped into ``[0, size]`` (negative ints count from the end)."""
-    if is_concrete(value) and value < 0:
+    """A slice bound clamped into ``[0, size]``; a negative one counts from the end, as in Python.
+
+    A formula's sign is decided under the analysis' constraints (``-T`` is negative); where it
+    depends on the input (``T - 5``), the shapes are worked out for a bound that counts from the
+    start and that choice is recorded as an assumption of the domain."""
+    if is_concrete(value):
+        negative = value < 0
+    else:
+        negative = decide(sympy.Lt(value, 0))
+        if negative is None:
+            assume(sympy.Ge(value, 0), lambda: f"{fmt(value)} >= 0 (a slice bound that counts from the start)")
+            negative = False
+    if negative:
         return clamp_min(size + value, 0)
     return clamp_max(value, size)
 
