@@ -9,6 +9,7 @@ rolls ``materialize(inplace=True)`` back and leaves nothing patched.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 import lazyfx
 from lazyfx.errors import LazyFXError
+from dryrun import assert_same_model, dry_run
 
 ORIGINALS = {
     (nn.Module, "__call__"): nn.Module.__call__,
@@ -322,6 +324,98 @@ def test_side_effects_before_abstract_execution(how):
 def test_materialized_copy_has_no_side_effects_of_analysis():
     eager = lazyfx.materialize(Counter(), (2, 8))
     assert eager.calls == 0 and eager.fc.in_features == 8
+
+
+# -- modules also reached from outside the module tree -------------------------------------
+
+
+class _Applier:
+    def __init__(self, head, norm):
+        self.head, self.norm = head, norm
+
+    def run(self, x):
+        return self.head(self.norm(x))
+
+
+class HeldOutside(nn.Module):
+    """The head and a LayerNorm reached through a closure, a lambda's default, a partial, a plain
+    list, a bound method and a forward hook, besides their registration."""
+
+    def __init__(self, how: str):
+        super().__init__()
+        self.norm = nn.LayerNorm(5)
+        self.head = nn.LazyLinear(3)
+        self.how = how
+        norm, head = self.norm, self.head
+        if how == "closure":
+            self.call = lambda x: head(norm(x))
+        elif how == "default":
+            self.call = lambda x, head=head, norm=norm: head(norm(x))
+        elif how == "partial":
+            self.call = functools.partial(lambda h, n, x: h(n(x)), head, norm)
+        elif how == "list":
+            self.layers = [norm, head]
+        elif how == "method":
+            self.call = _Applier(head, norm).run
+        self.seen = []
+        if how == "hook":
+            head.register_forward_hook(lambda module, args, out: self.seen.append(norm.weight.dtype))
+
+    def forward(self, x):
+        if self.how == "list":
+            return self.layers[1](self.layers[0](x))
+        if self.how in ("hook", "plain"):
+            return self.head(self.norm(x))
+        return self.call(x)
+
+
+OUTSIDE = ["closure", "default", "partial", "list", "method", "hook", "plain"]
+
+
+@pytest.mark.parametrize("dtype", [None, torch.float64])
+@pytest.mark.parametrize("how", OUTSIDE)
+def test_copy_calls_its_own_modules_through_references_outside_the_tree(how, dtype):
+    # deepcopy keeps functions as they are: the copy's closure called the user's lazy head, which
+    # initialized it with fresh values, and with dtype= the user's float32 LayerNorm
+    torch.manual_seed(0)
+    model = HeldOutside(how).eval()
+    before = fingerprint(model)
+    eager = lazyfx.materialize(model, ("B", 5), seed=0, **({"dtype": dtype} if dtype else {}))
+    expected = dry_run(lambda: HeldOutside(how).to(dtype or torch.float32), (2, 5), dtype=dtype or torch.float32)
+    assert_same_model(expected, eager)
+    x = torch.randn(4, 5, dtype=dtype or torch.float32)
+    with torch.no_grad():
+        assert torch.equal(eager(x), expected(x))
+        assert torch.equal(eager(x), eager.head(eager.norm(x)))
+    assert_same(before, model)  # the user's head is still lazy, its LayerNorm float32
+    assert isinstance(model.head, nn.LazyLinear) and model.norm.weight.dtype == torch.float32
+    if how == "hook":
+        assert eager.seen and all(d == (dtype or torch.float32) for d in eager.seen) and not model.seen
+
+
+def test_copy_of_a_function_with_an_unassigned_cell_and_one_reaching_nothing():
+    # the counterpart: functions that hold none of the model's modules stay the very same objects
+    scale = 2.0
+
+    def later():
+        return missing  # noqa: F821  (its cell is empty: the name is assigned below)
+
+    class Holder(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head = nn.LazyLinear(3)
+            self.f = lambda x: x * scale
+            self.g = later
+
+        def forward(self, x):
+            return self.head(self.f(x))
+
+    model = Holder()
+    eager = lazyfx.materialize(model, ("B", 5), seed=0)
+    assert eager.f is model.f and eager.g is later
+    with torch.no_grad():
+        assert torch.equal(eager(torch.ones(1, 5)), eager.head(torch.full((1, 5), 2.0)))
+    missing = 1  # noqa: F841
 
 
 # -- Ctrl-C and other BaseExceptions ------------------------------------------------------

@@ -31,7 +31,7 @@ from torch.utils.hooks import RemovableHandle
 from lazyfx import diagnostics
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
-from lazyfx.generic import materialize_generic
+from lazyfx.generic import deepcopy_consistently, materialize_generic
 from lazyfx.passes.resolve import LazyModuleRecord
 from lazyfx.resolvers import Resolution
 from lazyfx.symbolic import fmt
@@ -436,7 +436,7 @@ def copy_model(model: nn.Module, device, dtype) -> nn.Module:
                 )
             elif type(buffer) is torch.Tensor:
                 memo[id(buffer)] = _converted(buffer, device, dtype, copy=True)
-    return copy.deepcopy(model, memo)
+    return deepcopy_consistently(model, memo)
 
 
 def convert_tensors(modules: Iterable[nn.Module], device, dtype, journal: Optional[Journal]) -> None:
