@@ -307,3 +307,55 @@ def test_unavailable_device_is_refused_before_anything_happens():
     with pytest.raises(lazyfx.SpecError, match="invalid device 'cuda'"):
         lazyfx.materialize(model, ("B", 3), device="cuda")
     assert isinstance(model.weight, torch.nn.parameter.UninitializedParameter)
+
+
+class ReadsInFeatures(nn.Module):
+    """Reads ``proj.in_features`` after the call (a dry run: the input's width) and before it (0)."""
+
+    def __init__(self):
+        super().__init__()
+        self.proj = nn.LazyLinear(4)
+        self.head = nn.LazyLinear(2)
+        self.norm = nn.LazyBatchNorm1d(affine=False, track_running_stats=False)
+        self.seen_before = None
+
+    def forward(self, x):
+        before = self.proj.in_features
+        y = self.proj(x)
+        self.norm(y)  # initializes nothing: PyTorch leaves its num_features at 0
+        wide = x * 2 if before == 0 and self.norm.num_features == 0 else x
+        return self.head(torch.cat([y[:, : self.proj.in_features - 3], wide], 1))
+
+
+def test_a_lazy_modules_sizes_read_after_its_call_are_the_resolved_ones():
+    report = lazyfx.infer(ReadsInFeatures().eval(), ("B", 6))
+    assert report.lazy["head"].resolution.arguments == {"in_features": 3 + 6}
+    expected = dry_run(ReadsInFeatures, (2, 6))
+    actual = materialized(ReadsInFeatures, ("B", 6))
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 6)
+    assert torch.equal(actual(x), expected(x))
+    model = ReadsInFeatures()
+    lazyfx.infer(model, ("B", 6))
+    assert model.proj.in_features == 0 and model.norm.num_features == 0  # left as it was
+
+
+def test_a_symbolic_size_read_after_the_call_is_the_traced_size():
+    report = lazyfx.infer(ReadsInFeatures().eval(), ("B", lazyfx.Dim("F", min=4)))
+    assert str(report.lazy["head"].resolution.arguments["in_features"]) == "F + Min(4, F - 3)"  # y has 4 columns
+    assert_same_model(dry_run(ReadsInFeatures, (2, 7)), materialized(ReadsInFeatures, ("B", 7)))
+
+    class Loops(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.LazyLinear(4)
+
+        def forward(self, x):
+            y = self.proj(x)
+            return sum(y for _ in range(self.proj.in_features))
+
+    with pytest.raises(lazyfx.UndecidedConditionError, match="F"):
+        lazyfx.infer(Loops(), ("B", "F"))
+    torch.manual_seed(0)
+    assert torch.equal(lazyfx.materialize(Loops(), ("B", 3), seed=0)(torch.ones(1, 3)),
+                       dry_run(Loops, (1, 3))(torch.ones(1, 3)))

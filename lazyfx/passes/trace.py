@@ -44,6 +44,7 @@ import torch.fx as fx
 import torch.fx._symbolic_trace as fx_symbolic_trace
 import torch.nn as nn
 from torch.fx._symbolic_trace import _assert_is_none
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
 
@@ -150,6 +151,8 @@ class LazyTracer(fx.Tracer):
         # after the trace, as the snapshot of the model puts the model's own back
         self._outside: list[Journal] = []
         self._outside_ids: set[int] = set()
+        # by module id: the lazy values of the sizes read_as_initialized replaced
+        self._lazy_attributes: dict[int, dict[str, Any]] = {}
 
     def answer_isinstance_in(self, module: nn.Module) -> None:
         """Make ``isinstance`` answer as in a dry run (:func:`dry_run_isinstance`) in the code
@@ -328,8 +331,18 @@ class LazyTracer(fx.Tracer):
         if self.is_leaf_module(m, path):
             if path not in self.propagator.result.opaque and has_user_hooks(m):  # fx never runs a leaf's hooks
                 leaf = super().call_module
-                return call_with_hooks(self, m, path, lambda a, k: leaf(m, forward, a, k), args, kwargs)
-            return super().call_module(m, forward, args, kwargs)
+
+                def initialized_leaf(a, k):
+                    self.read_as_uninitialized(m)
+                    out = leaf(m, forward, a, k)
+                    self.read_as_initialized(m, path, a, k)
+                    return out
+
+                return call_with_hooks(self, m, path, initialized_leaf, args, kwargs)
+            self.read_as_uninitialized(m)
+            out = super().call_module(m, forward, args, kwargs)
+            self.read_as_initialized(m, path, args, kwargs)
+            return out
         if is_wrapped(m):
             self.propagator.result.opaque[path] = WRAPPED
             return super().call_module(m, forward, args, kwargs)
@@ -355,6 +368,39 @@ class LazyTracer(fx.Tracer):
             return super().call_module(m, forward, args, kwargs)
         finally:
             self._callers = callers
+
+    def read_as_initialized(self, m: nn.Module, path: str, args: tuple, kwargs: dict) -> None:
+        """After a lazy module's first call, forward reads the sizes its initialization set
+        (``self.proj.in_features``) as a dry run does: a concrete size is that int, a symbolic
+        one that the input's shape gives is that traced size (``x.size(-1)``: using it as a
+        Python number is LFX011 unless the spec decides it), any other symbolic one refuses
+        to be used (LFX011). The model's snapshot puts the lazy values back after the analysis."""
+        if not is_lazy_module(m) or path in self.propagator.result.opaque:
+            return
+        if isinstance(m, LazyModuleMixin) and not m.has_uninitialized_params():
+            return  # PyTorch's initialization sets nothing then (a norm without affine or stats)
+        calls = [c for c in self.propagator.result.lazy_calls if c.path == path and c.module is m]
+        if not calls:
+            return
+        tensors: list[fx.Proxy] = []
+        fx.node.map_aggregate((args, kwargs), lambda a: tensors.append(a) if isinstance(a, fx.Proxy) else None)
+        for name, size in calls[-1].resolution.arguments.items():
+            if not isinstance(m.__dict__.get(name), int) or isinstance(m.__dict__[name], bool):
+                continue
+            if is_concrete(size):
+                value: Any = int(size)
+            else:
+                value = next((t.size(d) for t in tensors if isinstance(v := self.propagator.value(t.node), TensorMeta)
+                              for d in range(v.ndim) if v.shape[d] == size), None)
+                if value is None:
+                    value = _SymbolicAttribute(f"self.{path}.{name}" if path else f"self.{name}", size)
+            self._lazy_attributes.setdefault(id(m), {}).setdefault(name, m.__dict__[name])
+            m.__dict__[name] = value
+
+    def read_as_uninitialized(self, m: nn.Module) -> None:
+        """The lazy values back in ``m`` before it is called again: each call is resolved
+        from the lazy module, as :meth:`read_as_initialized` found it."""
+        m.__dict__.update(self._lazy_attributes.pop(id(m), {}))
 
     def trace(self, root, concrete_args=None) -> fx.Graph:
         """torch.fx's trace, with the functions marked ``torch.fx.wrap`` traced into
@@ -499,6 +545,33 @@ class LazyTracer(fx.Tracer):
             notes=[f"pin {symbols} to concrete sizes, or constrain {'it' if ',' not in symbols else 'them'} "
                    f"with lazyfx.Dim(..., min=, max=, multiple_of=) so that the condition always holds or never does"],
         )
+
+
+class _SymbolicAttribute:
+    """A size a lazy module's initialization set from a symbolic formula the input's shape does
+    not give as one dim (``in_features = 64*(H//4)``): read after the module's call, it refuses
+    to be used as a number (LFX011), as a traced size would without the spec deciding it."""
+
+    def __init__(self, name: str, size: sympy.Expr) -> None:
+        self.name, self.size = name, size
+
+    def _refuse(self, *args: Any) -> Any:
+        symbols = ", ".join(sorted(str(s) for s in free_symbols(self.size)))
+        location = caller_location()
+        raise UndecidedConditionError(
+            f"forward reads {self.name}, which its initialization set to `{fmt(self.size)}`, which depends on "
+            f"{symbols}, as a number ({_line(location)})",
+            location=location, notes=[f"pin {symbols} to concrete sizes in the input spec"])
+
+    def __repr__(self) -> str:
+        return fmt(self.size)
+
+
+for _method in ("__index__", "__int__", "__float__", "__bool__", "__add__", "__radd__", "__sub__", "__rsub__",
+                "__mul__", "__rmul__", "__floordiv__", "__rfloordiv__", "__truediv__", "__rtruediv__", "__mod__",
+                "__rmod__", "__pow__", "__neg__", "__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__",
+                "__format__"):
+    setattr(_SymbolicAttribute, _method, _SymbolicAttribute._refuse)
 
 
 class _RealTensors(TorchFunctionMode):
