@@ -243,13 +243,65 @@ def test_isinstance_is_given_back_after_the_analysis():
     assert "isinstance" not in globals()
 
 
+class Optional2(nn.Module):
+    """Concatenates ``extra`` when it is a tensor, checked with ``torch.is_tensor`` or ``type``."""
+
+    def __init__(self, how):
+        super().__init__()
+        self.how, self.a = how, nn.LazyLinear(4)
+
+    def forward(self, x, extra=None):
+        if self.how == "is_tensor":
+            given = torch.is_tensor(extra)
+        elif self.how == "type_is":
+            given = type(extra) is torch.Tensor
+        else:
+            given = type(extra) == torch.Tensor
+        if given:
+            x = torch.cat([x, extra], -1)
+        assert type(x.shape[0]) is int and type(x).__name__ == "Tensor"
+        return self.a(x)
+
+
+@pytest.mark.parametrize("how", ["is_tensor", "type_is", "type_eq"])
+def test_is_tensor_and_type_answer_as_in_a_dry_run(how):
+    # both answered False on a traced input: forward took the other branch, in_features=5, silently
+    dry = dry_run(lambda: Optional2(how), (2, 5), (2, 2))
+    model = Optional2(how).eval()
+    got = materialized(lambda: Optional2(how), ("B", 5), ("B", 2), seed=0)
+    assert dry.a.in_features == 7 and got.a.in_features == 7
+    assert_same_model(dry, got)
+    assert not lazyfx.infer(model, ("B", 5), ("B", 2)).opaque  # traced, not abstract execution
+    assert isinstance(model.a, nn.LazyLinear)  # the user's model is as before
+    # the counterpart: without extra, both take the other branch, as a dry run does
+    assert_same_model(dry_run(lambda: Optional2(how), (2, 5)), materialized(lambda: Optional2(how), ("B", 5)))
+    assert materialized(lambda: Optional2(how), ("B", 5)).a.in_features == 5
+    assert "type" not in globals() and torch.is_tensor.__module__ == "torch"
+
+
+def test_type_still_makes_classes_and_answers_isinstance_while_traced():
+    class Builds(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.LazyLinear(3)
+
+        def forward(self, x):
+            kind = type("Kind", (object,), {"scale": 2})  # the three-argument form makes a class
+            assert isinstance(kind, type) and issubclass(type(kind), type) and type(3) is int
+            assert not torch.is_tensor([x]) and type([x]) is list
+            return self.a(x * kind.scale)
+
+    assert_same_model(dry_run(Builds, (2, 5)), materialized(Builds, ("B", 5)))
+    assert not lazyfx.infer(Builds(), ("B", 5)).opaque
+
+
 class TypeChecked(nn.Module):
     def __init__(self):
         super().__init__()
         self.fc = nn.LazyLinear(3)
 
     def forward(self, x):
-        assert type(x) is torch.Tensor, "plain tensors only"  # <- type check
+        assert x.__class__ is torch.Tensor, "plain tensors only"  # <- type check (a proxy's class is its own)
         assert x.dim() == 2, "a batch of vectors"  # <- dim check
         return self.fc(x)
 
@@ -266,7 +318,7 @@ class Holder(nn.Module):
 def test_an_assert_tracing_fails_but_a_dry_run_passes_is_analysed_by_abstract_execution():
     report = lazyfx.infer(Holder(), "B,5")
     assert "an assert that does not test sizes fails on traced values" in report.opaque["inner"]
-    assert "type(x) is torch.Tensor" in report.opaque["inner"]
+    assert "x.__class__ is torch.Tensor" in report.opaque["inner"]
     assert report.lazy["inner.fc"].resolution.arguments == {"in_features": 5}
     assert_same_model(dry_run(Holder, (2, 5)), materialized(Holder, "B,5"))
     assert_same_model(dry_run(TypeChecked, (2, 5)), materialized(TypeChecked, "B,5"))

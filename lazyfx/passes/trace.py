@@ -127,6 +127,53 @@ def dry_run_isinstance(obj: Any, classinfo: Any) -> bool:
     return False
 
 
+def _traced_tensor(obj: Any) -> bool:
+    return type(obj) is ShapeProxy and type(obj.tracer.propagator.value(obj.node)) is TensorMeta
+
+
+_is_tensor = torch.is_tensor
+
+
+def dry_run_is_tensor(obj: Any) -> bool:
+    """``torch.is_tensor`` as forward sees it in a dry run: True for a traced tensor. It stands in
+    for ``torch.is_tensor`` while a forward is traced; PyTorch's own callers get its answer."""
+    if _is_tensor(obj):
+        return True
+    return _traced_tensor(obj) and not str(sys._getframe(1).f_globals.get("__name__", "")).startswith("torch.")
+
+
+class _TypeAsInDryRun(type):
+    """The metaclass of :class:`dry_run_type`: calling it with one argument answers
+    ``torch.Tensor`` for a traced tensor and ``int`` for a traced size, and it stands for ``type`` in ``isinstance`` and
+    ``issubclass``."""
+
+    def __call__(cls, *args, **kwargs):
+        if len(args) == 1 and not kwargs:
+            obj = args[0]
+            if type(obj) is ShapeProxy:  # answers as dry_run_isinstance does
+                for kind in (torch.Tensor, int):
+                    if dry_run_isinstance(obj, kind):
+                        return kind
+            return type(obj)
+        return type(*args, **kwargs)  # type(name, bases, namespace) makes a class
+
+    def __instancecheck__(cls, obj: Any) -> bool:
+        return _isinstance(obj, type)
+
+    def __subclasscheck__(cls, subclass: Any) -> bool:
+        return issubclass(subclass, type)
+
+
+class dry_run_type(type, metaclass=_TypeAsInDryRun):
+    """``type`` as forward sees it in a dry run: ``type(x) is torch.Tensor`` holds for a traced
+    tensor (a proxy cannot claim ``torch.Tensor`` as its class, see :func:`dry_run_isinstance`).
+    lazyfx puts it in the globals of each forward it traces, next to ``isinstance``."""
+
+
+# the builtins each traced forward's globals get in a dry run's form, while it is traced
+_AS_IN_DRY_RUN = {"isinstance": dry_run_isinstance, "type": dry_run_type}
+
+
 class ShapeAttribute(_AnswersFromValue, fx.proxy.Attribute):
     """``x.shape`` and friends (fx creates their node on first use)."""
 
@@ -145,7 +192,7 @@ class LazyTracer(fx.Tracer):
         # first: a failure inside a block defined in another file names the calls that led there
         self._callers: tuple = ()
         self._unpacking: list[fx.Node] = []  # the getitem nodes that unpack container inputs
-        self._isinstance_in: list[dict] = []  # the globals dry_run_isinstance was put in
+        self._isinstance_in: list[tuple[dict, str]] = []  # the globals and names _AS_IN_DRY_RUN went into
         self._isinstance_classes: set[type] = set()  # the classes whose functions' globals have it
         # modules outside the model that forward called (a plain list's, a closure's): put back
         # after the trace, as the snapshot of the model puts the model's own back
@@ -155,27 +202,30 @@ class LazyTracer(fx.Tracer):
         self._lazy_attributes: dict[int, dict[str, Any]] = {}
 
     def answer_isinstance_in(self, module: nn.Module) -> None:
-        """Make ``isinstance`` answer as in a dry run (:func:`dry_run_isinstance`) in the code
+        """Make ``isinstance`` and ``type`` answer as in a dry run (:func:`dry_run_isinstance`,
+        :class:`dry_run_type`) in the code
         ``module``'s forward runs, until :meth:`restore_isinstance`: the globals of forward and
         of every function its class and their bases define (a library's base class, such as
         PyTorch Geometric's ``MessagePassing``, and the code PyG generates for ``propagate``),
-        PyTorch's own excepted. A namespace that has a name ``isinstance`` of its own keeps it."""
+        PyTorch's own excepted. A namespace that has such a name of its own keeps it."""
         for cls in type(module).__mro__:
             if cls in self._isinstance_classes:
                 continue
             self._isinstance_classes.add(cls)
             for function in (*vars(cls).values(), getattr(module, "forward", None)):
                 namespace = getattr(function, "__globals__", None)
-                if (isinstance(namespace, dict) and "isinstance" not in namespace
-                        and not str(namespace.get("__name__", "")).startswith("torch.")):
-                    namespace["isinstance"] = dry_run_isinstance
-                    self._isinstance_in.append(namespace)
+                if not isinstance(namespace, dict) or str(namespace.get("__name__", "")).startswith("torch."):
+                    continue
+                for name, stand_in in _AS_IN_DRY_RUN.items():
+                    if name not in namespace:
+                        namespace[name] = stand_in
+                        self._isinstance_in.append((namespace, name))
 
     def restore_isinstance(self) -> None:
         while self._isinstance_in:
-            namespace = self._isinstance_in.pop()
-            if namespace.get("isinstance") is dry_run_isinstance:
-                del namespace["isinstance"]
+            namespace, name = self._isinstance_in.pop()
+            if namespace.get(name) is _AS_IN_DRY_RUN[name]:
+                del namespace[name]
 
     def path_of_module(self, mod: nn.Module) -> str:
         """Also for a submodule forward registers as it runs (``self.extra = nn.Linear(...)``),
@@ -815,6 +865,7 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     }
     checkpoint = propagator.checkpoint()
     tracer.answer_isinstance_in(model)
+    is_tensor, torch.is_tensor = torch.is_tensor, dry_run_is_tensor  # patches_restored also puts it back
     try:
         with _RealTensors(tracer, model):
             graph = tracer.trace(model, concrete_args=concrete or None)
@@ -833,6 +884,7 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
             propagator.result.refusals[""] = exc
         return _leaf_program(model, bound)
     finally:
+        torch.is_tensor = is_tensor
         tracer.restore_isinstance()
         tracer.restore_outside()
     _drop_specialization_guards(graph)
@@ -875,7 +927,7 @@ ANALYSIS_LOCK = threading.RLock()
 
 # What torch.fx and lazyfx patch while an analysis runs.
 _PATCHED = ((nn.Module, "__call__"), (nn.Module, "__getattr__"), (torch.Tensor, "__bool__"),
-            (fx_symbolic_trace, "_create_wrapped_func"))
+            (fx_symbolic_trace, "_create_wrapped_func"), (torch, "is_tensor"))
 _ABSENT = object()
 
 
