@@ -10,6 +10,10 @@ where the user or forward's annotation says it is a constant:
   ``size: tuple[int, int]``) takes what it is given as it is. A string that
   is also a valid spec is ambiguous there (a SpecError naming both ways to
   pass it), unless the ``Literal`` or the ``str`` ``Enum`` lists it;
+* an annotation that takes strings and tensors (``Union[str, Tensor]``)
+  takes a string as it is, the same ambiguity excepted;
+* an unannotated parameter whose default is a string (``pool="mean"``)
+  takes a string as it is;
 * a string given to a constant-annotated parameter that does not take
   strings (``n: int``) is still a spec, as before.
 """
@@ -39,36 +43,56 @@ def bind_values(model: nn.Module, inputs: tuple, kw_inputs: dict, table: SymbolT
     hints = _annotations(model)
     values = {}
     for name, spec in bound.arguments.items():
-        kind = bound.signature.parameters[name].kind
+        parameter = bound.signature.parameters[name]
         annotation = hints.get(name)
-        if kind is inspect.Parameter.VAR_POSITIONAL:
+        if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
             values[name] = tuple(parameter_value(name, s, annotation, table) for s in spec)
-        elif kind is inspect.Parameter.VAR_KEYWORD:
+        elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
             values[name] = {k: parameter_value(k, s, annotation, table) for k, s in spec.items()}
         else:
-            values[name] = parameter_value(name, spec, annotation, table)
+            values[name] = parameter_value(name, spec, annotation, table, parameter.default)
     return inspect.BoundArguments(bound.signature, values)
 
 
-def parameter_value(name: str, spec: Any, annotation: Any, table: SymbolTable) -> Any:
+def parameter_value(name: str, spec: Any, annotation: Any, table: SymbolTable,
+                    default: Any = inspect.Parameter.empty) -> Any:
     """The abstract value of ``spec`` given for the parameter ``name`` annotated ``annotation``
-    (None when it has none)."""
-    if isinstance(spec, Const) or annotation is None or not is_constant_type(annotation):
+    (None when it has none), whose default is ``default``."""
+    if isinstance(spec, Const):
         return to_value(spec, table)
-    if isinstance(spec, str) and not isinstance(spec, enum.Enum):
+    plain_string = isinstance(spec, str) and not isinstance(spec, enum.Enum)
+    if annotation is None:
+        # forward(x, pool="mean"): a string default says the parameter takes strings
+        if plain_string and isinstance(default, str):
+            return spec
+        return to_value(spec, table)
+    if not is_constant_type(annotation):
+        # Union[str, Tensor]: a string that is also a spec could mean either
+        if plain_string and takes_strings(annotation):
+            _refuse_ambiguous(name, spec, annotation)
+            return spec
+        return to_value(spec, table)
+    if plain_string:
         if not takes_strings(annotation):
             return to_value(spec, table)
-        if spec not in _listed_strings(annotation) and _reads_as_spec(spec):
-            dims = [str(d) for d in parse_shorthand(spec).shape]
-            shape = f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
-            raise SpecError(
-                f"forward's parameter {name!r} is annotated {_type_name(annotation)}, and {spec!r} is also an input "
-                f"spec (a tensor of shape {shape}); pass lazyfx.Const({spec!r}) for the "
-                f"string, or lazyfx.TensorSpec({spec!r}) for a tensor",
-                code=diagnostics.SPEC_INVALID,
-                notes=[f"on the command line, --input {name}:={spec} passes the string"],
-            )
+        _refuse_ambiguous(name, spec, annotation)
     return spec
+
+
+def _refuse_ambiguous(name: str, spec: str, annotation: Any) -> None:
+    """A SpecError where ``spec``, given for a parameter whose annotation takes strings, is also
+    a valid input spec (and no ``Literal`` or ``str`` ``Enum`` lists it)."""
+    if spec in _listed_strings(annotation) or not _reads_as_spec(spec):
+        return
+    dims = [str(d) for d in parse_shorthand(spec).shape]
+    shape = f"({dims[0]},)" if len(dims) == 1 else f"({', '.join(dims)})"
+    raise SpecError(
+        f"forward's parameter {name!r} is annotated {_type_name(annotation)}, and {spec!r} is also an input "
+        f"spec (a tensor of shape {shape}); pass lazyfx.Const({spec!r}) for the "
+        f"string, or lazyfx.TensorSpec({spec!r}) for a tensor",
+        code=diagnostics.SPEC_INVALID,
+        notes=[f"on the command line, --input {name}:={spec} passes the string"],
+    )
 
 
 def is_constant_type(annotation: Any) -> bool:

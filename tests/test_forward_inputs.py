@@ -1,6 +1,8 @@
 """Models take what real forwards take: several positional inputs, keyword inputs, optional
 None inputs, containers in and out, integer token ids -- all resolved like a dry run."""
 
+from typing import Union
+
 import pytest
 import torch
 import torch.nn as nn
@@ -407,6 +409,54 @@ def test_a_string_that_is_also_a_spec_is_ambiguous_for_a_str_parameter():
     assert str(lazyfx.infer(AnnotatedActorCritic(), "B,8").output) == "(B, 4)"
     # an unannotated parameter still reads a string as a spec
     assert lazyfx.infer(ActorCritic(), "B,8", role="policy").inputs["role"].ndim == 1
+
+
+class Pooled(nn.Module):
+    """Both branches reach the same head, at different sizes."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x, pool="mean"):
+        x = torch.cat([x.mean(1), x.amax(1)], -1) if pool == "meanmax" else x.mean(1)
+        return self.head(x)
+
+
+class DefaultRole(ActorCritic):
+    def forward(self, states, role="policy"):
+        return super().forward(states, role)
+
+
+class UnionRole(ActorCritic):
+    def forward(self, states, role: Union[str, torch.Tensor] = "policy"):
+        return super().forward(states, role if isinstance(role, str) else "value")
+
+
+def test_a_string_default_makes_a_string_a_constant():
+    # pool="meanmax" was a 1-d tensor spec: the head was built with in_features=5, silently
+    model = Pooled()
+    got = lazyfx.materialize(model, "B,7,5", pool="meanmax", seed=0)
+    expected = dry_run_with(Pooled, torch.zeros(2, 7, 5), "meanmax")
+    assert expected.head.in_features == 10
+    assert_same_model(expected, got)
+    assert isinstance(model.head, nn.LazyLinear)  # the user's model is as before
+    report = lazyfx.infer(DefaultRole(), "B,8", role="value")
+    assert report.inputs["role"] == "value" and report.lazy["value"].called and not report.lazy["policy"].called
+    # the counterparts: the default itself, a tensor given as a TensorSpec, and no default at all
+    assert_same_model(dry_run_with(Pooled, torch.zeros(2, 7, 5)), materialized(Pooled, "B,7,5", seed=0))
+    assert lazyfx.infer(DefaultRole(), "B,8", role=lazyfx.TensorSpec("policy")).inputs["role"].ndim == 1
+
+
+def test_a_string_that_is_also_a_spec_is_ambiguous_for_a_union_of_str_and_tensor():
+    with pytest.raises(lazyfx.SpecError, match=r"LFX002 forward's parameter 'role' is annotated "
+                       r"Union\[str, torch.Tensor\], and 'policy' is also an input spec .*lazyfx.Const\('policy'\)"):
+        lazyfx.infer(UnionRole(), "B,8", role="policy")
+    report = lazyfx.infer(UnionRole(), "B,8", role=lazyfx.Const("policy"))
+    assert report.lazy["policy"].called and not report.lazy["value"].called
+    assert lazyfx.infer(UnionRole(), "B,8", role="policy head").inputs["role"] == "policy head"
+    report = lazyfx.infer(UnionRole(), "B,8", role=lazyfx.TensorSpec("B"))
+    assert report.lazy["value"].called and not report.lazy["policy"].called
 
 
 def test_literal_and_enum_annotations_name_their_strings():
