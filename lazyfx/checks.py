@@ -46,12 +46,12 @@ class Recorder:
         self.node: Optional[str] = None
         self._seen: set[sympy.Basic] = set()
 
-    def record(self, expr: sympy.Basic, message: Message, kind: str) -> None:
+    def record(self, expr: sympy.Basic, message: Message, kind: str, narrows: bool = False) -> None:
         if expr in self._seen:  # before the message is made: formatting formulas is the costly part
             return
         self._seen.add(expr)
         self.conditions.append(Condition(expr, _text(message), self.node, kind))
-        if kind == "requires":
+        if kind == "requires" or narrows:
             self.constraints.tighten(expr)
 
     def checkpoint(self) -> tuple:
@@ -107,11 +107,13 @@ def require(cond: object, message: Message) -> None:
     _recorder().record(cond, message, "requires")
 
 
-def assume(cond: sympy.Basic, message: Message) -> None:
+def assume(cond: sympy.Basic, message: Message, narrows: bool = False) -> None:
     """Record a choice a rule made where PyTorch's behaviour depends on ``cond``
-    (e.g. a symbolic dim is taken to be != 1 when broadcasting)."""
+    (e.g. a symbolic dim is taken to be != 1 when broadcasting). With ``narrows``, later
+    checks are decided within it too (the analysis holds only there), so that a second
+    choice cannot contradict the first."""
     if decide(cond) is None:
-        _recorder().record(cond, message, "assumes")
+        _recorder().record(cond, message, "assumes", narrows)
 
 
 def equal(a: DimExpr, b: DimExpr) -> Optional[bool]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 import torch
@@ -52,6 +52,9 @@ class TensorMeta:
 
     shape: tuple[DimExpr, ...]
     dtype: torch.dtype = torch.float32
+    # (smallest, largest) of an integer tensor's values where shapes alone give them and both are
+    # attained (``torch.arange(T)``: 0 and T - 1), so an index lookup can check them; None: unknown
+    value_range: Optional[tuple[DimExpr, DimExpr]] = field(default=None, compare=False, repr=False)
 
     @property
     def ndim(self) -> int:

@@ -747,6 +747,24 @@ def size_bound_slicing(draw, kind):
     return example(draw, fn_module(fn, 2, name), shape, sizes(draw, 1, 1, 8))
 
 
+_ARANGE_LOOKUPS = {
+    "embedding": lambda table, idx: F.embedding(idx.unsqueeze(0), table),
+    "index_select": lambda table, idx: table.index_select(0, idx),
+    "gather": lambda table, idx: table.gather(0, idx.unsqueeze(1).expand(-1, table.size(1))),
+}
+
+
+@case("lookups of arange indices", over=sorted(_ARANGE_LOOKUPS))
+def arange_lookups(draw, kind):
+    """Indices ``arange(start, start + n, step)`` of a size ``n``: their values are known, so a
+    table of ``R`` rows must have more rows than the largest (PyTorch: index out of range)."""
+    start, step = draw(st.integers(0, 3)), draw(st.integers(1, 2))
+    lookup = _ARANGE_LOOKUPS[kind]
+    fn = lambda table, y: lookup(table, torch.arange(start, start + y.size(0), step))  # noqa: E731
+    return example(draw, fn_module(fn, 2, f"{kind} of arange({start}, {start} + n, {step})"),
+                   (draw(st.integers(1, 8)), 3), sizes(draw, 1, 1, 9))
+
+
 @case("tuple outputs")
 def tuple_outputs(draw):
     n = draw(st.integers(0, 1))

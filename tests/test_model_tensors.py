@@ -162,6 +162,43 @@ def test_a_slice_bound_of_unknown_sign_is_an_assumption():
     assert Tail()(torch.zeros(2, 4)).shape == (1, 4)  # -1 counts from the end: outside the assumption
 
 
+class LearnedPositions(nn.Module):
+    """GPT's learned positions: ``wpe(arange(T))`` with a table of 10 positions."""
+
+    def __init__(self):
+        super().__init__()
+        self.wpe = nn.Embedding(10, 6)
+        self.head = nn.LazyLinear(3)
+
+    def forward(self, x):
+        pos = torch.arange(0, x.size(1), dtype=torch.long, device=x.device).unsqueeze(0)
+        return self.head(x + self.wpe(pos))
+
+
+def test_positions_from_arange_must_fit_the_embedding_table():
+    report = lazyfx.infer(LearnedPositions().eval(), ("B", "T", 6))
+    assert str(report.domain) == "T <= 10"
+    with pytest.raises(IndexError):
+        LearnedPositions()(torch.zeros(2, 11, 6))
+    with pytest.raises(lazyfx.ShapeError, match="the table has 10 rows, but the indices go from 0 to 10"):
+        lazyfx.infer(LearnedPositions().eval(), (2, 11, 6))
+    expected = dry_run(LearnedPositions, (2, 10, 6))
+    actual = materialized(LearnedPositions, (2, 10, 6))
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 10, 6)
+    assert torch.equal(actual(x), expected(x))
+
+
+def test_indices_whose_values_are_not_known_stay_unchecked():
+    class Shifted(LearnedPositions):
+        def forward(self, x):  # the values of arange(T) + 1 are not followed: no bound is made up
+            return self.head(x + self.wpe(torch.arange(x.size(1)) + 1))
+
+    report = lazyfx.infer(Shifted().eval(), ("B", "T", 6))
+    assert str(report.domain) == "all positive sizes"
+    assert Shifted()(torch.zeros(1, 9, 6)).shape == (1, 9, 3)
+
+
 def test_a_traced_size_as_a_python_number_is_still_undecided():
     class Loop(nn.Module):
         def __init__(self):

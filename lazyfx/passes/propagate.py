@@ -12,7 +12,7 @@ rules could not decide are recorded per node.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 import contextlib
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -278,7 +278,25 @@ class Propagator:
             call = node.target if op == "call_function" else _method_caller(node.target)
             with real_modules():  # a Python function (marked torch.fx.wrap) may call modules
                 return self.result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
-        return rule.fn(*args, **kwargs), rule.name, key
+        return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, key
+
+
+# Ops whose output holds exactly the input's values (all of them, none new): an index tensor's
+# known smallest and largest values stay known through them (torch.arange(T).unsqueeze(0)).
+_SAME_VALUES = {
+    torch.unsqueeze, torch.reshape, torch.flatten, torch.squeeze, torch.clone,
+    *(Method(name) for name in ("unsqueeze", "view", "reshape", "flatten", "squeeze", "expand", "expand_as",
+                                "contiguous", "clone", "detach", "to", "long", "int", "repeat")),
+}
+
+
+def _keeping_values(key: Any, value: Any, args: tuple) -> Any:
+    source = args[0] if args else None
+    if (key in _SAME_VALUES and isinstance(source, TensorMeta) and source.value_range is not None
+            and isinstance(value, TensorMeta) and value.value_range is None
+            and value.dtype in (torch.int64, torch.int32)):
+        return replace(value, value_range=source.value_range)
+    return value
 
 
 def propagate(program: "TracedProgram", propagator: Propagator) -> Propagation:
@@ -459,7 +477,7 @@ def _simplified(value: Any, constraints: Constraints) -> Any:
     def leaf(v):
         if isinstance(v, TensorMeta):
             shape = tuple(constraints.simplify(d) for d in v.shape)
-            return v if shape == v.shape else v.with_shape(shape)
+            return v if shape == v.shape else replace(v, shape=shape)
         return constraints.simplify(v)
 
     return map_values(leaf, value)

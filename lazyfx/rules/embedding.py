@@ -15,26 +15,32 @@ from lazyfx.checks import require, require_equal
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.registry import rule
 from lazyfx.rules._util import shape_str, tensor_arg
+from lazyfx.rules.index import require_known_indices
 from lazyfx.symbolic import DimExpr, fmt, is_concrete
 from lazyfx.values import TensorMeta, dtype_name
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
 
 
-def embedding_shape(indices: TensorMeta, *, embedding_dim: DimExpr, weight_dtype) -> TensorMeta:
-    """``(*) -> (*, embedding_dim)``; indices must be int64 or int32."""
+def embedding_shape(indices: TensorMeta, *, embedding_dim: DimExpr, weight_dtype,
+                    num_embeddings: Optional[DimExpr] = None) -> TensorMeta:
+    """``(*) -> (*, embedding_dim)``; indices must be int64 or int32, and where their values are
+    known from shapes (``torch.arange(T)``), below ``num_embeddings``."""
     if indices.dtype not in _INDEX_DTYPES:
         raise ShapeError(
             f"embedding indices must be int64 or int32 (token ids), got {dtype_name(indices.dtype)}; "
             f"give the input a dtype, e.g. 'B,T:int64'"
         )
+    if num_embeddings is not None:
+        require_known_indices(indices, num_embeddings,
+                              lambda: f"embedding: index out of range in self: the table has {fmt(num_embeddings)} rows")
     return TensorMeta((*indices.shape, embedding_dim), weight_dtype)
 
 
 @rule(nn.Embedding)
 def embedding_module(module: nn.Embedding, input: TensorMeta) -> TensorMeta:
     return embedding_shape(tensor_arg(input, "Embedding input"), embedding_dim=module.embedding_dim,
-                           weight_dtype=module.weight.dtype)
+                           weight_dtype=module.weight.dtype, num_embeddings=module.num_embeddings)
 
 
 @rule(F.embedding)
@@ -43,7 +49,8 @@ def embedding_function(input, weight, padding_idx=None, max_norm=None, norm_type
     w = tensor_arg(weight, "embedding weight")
     if w.ndim != 2:
         raise ShapeError(f"embedding: weight must be 2D, got size {shape_str(w.shape)}")
-    return embedding_shape(tensor_arg(input, "embedding input"), embedding_dim=w.shape[1], weight_dtype=w.dtype)
+    return embedding_shape(tensor_arg(input, "embedding input"), embedding_dim=w.shape[1], weight_dtype=w.dtype,
+                           num_embeddings=w.shape[0])
 
 
 # -- embedding bags: one reduced embedding per bag ------------------------------------------------

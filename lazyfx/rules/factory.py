@@ -284,8 +284,20 @@ def arange(*args, **options) -> TensorMeta:
     if dtype == torch.bool or dtype.is_complex:
         raise ShapeError(f"\"arange_cpu\" not implemented for '{dtype_name(dtype)}'")
     if all(not isinstance(v, sympy.Basic) for v in (start, end, step)):
-        return TensorMeta((_concrete_range_length(start, end, step, dtype),), dtype)
-    return TensorMeta((_symbolic_range_length(start, end, step),), dtype)
+        length = _concrete_range_length(start, end, step, dtype)
+    else:
+        length = _symbolic_range_length(start, end, step)
+    return TensorMeta((length,), dtype, _range_values(start, step, length, dtype))
+
+
+def _range_values(start, step, length: DimExpr, dtype: torch.dtype) -> Optional[tuple[DimExpr, DimExpr]]:
+    """The first and last values of an integer ``arange``, known from its bounds (None for a
+    float range, or bounds that are not integers)."""
+    if dtype.is_floating_point or dtype == torch.bool or not all(
+            is_integral(v) and not isinstance(v, bool) for v in (start, step)) or not is_concrete(step):
+        return None
+    first, last = start, start + step * (length - 1)
+    return (first, last) if step > 0 else (last, first)
 
 
 def _steps_dtype(start, end, options: dict, op: str) -> torch.dtype:

@@ -334,7 +334,8 @@ def _bound(value: DimExpr, size: DimExpr) -> DimExpr:
     else:
         negative = decide(sympy.Lt(value, 0))
         if negative is None:
-            assume(sympy.Ge(value, 0), lambda: f"{fmt(value)} >= 0 (a slice bound that counts from the start)")
+            assume(sympy.Ge(value, 0), lambda: f"{fmt(value)} >= 0 (a slice bound that counts from the start)",
+                   narrows=True)
             negative = False
     if negative:
         return clamp_min(size + value, 0)
@@ -426,6 +427,8 @@ def index_select(input, dim, index) -> TensorMeta:
     if x.ndim == 0:
         return x
     _require_indexable(x.shape[d], count, d)
+    require_known_indices(idx, x.shape[d], lambda: f"index_select(): index out of range in self: dimension {d} "
+                                                    f"has size {fmt(x.shape[d])}")
     return x.with_shape((*x.shape[:d], count, *x.shape[d + 1 :]))
 
 
@@ -434,6 +437,18 @@ def _require_indexable(size: DimExpr, count: DimExpr, d: int) -> None:
     if is_concrete(size) and size == 0:
         require_equal(count, 0, lambda: f"index out of range in self: dimension {d} has size 0 but "
                                         f"{fmt(count)} indices are taken from it")
+
+
+def require_known_indices(index: TensorMeta, size: DimExpr, message) -> None:
+    """Where an index tensor's smallest and largest values are known (``torch.arange(T)``: 0 and
+    ``T - 1``), each must be in ``[0, size)`` (index_select, gather and embedding take no negative
+    index), unless the tensor is empty; where they are not known, only its shape is checked."""
+    if index.value_range is None or _is_empty(index.shape):
+        return
+    low, high = index.value_range
+    inside = sympy.And(sympy.Ge(low, 0), sympy.Lt(high, size))
+    require(sympy.Or(sympy.Eq(product(index.shape), 0), inside),
+            lambda: f"{message()}, but the indices go from {fmt(low)} to {fmt(high)}")
 
 
 def _nonempty(shape: Sequence[DimExpr]) -> tuple:
@@ -462,6 +477,8 @@ def gather(input, dim, index, *, sparse_grad=False) -> TensorMeta:
     _require_no_larger(idx, x, d, lambda: f"Size does not match at dimension expected index {shape_str(idx.shape)} "
                                           f"to be no larger than self {shape_str(x.shape)} apart from dimension {d}")
     _require_indexable(_nonempty(x.shape)[d], product(idx.shape), d)
+    size = _nonempty(x.shape)[d]
+    require_known_indices(idx, size, lambda: f"gather(): index is out of bounds for dimension {d} with size {fmt(size)}")
     return TensorMeta(idx.shape, x.dtype)
 
 
