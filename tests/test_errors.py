@@ -85,7 +85,12 @@ class DataDependent(nn.Module):
         return self.fc(x)
 
 
-@torch.library.custom_op("lazyfx_tests::no_meta_kernel", mutates_args=())
+# The schema spelled out: torch 2.4's infer_schema cannot read the string annotations that
+# ``from __future__ import annotations`` makes of ``x: torch.Tensor``.
+TENSOR_TO_TENSOR = "(Tensor x) -> Tensor"
+
+
+@torch.library.custom_op("lazyfx_tests::no_meta_kernel", mutates_args=(), schema=TENSOR_TO_TENSOR)
 def no_meta_kernel(x: torch.Tensor) -> torch.Tensor:
     return x.clone()
 

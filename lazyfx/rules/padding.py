@@ -11,9 +11,10 @@ kernels' shape checks, https://pytorch.org/docs/stable/generated/torch.nn.functi
   one or two more dims (unbatched or batched).
 * ``reflect`` needs each pad ``< size``; ``circular`` each pad ``<= size`` (it wraps
   around at most once) and, next to a negative pad, no larger than what the crop leaves.
-* ``reflect``/``replicate`` need their non-batch input dims non-empty and reject an
-  all-empty output: 1-D padding needs ``out >= 1``; for 2-D and 3-D padding ATen checks
-  that *some* output size is ``>= 1`` (and none is negative).
+* ``reflect``/``replicate`` need their non-batch input dims non-empty and a non-empty
+  output: 1-D padding needs ``out >= 1``; for 2-D and 3-D padding newer releases (replicate
+  from torch 2.14, reflect from 2.15) check every output size ``>= 1``, older ones that *some*
+  output size is ``>= 1`` (and none is negative) -- see ``lazyfx.compat.PAD_EVERY_OUTPUT_POSITIVE``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lazyfx import compat
 from lazyfx.checks import require
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.registry import rule
@@ -141,15 +143,17 @@ def _check_circular_copies(x: TensorMeta, shape: Sequence[DimExpr], pads) -> Non
 
 
 def _check_outputs(x: TensorMeta, shape: Sequence[DimExpr], pads, *, some_positive: bool, mode: str) -> None:
-    """Every output size ``>= 0``; with ``some_positive`` (reflect/replicate) at least one ``>= 1``."""
+    """Every output size ``>= 0``; with ``some_positive`` (reflect/replicate) at least one ``>= 1``,
+    or every one where the installed torch checks that for ``mode`` (``compat.PAD_EVERY_OUTPUT_POSITIVE``)."""
     padded = [shape[dim] for dim, _, _ in _pairs(pads, x.ndim)]
 
     def message() -> str:
         return f"{mode} padding: input {shape_str(x.shape)} is too small, calculated output {shape_str(shape)}"
 
+    every_positive = some_positive and (len(padded) == 1 or compat.PAD_EVERY_OUTPUT_POSITIVE[mode])
     for size in padded:
-        require(_compare(">=", size, 0), message)
-    if some_positive:
+        require(_compare(">=", size, 1 if every_positive else 0), message)
+    if some_positive and not every_positive:
         conditions = [_compare(">=", size, 1) for size in padded]
         require(conditions[0] if len(conditions) == 1 else sympy.Or(*conditions), message)
 
@@ -176,7 +180,7 @@ def pad(input: Any, pad: Any, mode: str = "constant", value: Any = None) -> Tens
     shape = _padded_shape(x, pads)
     if mode == "circular":
         _check_circular_copies(x, shape, pads)
-    # Only 1-D reflection/replication checks out >= 1 on its own; 2-D/3-D check that some output is >= 1.
+    # 1-D reflection/replication checks out >= 1; 2-D/3-D every output or some output, by release.
     _check_outputs(x, shape, pads, some_positive=mode != "circular", mode=mode)
     return x.with_shape(shape)
 

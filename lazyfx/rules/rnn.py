@@ -13,6 +13,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from lazyfx import compat
 from lazyfx.checks import require_equal, require_positive
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.registry import rule
@@ -233,8 +234,9 @@ def _check_cell_state(module: nn.RNNCellBase, x: TensorMeta, state: TensorMeta, 
 
 
 def _unbatched_state(module: nn.RNNCellBase, state: TensorMeta, what: str) -> TensorMeta:
-    """An unbatched input's 1-D state gets a batch dim of 1. (A 2-D one would become 3-D: only
-    RNNCell survives that, see :func:`_rnn_cell_broadcast_quirk`; GRUCell fails, LSTMCell crashes.)"""
+    """An unbatched input's 1-D state gets a batch dim of 1. (A 2-D one would become 3-D: before
+    torch 2.15 RNNCell survives that, see :func:`_rnn_cell_broadcast_quirk`; GRUCell fails, LSTMCell
+    crashes.)"""
     if state.ndim != 1:
         raise ShapeError(f"{_name(module)}: for an unbatched (1-D) input, {what} must be 1-D, "
                          f"got size {shape_str(state.shape)}")
@@ -250,7 +252,7 @@ def rnn_cell_module(module: nn.RNNCellBase, input, hx=None) -> TensorMeta:
     x = _cell_input(module, input)
     if state is None:
         out = x.with_shape((x.shape[0], module.hidden_size))
-    elif not batched and state.ndim == 2 and isinstance(module, nn.RNNCell):
+    elif not batched and state.ndim == 2 and isinstance(module, nn.RNNCell) and compat.RNN_CELL_BROADCASTS_2D_HIDDEN:
         out = _rnn_cell_broadcast_quirk(module, x, state)
     else:
         state = state if batched else _unbatched_state(module, state, "hidden")
@@ -261,7 +263,8 @@ def rnn_cell_module(module: nn.RNNCellBase, input, hx=None) -> TensorMeta:
 
 
 def _rnn_cell_broadcast_quirk(module: nn.RNNCell, x: TensorMeta, state: TensorMeta) -> TensorMeta:
-    """RNNCell with a 1-D input and a 2-D ``hx (M, K)``: ``hx`` becomes ``(1, M, K)``; ATen
+    """RNNCell with a 1-D input and a 2-D ``hx (M, K)`` before torch 2.15
+    (``compat.RNN_CELL_BROADCASTS_2D_HIDDEN``): ``hx`` becomes ``(1, M, K)``; ATen
     wants ``M == hidden_size``, ``hx @ W_hh.T`` wants ``K == hidden_size``, and the sum with the
     input's ``(1, hidden_size)`` broadcasts to ``(1, M, hidden_size)``: the result is ``(M, H)``."""
     require_equal(state.shape[0], module.hidden_size, lambda: f"hidden0 has inconsistent hidden_size: "
