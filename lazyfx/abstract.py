@@ -78,6 +78,27 @@ DEVICE_ATTRIBUTES = {"device": lambda d: d, "is_cuda": lambda d: d.type == "cuda
 _DEVICE_PROPERTIES = {getattr(torch.Tensor, name): answer for name, answer in DEVICE_ATTRIBUTES.items()}
 
 
+class _AnswersTarget(TorchFunctionMode):
+    """``x.device`` (and ``is_cuda``, ``is_cpu``, ``is_meta``) answer ``target``, as in a dry run
+    on it: a lazy module's own initialization runs on shape-only (meta) inputs, its tensors
+    created on ``target``."""
+
+    def __init__(self, target: torch.device) -> None:
+        super().__init__()
+        self.target = target
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        answer = _DEVICE_PROPERTIES.get(getattr(func, "__self__", None))
+        if answer is not None:
+            return answer(self.target)
+        return func(*args, **(kwargs or {}))
+
+
+def answering_target_device(device: Optional[torch.device]) -> _AnswersTarget:
+    """Within the block ``.device`` answers ``device`` (the analysis' target device where None)."""
+    return _AnswersTarget(torch.device(device) if device is not None else TARGET_DEVICE.get())
+
+
 class _OnTarget(TorchFunctionMode):
     """Forward as in a dry run on ``target``, with every tensor on meta: ``x.device`` (and
     ``is_cuda``, ``is_cpu``, ``is_meta``) answer ``target``, and a tensor created or moved to

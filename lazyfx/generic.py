@@ -21,8 +21,9 @@ shape: nothing is allocated and nothing runs on data.
   F``) takes that formula there, so the output does not tie the symbol to its
   representative size.
 
+``x.device`` answers the target device meanwhile, as in a dry run there.
 Limitation: an initialization that reads input *values* (data-dependent
-init) or the input's device cannot be reproduced from shapes.
+init) cannot be reproduced from shapes (LFX024).
 """
 
 from __future__ import annotations
@@ -245,7 +246,9 @@ def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple
     before = _int_attributes(clone)
     meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
     try:
-        with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)):
+        # x.device answers the target device, as in a dry run there (abstract imports this module)
+        from lazyfx.abstract import on_meta_as_target
+        with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)), on_meta_as_target():
             run_initialization(clone, meta_args, meta_kwargs)
     except ReadsInputValues as reads:
         raise reads_values_error(path, module, reads) from None
@@ -481,6 +484,7 @@ def materialize_generic(module: nn.Module, resolution: Resolution, device: Optio
                         dtype: Optional[torch.dtype] = None) -> None:
     """Initialize a lazy module in place with its own code, its tensors created on ``device`` (and in
     ``dtype`` where floating-point, as after ``module.to(dtype)``)."""
+    target = device
     for container in (module._parameters, module._buffers):
         for name, tensor in list(container.items()):
             if tensor is not None and is_lazy(tensor):
@@ -488,7 +492,9 @@ def materialize_generic(module: nn.Module, resolution: Resolution, device: Optio
                 cls = UninitializedParameter if isinstance(tensor, UninitializedParameter) else UninitializedBuffer
                 container[name] = cls(tensor.requires_grad, target, converted_dtype(tensor.dtype, dtype))
     args, kwargs = resolution.init_inputs
-    with torch.no_grad():
+    from lazyfx.abstract import answering_target_device  # abstract imports this module
+    # the inputs are shape-only (meta); x.device answers where the tensors are created
+    with torch.no_grad(), answering_target_device(target):
         run_initialization(module, _meta_inputs(args, {}), _meta_inputs(kwargs, {}))
     for name, tensor in _own_tensors(module):
         if is_lazy(tensor):

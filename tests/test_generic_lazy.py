@@ -71,7 +71,9 @@ def test_the_given_model_is_untouched_and_inplace_rolls_back():
     assert snapshot(model) == before
 
     def boom(self):
-        if self.weight.device.type != "meta":  # analysis (on meta copies) works; materializing fails
+        # analysis (on meta copies) works; materializing fails (the analysis answers .device with the
+        # target device, as a dry run would: the storage says where the tensor is)
+        if self.weight.untyped_storage().device.type != "meta":
             raise RuntimeError("boom")
 
     model.g.reset_parameters = types.MethodType(boom, model.g)  # fails after two lazy modules succeeded
@@ -234,3 +236,41 @@ def test_a_lazy_class_with_its_own_forward_does_not_get_the_eager_rule():
     # with a symbolic batch the meta kernel fails on bilinear: refused, not guessed
     with pytest.raises(lazyfx.UnsupportedOpError, match="LazyFlatBilinear"):
         lazyfx.infer(build(), "B,5", "B,6")
+
+
+class LazyDeviceScale(LazyScale):
+    """Initializes by the device its input (or its own parameter) is on, as device-specific code does."""
+
+    def initialize_parameters(self, x):
+        if self.has_uninitialized_params():
+            self.scale.materialize((x.shape[-1],))
+            self.proj.materialize((self.out, x.shape[-1]))
+            self.channels = x.shape[-1]
+            with torch.no_grad():
+                on_cpu = x.device.type == "cpu" and x.is_cpu and not x.is_meta and self.scale.device == x.device
+                self.scale.fill_(1.0 if on_cpu else 2.0)
+                self.proj.copy_(torch.ones(self.out, x.shape[-1], device=x.device) * (3.0 if on_cpu else 4.0))
+
+
+@pytest.mark.parametrize("spec", [(2, 5), ("B", 5)])
+def test_an_initialization_reading_the_input_device_sees_the_target_device(spec):
+    # it ran on meta inputs, so it took the other branch: scale 2.0 where a dry run gives 1.0, silently
+    def build():
+        return nn.Sequential(LazyDeviceScale(3))
+
+    model = build()
+    before = snapshot(model)
+    expected = dry_run(build, (2, 5))
+    assert expected[0].scale.tolist() == [1.0] * 5
+    for options in ({}, {"device": "cpu"}):
+        actual = materialized(build, spec, seed=0, **options)
+        assert_same_model(expected, actual)
+        assert torch.equal(actual[0].proj, torch.full((3, 5), 3.0))
+    assert not lazyfx.infer(model, spec).diagnostics
+    assert snapshot(model) == before  # the user's model is as before
+
+
+def test_an_initialization_reading_the_device_on_meta_sees_meta():
+    # the counterpart: a model built on meta takes the branch a dry run on meta takes
+    model = lazyfx.materialize(nn.Sequential(LazyDeviceScale(3)), ("B", 5), device="meta")
+    assert model[0].scale.device.type == "meta" and model[0].proj.shape == (3, 5)
