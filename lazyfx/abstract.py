@@ -378,14 +378,11 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     clone = meta_copy(module)
     seen: dict[str, tuple] = {}
     originals = {name: sub for name, sub in module.named_modules() if is_lazy_module(sub)}
-    for name in originals:
-        full_path = f"{path}.{name}" if path else name
-        _record_initialization(clone.get_submodule(name), _recorder(name, seen), full_path)
-    oracle = _Oracle(prescribed)
     watcher = DrawWatcher(lambda: len(seen))  # random draws between first calls move a dry run's values
     for name in originals:
-        clone.get_submodule(name).register_forward_pre_hook(watcher.enter_lazy, prepend=True)
-        clone.get_submodule(name).register_forward_hook(watcher.leave_lazy, always_call=True)
+        full_path = f"{path}.{name}" if path else name
+        _record_initialization(clone.get_submodule(name), _recorder(name, seen), full_path, watcher)
+    oracle = _Oracle(prescribed)
     before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
     try:
         meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
@@ -412,25 +409,33 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
     return Run(resolutions, _values(out), oracle.taken, clone, dict(hints), watcher.draws)
 
 
-def _record_initialization(module: nn.Module, record, path: str) -> None:
+def _record_initialization(module: nn.Module, record, path: str, watcher: DrawWatcher) -> None:
     """``record(module, args, kwargs)`` with the inputs the lazy module's own initialization
     sees: right before its ``_infer_parameters`` pre-hook (after any user pre-hook prepended
     to it), or first of all for a lazy module without one. An initialization that reads those
-    inputs' values is an error (LFX024): replaying it on shapes would not give its values."""
+    inputs' values is an error (LFX024): replaying it on shapes would not give its values.
+    ``watcher`` leaves out the initialization's own draws: those of its ``_infer_parameters``
+    pre-hook alone, so that a user pre-hook before or after it, and the module's forward, draw
+    where a dry run draws; for a lazy module without one, of its whole call."""
     handle = getattr(module, "_initialize_hook", None)
     hooks = module._forward_pre_hooks
     if handle is None or handle.id not in hooks or handle.id not in module._forward_pre_hooks_with_kwargs:
         module.register_forward_pre_hook(record, prepend=True, with_kwargs=True)
+        module.register_forward_pre_hook(watcher.enter_lazy, prepend=True)
+        module.register_forward_hook(watcher.leave_lazy, always_call=True)
         return
     initialize = hooks[handle.id]
 
     def recording(mod, args, kwargs):
         record(mod, args, kwargs)
+        watcher.enter_lazy()
         try:
             with follow_input_values(mod, (args, kwargs)):
                 return initialize(mod, args, kwargs)
         except ReadsInputValues as reads:
             raise reads_values_error(path, mod, reads) from None
+        finally:
+            watcher.leave_lazy()
 
     hooks[handle.id] = recording
 

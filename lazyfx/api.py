@@ -230,14 +230,19 @@ def materialize(
             parameters and buffers move there too. None keeps the devices as
             they are.
         dtype: A floating-point dtype: the model is analysed and built as a dry
-            run after ``model.to(dtype)`` would (``torch.manual_seed(s);
-            m = build(); m.to(dtype); m(x)``). Floating-point parameters and
+            run after ``model.to(dtype)`` would (``m = build(); m.to(dtype);
+            m(x)``, from the same RNG state). Floating-point parameters and
             buffers are in ``dtype`` (integer buffers such as
             ``num_batches_tracked`` keep theirs); inputs whose spec names no
             dtype are in ``dtype``; lazy modules are initialized in ``dtype``,
             eager ones in their own dtype and then converted.
         seed: Seed the RNG for the initialization, in a forked scope: your
             global RNG state is left as it was. None uses the current RNG state.
+            The model exists already (its eager layers initialized by their
+            constructors), so the values are those of ``m = build();
+            torch.manual_seed(s); m(x)``; for ``torch.manual_seed(s); m = build();
+            m(x)``, seed before building and pass none. A model built on meta
+            has its eager layers initialized from the seed too.
         inplace: Convert ``model`` itself instead of a copy (the copy works for
             lazy batch norms, which ``copy.deepcopy`` rejects). On failure,
             or an interrupt, every change is rolled back.
@@ -336,8 +341,11 @@ def materialize(
         records = checkpoint.from_state_dict(model, state_dict)
     elif calls is not None:
         with abstract.target_device(device or "cpu"):
-            reports = [_analyze(model, call.inputs, call.kw_inputs, another_call_follows=index < len(calls) - 1)
-                       for index, call in enumerate(calls)]
+            reports, initialized = [], frozenset()
+            for index, call in enumerate(calls):
+                reports.append(_analyze(model, call.inputs, call.kw_inputs, another_call_follows=index < len(calls) - 1,
+                                        initialized=initialized))
+                initialized |= {path for path, record in reports[-1].lazy.items() if record.called}
         records = _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
     else:
         # forward runs as a dry run on the device would, after model.to(dtype)
@@ -387,9 +395,10 @@ def _cyclic_gc_paused() -> Iterator[None]:
         gc.enable()
 
 
-def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict, another_call_follows: bool = False) -> Report:
+def _analyze(model: nn.Module, inputs: tuple, kw_inputs: dict, another_call_follows: bool = False,
+             initialized: frozenset = frozenset()) -> Report:
     with patches_restored(), recursion_room(), _cyclic_gc_paused(), _rng_restored(), _restored(model) as snapshot:
-        return _analyze_model(model, inputs, kw_inputs, snapshot, another_call_follows)
+        return _analyze_model(model, inputs, kw_inputs, snapshot, another_call_follows, initialized)
 
 
 @contextlib.contextmanager
@@ -424,7 +433,7 @@ def _restored(model: nn.Module) -> Iterator[Optional[Journal]]:
 
 
 def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal] = None,
-                   another_call_follows: bool = False) -> Report:
+                   another_call_follows: bool = False, initialized: frozenset = frozenset()) -> Report:
     if not isinstance(model, nn.Module):
         raise SpecError(f"lazyfx needs an nn.Module, got {type(model).__name__}")
     _refuse_foreign_lazy_protocols(model)
@@ -443,7 +452,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
     _mark_used_through_others(records, model, propagation)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
-    warnings += _random_draw_diagnostics(model, program.graph, propagation, records, another_call_follows)
+    warnings += _random_draw_diagnostics(model, program.graph, propagation, records, another_call_follows, initialized)
     warnings += _declared_size_diagnostics(domain, propagation)
     return Report(
         model=type(model).__name__,
@@ -646,12 +655,14 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
 
 
 def _random_draw_diagnostics(model: nn.Module, graph, propagation, records,
-                             another_call_follows: bool = False) -> list[Diagnostic]:
+                             another_call_follows: bool = False, initialized: frozenset = frozenset()) -> list[Diagnostic]:
     """Random draws in forward before a lazy module's first call move the generator a dry run
     initializes it from: each is given to the record of the module first called after it, to
     be replayed before it is initialized; one that cannot be replayed is a warning (LFX025).
     With ``another_call_follows``, a draw after them all is a warning too (without a module
-    path): the next call of forward may initialize lazy modules of its own."""
+    path): the next call of forward may initialize lazy modules of its own. ``initialized``:
+    the lazy modules earlier calls (``lazyfx.Call``) initialized; a draw before them only
+    matters for the modules initialized after it."""
     first_calls, upto = [], {}
     for call in propagation.lazy_calls:
         if call.path not in first_calls:
@@ -659,20 +670,21 @@ def _random_draw_diagnostics(model: nn.Module, graph, propagation, records,
         upto[call.node] = len(first_calls)
     if not first_calls and not another_call_follows:
         return []
-    draws = draws_in_graph(graph, model, upto, propagation.opaque_draws, {n.name: n for n in propagation.nodes})
+    draws = draws_in_graph(graph, model, upto, propagation.opaque_draws, {n.name: n for n in propagation.nodes},
+                           propagation.real_draws, propagation.seeded_nodes)
     before = [d for d in draws if d.after < len(first_calls)]  # after the last first call: no effect here
     for draw in before:
         records[first_calls[draw.after]].draws_before.append(draw)
-    blocked = next((d for d in before if d.replay is None), None)
+    new = lambda d: [p for p in first_calls[d.after:] if p not in initialized]  # noqa: E731 - initialized after d
+    blocked = next((d for d in before if d.replay is None and new(d)), None)
     if blocked is None:
-        after = [d for d in draws if d.after >= len(first_calls)]
+        after = [d for d in draws if d.after >= len(first_calls) or (d.replay is None and not new(d))]
         return [_draw_before_next_call(after[0])] if another_call_follows and after else []
-    path = first_calls[blocked.after]
-    later = len(first_calls) - blocked.after - 1
+    path, *later = new(blocked)
     return [Diagnostic(
         diagnostics.RANDOM_BEFORE_INIT,
         f"forward draws random numbers ({blocked.what}) before it first calls the lazy module '{path}', so a "
-        f"dry run initializes '{path}'{f' and the {later} after it' if later else ''} from a generator those "
+        f"dry run initializes '{path}'{f' and the {len(later)} after it' if later else ''} from a generator those "
         f"draws moved, and lazyfx cannot replay them: {blocked.obstacle}",
         severity="warning", module_path=path, location=blocked.location,
         notes=("put the model in eval mode if the draws are dropout's (F.dropout needs training=self.training), "

@@ -62,31 +62,56 @@ def call_with_hooks(tracer, m: nn.Module, path: str, call: Callable[[tuple, dict
     """``call(args, kwargs)`` (the leaf's node) with ``m``'s hooks traced around it."""
     init = _initialization_hooks(m)
     at_init = None
+    hooked_after_init = None  # the last node before the pre-hooks that run after the initialization
     for hook_id, hook, with_kwargs in _pre_hooks(m):
         if hook_id in init:
-            at_init = at_init or (args, kwargs)
+            if at_init is None:
+                at_init = (args, kwargs)
+                hooked_after_init = _last_node(tracer)
             continue
-        if with_kwargs:
-            result = _run(hook, "forward pre-hook", path, m, args, kwargs)
-            if result is not None:
-                if not (isinstance(result, tuple) and len(result) == 2):
-                    raise TraceError(f"the forward pre-hook {_name(hook)} of '{path}' must return None or "
-                                     f"(args, kwargs), as nn.Module requires; it returned {type(result).__name__}",
-                                     code=diagnostics.HOOK_NOT_FOLLOWED, module_path=path)
-                args, kwargs = result
-        else:
-            result = _run(hook, "forward pre-hook", path, m, args)
-            if result is not None:
-                args = result if isinstance(result, tuple) else (result,)
+        previous, tracer.initializing = tracer.initializing, path if at_init is not None else tracer.initializing
+        try:
+            if with_kwargs:
+                result = _run(hook, "forward pre-hook", path, m, args, kwargs)
+                if result is not None:
+                    if not (isinstance(result, tuple) and len(result) == 2):
+                        raise TraceError(f"the forward pre-hook {_name(hook)} of '{path}' must return None or "
+                                         f"(args, kwargs), as nn.Module requires; it returned {type(result).__name__}",
+                                         code=diagnostics.HOOK_NOT_FOLLOWED, module_path=path)
+                    args, kwargs = result
+            else:
+                result = _run(hook, "forward pre-hook", path, m, args)
+                if result is not None:
+                    args = result if isinstance(result, tuple) else (result,)
+        finally:
+            tracer.initializing = previous
     if at_init is not None and (args, kwargs) is not at_init:
         _check_same_input(tracer, m, path, at_init, (args, kwargs))
     out = call(args, kwargs)
+    if hooked_after_init is not None and isinstance(out, fx.Proxy) and out.node.op == "call_module":
+        _mark_after_initialization(tracer, hooked_after_init, out.node)
     for _, hook, with_kwargs in _forward_hooks(m):
         result = _run(hook, "forward hook", path, m, args, kwargs, out) if with_kwargs else \
             _run(hook, "forward hook", path, m, args, out)
         if result is not None:
             out = result
     return out
+
+
+def _last_node(tracer) -> Any:
+    return next(reversed(tracer.graph.nodes), None)
+
+
+def _mark_after_initialization(tracer, last: Any, module_node: fx.Node) -> None:
+    """Mark the nodes traced after ``last`` up to ``module_node`` (the pre-hooks that a dry run
+    runs after the lazy module's own initialization) so that their random draws count after
+    that initialization (:func:`lazyfx.randomness.draws_in_graph`)."""
+    from lazyfx.randomness import AFTER_INITIALIZATION_OF
+
+    node = last.next if last is not None else next(iter(tracer.graph.nodes), None)
+    while node is not None and node is not module_node and node.op != "root":
+        node.meta[AFTER_INITIALIZATION_OF] = module_node.name
+        node = node.next
 
 
 def _run(hook: Callable, kind: str, path: str, *args: Any) -> Any:

@@ -15,7 +15,11 @@ materializing values that silently differ from a dry run's.
 
 Draws are found in the traced graph by operation (:func:`draws_in_graph`) and, in code
 analysed by abstract execution, by watching every ATen operation its forward runs for
-PyTorch's ``nondeterministic_seeded`` tag (:class:`DrawWatcher`).
+PyTorch's ``nondeterministic_seeded`` tag (:class:`DrawWatcher`). While forward is traced,
+:class:`GeneratorWatcher` watches the same tag: a draw forward's own code makes for real
+(only concrete arguments, ``torch.randperm(4)``, ``torch.randn(2, 5)``: no graph node) moves
+the global generators, and is replayed as it ran; a drawing operation inside a node's
+analysis (a function the meta-kernel fallback runs) marks that node as drawing.
 """
 
 from __future__ import annotations
@@ -161,13 +165,19 @@ def module_draws(module: nn.Module) -> Optional[str]:
 
 
 def draws_in_graph(graph, root: nn.Module, lazy_nodes: dict[str, int], opaque: dict[str, list[Draw]],
-                   records: dict) -> list[Draw]:
+                   records: dict, real: list[tuple] = (), seeded: Optional[dict[str, str]] = None) -> list[Draw]:
     """The draws of a traced graph, in order. ``lazy_nodes``: node name -> how many lazy
     modules are first called up to and including that node (a draw at a lazy module's own
     node is its forward, after its initialization); ``opaque``: the draws abstract execution
     found in an untraceable node, counted from the first calls before it; ``records``: node
-    name -> its NodeRecord (value and location)."""
-    found: list[Draw] = []
+    name -> its NodeRecord (value and location); ``real``: (the node before it, Draw) for each
+    draw forward made for real while it was traced (:class:`GeneratorWatcher`), placed right
+    after that node; ``seeded``: node -> a drawing ATen operation its analysis ran."""
+    seeded = seeded or {}
+    after_node: dict[Optional[str], list[Draw]] = {}
+    for position, draw in real:
+        after_node.setdefault(position, []).append(draw)
+    found: list[Draw] = list(after_node.pop(None, ()))
     before = 0
     for node in graph.nodes:
         record = records.get(node.name)
@@ -175,16 +185,39 @@ def draws_in_graph(graph, root: nn.Module, lazy_nodes: dict[str, int], opaque: d
         if node.name in opaque:
             found += [dataclasses.replace(d, after=before + d.after) for d in opaque[node.name]]
         elif node.op in ("call_function", "call_method", "call_module") and node.name not in lazy_nodes:
-            draw = _node_draw(node, root, records, location, before)
+            # a pre-hook that runs after its lazy module's own initialization draws after it (hooks.py)
+            initialized = node.meta.get(AFTER_INITIALIZATION_OF)
+            at = lazy_nodes.get(initialized, before) if initialized else before
+            draw = _node_draw(node, root, records, location, at, seeded.get(node.name))
             if draw is not None:
                 found.append(draw)
         before = lazy_nodes.get(node.name, before)
+        found += after_node.pop(node.name, ())
+    # a draw placed after a node the trace erased since: its place among the others is unknown
+    found += [dataclasses.replace(d, replay=None, obstacle="lazyfx lost its place among forward's other draws")
+              for draws in after_node.values() for d in draws]
     return found
 
 
-def _node_draw(node: fx.Node, root: nn.Module, records: dict, location, before: int) -> Optional[Draw]:
-    """The draw a graph node makes, or None (checked cheaply first: this runs for every node)."""
+# node.meta key: the lazy module node whose own initialization ran before this node (a user
+# forward pre-hook registered after the lazy module's initialization pre-hook)
+AFTER_INITIALIZATION_OF = "lazyfx_after_initialization_of"
+
+
+def _node_draw(node: fx.Node, root: nn.Module, records: dict, location, before: int,
+               seeded: Optional[str] = None) -> Optional[Draw]:
+    """The draw a graph node makes, or None (checked cheaply first: this runs for every node).
+    ``seeded``: a drawing ATen operation the node's analysis ran, for a node no list below
+    names (a ``torch.fx.wrap``'d function, a layer without a shape rule, run by PyTorch's
+    meta kernels): a draw too, which lazyfx does not replay (it would run the node)."""
     target, module = node.target, None
+    if _private_generator(node.kwargs):
+        return None
+    if seeded is not None and not _listed(node, root):
+        what = getattr(target, "__name__", str(target))
+        return Draw(f"{seeded} in {what}", location, before,
+                    obstacle=f"it draws inside {what}, which lazyfx analyses with PyTorch's meta kernels and does "
+                             f"not run")
     if node.op == "call_module":
         module = root.get_submodule(target)
         what = module_draws(module)
@@ -216,11 +249,73 @@ def _node_draw(node: fx.Node, root: nn.Module, records: dict, location, before: 
     return _replaying(what, location, before, call, args, kwargs)
 
 
+def _listed(node: fx.Node, root: nn.Module) -> bool:
+    """Whether :func:`_node_draw` knows ``node``'s operation by name (and can replay it)."""
+    if node.op == "call_module":
+        return module_draws(root.get_submodule(node.target)) is not None
+    if node.op == "call_method":
+        return node.target in _DRAWING_METHODS
+    return node.target in _DRAWING_FUNCTIONS or node.target in _TRAINING_FUNCTIONS \
+        or node.target is F.scaled_dot_product_attention
+
+
 _TARGET = object()  # stands for the target device in a replayed call (the dry run's device)
 
 
 def _method(name: str) -> Callable:
     return lambda tensor, *args, **kwargs: getattr(tensor, name)(*args, **kwargs)
+
+
+def _generator_states() -> list[torch.Tensor]:
+    """The global generators' states: the CPU one, and each CUDA device's once CUDA is in use."""
+    states = [torch.default_generator.get_state()]
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states += torch.cuda.get_rng_state_all()
+    return states
+
+
+def _private_generator(kwargs: dict) -> bool:
+    """Whether an operation draws from a torch.Generator of its own (``generator=g``): the
+    global ones, which initialize the lazy modules, do not move."""
+    generator = kwargs.get("generator")
+    return generator is not None and generator is not torch.default_generator \
+        and not (torch.cuda.is_available() and generator in torch.cuda.default_generators)
+
+
+class GeneratorWatcher(TorchDispatchMode):
+    """Random draws while forward is traced (see the module's docstring). ``stepping()``: the
+    node being analysed, None while forward's own code runs; ``calls()``: how many lazy
+    modules forward has first called so far; ``position()``: the last node of the graph.
+    A draw forward's own code makes for real is found by the generators moving, which no
+    list of drawing functions can miss, and is kept with its arguments (copied before it
+    runs, since an in-place draw overwrites its tensor) to run again, on the same devices."""
+
+    def __init__(self, propagation, stepping: Callable[[], Optional[str]], calls: Callable[[], int],
+                 position: Callable[[], Optional[str]]) -> None:
+        super().__init__()
+        self.propagation, self.stepping, self.calls, self.position = propagation, stepping, calls, position
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if torch.Tag.nondeterministic_seeded not in func.tags or not _draws(func, args, kwargs) \
+                or _private_generator(kwargs):
+            return func(*args, **kwargs)
+        node = self.stepping()
+        if node is not None:  # the analysis of a node (on fake or meta tensors): that node draws
+            self.propagation.seeded_nodes.setdefault(node, func._schema.name.split("::")[-1])
+            return func(*args, **kwargs)
+        copied = lambda v: v.detach().clone() if isinstance(v, torch.Tensor) else v  # noqa: E731
+        saved_args, saved_kwargs = map_values(copied, args), map_values(copied, kwargs)
+        before = _generator_states()
+        out = func(*args, **kwargs)
+        if any(not torch.equal(a, b) for a, b in zip(before, _generator_states())):
+            def replay(device, func=func, args=saved_args, kwargs=saved_kwargs):
+                with torch.no_grad():
+                    func(*map_values(copied, args), **map_values(copied, kwargs))
+
+            draw = Draw(func._schema.name.split("::")[-1], caller_location(), self.calls(), replay)
+            self.propagation.real_draws.append((self.position(), draw))
+        return out
 
 
 class DrawWatcher(TorchDispatchMode):

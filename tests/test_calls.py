@@ -195,3 +195,18 @@ def test_export_takes_one_call():
     eager = lazyfx.materialize(Shared(), lazyfx.Call("B,5", policy=True), lazyfx.Call("B,5", policy=False))
     program = lazyfx.export(eager, lazyfx.Call("B,5", policy=False), format="exported-program")
     assert tuple(program.module()(torch.zeros(3, 5), False).shape) == (3, 1)  # the value head, a dynamic batch
+
+
+def test_a_draw_before_a_module_an_earlier_call_initialized_names_the_module_it_precedes():
+    """NoisyValue's draw follows B in the second call: not replayable; it precedes 'trunk', which
+    the first call initialized, so the module whose values it moves is 'value'."""
+    calls = [lazyfx.Call("B,5", policy=True), lazyfx.Call("B,5", policy=False)]
+    with pytest.raises(lazyfx.ResolutionError) as info:
+        materialized_calls(NoisyValue, *calls)
+    message = str(info.value)
+    assert "before it first calls the lazy module 'value', so a dry run initializes 'value' from" in message
+    assert "'trunk'" not in message and "in call 2" in message
+    # counterpart: alone, the second call's draw comes before trunk's initialization, and says so
+    (warning,) = [d for d in lazyfx.infer(NoisyValue(), "B,5", policy=False).diagnostics if d.code.code == "LFX025"]
+    assert "before it first calls the lazy module 'trunk', so a dry run initializes 'trunk' and the 1 after it" \
+        in str(warning)

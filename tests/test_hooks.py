@@ -328,3 +328,36 @@ def test_a_global_forward_pre_hook():
         assert_same_model(dry_run(build, (2, 8)), materialized(build, ("B", 8)))
     finally:
         handle.remove()
+
+
+def noisy_input(module, args):
+    return (args[0] + torch.randn_like(args[0]),)
+
+
+class NoisyPreHook(nn.Module):
+    """A lazy module with a pre-hook that draws, registered after the module's own initialization
+    pre-hook (the usual case: a dry run initializes first, then draws) or prepended to it."""
+
+    def __init__(self, prepend: bool, untraceable: bool = False):
+        super().__init__()
+        self.untraceable = untraceable
+        self.first = nn.LazyLinear(4)
+        self.second = nn.LazyLinear(3)
+        self.first.register_forward_pre_hook(noisy_input, prepend=prepend)
+
+    def forward(self, x):
+        if self.untraceable and (x > 0).any():  # a branch on values: abstract execution
+            x = -x
+        return self.second(self.first(x))
+
+
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
+@pytest.mark.parametrize("prepend", [False, True], ids=["after-initialization", "prepended"])
+def test_a_pre_hook_that_draws_draws_where_the_hook_order_puts_it(prepend, untraceable):
+    build = lambda: NoisyPreHook(prepend, untraceable)  # noqa: E731
+    dry = dry_run(build, (2, 5))
+    assert_same_model(dry, materialized(build, (2, 5)))
+    torch.manual_seed(0)
+    plain = nn.LazyLinear(4)
+    plain(torch.zeros(2, 5))  # 'first' initialized from the seed itself: only without a draw before it
+    assert torch.equal(dry.first.weight, plain.weight) != prepend

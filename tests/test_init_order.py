@@ -10,6 +10,7 @@ import sys
 
 import pytest
 import torch
+import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -276,3 +277,135 @@ def test_dropout_inside_a_layer_in_training_mode_is_named(layer):
         lazyfx.materialize(model, (2, 5, 4))
     build = lambda: DropoutInsideALayer(layer)  # noqa: E731  (eval mode: no dropout)
     assert_same_model(dry_run(build, (2, 5, 4)), materialized(build, ("B", "T", 4)))
+
+
+# -- every kind of draw lazyfx replays draws what the dry run draws ---------------------------------
+# A draw of forward's, on the (2, 5) input, between the first calls of two lazy modules: as a graph
+# node (its sizes come from the traced input) or, with only concrete arguments, run for real while
+# forward is traced (no node: found by the generator moving).
+REPLAYED_DRAWS = {
+    "randn_like": lambda x: x + torch.randn_like(x),
+    "rand_like": lambda x: x + torch.rand_like(x),
+    "randint_like": lambda x: x + torch.randint_like(x, 3),
+    "rand(x.shape[0], 1)": lambda x: x * (torch.rand(x.shape[0], 1) > 0.5),
+    "randn(x.shape)": lambda x: x + torch.randn(x.shape),
+    "randint(size from x)": lambda x: x + torch.randint(0, 3, (x.size(0), 1)),
+    "randperm(x.size(0))": lambda x: x[torch.randperm(x.size(0))],
+    ".normal_()": lambda x: x + torch.empty_like(x).normal_(),
+    ".uniform_()": lambda x: x + torch.empty_like(x).uniform_(-1, 1),
+    ".bernoulli_()": lambda x: x * torch.empty_like(x).bernoulli_(0.3),
+    ".exponential_()": lambda x: x + torch.empty_like(x).exponential_(),
+    ".cauchy_()": lambda x: x + torch.empty_like(x).cauchy_(),
+    ".log_normal_()": lambda x: x + torch.empty_like(x).log_normal_(),
+    ".geometric_()": lambda x: x + torch.empty_like(x).geometric_(0.5),
+    ".random_()": lambda x: x + torch.empty_like(x).random_(0, 4),
+    "bernoulli(full_like)": lambda x: x * torch.bernoulli(torch.full_like(x, 0.3)),
+    "F.dropout": lambda x: F.dropout(x, 0.5),
+    "F.dropout1d": lambda x: F.dropout1d(x, 0.5),
+    "F.alpha_dropout": lambda x: F.alpha_dropout(x, 0.5, training=True),
+    "F.feature_alpha_dropout": lambda x: F.feature_alpha_dropout(x, 0.5, training=True),
+    "torch.dropout": lambda x: torch.dropout(x, 0.5, True),
+    "F.gumbel_softmax": lambda x: F.gumbel_softmax(x),
+    # only concrete arguments: run for real during the trace
+    "randn(2, 5)": lambda x: x + torch.randn(2, 5),
+    "randperm(2)": lambda x: x[torch.randperm(2)],
+    "randint(0, 3, (2, 1))": lambda x: x + torch.randint(0, 3, (2, 1)),
+    "bernoulli(full)": lambda x: x * torch.bernoulli(torch.full((2, 5), 0.3)),
+    "multinomial(ones)": lambda x: x + torch.multinomial(torch.ones(2, 3), 2).sum(),
+    "normal(zeros, 1)": lambda x: x + torch.normal(torch.zeros(2, 5), 1.0),
+    "poisson(ones)": lambda x: x + torch.poisson(torch.ones(2, 5)),
+    "empty(2, 5).normal_()": lambda x: x + torch.empty(2, 5).normal_(),
+    "rand_like(ones)": lambda x: x + torch.rand_like(torch.ones(2, 5)),
+    "F.dropout(ones)": lambda x: x + F.dropout(torch.ones(2, 5), 0.5),
+}
+
+
+class DrawBetween(nn.Module):
+    def __init__(self, kind: str):
+        super().__init__()
+        self.kind = kind
+        self.first = nn.LazyLinear(4)
+        self.second = nn.LazyLinear(3)
+
+    def forward(self, x):
+        h = self.first(x)
+        return self.second(REPLAYED_DRAWS[self.kind](x)).sum() + h.sum()
+
+
+@pytest.mark.parametrize("kind", list(REPLAYED_DRAWS))
+def test_a_replayed_draw_moves_the_generator_as_the_draw_itself(kind):
+    build = lambda: DrawBetween(kind)  # noqa: E731
+    (draw,) = lazyfx.infer(build().eval(), (2, 5)).lazy["second"].draws_before
+    torch.manual_seed(0)
+    REPLAYED_DRAWS[kind](torch.zeros(2, 5))
+    drawn = torch.get_rng_state()
+    torch.manual_seed(0)
+    draw.replay(None)
+    assert torch.equal(torch.get_rng_state(), drawn)
+    dry = dry_run(build, (2, 5))
+    assert_same_model(dry, materialized(build, (2, 5)))
+    torch.manual_seed(0)
+    assert not torch.equal(lazyfx.materialize(build().eval(), (2, 5), init_order="registration").second.weight,
+                           dry.second.weight)  # the draw does move the values
+
+
+@pytest.mark.parametrize("kind", ["randn(x.shape)", "randperm(x.size(0))", "F.dropout", "randint(size from x)"])
+def test_a_draw_whose_size_follows_a_symbol_is_refused(kind):
+    with pytest.raises(lazyfx.ResolutionError, match="LFX025 .*'second'.* which depends on B"):
+        lazyfx.materialize(DrawBetween(kind).eval(), ("B", 5))
+    # counterpart: with only concrete arguments, a symbolic batch does not change what is drawn
+    build = lambda: DrawBetween("randn(2, 5)")  # noqa: E731
+    assert_same_model(dry_run(build, (2, 5)), materialized(build, ("B", 5)))
+
+
+def rows_dropped(x, p: float):
+    return x * (torch.rand(x.shape[0], 1) > p)  # a per-sample mask (stochastic depth)
+
+
+torch.fx.wrap("rows_dropped")
+
+
+class DrawInAWrappedFunction(nn.Module):
+    def __init__(self, draws: bool = True):
+        super().__init__()
+        self.draws = draws
+        self.first = nn.LazyLinear(4)
+
+    def forward(self, x):
+        return self.first(rows_dropped(x, 0.5) if self.draws else x)  # <- wrapped draw
+
+
+@pytest.mark.parametrize("spec", [(2, 3), ("B", 3)], ids=["concrete", "symbolic"])
+def test_a_draw_inside_a_wrapped_function_is_refused(spec):
+    with pytest.raises(lazyfx.ResolutionError, match=r"LFX025 .*\(rand in rows_dropped\) before it first calls the "
+                                                     r"lazy module 'first'.* does not run"):
+        lazyfx.materialize(DrawInAWrappedFunction(), spec)
+    warning = lazyfx.infer(DrawInAWrappedFunction(), spec).diagnostics[0]
+    assert f"test_init_order.py:{line_of('<- wrapped draw')}:" in str(warning)
+    build = lambda: DrawInAWrappedFunction(draws=False)  # noqa: E731
+    assert_same_model(dry_run(build, (2, 3)), materialized(build, spec))
+
+
+class PrivateGenerator(nn.Module):
+    def __init__(self, private: bool):
+        super().__init__()
+        self.private = private
+        self.first = nn.LazyLinear(3)
+
+    def forward(self, x):
+        generator = torch.Generator().manual_seed(1) if self.private else None
+        return self.first(x + torch.randn(x.shape, generator=generator))
+
+
+@pytest.mark.parametrize("spec", [(2, 5), ("B", 5)], ids=["concrete", "symbolic"])
+def test_a_draw_from_a_private_generator_does_not_move_the_values(spec):
+    build = lambda: PrivateGenerator(private=True)  # noqa: E731
+    report = lazyfx.infer(build().eval(), spec)
+    assert not report.diagnostics and not report.lazy["first"].draws_before  # nothing to replay
+    assert_same_model(dry_run(build, (2, 5)), materialized(build, spec))
+    global_draw = lambda: PrivateGenerator(private=False)  # noqa: E731  (the global generator: it does)
+    if spec == ("B", 5):
+        with pytest.raises(lazyfx.ResolutionError, match="LFX025"):
+            lazyfx.materialize(global_draw().eval(), spec)
+    else:
+        assert_same_model(dry_run(global_draw, (2, 5)), materialized(global_draw, spec))

@@ -130,3 +130,37 @@ def test_unless_a_checkpoint_provides_its_values():
     with pytest.raises(LazyFXError) as info:
         lazyfx.materialize(built_on_meta(Scaled), device="cpu", state_dict=partial, strict=False)
     assert info.value.code == "LFX052"
+
+
+class EagerStem(nn.Module):
+    """An eager stem built (and initialized) in the constructor, a lazy head."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3)
+        self.head = nn.LazyLinear(10)
+
+    def forward(self, x):
+        return self.head(self.stem(x).flatten(1))
+
+
+def test_seed_seeds_where_the_initialization_starts():
+    """A model built on the CPU exists, its eager stem initialized, before materialize is called:
+    ``seed=s`` seeds after the build, as ``m = build(); torch.manual_seed(s); m(x)``. Seeding before
+    the build is the caller's: ``torch.manual_seed(s); materialize(build(), ...)``. Built on meta, the
+    stem is initialized by materialize too, from the seed: ``manual_seed(s); build(); m(x)``."""
+    x = torch.zeros(2, 3, 8, 8)
+    built = EagerStem().eval()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        built(x)  # seeded after the build
+    model = EagerStem().eval()
+    model.stem.load_state_dict(built.stem.state_dict())  # the same built stem
+    assert_same_model(built, lazyfx.materialize(model, ("B", 3, 8, 8), seed=0))
+    seeded_first = dry_run_on("cpu", 0, build=EagerStem)  # manual_seed(0); build(); dry run
+    assert not torch.equal(seeded_first.head.weight, built.head.weight)  # the stem's draws come between
+    torch.manual_seed(0)
+    assert_same_model(seeded_first, lazyfx.materialize(EagerStem().eval(), ("B", 3, 8, 8)))
+    with torch.device("meta"):
+        on_meta = EagerStem().eval()
+    assert_same_model(seeded_first, lazyfx.materialize(on_meta, ("B", 3, 8, 8), device="cpu", seed=0))

@@ -156,6 +156,10 @@ class Propagation:
     decisions: list[Decision] = field(default_factory=list)
     opaque: dict[str, str] = field(default_factory=dict)  # submodule path -> why it was not traced
     opaque_draws: dict[str, list] = field(default_factory=dict)  # node -> random draws abstract execution saw
+    # random draws forward's own code made for real while it was traced (concrete arguments):
+    # (the last graph node before it, Draw), in order (see randomness.GeneratorWatcher)
+    real_draws: list[tuple] = field(default_factory=list)
+    seeded_nodes: dict[str, str] = field(default_factory=dict)  # node -> a drawing ATen op its analysis ran
     # submodule path -> the error of a count (how many elements a mask selects) that stopped its
     # trace: what the user reads where abstract execution finds that something depends on it
     refusals: dict[str, LazyFXError] = field(default_factory=dict)
@@ -181,6 +185,7 @@ class Propagator:
         self.records: dict[fx.Node, NodeRecord] = {}
         self._submodules: dict[str, nn.Module] = {}  # get_submodule walks the path: once per target
         self._uninitialized: set[fx.Node] = set()  # get_attr nodes of lazy tensors not initialized yet
+        self.stepping: list[str] = []  # the nodes being analysed (innermost last): not forward's own code
 
     def release(self) -> None:
         """The meta-kernel fallback's ShapeEnv and FakeTensorMode let go (see
@@ -197,19 +202,22 @@ class Propagator:
     def checkpoint(self) -> tuple:
         result = self.result
         specialized = len(result.fallback.specialized) if result.fallback else 0
-        return (len(result.lazy_calls), len(result.decisions), specialized, result.recorder.checkpoint())
+        return (len(result.lazy_calls), len(result.decisions), specialized, result.recorder.checkpoint(),
+                len(result.real_draws))
 
     def rollback(self, checkpoint: tuple, erased: list[fx.Node]) -> None:
         """Undo what was learned since ``checkpoint`` while tracing the now ``erased`` nodes."""
-        lazy_calls, decisions, specialized, recorded = checkpoint
+        lazy_calls, decisions, specialized, recorded, real_draws = checkpoint
         result = self.result
         del result.lazy_calls[lazy_calls:]
+        del result.real_draws[real_draws:]
         del result.decisions[decisions:]
         if result.fallback:
             del result.fallback.specialized[specialized:]
         result.recorder.rollback(recorded)
         for node in erased:
             self.records.pop(node, None)
+            result.seeded_nodes.pop(node.name, None)
 
     def value(self, node: fx.Node) -> Any:
         if node not in self.records:
@@ -217,6 +225,13 @@ class Propagator:
         return self.records[node].value
 
     def step(self, node: fx.Node) -> NodeRecord:
+        self.stepping.append(node.name)
+        try:
+            return self._step(node)
+        finally:
+            self.stepping.pop()
+
+    def _step(self, node: fx.Node) -> NodeRecord:
         args = fx.node.map_arg(node.args, self.value)
         kwargs = fx.node.map_arg(node.kwargs, self.value)
         location = node.meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)

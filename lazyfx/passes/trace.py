@@ -65,6 +65,7 @@ from lazyfx.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
 from lazyfx.generic import resolve_container
 from lazyfx.passes.propagate import CALLERS, LOCATION, Decision, LazyCall, Propagator, real_modules
 from lazyfx.passes.rewrite import Journal
+from lazyfx.randomness import GeneratorWatcher
 from lazyfx.registry import RULES
 from lazyfx.resolvers import is_lazy_container, is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
@@ -200,6 +201,19 @@ class LazyTracer(fx.Tracer):
         self._outside_ids: set[int] = set()
         # by module id: the lazy values of the sizes read_as_initialized replaced
         self._lazy_attributes: dict[int, dict[str, Any]] = {}
+        # the lazy module whose own initialization has run while its later pre-hooks are traced
+        # (before its node exists): their draws come after that initialization (hooks.py)
+        self.initializing: Optional[str] = None
+
+    def first_calls_so_far(self) -> int:
+        """How many lazy modules forward has first called so far, as a dry run initializes them."""
+        paths = {call.path for call in self.propagator.result.lazy_calls}
+        pending = self.initializing is not None and self.initializing not in paths
+        return len(paths) + pending
+
+    def last_node_name(self) -> Optional[str]:
+        last = next(reversed(self.graph.nodes), None)
+        return None if last is None else last.name
 
     def answer_isinstance_in(self, module: nn.Module) -> None:
         """Make ``isinstance`` and ``type`` answer as in a dry run (:func:`dry_run_isinstance`,
@@ -866,8 +880,10 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     checkpoint = propagator.checkpoint()
     tracer.answer_isinstance_in(model)
     is_tensor, torch.is_tensor = torch.is_tensor, dry_run_is_tensor  # patches_restored also puts it back
+    watcher = GeneratorWatcher(propagator.result, lambda: propagator.stepping[-1] if propagator.stepping else None,
+                               tracer.first_calls_so_far, tracer.last_node_name)
     try:
-        with _RealTensors(tracer, model):
+        with _RealTensors(tracer, model), watcher:
             graph = tracer.trace(model, concrete_args=concrete or None)
     except RecursionError:  # too deep: recursion_room says so
         raise
