@@ -439,9 +439,11 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
     _refuse_foreign_lazy_protocols(model)
     constraints, bound, program, propagation = _propagated(model, inputs, kw_inputs, snapshot)
     records = resolve(model, propagation, program.graph)
+    checked_at = {}
     if any(r.specialized_by for r in records.values()):
-        _independent_of_specializations(records, propagation.fallback, model, inputs, kw_inputs, snapshot)
-    domain = Domain(constraints, propagation.recorder.conditions)
+        checked_at = _independent_of_specializations(records, propagation.fallback, model, inputs, kw_inputs,
+                                                     snapshot)
+    domain = Domain(constraints, propagation.recorder.conditions, checked_at)
     if domain.is_empty:
         raise _no_valid_input(domain, propagation)
     if domain.assumptions:  # the results hold under the assumptions: together they must admit an input
@@ -543,25 +545,30 @@ def _mark_reached_in_training(records: dict[str, LazyModuleRecord], model: nn.Mo
 
 
 def _independent_of_specializations(records: dict[str, LazyModuleRecord], fallback, model: nn.Module,
-                                    inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal]) -> None:
+                                    inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal]) -> dict:
     """Clear ``specialized_by`` of each lazy module whose resolution does not depend on the
     sizes a meta kernel fixed: the analysis runs again with each such symbol at other
-    representative sizes (a step, doubled, halved...: a floor division hides a change of
-    one, as for generic lazy layers), and a module that every run reaching it resolves the
-    same way, in at least one run, is taken as independent of them. The others stay
-    refused (LFX023)."""
+    sizes (a step, doubled, halved...: a floor division hides a change of one, as for
+    generic lazy layers; and the smallest sizes, where ``min(B, 16)`` differs), and a
+    module that every run reaching it resolves the same way, in at least one run, is taken
+    as independent of them. The others stay refused (LFX023). That is sampled: the result
+    gives, for each symbol a cleared module depended on, the sizes it was checked at (the
+    domain admits no other)."""
     names = sorted({name for _, _, pinned in fallback.specialized for name in pinned})
     suspects = {path: record for path, record in records.items() if record.specialized_by and record.is_concrete}
     agreed: dict[str, int] = dict.fromkeys(suspects, 0)
+    tried: dict[str, list[int]] = {}
     for name in names:
         symbol = sympy.Symbol(name, integer=True, positive=True)
-        for value in fallback.perturbations(symbol, fallback.hint(symbol)):
+        tried[name] = [fallback.hint(symbol)]
+        for value in _specialization_checks(fallback, symbol):
             if snapshot is not None:
                 snapshot.rollback()  # the model as it was before the first analysis
             try:
                 propagation = _propagated(model, inputs, kw_inputs, snapshot, hints={name: value})[3]
             except LazyFXError:  # the model rejects that size: it tells nothing
                 continue
+            tried[name].append(value)
             again = {}
             for call in propagation.lazy_calls:
                 again.setdefault(call.path, call.resolution)
@@ -579,10 +586,29 @@ def _independent_of_specializations(records: dict[str, LazyModuleRecord], fallba
                         f"at {name}={value}"]
                     del suspects[path]
             if not suspects:
-                return
-    for path, record in suspects.items():
-        if agreed[path]:
-            record.specialized_by = []
+                return {}
+    cleared = [record for path, record in suspects.items() if agreed[path]]
+    for record in cleared:
+        record.specialized_by = []
+    return {name: tuple(sorted(set(sizes))) for name, sizes in tried.items()} if cleared else {}
+
+
+def _specialization_checks(fallback, symbol: sympy.Symbol) -> list[int]:
+    """The sizes of ``symbol`` to run the analysis at again: the fallback's perturbations, then
+    the smallest admitted sizes and the powers of two below the representative size (a size
+    capped at a constant, ``min(B, 16)``, agrees above the cap)."""
+    hint = fallback.hint(symbol)
+    info = fallback.constraints.info(symbol.name)
+    low, high = fallback.constraints.range_of(symbol)
+    step = info.multiple_of
+    out = list(fallback.perturbations(symbol, hint))
+    smallest = -(-max(low, 1) // step) * step
+    powers = [2 ** k for k in range(1, max(hint, 2).bit_length())]
+    for value in [smallest, smallest + step, *powers]:
+        value = -(-value // step) * step
+        if value != hint and value >= low and (high is None or value <= high) and value not in out:
+            out.append(value)
+    return out
 
 
 def _no_valid_input(domain: Domain, propagation, assumptions: Sequence[Condition] = ()) -> ShapeError:

@@ -49,6 +49,11 @@ class Domain:
             symbolic size taken to be != 1 when broadcasting or squeezing).
             The results hold under them; the report lists them under
             ``assuming:``.
+        checked_at (dict[str, tuple[int, ...]]): For a symbol a meta kernel
+            fixed upstream of a lazy module that was resolved anyway (the
+            analysis resolved it the same way at other sizes), the only sizes
+            that was checked at: ``str(domain)`` lists them and ``contains``
+            admits no other.
 
     Examples:
         >>> domain = lazyfx.infer(Net(), ("B", 3, "H", "W")).domain
@@ -69,8 +74,12 @@ class Domain:
         ['N != 1 (broadcasting)', 'M != 1 (broadcasting)']
     """
 
-    def __init__(self, constraints: Constraints, conditions: Iterable[Condition]) -> None:
+    def __init__(self, constraints: Constraints, conditions: Iterable[Condition],
+                 checked_at: Optional[dict[str, tuple[int, ...]]] = None) -> None:
         self.constraints = constraints
+        # symbol -> the only sizes at which a claim was checked (a lazy module resolved after a meta
+        # kernel fixed that symbol, the same way at each): contains() admits no other size
+        self.checked_at: dict[str, tuple[int, ...]] = dict(checked_at or {})
         conditions = list(conditions)
         self.requirements: list[Condition] = [c for c in conditions if c.kind == "requires"]
         self.assumptions: list[Condition] = [c for c in conditions if c.kind == "assumes"]
@@ -382,10 +391,17 @@ class Domain:
         sizes = {name: int(value) for name, value in sizes.items()}
         if any(not self.constraints.info(name).admits(value) for name, value in sizes.items()):
             return False
+        if any(name in self.checked_at and value not in self.checked_at[name] for name, value in sizes.items()):
+            return False
         return first_failing(self, sizes) is None
 
     def __str__(self) -> str:
         described = self.describe()
+        checked = [f"{name} in {{{', '.join(map(str, sizes))}}}" for name, sizes in sorted(self.checked_at.items())]
+        if checked:  # never "all positive sizes" for what was tried at some sizes only
+            return " and ".join(described + checked) + (
+                " (checked at these sizes only: a meta kernel fixed "
+                f"{', '.join(sorted(self.checked_at))} upstream of a lazy module)")
         if not described:
             return "all positive sizes"
         return " and ".join(described)

@@ -292,6 +292,38 @@ def test_a_lazy_module_after_a_specialization_is_resolved_where_its_size_does_no
     assert report.lazy["head"].materializable and report.lazy["head"].resolution.arguments == {"in_features": 16}
     assert not any(d.module_path == "head" for d in report.diagnostics)
     assert_same_model(dry_run(Spectral, (2, 3, 16, 16)), materialized(Spectral, ("B", 3, 16, 16)))
+    # sampled, so the domain says so: it never reads "all positive sizes"
+    checked = report.domain.checked_at["B"]
+    assert {1, 2, 8, 16, 32, 64, 65} <= set(checked)
+    assert str(report.domain) == (f"B in {{{', '.join(map(str, checked))}}} (checked at these sizes only: a meta "
+                                  f"kernel fixed B upstream of a lazy module)")
+    assert report.domain.contains(B=8) and not report.domain.contains(B=9)
+
+
+class CappedBatch(nn.Module):
+    """The head's in_features is min(B, 16), after the meta kernel of rfft fixed B."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x):  # (B, 8)
+        s = torch.view_as_real(torch.fft.rfft(x, dim=-1)).flatten(1)  # (B, 10)
+        return self.head(s.T[:, :16])  # (10, min(B, 16))
+
+
+def test_a_lazy_size_capped_below_the_sizes_tried_is_still_refused():
+    # the re-runs at 64, 65, 128 and 32 all agreed, so it was materialized with in_features=16 and
+    # "valid for: all positive sizes"; a dry run at B=8 gives 8
+    model = CappedBatch()
+    report = lazyfx.infer(model, ("B", 8))
+    assert not report.lazy["head"].materializable and not report.domain.checked_at
+    with pytest.raises(lazyfx.ResolutionError, match=r"LFX023 lazy module 'head' .* fixed B to 64; resolved as "
+                                                     r"in_features=16 at B=64 but as in_features=\d+ at B=\d+"):
+        lazyfx.materialize(model, ("B", 8))
+    assert isinstance(model.head, nn.LazyLinear)  # the user's model is as before
+    # the counterpart: pinned, it is exact
+    assert_same_model(dry_run(CappedBatch, (8, 8)), materialized(CappedBatch, (8, 8)))
 
 
 def test_a_lazy_module_whose_size_depends_on_the_specialized_symbol_is_still_refused():
