@@ -797,7 +797,7 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
         )
     if record.is_concrete:
         return None
-    args = ", ".join(f"{k} = {fmt(v)}" for k, v in record.resolution.arguments.items())
+    args = record.resolution.needs()
     symbols = ", ".join(record.symbols())
     return Diagnostic(
         diagnostics.SYMBOLIC_PARAMETER,

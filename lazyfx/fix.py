@@ -200,7 +200,7 @@ def _refuse_module(module: nn.Module, record, construction: Optional[Constructio
                        site, diagnostics.LAZY_NOT_CALLED.code,
                        ("call it in forward, remove it, or replace it with its eager class",))
     if not record.is_concrete:
-        args = ", ".join(f"{k} = {fmt(v)}" for k, v in record.resolution.arguments.items())
+        args = record.resolution.needs()
         symbols = ", ".join(record.symbols())
         return Refusal(f"lazy module {name} needs {args}, which depends on {symbols}", site,
                        diagnostics.SYMBOLIC_PARAMETER.code,

@@ -9,7 +9,8 @@ copy whose tensors live on the meta device, with meta inputs of the inferred
 shape: nothing is allocated and nothing runs on data.
 
 * The parameter shapes and the integer attributes the initialization set
-  (``in_channels = 16``) are the resolution.
+  (``in_channels = 16``) are the resolution; a tuple of ints it set
+  (``normalized_shape = (16,)``) is followed size by size like them.
 * Where an input size is symbolic, the initialization runs at representative
   sizes, and again per symbol with that size changed (by a step, doubled,
   halved...: a floor division hides a change of one): parameter sizes that
@@ -68,8 +69,8 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict,
             unmoved = unmoved and _other_attributes(moved_clone) == _other_attributes(clone)
             moved = _sizes(moved_attributes, moved_shapes)
             for key, size in _sizes(attributes, shapes).items():
-                samples.setdefault(key, {}).setdefault(s, [(hints[s], size)]).append((value, moved[key]))
-                if moved[key] != size:
+                samples.setdefault(key, {}).setdefault(s, [(hints[s], size)]).append((value, moved.get(key)))
+                if moved.get(key) != size:
                     depends.setdefault(key, set()).add(s.name)
     init_inputs = (_concrete(args, hints), _concrete(kwargs, hints))
     resolution = sampled_resolution(path, attributes, shapes, depends, init_inputs)
@@ -117,7 +118,7 @@ def _changes(module: nn.Module, initialized: nn.Module) -> list[str]:
     """What an initialization changed, beyond the lazy hooks and the class, in words: the
     attributes it set, the layers inside it initialized, what it added or removed."""
     def attributes(m: nn.Module) -> dict[str, Any]:
-        return {**_other_attributes(m), **_int_attributes(m)}
+        return {**_other_attributes(m), **_int_attributes(m)}  # _int_attributes has the size tuples too
 
     def tensors(m: nn.Module) -> dict[str, bool]:  # name -> still uninitialized
         return {n: is_lazy(t) for n, t in (*m.named_parameters(remove_duplicate=False),
@@ -158,6 +159,13 @@ def _initialized_view(clone: nn.Module, attributes: dict, shapes: dict, depends:
         return None
     arguments: dict[str, Any] = {}
     for name, value in attributes.items():
+        if isinstance(value, tuple):  # normalized_shape = (F,): a rule reads every size of it
+            sizes = tuple(fitted_formula(samples[("arg", name, i)]) if ("arg", name, i) in depends else d
+                          for i, d in enumerate(value))
+            if any(d is None for d in sizes):
+                return None
+            arguments[name] = sizes
+            continue
         arguments[name] = fitted_formula(samples[("arg", name)]) if ("arg", name) in depends else value
     for name, shape in shapes.items():
         dims = tuple(fitted_formula(samples[("param", name, i)]) if ("param", name, i) in depends else d
@@ -200,6 +208,8 @@ def fitted_formula(samples: dict[sympy.Symbol, list[tuple[int, int]]]) -> Option
 
 def _affine(points: list[tuple[int, int]]) -> Optional[tuple[int, int]]:
     """``(a, b)`` with ``size == a*value + b`` at every point (at least three), else None."""
+    if any(y is None for _, y in points):  # a tuple whose length changed
+        return None
     (x0, y0), (x1, y1) = points[0], points[1]
     if len(points) < 3 or x1 == x0 or (y1 - y0) % (x1 - x0):
         return None
@@ -210,10 +220,18 @@ def _affine(points: list[tuple[int, int]]) -> Optional[tuple[int, int]]:
 
 def sampled_resolution(path: str, attributes: dict, shapes: dict, depends: dict, init_inputs: tuple) -> Resolution:
     """The resolution an initialization run gave: its integer attributes and parameter shapes,
-    with each size that moved with a symbol (``depends``: key -> symbol names) unknown."""
+    with each size that moved with a symbol (``depends``: key -> symbol names) unknown. A tuple
+    of sizes is an argument only where it moved, then as one unknown size."""
+    arguments: dict[str, Any] = {}
+    for k, v in attributes.items():
+        if isinstance(v, tuple):
+            moved = set().union(*(names for key, names in depends.items() if key[:2] == ("arg", k)))
+            if moved:
+                arguments[k] = _unknown(f"{path}.{k}", moved)
+        else:
+            arguments[k] = _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
     return Resolution(
-        arguments={k: _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
-                   for k, v in attributes.items()},
+        arguments=arguments,
         parameter_shapes={
             name: tuple(_unknown(f"{path}.{name}[{i}]", depends[("param", name, i)])
                         if ("param", name, i) in depends else d for i, d in enumerate(shape))
@@ -234,7 +252,13 @@ def _unknown(name: str, depends_on: set[str]) -> UnknownSize:
 
 
 def _sizes(attributes: dict, shapes: dict) -> dict:
-    out: dict[tuple, int] = {("arg", k): v for k, v in attributes.items()}
+    out: dict[tuple, int] = {}
+    for k, v in attributes.items():
+        if isinstance(v, tuple):
+            out[("arg", k, "len")] = len(v)
+            out.update({("arg", k, i): d for i, d in enumerate(v)})
+        else:
+            out[("arg", k)] = v
     for name, shape in shapes.items():
         out.update({("param", name, i): d for i, d in enumerate(shape)})
     return out
@@ -440,8 +464,14 @@ def _own_tensors(module: nn.Module):
             yield name, tensor
 
 
-def _int_attributes(module: nn.Module) -> dict[str, int]:
-    return {k: v for k, v in vars(module).items() if isinstance(v, int) and not isinstance(v, bool)}
+def _int_attributes(module: nn.Module) -> dict[str, Any]:
+    """The int attributes, and the tuples of ints (``normalized_shape``): the sizes an initialization sets."""
+    return {k: v for k, v in vars(module).items() if _is_size(v)
+            or isinstance(v, tuple) and not hasattr(v, "_fields") and all(_is_size(d) for d in v)}
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 _COMPARED_BY_VALUE = (bool, float, complex, str, bytes, tuple, list, dict, type(None), torch.dtype, torch.device)
@@ -450,9 +480,9 @@ _COMPARED_BY_VALUE = (bool, float, complex, str, bytes, tuple, list, dict, type(
 def _other_attributes(module: nn.Module) -> dict[str, Any]:
     """The plain attributes that are not ints, tensors or modules (``normalized_shape``): values
     of Python's own types as they are, any other object by its class (a copy of it is not equal)."""
+    sizes = _int_attributes(module)
     return {k: v if isinstance(v, _COMPARED_BY_VALUE) else type(v) for k, v in vars(module).items()
-            if not k.startswith("_") and not (isinstance(v, int) and not isinstance(v, bool))
-            and not isinstance(v, (torch.Tensor, nn.Module))}
+            if not k.startswith("_") and k not in sizes and not isinstance(v, (torch.Tensor, nn.Module))}
 
 
 def _meta_inputs(value: Any, hints: dict, device: str = "meta") -> Any:

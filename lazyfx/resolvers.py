@@ -105,6 +105,18 @@ class Resolution:
         dims = list(self.arguments.values()) + [d for s in self.parameter_shapes.values() for d in s]
         return all(is_concrete(d) for d in dims)
 
+    def needs(self) -> str:
+        """The sizes it needs, as messages say them: its arguments, or where it has none (a
+        lazy module of your own that sets only its parameters), its parameters' shapes.
+
+        Examples:
+            >>> lazyfx.infer(Net(), ("B", 3, "H", "W")).lazy["head"].resolution.needs()
+            'in_features = 64*((H - 9)//4 + 1)*((W - 9)//4 + 1)'
+        """
+        if self.arguments:
+            return ", ".join(f"{k} = {fmt(v)}" for k, v in self.arguments.items())
+        return ", ".join(f"{name} of shape {fmt(shape)}" for name, shape in self.parameter_shapes.items())
+
 
 # nn.Module's own attribute lookup (parameters, buffers, submodules), captured before torch.fx
 # patches it while tracing: rules read modules through it, so a parameter stays a tensor.

@@ -10,6 +10,7 @@ import types
 import pytest
 import torch
 import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 import lazyfx
@@ -274,3 +275,70 @@ def test_an_initialization_reading_the_device_on_meta_sees_meta():
     # the counterpart: a model built on meta takes the branch a dry run on meta takes
     model = lazyfx.materialize(nn.Sequential(LazyDeviceScale(3)), ("B", 5), device="meta")
     assert model[0].scale.device.type == "meta" and model[0].proj.shape == (3, 5)
+
+
+class TupleLayerNorm(LazyModuleMixin, nn.LayerNorm):
+    """A lazy LayerNorm of your own: its initialization sets a tuple, normalized_shape."""
+
+    cls_to_become = nn.LayerNorm
+
+    def __init__(self):
+        super().__init__(0)
+        self.weight = UninitializedParameter()
+        self.bias = UninitializedParameter()
+
+    def initialize_parameters(self, x):
+        if self.has_uninitialized_params():
+            self.normalized_shape = (x.shape[-1],)
+            self.weight.materialize(self.normalized_shape)
+            self.bias.materialize(self.normalized_shape)
+            nn.init.ones_(self.weight)
+            nn.init.zeros_(self.bias)
+
+
+class NormThenHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.ln = TupleLayerNorm()
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x):
+        return self.head(self.ln(x))
+
+
+def test_a_tuple_set_by_initialization_follows_the_symbol():
+    report = lazyfx.infer(NormThenHead(), ("B", "T"))
+    assert str(report.output) == "(B, 2)"
+    assert str(report.lazy["head"].resolution.arguments["in_features"]) == "T"  # not the representative size
+    assert str(report.domain) == "all positive sizes"
+    assert NormThenHead()(torch.zeros(2, 1)).shape == (2, 2)
+    with pytest.raises(lazyfx.ResolutionError, match=r"'ln' \(TupleLayerNorm\) needs normalized_shape = .*depends "
+                                                     r"on T"):
+        lazyfx.materialize(NormThenHead(), ("B", "T"))
+
+
+def test_a_tuple_set_by_initialization_at_concrete_sizes_is_a_dry_run():
+    report = lazyfx.infer(NormThenHead(), ("B", 5))
+    assert report.lazy["ln"].resolution.is_concrete and report.lazy["head"].resolution.arguments == {"in_features": 5}
+    expected = dry_run(NormThenHead, (2, 5))
+    actual = materialized(NormThenHead, ("B", 5))
+    assert_same_model(expected, actual)
+    x = torch.randn(3, 5)
+    assert torch.equal(actual(x), expected(x))
+
+
+def test_a_symbolic_parameter_without_arguments_names_its_shape():
+    class Scale(LazyModuleMixin, nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = UninitializedParameter()
+
+        def initialize_parameters(self, x):
+            if self.has_uninitialized_params():
+                self.weight.materialize((x.shape[-1],))
+
+        def forward(self, x):
+            return x * self.weight
+
+    with pytest.raises(lazyfx.ResolutionError, match=r"needs weight of shape \(<.*depends on T>,\), which depends on T"):
+        lazyfx.materialize(nn.Sequential(Scale()), ("B", "T"))

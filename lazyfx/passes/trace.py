@@ -380,7 +380,8 @@ class LazyTracer(fx.Tracer):
 
     def drop_unused_unpacking(self) -> None:
         """Erase the unpacking ``getitem`` nodes nothing uses (a leaf forward ignores, a
-        container's own node once its leaves are unpacked), innermost first."""
+        container's own node once its leaves are unpacked), innermost first, and the size nodes
+        :meth:`read_as_initialized` made that forward never read."""
         for node in reversed(self._unpacking):
             if not node.users and node.graph is self.graph:
                 self.graph.erase_node(node)
@@ -456,7 +457,9 @@ class LazyTracer(fx.Tracer):
             else:
                 value = next((t.size(d) for t in tensors if isinstance(v := self.propagator.value(t.node), TensorMeta)
                               for d in range(v.ndim) if v.shape[d] == size), None)
-                if value is None:
+                if value is not None:  # a size node forward may never read: dropped after tracing then
+                    self._unpacking.append(value.node)
+                else:
                     value = _SymbolicAttribute(f"self.{path}.{name}" if path else f"self.{name}", size)
             self._lazy_attributes.setdefault(id(m), {}).setdefault(name, m.__dict__[name])
             m.__dict__[name] = value
