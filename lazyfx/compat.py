@@ -7,8 +7,12 @@ Two kinds of difference live here:
 * **Behaviour gates**: a check that ATen changed between releases. A rule asks the gate
   and follows the installed torch; each gate names the release that changed it and what
   changed, so the rule stays exact on both sides of the change.
-* **API shims**: a private or young torch API whose signature grew, called the way the
-  installed release accepts.
+* **API differences**: an API that grew within the supported range (lazyfx's tests ask
+  these before they use it).
+
+Releases before 2.7 are not supported: their fake-tensor kernels cannot decide sizes
+size-obliviously (``torch.fx.experimental._config.backed_size_oblivious`` came in 2.7), which
+lazyfx's fallback for operations without a rule and its torch.export checks rely on.
 
 Example:
     >>> from lazyfx import compat
@@ -24,12 +28,9 @@ import inspect
 import re
 
 import torch
-import torch.fx._symbolic_trace as fx_symbolic_trace
-import torch.fx.experimental._config
-from torch.nn.parameter import UninitializedBuffer
 
 #: The oldest torch release lazyfx supports (the floor pyproject.toml declares).
-MIN_TORCH = (2, 4)
+MIN_TORCH = (2, 7)
 
 
 def parse_version(version: str) -> tuple[int, ...]:
@@ -79,59 +80,8 @@ PAD_EVERY_OUTPUT_POSITIVE = {"replicate": torch_at_least(2, 14), "reflect": torc
 RNN_CELL_BROADCASTS_2D_HIDDEN = not torch_at_least(2, 15)
 
 
-# -- API shims -----------------------------------------------------------------------------------
+# -- API differences ---------------------------------------------------------------------------
 
-# torch 2.5 added ``persistent`` to UninitializedBuffer (a lazy buffer registered with
-# persistent=False keeps that when it is materialized); torch 2.4 has only the module's
-# _non_persistent_buffers_set, which copying a module keeps anyway.
-_BUFFER_HAS_PERSISTENT = "persistent" in inspect.signature(UninitializedBuffer.__new__).parameters
-
-
-def uninitialized_buffer(requires_grad: bool, device, dtype, persistent: bool = True) -> UninitializedBuffer:
-    """A new ``UninitializedBuffer``, with ``persistent`` where the installed torch has it.
-
-    Example:
-        >>> buffer = uninitialized_buffer(False, "meta", torch.float32)
-        >>> type(buffer).__name__, buffer.dtype
-        ('UninitializedBuffer', torch.float32)
-    """
-    if _BUFFER_HAS_PERSISTENT:
-        return UninitializedBuffer(requires_grad, device, dtype, persistent=persistent)
-    return UninitializedBuffer(requires_grad, device, dtype)
-
-
-# The norm layers' ``bias`` option (``nn.BatchNorm2d(8, bias=False)``, the lazy ones too) is newer
-# than torch 2.4, whose norms have a bias exactly when they are affine.
+#: The norm layers' ``bias`` option (``nn.BatchNorm2d(8, bias=False)``, the lazy ones too): torch
+#: 2.13 has it, 2.10 and older not (their norms have a bias exactly when they are affine).
 NORM_HAS_BIAS_OPTION = "bias" in inspect.signature(torch.nn.modules.batchnorm._LazyNormBase.__init__).parameters
-
-
-# ``torch.fx.experimental._config.backed_size_oblivious`` (kernels decide a size test for every size
-# at once, as if no size were 0 or 1) is newer than torch 2.4, whose fake-tensor kernels decide
-# with the representative sizes and record a guard for each decision.
-HAS_BACKED_SIZE_OBLIVIOUS = hasattr(torch.fx.experimental._config, "backed_size_oblivious")
-
-
-# torch.fx's patcher of the trace under way (``_symbolic_trace.CURRENT_PATCHER``) is a module global
-# in the releases after 2.4; torch 2.4 keeps it local to ``Tracer.trace``, where nothing outside the
-# trace can see or restore it.
-_FX_HAS_CURRENT_PATCHER = hasattr(fx_symbolic_trace, "CURRENT_PATCHER")
-
-
-def fx_current_patcher():
-    """torch.fx's patcher of the trace under way (None outside a trace, and always on torch 2.4).
-
-    Example:
-        >>> fx_current_patcher() is None
-        True
-    """
-    return getattr(fx_symbolic_trace, "CURRENT_PATCHER", None)
-
-
-def set_fx_current_patcher(patcher) -> None:
-    """Make ``patcher`` torch.fx's current one, where the installed torch has such a global.
-
-    Example:
-        >>> set_fx_current_patcher(fx_current_patcher())
-    """
-    if _FX_HAS_CURRENT_PATCHER:
-        fx_symbolic_trace.CURRENT_PATCHER = patcher

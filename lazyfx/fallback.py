@@ -33,7 +33,7 @@ import sympy
 import torch
 from torch.nn.parameter import is_lazy
 
-from lazyfx import checks, compat
+from lazyfx import checks
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, substitute, sym_max, sym_min
@@ -417,9 +417,6 @@ def _size_oblivious():
     ``_config.patch()`` makes a ContextVar per use, which the thread's context keeps forever.)"""
     from torch.fx.experimental import _config
 
-    if not compat.HAS_BACKED_SIZE_OBLIVIOUS:
-        yield
-        return
     prior = _config.backed_size_oblivious
     _config.backed_size_oblivious = True
     try:

@@ -81,16 +81,16 @@ def test_rnn_cell_unbatched_with_1d_hidden_is_accepted_everywhere():
     check(Example(cell, [((3,), torch.float32), ((4,), torch.float32)]))
 
 
-# -- the API shims --------------------------------------------------------------------------------
+# -- API differences -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("persistent", [True, False])
-def test_uninitialized_buffer(persistent):
-    buffer = compat.uninitialized_buffer(False, "meta", torch.float16, persistent=persistent)
-    assert isinstance(buffer, nn.parameter.UninitializedBuffer)
-    assert buffer.dtype == torch.float16 and buffer.device.type == "meta"
-    if compat._BUFFER_HAS_PERSISTENT:
-        assert buffer.persistent is persistent
+def test_norm_bias_option_matches_pytorch():
+    try:
+        nn.LazyBatchNorm1d(bias=False)
+        accepted = True
+    except TypeError:
+        accepted = False
+    assert accepted == compat.NORM_HAS_BIAS_OPTION
 
 
 # -- one floor, declared everywhere ---------------------------------------------------------------

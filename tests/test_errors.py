@@ -85,12 +85,7 @@ class DataDependent(nn.Module):
         return self.fc(x)
 
 
-# The schema spelled out: torch 2.4's infer_schema cannot read the string annotations that
-# ``from __future__ import annotations`` makes of ``x: torch.Tensor``.
-TENSOR_TO_TENSOR = "(Tensor x) -> Tensor"
-
-
-@torch.library.custom_op("lazyfx_tests::no_meta_kernel", mutates_args=(), schema=TENSOR_TO_TENSOR)
+@torch.library.custom_op("lazyfx_tests::no_meta_kernel", mutates_args=())
 def no_meta_kernel(x: torch.Tensor) -> torch.Tensor:
     return x.clone()
 

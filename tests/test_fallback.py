@@ -163,17 +163,12 @@ def test_data_dependent_shapes_get_a_specific_diagnostic():
     assert info.value.diagnostics[0].location.line == line_of("# <- data-dependent")
 
 
-# The schema spelled out: torch 2.4's infer_schema cannot read the string annotations that
-# ``from __future__ import annotations`` makes of ``x: torch.Tensor``.
-TENSOR_TO_TENSOR = "(Tensor x) -> Tensor"
-
-
-@torch.library.custom_op("lazyfx_tests::opaque", mutates_args=(), schema=TENSOR_TO_TENSOR)
+@torch.library.custom_op("lazyfx_tests::opaque", mutates_args=())
 def opaque(x: torch.Tensor) -> torch.Tensor:
     return x.clone()
 
 
-@torch.library.custom_op("lazyfx_tests::opaque_with_fake", mutates_args=(), schema=TENSOR_TO_TENSOR)
+@torch.library.custom_op("lazyfx_tests::opaque_with_fake", mutates_args=())
 def opaque_with_fake(x: torch.Tensor) -> torch.Tensor:
     return x[..., :2].clone()
 

@@ -25,10 +25,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedParameter, is_lazy
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.utils.hooks import RemovableHandle
 
-from lazyfx import compat, diagnostics
+from lazyfx import diagnostics
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
 from lazyfx.generic import deepcopy_consistently, materialize_generic
@@ -431,7 +431,7 @@ def copy_model(model: nn.Module, device, dtype) -> nn.Module:
             if buffer is None or id(buffer) in memo:
                 continue
             if is_lazy(buffer):
-                memo[id(buffer)] = compat.uninitialized_buffer(
+                memo[id(buffer)] = UninitializedBuffer(
                     buffer.requires_grad, buffer.device, buffer.dtype, persistent=getattr(buffer, "persistent", True)
                 )
             elif type(buffer) is torch.Tensor:

@@ -48,7 +48,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
 
-from lazyfx import compat, diagnostics
+from lazyfx import diagnostics
 from lazyfx.abstract import DEVICE_ATTRIBUTES, TARGET_DEVICE
 from lazyfx.checks import decide
 from lazyfx.diagnostics import caller_location, first_line, is_internal, location_from_traceback
@@ -960,11 +960,11 @@ def patches_restored() -> Iterator[None]:
         methods = [(owner, name, owner.__dict__.get(name, _ABSENT)) for owner, name in _PATCHED]
         wrapped = [(frame, name, frame.get(name, _ABSENT))
                    for (_, name), frame in list(fx_symbolic_trace._wrapped_fns_to_patch.items())]
-        patcher = compat.fx_current_patcher()
+        patcher = fx_symbolic_trace.CURRENT_PATCHER
         try:
             yield
         finally:
-            leftover = compat.fx_current_patcher()
+            leftover = fx_symbolic_trace.CURRENT_PATCHER
             if leftover is not None and leftover is not patcher:  # interrupted while torch.fx reverted
                 for patch in reversed(leftover.patches_made):  # nn.Module's methods, math's functions...
                     with contextlib.suppress(KeyError):
@@ -981,7 +981,7 @@ def patches_restored() -> Iterator[None]:
                         del frame[name]
                     else:
                         frame[name] = original
-            compat.set_fx_current_patcher(patcher)
+            fx_symbolic_trace.CURRENT_PATCHER = patcher
 
 
 def _drop_specialization_guards(graph: fx.Graph) -> None:
