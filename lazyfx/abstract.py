@@ -47,7 +47,7 @@ from lazyfx.generic import (
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
 from lazyfx.values import TensorMeta, map_values, tensors_in
-from lazyfx.randomness import Draw, DrawWatcher, at_representative_sizes
+from lazyfx.randomness import Draw, DrawWatcher, at_representative_sizes, device_given
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
 MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
@@ -118,6 +118,8 @@ class _OnTarget(TorchFunctionMode):
             kwargs["device"] = _CPU
         elif kwargs.get("device") is not None:
             kwargs["device"] = _META
+            with device_given():  # a draw it makes is on the device forward named, not the default one
+                return func(*args, **kwargs)
         if func in (torch.Tensor.cuda, torch.Tensor.cpu):
             return args[0]
         if func is torch.Tensor.to:

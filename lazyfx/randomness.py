@@ -24,9 +24,11 @@ analysis (a function the meta-kernel fallback runs) marks that node as drawing.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import sympy
 import torch
@@ -318,6 +320,21 @@ class GeneratorWatcher(TorchDispatchMode):
         return out
 
 
+# Whether the operation running under abstract execution was given a device by forward
+# (``device=x.device``): on meta either way, but a dry run's draw is on that device, where one
+# given none is on the default device (the CPU, unless torch.set_default_device said otherwise).
+_DEVICE_GIVEN: contextvars.ContextVar[bool] = contextvars.ContextVar("lazyfx_device_given", default=False)
+
+
+@contextlib.contextmanager
+def device_given() -> Iterator[None]:
+    token = _DEVICE_GIVEN.set(True)
+    try:
+        yield
+    finally:
+        _DEVICE_GIVEN.reset(token)
+
+
 class DrawWatcher(TorchDispatchMode):
     """Records the ATen operations that draw random numbers while forward runs (abstract
     execution), with how many lazy modules had been first called by then (``calls()``).
@@ -328,6 +345,7 @@ class DrawWatcher(TorchDispatchMode):
         self.calls = calls
         self.draws: list[Draw] = []
         self.inside_lazy = 0
+        self.default_device = torch.get_default_device()  # before forward runs with meta as the default
 
     def enter_lazy(self, *_) -> None:
         self.inside_lazy += 1
@@ -348,8 +366,8 @@ class DrawWatcher(TorchDispatchMode):
             return Draw(what, location, after, obstacle="how many numbers it draws depends on tensor values")
         as_meta = lambda v: TensorMeta(tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v  # noqa: E731
         args, kwargs = map_values(as_meta, args), map_values(as_meta, kwargs)
-        if "device" in kwargs:  # forward ran on meta, as a dry run on the target device
-            kwargs = {**kwargs, "device": _TARGET}
+        if "device" in kwargs:  # forward ran on meta: a dry run's factory is on the device forward gave, or the default
+            kwargs = {**kwargs, "device": _TARGET if _DEVICE_GIVEN.get() else self.default_device}
         return _replaying(what, location, after, func, args, kwargs)
 
 

@@ -409,3 +409,37 @@ def test_a_draw_from_a_private_generator_does_not_move_the_values(spec):
             lazyfx.materialize(global_draw().eval(), spec)
     else:
         assert_same_model(dry_run(global_draw, (2, 5)), materialized(global_draw, spec))
+
+
+class FactoryDrawUntraceable(nn.Module):
+    """Abstract execution runs forward with meta as the default device: a factory that names no
+    device draws, in a dry run, on the default device (the CPU) whatever the target device."""
+
+    def __init__(self, device_given: bool):
+        super().__init__()
+        self.device_given = device_given
+        self.first = nn.LazyLinear(4)
+        self.second = nn.LazyLinear(3)
+
+    def forward(self, x):
+        if torch.isnan(x).any():
+            x = torch.nan_to_num(x)
+        h = self.first(x)
+        noise = torch.randn(2, 4, device=x.device) if self.device_given else torch.randn(2, 4)
+        return self.second(h + noise)
+
+
+@pytest.mark.parametrize("device_given", [False, True], ids=["default-device", "device=x.device"])
+def test_a_factory_draw_under_abstract_execution_is_replayed_on_the_dry_run_s_device(device_given):
+    build = lambda: FactoryDrawUntraceable(device_given)  # noqa: E731
+    report = lazyfx.infer(build().eval(), (2, 5))
+    assert "" in report.opaque
+    (draw,) = report.lazy["second"].draws_before
+    torch.manual_seed(0)
+    before = torch.get_rng_state()
+    torch.randn(2, 4)
+    drawn = torch.get_rng_state()
+    torch.manual_seed(0)
+    draw.replay(torch.device("meta"))  # a dry run on meta: only the factory without a device draws on the CPU
+    assert torch.equal(torch.get_rng_state(), before if device_given else drawn)
+    assert_same_model(dry_run(build, (2, 5)), materialized(build, (2, 5)))
