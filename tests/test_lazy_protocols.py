@@ -66,6 +66,36 @@ def test_a_failed_in_place_materialization_puts_the_tensordict_parameters_back()
     assert eager.params["0", "weight"] is held and held.shape == (4, 3)
 
 
+def test_tensordict_parameters_are_initialized_in_place_on_another_device():
+    # on meta the net got new meta parameters while the TensorDict kept the cpu UninitializedParameters
+    dry = dry_run(Swapped, (2, 3))
+    model = Swapped().eval()
+    held = [model.params["0", "weight"], model.params["2", "bias"]]
+    eager = lazyfx.materialize(model, ("B", 3), inplace=True, device="meta")
+    assert eager.params["0", "weight"] is held[0] is eager.net[0].weight and eager.net[2].bias is held[1]
+    assert type(held[0]) is nn.Parameter and held[0].device.type == "meta" and held[0].shape == (4, 3)
+    assert {(n, t.shape, t.device.type) for n, t in eager.params.items(True, True)} == {
+        (n, t.shape, "meta") for n, t in eager.params.items(True, True)}
+    assert [(n, p.shape) for n, p in eager.named_parameters()] == [(n, p.shape) for n, p in dry.named_parameters()]
+    assert eager(torch.ones(2, 3, device="meta")).shape == (2, 2)
+
+
+def test_a_failed_in_place_materialization_on_another_device_puts_the_tensordict_parameters_back():
+    model = Swapped().eval()
+    held = model.params["0", "weight"]
+    state = {"net.0.weight": torch.zeros(4, 3), "net.0.bias": torch.zeros(4), "net.2.weight": torch.zeros(2, 4),
+             "net.2.bias": torch.zeros(2), "unexpected": torch.zeros(1)}
+    with pytest.raises(lazyfx.LazyFXError):
+        lazyfx.materialize(model, ("B", 3), inplace=True, state_dict=state, device="meta")
+    assert type(held) is UninitializedParameter and held.device.type == "cpu" and model.net[0].weight is held
+    assert isinstance(model.net[0], nn.LazyLinear) and model.params["0", "weight"] is held
+    # the counterpart: it then materializes on cpu, bit-identical to a dry run
+    torch.manual_seed(0)
+    eager = lazyfx.materialize(model, ("B", 3), inplace=True)
+    assert_same_model(dry_run(Swapped, (2, 3)), eager)
+    assert eager.params["0", "weight"] is held and held.shape == (4, 3)
+
+
 # -- pytorch-pfn-extras' lazy layers ----------------------------------------------------------------
 
 

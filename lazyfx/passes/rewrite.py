@@ -49,6 +49,7 @@ class Journal:
         self._data: list[tuple[torch.Tensor, torch.Tensor]] = []
         self._values: list[tuple[torch.Tensor, Optional[int], torch.Tensor]] = []
         self._lazy: list[tuple[torch.Tensor, type, torch.Tensor]] = []  # materialized in place
+        self._swapped: list[tuple[torch.Tensor, torch.Tensor]] = []  # materialized in place on another device
 
     @classmethod
     def of_model(cls, model: nn.Module) -> "Journal":
@@ -104,6 +105,10 @@ class Journal:
         """A lazy tensor about to be materialized in place (its class and data change)."""
         self._lazy.append((tensor, type(tensor), tensor.data))
 
+    def save_swap(self, tensor: torch.Tensor, other: torch.Tensor) -> None:
+        """``tensor`` and ``other`` swapped contents (torch.utils.swap_tensors): swapped back on rollback."""
+        self._swapped.append((tensor, other))
+
     def save_values(self, tensor: torch.Tensor) -> None:
         """A copy of ``tensor``'s values, put back if it changes in place (same object)."""
         if tensor.device.type != "meta":  # a meta tensor has no values to change
@@ -117,6 +122,8 @@ class Journal:
         for tensor, cls, data in reversed(self._lazy):
             tensor.data = data
             tensor.__class__ = cls
+        for tensor, other in reversed(self._swapped):
+            torch.utils.swap_tensors(tensor, other)
         for module, cls, attrs, full, empty in reversed(self._modules):
             if only is not None and id(module) not in only:
                 continue
@@ -296,10 +303,21 @@ def materialize_module(module: nn.Module, resolution: Resolution, device, path: 
                     journal.save_lazy(old)
                 old.data = tensor
                 old.__class__ = old.cls_to_become
-            elif name in module._parameters:  # a lazy tensor on meta cannot hold data on another device
-                module._parameters[name] = nn.Parameter(tensor, requires_grad=old.requires_grad)
-            else:
-                module._buffers[name] = tensor
+            else:  # another device: its data cannot be set, so the object swaps contents with the new tensor
+                new = nn.Parameter(tensor, requires_grad=old.requires_grad) if name in module._parameters else tensor
+                try:
+                    torch.utils.swap_tensors(old, new)
+                except Exception as exc:
+                    if journal:  # what else holds the lazy tensor (a TensorDict) would keep it: refuse
+                        raise MaterializeError(
+                            f"could not initialize '{_key(path, name)}' in place on {tensor.device}: "
+                            f"{type(exc).__name__}: {first_line(exc)}", module_path=path,
+                            notes=["materialize with inplace=False, or on the device the lazy parameters are on"],
+                        ) from exc
+                    (module._parameters if name in module._parameters else module._buffers)[name] = new
+                else:
+                    if journal:
+                        journal.save_swap(old, new)
             created = True
         for name, value in resolution.arguments.items():
             setattr(module, name, int(value))
