@@ -310,7 +310,8 @@ class GeneratorWatcher(TorchDispatchMode):
         saved_args, saved_kwargs = map_values(copied, args), map_values(copied, kwargs)
         before = _generator_states()
         out = func(*args, **kwargs)
-        if any(not torch.equal(a, b) for a, b in zip(before, _generator_states())):
+        after = _generator_states()  # one more where this draw is the first use of CUDA
+        if len(after) != len(before) or any(not torch.equal(a, b) for a, b in zip(before, after)):
             def replay(device, func=func, args=saved_args, kwargs=saved_kwargs):
                 with torch.no_grad():
                     func(*map_values(copied, args), **map_values(copied, kwargs))
@@ -355,7 +356,8 @@ class DrawWatcher(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
-        if not self.inside_lazy and torch.Tag.nondeterministic_seeded in func.tags and _draws(func, args, kwargs):
+        if not self.inside_lazy and torch.Tag.nondeterministic_seeded in func.tags and _draws(func, args, kwargs) \
+                and not _private_generator(kwargs):
             self.draws.append(self._draw(func, args, kwargs))
         return func(*args, **kwargs)
 

@@ -387,23 +387,26 @@ def test_a_draw_inside_a_wrapped_function_is_refused(spec):
 
 
 class PrivateGenerator(nn.Module):
-    def __init__(self, private: bool):
+    def __init__(self, private: bool, untraceable: bool = False):
         super().__init__()
-        self.private = private
+        self.private, self.untraceable = private, untraceable
         self.first = nn.LazyLinear(3)
 
     def forward(self, x):
+        if self.untraceable and torch.isnan(x).any():
+            x = torch.nan_to_num(x)
         generator = torch.Generator().manual_seed(1) if self.private else None
         return self.first(x + torch.randn(x.shape, generator=generator))
 
 
+@pytest.mark.parametrize("untraceable", [False, True], ids=["traced", "abstract"])
 @pytest.mark.parametrize("spec", [(2, 5), ("B", 5)], ids=["concrete", "symbolic"])
-def test_a_draw_from_a_private_generator_does_not_move_the_values(spec):
-    build = lambda: PrivateGenerator(private=True)  # noqa: E731
+def test_a_draw_from_a_private_generator_does_not_move_the_values(spec, untraceable):
+    build = lambda: PrivateGenerator(private=True, untraceable=untraceable)  # noqa: E731
     report = lazyfx.infer(build().eval(), spec)
     assert not report.diagnostics and not report.lazy["first"].draws_before  # nothing to replay
     assert_same_model(dry_run(build, (2, 5)), materialized(build, spec))
-    global_draw = lambda: PrivateGenerator(private=False)  # noqa: E731  (the global generator: it does)
+    global_draw = lambda: PrivateGenerator(private=False, untraceable=untraceable)  # noqa: E731  (global: it does)
     if spec == ("B", 5):
         with pytest.raises(lazyfx.ResolutionError, match="LFX025"):
             lazyfx.materialize(global_draw().eval(), spec)
