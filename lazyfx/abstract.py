@@ -94,9 +94,13 @@ class _AnswersTarget(TorchFunctionMode):
         return func(*args, **(kwargs or {}))
 
 
-def answering_target_device(device: Optional[torch.device]) -> _AnswersTarget:
-    """Within the block ``.device`` answers ``device`` (the analysis' target device where None)."""
-    return _AnswersTarget(torch.device(device) if device is not None else TARGET_DEVICE.get())
+def answering_target_device(device: Optional[torch.device] = None, onto_meta: bool = False) -> TorchFunctionMode:
+    """Within the block ``.device`` answers ``device`` (the analysis' target device where None);
+    with ``onto_meta``, a tensor created on or moved to a given device lands on meta (see
+    :class:`_OnTarget`), while one created without a device stays where PyTorch puts it, as in
+    a dry run (``torch.arange(n)`` meets ``torch.tensor(sizes)`` there)."""
+    target = torch.device(device) if device is not None else TARGET_DEVICE.get()
+    return _OnTarget(target) if onto_meta else _AnswersTarget(target)
 
 
 class _OnTarget(TorchFunctionMode):

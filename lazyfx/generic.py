@@ -271,8 +271,9 @@ def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple
     meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
     try:
         # x.device answers the target device, as in a dry run there (abstract imports this module)
-        from lazyfx.abstract import on_meta_as_target
-        with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)), on_meta_as_target():
+        from lazyfx.abstract import answering_target_device
+        with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)), \
+                answering_target_device(onto_meta=True):
             run_initialization(clone, meta_args, meta_kwargs)
     except ReadsInputValues as reads:
         raise reads_values_error(path, module, reads) from None

@@ -32,6 +32,21 @@ _READS = {torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.
           torch.ops.aten.item.default}
 
 
+# Copies that take a (meta) tensor's values to another device: tolist() and .cpu() inside
+# PyTorch read the values that way.
+_COPIES = {torch.ops.aten._to_copy.default, torch.ops.aten._copy_from.default,
+           torch.ops.aten._copy_from_and_resize.default}
+
+
+def _off_meta(args: tuple, kwargs: dict) -> bool:
+    """Whether a copy's destination is not on meta (its ``device`` or its ``dst`` tensor)."""
+    device = kwargs.get("device")
+    if device is None and len(args) > 1 and isinstance(args[1], torch.Tensor):
+        device = args[1].device
+    source = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    return device is not None and torch.device(device).type != "meta" and source is not None and source.is_meta
+
+
 class ReadsInputValues(Exception):
     """Raised inside the initialization: what read the input's values, and where."""
 
@@ -79,6 +94,9 @@ class _InputValues(TorchDispatchMode):
         if derived and func in _READS:
             raise ReadsInputValues(f"reads a value computed from its input ({func.__name__.split('.')[0]})",
                                    caller_location())
+        if derived and func in _COPIES and _off_meta(args, kwargs):  # x.tolist() copies to cpu first
+            raise ReadsInputValues("copies a value computed from its input off the meta device (tolist, .cpu())",
+                                   caller_location())
         out = func(*args, **kwargs)
         if derived:
             self._mark(out)
@@ -103,12 +121,21 @@ def follow_input_values(module: nn.Module, inputs: Any) -> Iterator[None]:
             raise ReadsInputValues("branches on a value computed from its input", caller_location())
         return answer(tensor)
 
+    numpy = torch.Tensor.numpy
+
+    def checked_numpy(tensor: torch.Tensor, *args, **kwargs):  # does not dispatch
+        if flow.is_derived(tensor):
+            raise ReadsInputValues("reads a value computed from its input (numpy)", caller_location())
+        return numpy(tensor, *args, **kwargs)
+
     torch.Tensor.__bool__ = checked_bool  # type: ignore[method-assign]
+    torch.Tensor.numpy = checked_numpy  # type: ignore[method-assign]
     try:
         with flow:
             yield
     finally:
         torch.Tensor.__bool__ = answer  # type: ignore[method-assign]
+        torch.Tensor.numpy = numpy  # type: ignore[method-assign]
     for name, tensor in (*module.named_parameters(), *module.named_buffers()):
         if tensor is not None and flow.is_derived(tensor):
             raise ReadsInputValues(f"sets '{name}' from its input's values", flow.writes.get(id(tensor)))

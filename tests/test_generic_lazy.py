@@ -4,6 +4,7 @@ Geometric's Linear(-1, out) does) -- resolved by running their own initializatio
 shape-only inputs, and bit-identical to a dry run."""
 
 import pathlib
+import re
 import sys
 import types
 
@@ -342,3 +343,49 @@ def test_a_symbolic_parameter_without_arguments_names_its_shape():
 
     with pytest.raises(lazyfx.ResolutionError, match=r"needs weight of shape \(<.*depends on T>,\), which depends on T"):
         lazyfx.materialize(nn.Sequential(Scale()), ("B", "T"))
+
+
+class LazyRowScale(LazyScale):
+    """Initializes from Python values: of its input's first row (``data``), or of its size."""
+
+    def __init__(self, out, source):
+        super().__init__(out)
+        self.source = source
+
+    def initialize_parameters(self, x):
+        if self.has_uninitialized_params():
+            self.channels = x.shape[-1]
+            self.scale.materialize((self.channels,))
+            self.proj.materialize((self.out, self.channels))
+            with torch.no_grad():
+                if self.source == "tolist":
+                    values = x[0].tolist()  # <- tolist of the data
+                elif self.source == "numpy":
+                    values = x[0].numpy().tolist()  # <- numpy of the data
+                else:  # the counterpart: a size, through Python values too
+                    values = (torch.arange(self.channels) + torch.tensor(x.shape[-1:])).tolist()
+                self.scale.copy_(torch.tensor(values, dtype=torch.float32))
+                nn.init.ones_(self.proj)
+
+
+@pytest.mark.parametrize("source, what", [("tolist", "copies a value computed from its input off the meta device"),
+                                          ("numpy", "reads a value computed from its input (numpy)")])
+def test_an_initialization_reading_values_through_tolist_or_numpy_is_lfx024(source, what):
+    # it was LFX020 with PyTorch's "Cannot copy out of meta tensor; no data!"
+    model = nn.Sequential(LazyRowScale(2, source))
+    before = snapshot(model)
+    with pytest.raises(lazyfx.DataDependentError, match=f"LFX024 the initialization of the lazy module '0' "
+                                                        rf"\(LazyRowScale\) {re.escape(what)}") as caught:
+        lazyfx.materialize(model, ("B", 5))
+    line = next(i for i, text in enumerate(pathlib.Path(__file__).read_text().splitlines(), 1)
+                if f"<- {source} of the data" in text)
+    assert f"test_generic_lazy.py:{line}:" in str(caught.value) and "no data" not in str(caught.value)
+    assert snapshot(model) == before
+    assert torch.Tensor.numpy.__qualname__ == "TensorBase.numpy"  # given back
+
+
+def test_an_initialization_reading_python_values_of_sizes_matches_a_dry_run():
+    build = lambda: nn.Sequential(LazyRowScale(2, "size"))  # noqa: E731
+    expected = dry_run(build, (2, 5))
+    assert_same_model(expected, materialized(build, ("B", 5)))
+    assert expected[0].scale.tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]

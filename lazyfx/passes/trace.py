@@ -946,7 +946,7 @@ ANALYSIS_LOCK = threading.RLock()
 
 # What torch.fx and lazyfx patch while an analysis runs.
 _PATCHED = ((nn.Module, "__call__"), (nn.Module, "__getattr__"), (torch.Tensor, "__bool__"),
-            (fx_symbolic_trace, "_create_wrapped_func"), (torch, "is_tensor"))
+            (fx_symbolic_trace, "_create_wrapped_func"), (torch, "is_tensor"), (torch.Tensor, "numpy"))
 _ABSENT = object()
 
 
