@@ -178,7 +178,7 @@ def draws_in_graph(graph, root: nn.Module, lazy_nodes: dict[str, int], opaque: d
     seeded = seeded or {}
     after_node: dict[Optional[str], list[Draw]] = {}
     for position, draw in real:
-        after_node.setdefault(position, []).append(draw)
+        after_node.setdefault(_live(position), []).append(draw)
     found: list[Draw] = list(after_node.pop(None, ()))
     before = 0
     for node in graph.nodes:
@@ -195,10 +195,18 @@ def draws_in_graph(graph, root: nn.Module, lazy_nodes: dict[str, int], opaque: d
                 found.append(draw)
         before = lazy_nodes.get(node.name, before)
         found += after_node.pop(node.name, ())
-    # a draw placed after a node the trace erased since: its place among the others is unknown
+    # never expected (_live finds a node of the graph or None): refused rather than misplaced
     found += [dataclasses.replace(d, replay=None, obstacle="lazyfx lost its place among forward's other draws")
               for draws in after_node.values() for d in draws]
     return found
+
+
+def _live(node: Optional[fx.Node]) -> Optional[str]:
+    """The name of ``node``, or of the nearest node before it still in the graph where the trace
+    erased it since (an input's unpacking nothing used): the draw's place among the others."""
+    while node is not None and getattr(node, "_erased", False):
+        node = node.prev
+    return None if node is None or node.op == "root" else node.name
 
 
 # node.meta key: the lazy module node whose own initialization ran before this node (a user
@@ -293,7 +301,7 @@ class GeneratorWatcher(TorchDispatchMode):
     runs, since an in-place draw overwrites its tensor) to run again, on the same devices."""
 
     def __init__(self, propagation, stepping: Callable[[], Optional[str]], calls: Callable[[], int],
-                 position: Callable[[], Optional[str]]) -> None:
+                 position: Callable[[], Optional[fx.Node]]) -> None:
         super().__init__()
         self.propagation, self.stepping, self.calls, self.position = propagation, stepping, calls, position
 

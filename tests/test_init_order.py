@@ -446,3 +446,26 @@ def test_a_factory_draw_under_abstract_execution_is_replayed_on_the_dry_run_s_de
     draw.replay(torch.device("meta"))  # a dry run on meta: only the factory without a device draws on the CPU
     assert torch.equal(torch.get_rng_state(), before if device_given else drawn)
     assert_same_model(dry_run(build, (2, 5)), materialized(build, (2, 5)))
+
+
+class DrawFirstFromADict(nn.Module):
+    """The draw comes first in forward, after the unpacking of the input dict, whose unused
+    entries the trace erases afterwards: the draw keeps its place."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = nn.LazyLinear(4)
+
+    def forward(self, batch: dict):
+        noise = torch.randn(2, 5)
+        return self.first(batch["x"] + noise)
+
+
+@pytest.mark.parametrize("entries", [{"x": (2, 5)}, {"x": (2, 5), "unused": (3,)}], ids=["used", "one-unused"])
+def test_a_real_draw_after_an_erased_unpacking_keeps_its_place(entries):
+    torch.manual_seed(0)
+    dry = DrawFirstFromADict().eval()
+    with torch.no_grad():
+        dry({name: torch.zeros(shape) for name, shape in entries.items()})
+    torch.manual_seed(0)
+    assert_same_model(dry, lazyfx.materialize(DrawFirstFromADict().eval(), batch=entries))

@@ -211,9 +211,8 @@ class LazyTracer(fx.Tracer):
         pending = self.initializing is not None and self.initializing not in paths
         return len(paths) + pending
 
-    def last_node_name(self) -> Optional[str]:
-        last = next(reversed(self.graph.nodes), None)
-        return None if last is None else last.name
+    def last_node(self) -> Optional[fx.Node]:
+        return next(reversed(self.graph.nodes), None)
 
     def answer_isinstance_in(self, module: nn.Module) -> None:
         """Make ``isinstance`` and ``type`` answer as in a dry run (:func:`dry_run_isinstance`,
@@ -884,7 +883,7 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
     tracer.answer_isinstance_in(model)
     is_tensor, torch.is_tensor = torch.is_tensor, dry_run_is_tensor  # patches_restored also puts it back
     watcher = GeneratorWatcher(propagator.result, lambda: propagator.stepping[-1] if propagator.stepping else None,
-                               tracer.first_calls_so_far, tracer.last_node_name)
+                               tracer.first_calls_so_far, tracer.last_node)
     try:
         with _RealTensors(tracer, model), watcher:
             graph = tracer.trace(model, concrete_args=concrete or None)
