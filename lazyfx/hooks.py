@@ -9,7 +9,10 @@ forward, so a hook that slices the output (``out[..., :3]``) is a node
 whose shape is propagated. A lazy module's own initialization pre-hook is
 not a user hook: the module node stands for it. A pre-hook that runs after
 it and changes the input's shape is refused (LFX013): the dry run then
-initializes the module from one input and calls it on another.
+initializes the module from one input and calls it on another. The nodes of
+the pre-hooks that run after it are marked, so that a random number one of
+them draws counts after the module's initialization, as in a dry run (the
+constructor registers it first; ``prepend=True`` puts a hook before it).
 """
 
 from __future__ import annotations

@@ -469,3 +469,31 @@ def test_a_real_draw_after_an_erased_unpacking_keeps_its_place(entries):
         dry({name: torch.zeros(shape) for name, shape in entries.items()})
     torch.manual_seed(0)
     assert_same_model(dry, lazyfx.materialize(DrawFirstFromADict().eval(), batch=entries))
+
+
+class TrainingModeHead(nn.Module):
+    """Batch norm and dropout before a lazy head, materialized in training mode."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.LazyLinear(6)
+        self.norm = nn.BatchNorm1d(6)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.LazyLinear(3)
+
+    def forward(self, x):
+        return self.head(self.drop(self.norm(self.stem(x))))
+
+
+def test_in_training_mode_the_parameters_are_a_dry_run_s_and_the_batch_norm_statistics_as_initialized():
+    """docs/models.md: a training-mode dry run updates the running statistics from its batch;
+    lazyfx runs nothing on data, so it gives every parameter, and the statistics as initialized."""
+    dry = dry_run_as_is(lambda: TrainingModeHead().train(), (4, 5))
+    torch.manual_seed(0)
+    eager = lazyfx.materialize(TrainingModeHead().train(), (4, 5))
+    for name, parameter in dry.named_parameters():
+        assert torch.equal(parameter, dict(eager.named_parameters())[name]), name
+    fresh = nn.BatchNorm1d(6)
+    for name in ("running_mean", "running_var", "num_batches_tracked"):
+        assert torch.equal(getattr(eager.norm, name), getattr(fresh, name)), name
+    assert int(dry.norm.num_batches_tracked) == 1  # what the dry run changed, and lazyfx does not
