@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedParameter
 
 import lazyfx
@@ -389,3 +390,46 @@ def test_an_initialization_reading_python_values_of_sizes_matches_a_dry_run():
     expected = dry_run(build, (2, 5))
     assert_same_model(expected, materialized(build, ("B", 5)))
     assert expected[0].scale.tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]
+
+
+class LazyScaledLinear(LazyModuleMixin, nn.Module):
+    """A lazy scale of its own and a lazy child its forward initializes."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = UninitializedParameter()
+        self.lin = nn.LazyLinear(3)
+
+    def initialize_parameters(self, x):
+        if self.has_uninitialized_params():
+            self.scale.materialize((x.shape[-1],))
+            nn.init.normal_(self.scale)
+
+    def forward(self, x):
+        return self.lin(x * self.scale)
+
+
+@pytest.mark.parametrize("spec", [(2, 5), ("B", 5)])
+@pytest.mark.parametrize("nested", [False, True], ids=["root", "nested"])
+def test_a_lazy_module_with_lazy_tensors_and_a_lazy_child_matches_a_dry_run(spec, nested):
+    # it was LFX030 "variable.set_data(tensor) incompatible tensor type" (LFX020 with a symbol): the
+    # meta-kernel fallback ran its forward, where the child's own initialization cannot run
+    def build():
+        return nn.Sequential(nn.LazyLinear(5), LazyScaledLinear()) if nested else LazyScaledLinear()
+
+    model = build()
+    before = snapshot(model)
+    expected = dry_run(build, (2, 5))
+    actual = materialized(build, spec, seed=0)
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 5)
+    with torch.no_grad():
+        assert torch.equal(actual(x), expected(x))
+    assert snapshot(model) == before
+
+
+def test_a_lazy_module_with_lazy_tensors_only_keeps_its_generic_resolution():
+    # the counterpart: without a lazy child it is still resolved from its own initialization
+    report = lazyfx.infer(nn.Sequential(LazyScale(3)), ("B", 5))
+    assert report.lazy["0"].resolution.parameter_shapes == {"scale": (5,), "proj": (3, 5)}
+    assert not report.opaque

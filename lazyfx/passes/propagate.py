@@ -437,7 +437,7 @@ def _module_rule(module_class: type) -> Optional[Rule]:
 
 
 def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
-    if node.target in result.opaque:  # torch.fx could not trace it: abstract execution
+    if node.target in result.opaque or _lazy_with_lazy_children(module):  # abstract execution
         try:
             with real_modules():
                 found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
@@ -449,7 +449,7 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
             exc.final = True  # the verdict of the last resort: no enclosing module retries
             raise
         for sub, lazy_module, resolution in found.lazy:
-            path = f"{node.target}.{sub}" if node.target else sub
+            path = f"{node.target}.{sub}" if node.target and sub else node.target or sub
             result.lazy_calls.append(LazyCall(path, lazy_module, resolution, node.name, location))
         result.opaque_draws[node.name] = found.draws
         for sym, rejection in found.rejected.items():  # it runs only below some size: say so
@@ -477,6 +477,14 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
             value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
         return value, FALLBACK, type(module)
     return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
+
+
+def _lazy_with_lazy_children(module: nn.Module) -> bool:
+    """A lazy module without a built-in resolver that has lazy tensors of its own and lazy
+    submodules: its forward initializes them in a dry run, so it runs by abstract execution
+    (the meta-kernel fallback cannot run a lazy submodule's initialization)."""
+    return (is_lazy_module(module) and type(module) not in RESOLVERS
+            and any(is_lazy_module(sub) for sub in list(module.modules())[1:]))
 
 
 def _held(module: nn.Module) -> frozenset:
