@@ -450,7 +450,7 @@ def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: O
         assumed = [dataclasses.replace(c, kind="requires") for c in propagation.recorder.conditions]
         if Domain(constraints, assumed).is_empty:
             raise _no_valid_input(Domain(constraints, assumed), propagation, assumptions=domain.assumptions)
-    _mark_reached_in_training(records, model, inputs, kw_inputs, snapshot)
+    _mark_reached_in_the_other_mode(records, model, inputs, kw_inputs, snapshot)
     _mark_used_through_others(records, model, propagation)
     warnings = [d for r in records.values() if (d := _unresolved_diagnostic(r)) is not None]
     warnings += _specialization_diagnostics(propagation)
@@ -522,26 +522,32 @@ def _mark_used_through_others(records: dict[str, LazyModuleRecord], model: nn.Mo
                                    None)
 
 
-def _mark_reached_in_training(records: dict[str, LazyModuleRecord], model: nn.Module, inputs: tuple,
+def _mark_reached_in_the_other_mode(records: dict[str, LazyModuleRecord], model: nn.Module, inputs: tuple,
                               kw_inputs: dict, snapshot: Optional[Journal]) -> None:
-    """For a model in eval mode with lazy modules forward never calls, set ``reached_in_training``
-    on those it calls in training mode (an auxiliary classifier behind ``if self.training``):
-    the analysis runs once more with every module in training mode, then puts the modes back."""
+    """For a model with lazy modules forward never calls, set ``reached_in_training`` on those it
+    calls in training mode (an auxiliary classifier behind ``if self.training``) where some
+    module is in eval mode, else ``reached_in_eval`` on those it calls in eval mode (a head
+    behind ``if not self.training``): the analysis runs once more with every module in the
+    other mode, then puts the modes back."""
     uncalled = [r for r in records.values() if not r.called]
     modes = [(m, m.training) for m in model.modules()]
-    if not uncalled or all(training for _, training in modes):
+    if not uncalled:
         return
+    to_training = not all(training for _, training in modes)
     try:
-        model.train()
+        model.train(to_training)
         _, _, _, propagation = _propagated(model, inputs, kw_inputs, snapshot)
-    except Exception:  # training mode fails on its own (BatchNorm on one value): nothing more to say
+    except Exception:  # the other mode fails on its own (BatchNorm on one value): nothing more to say
         return
     finally:
         for module, training in modes:
             module.training = training
     reached = {call.path for call in propagation.lazy_calls}
     for record in uncalled:
-        record.reached_in_training = record.path in reached
+        if to_training:
+            record.reached_in_training = record.path in reached
+        else:
+            record.reached_in_eval = record.path in reached
 
 
 def _independent_of_specializations(records: dict[str, LazyModuleRecord], fallback, model: nn.Module,
@@ -773,6 +779,17 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
             module_path=record.path,
             notes=("materialize the model in training mode (model.train(), then model.eval() afterwards if needed): "
                    "forward then calls it, and the values are those of a dry run in training mode",),
+        )
+    if not record.called and record.reached_in_eval:
+        return Diagnostic(
+            diagnostics.LAZY_NOT_CALLED,
+            f"lazy module '{record.path}' ({record.lazy_class}) is called only in eval mode (forward reaches "
+            f"it when the model is in eval mode, not in training mode as now), so nothing determines its "
+            f"parameters; a dry run in training mode leaves it lazy too",
+            severity="warning",
+            module_path=record.path,
+            notes=("materialize the model in eval mode (model.eval(), then model.train() afterwards if needed): "
+                   "forward then calls it, and the values are those of a dry run in eval mode",),
         )
     if not record.called:
         return Diagnostic(

@@ -464,6 +464,37 @@ def test_googlenet_in_eval_mode_says_its_auxiliary_heads_are_called_in_training_
     assert not model.training and not any(m.training for m in model.modules())  # the modes are put back
 
 
+class EvalOnlyCalibration(nn.Module):
+    """A calibration head called only in eval mode, as a symmetric case of GoogLeNet's aux heads."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.LazyLinear(4)
+        self.calib = nn.LazyLinear(4)
+
+    def forward(self, x):
+        y = self.a(x)
+        if not self.training:
+            y = self.calib(y)
+        return y
+
+
+def test_a_head_called_only_in_eval_mode_says_so_in_training_mode():
+    # it said "never called ... call it in forward"
+    model = EvalOnlyCalibration().train()
+    with pytest.raises(lazyfx.ResolutionError) as caught:
+        lazyfx.materialize(model, ("B", 5))
+    (problem,) = caught.value.diagnostics
+    assert problem.module_path == "calib" and problem.code.code == "LFX042"
+    assert "is called only in eval mode (forward reaches it when the model is in eval mode, not in training mode" \
+        in problem.message
+    assert "model.eval()" in problem.notes[0] and "call it in forward" not in str(caught.value)
+    assert model.training and all(m.training for m in model.modules())  # the modes are put back
+    assert isinstance(model.calib, nn.LazyLinear) and isinstance(model.a, nn.LazyLinear)
+    # the counterpart: in eval mode it is called, and materializes as a dry run does
+    assert_same_model(dry_run(EvalOnlyCalibration, (2, 5)), materialized(EvalOnlyCalibration, ("B", 5)))
+
+
 def test_a_head_forward_never_calls_in_either_mode_is_not_blamed_on_training_mode():
     model = GoogLeNet(aux_logits=False).eval()
     model.spare = nn.LazyLinear(3)
@@ -471,6 +502,10 @@ def test_a_head_forward_never_calls_in_either_mode_is_not_blamed_on_training_mod
     (problem,) = report.diagnostics
     assert problem.module_path == "spare" and "is never called in forward" in problem.message
     assert "training mode" not in str(problem)
+    report = lazyfx.infer(model.train(), ("B", 3, 32, 32))  # nor on eval mode, from training mode
+    (problem,) = [d for d in report.diagnostics if d.code.code == "LFX042"]
+    assert problem.module_path == "spare" and "is never called in forward" in problem.message
+    assert "eval mode" not in str(problem)
 
 
 def test_googlenet_without_auxiliary_heads_in_eval_mode():

@@ -46,6 +46,9 @@ class LazyModuleRecord:
         reached_in_training: For a module forward does not call, whether it
             does in training mode (the model being in eval mode): an
             auxiliary classifier behind ``if self.training``.
+        reached_in_eval: For a module forward does not call, whether it does
+            in eval mode (the model being in training mode): a calibration
+            head behind ``if not self.training``.
         used_through: For a module forward does not call, the lazy module
             called with its parameters swapped in (``torch.func.functional_call``,
             tensordict's ``to_module``), if any.
@@ -72,6 +75,7 @@ class LazyModuleRecord:
     nodes: list[str] = field(default_factory=list)
     specialized_by: list[str] = field(default_factory=list)  # fallback specializations upstream of a call
     reached_in_training: bool = False
+    reached_in_eval: bool = False
     used_through: Optional[str] = None
     draws_before: list = field(default_factory=list)  # randomness.Draw: replayed before its initialization
 
