@@ -19,7 +19,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from differential import Example, fn_module
-from lazyfx.registry import key_name
+from lazyfx.registry import Method, key_name
 from lazyfx.rules import activation, elementwise
 
 CASES: dict[str, Callable] = {}
@@ -428,6 +428,32 @@ def activation_function(draw, fn):
 def activation_method(draw, method):
     method = method.name
     return example(draw, fn_module(lambda x: getattr(x, method)(), 1, method), sizes(draw, draw(st.integers(0, 3))))
+
+
+_MATH_DTYPES = [torch.float32, torch.float64, torch.float16, torch.int64, torch.int32, torch.bool, torch.complex64,
+                torch.complex128]
+_COMPLEX_OPS = {
+    **{f"{fn.__name__}": fn for fn in (torch.abs, torch.absolute, torch.angle, torch.real, torch.imag,
+                                        torch.view_as_real)},
+    ".abs()": lambda x: x.abs(), ".absolute()": lambda x: x.absolute(), ".angle()": lambda x: x.angle(),
+    ".real": lambda x: x.real,
+    ".imag": lambda x: x.imag,
+}
+
+
+@case("math dtypes", over=[*activation.FLOATING_FUNCTIONS, torch.erf, *activation.FLOATING_METHODS, Method("erf")])
+def math_dtypes(draw, op):
+    """Math that computes in floating point, over every kind of input dtype."""
+    fn = (lambda x: getattr(x, op.name)()) if isinstance(op, Method) else op
+    return example(draw, fn_module(fn, 1, getattr(op, "name", getattr(op, "__name__", "op"))),
+                   sizes(draw, draw(st.integers(0, 3)), 1, 4), dtypes=[draw(st.sampled_from(_MATH_DTYPES))])
+
+
+@case("complex to real", over=sorted(_COMPLEX_OPS))
+def complex_to_real(draw, name):
+    """abs/angle/real/imag/view_as_real: complex inputs give their real dtype."""
+    return example(draw, fn_module(_COMPLEX_OPS[name], 1, name), sizes(draw, draw(st.integers(0, 3)), 1, 4),
+                   dtypes=[draw(st.sampled_from(_MATH_DTYPES))])
 
 
 @case("PReLU")

@@ -345,3 +345,30 @@ def test_a_branch_a_kernel_takes_on_a_size_is_not_a_requirement():
     assert str(report.domain) == "N >= 3" and not report.domain.contains(B=2, N=2)
     with pytest.raises(RuntimeError):
         torch.kthvalue(torch.zeros(2, 2), 3, 1)
+
+
+class Magnitudes(nn.Module):
+    """A magnitude spectrum (complex -> real with abs) and its phase, into a lazy head."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.LazyLinear(3)
+
+    def forward(self, x):
+        spectrum = torch.fft.rfft(x, dim=-1)
+        parts = torch.cat([spectrum.abs(), spectrum.angle(), spectrum.real, spectrum.imag], -1)
+        return self.head(parts)
+
+
+def test_the_magnitude_of_a_spectrum_is_real():
+    report = lazyfx.infer(Magnitudes(), (2, 8))
+    assert report.output.dtype == torch.float32 and report.lazy["head"].resolution.arguments == {"in_features": 20}
+    expected = dry_run(Magnitudes, (2, 8))
+    actual = materialized(Magnitudes, (2, 8))
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 8)
+    assert torch.equal(actual(x), expected(x))
+    with pytest.raises(RuntimeError, match="imag is not implemented"):  # a real tensor has no .imag
+        torch.zeros(2).imag
+    with pytest.raises(lazyfx.ShapeError, match="imag is not implemented"):
+        lazyfx.infer(fn_module(lambda x: x.imag), (2, 8))

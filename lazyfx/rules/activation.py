@@ -19,6 +19,7 @@ from lazyfx.checks import require, require_equal
 from lazyfx.errors import ShapeError
 from lazyfx.registry import Method, rule
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
+from lazyfx.rules.reduce import real_dtype
 from lazyfx.symbolic import fmt, floordiv, is_concrete, mod, product
 from lazyfx.values import TensorMeta, dtype_name
 
@@ -31,11 +32,10 @@ SAME_SHAPE_MODULES = (
 
 SAME_SHAPE_FUNCTIONS = (
     F.relu, torch.relu, torch.relu_, F.relu6, F.leaky_relu, F.elu, F.selu, F.celu, F.gelu,
-    F.silu, F.mish, torch.sigmoid, torch.tanh, F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus,
+    F.silu, F.mish, F.hardtanh, F.hardswish, F.hardsigmoid, F.softplus,
     F.softsign, F.tanhshrink, F.logsigmoid, F.softshrink, F.hardshrink, F.threshold, F.rrelu,
     F.dropout, F.dropout1d, F.dropout2d, F.dropout3d, F.alpha_dropout, F.feature_alpha_dropout,
-    torch.exp, torch.log, torch.sqrt, torch.rsqrt, torch.abs, torch.neg, torch.sin, torch.cos,
-    torch.erf, torch.clone, torch.detach,
+    torch.neg, torch.clone, torch.detach,
 )
 
 # Functional twins fx records under other names than SAME_SHAPE_FUNCTIONS: the in-place
@@ -48,7 +48,7 @@ SAME_SHAPE_TWINS = (
 SAME_SHAPE_METHODS = tuple(
     Method(name)
     for name in (
-        "relu relu_ sigmoid sigmoid_ tanh tanh_ exp log sqrt rsqrt abs neg sin cos erf "
+        "relu relu_ sigmoid_ tanh_ neg "
         "clone detach detach_ contiguous requires_grad_"
     ).split()
 )
@@ -64,6 +64,88 @@ def same_shape_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
 def same_shape(input, *args, **kwargs) -> TensorMeta:
     """Elementwise function or method: ``(*) -> (*)``."""
     return tensor_arg(input, "input")
+
+
+# Math that computes in floating point: an integer or bool input gives the default float dtype.
+FLOATING_FUNCTIONS = (torch.exp, torch.log, torch.sqrt, torch.rsqrt, torch.sin, torch.cos, torch.sigmoid, torch.tanh)
+FLOATING_METHODS = tuple(Method(name) for name in "exp log sqrt rsqrt sin cos sigmoid tanh".split())
+
+
+@rule(*FLOATING_FUNCTIONS, *FLOATING_METHODS)
+def floating_math(input, *args, **kwargs) -> TensorMeta:
+    """``(*) -> (*)``; an integer or bool input gives the default float dtype."""
+    return _in_floating_point(tensor_arg(input, "input"))
+
+
+@rule(torch.erf, Method("erf"))
+def erf(input, *args, **kwargs) -> TensorMeta:
+    """``(*) -> (*)`` as :func:`floating_math`; no complex input."""
+    x = tensor_arg(input, "erf input")
+    if x.dtype.is_complex:
+        raise ShapeError(f"\"erf_vml_cpu\" not implemented for '{dtype_name(x.dtype)}'")
+    return _in_floating_point(x)
+
+
+def _in_floating_point(x: TensorMeta) -> TensorMeta:
+    if x.dtype.is_complex or x.dtype.is_floating_point:
+        return x
+    return TensorMeta(x.shape, torch.get_default_dtype())
+
+
+# complex -> real (complex64 -> float32)
+COMPLEX_TO_REAL = {"abs": (torch.abs, torch.absolute, Method("abs"), Method("absolute")),
+                   "angle": (torch.angle, Method("angle")), "real": (torch.real,), "imag": (torch.imag,),
+                   "view_as_real": (torch.view_as_real,)}
+
+
+def complex_to_real(x: TensorMeta, op: str) -> TensorMeta:
+    """The dtype rules of ``abs``, ``angle``, ``real``, ``imag`` and ``view_as_real``: a complex
+    input gives its real dtype (complex64 -> float32); a real one stays itself for ``abs`` and
+    ``real``, becomes floating point for ``angle``, and is refused by ``imag`` and ``view_as_real``."""
+    real = real_dtype(x.dtype)
+    if op == "view_as_real":
+        if not x.dtype.is_complex:
+            raise ShapeError("view_as_real is only supported for complex tensors")
+        return TensorMeta((*x.shape, 2), real)
+    if x.dtype.is_complex:
+        return TensorMeta(x.shape, real)
+    if op == "imag":
+        raise ShapeError("imag is not implemented for tensors with non-complex dtypes.")
+    if op == "angle" and not x.dtype.is_floating_point:
+        return TensorMeta(x.shape, torch.get_default_dtype())
+    if op == "abs" and x.dtype == torch.bool:
+        raise ShapeError("\"abs_cpu\" not implemented for 'Bool'")
+    return x
+
+
+@rule(*COMPLEX_TO_REAL["abs"])
+def abs_(input) -> TensorMeta:
+    """``|x|``: the real dtype of a complex input; no bool input."""
+    return complex_to_real(tensor_arg(input, "abs input"), "abs")
+
+
+@rule(*COMPLEX_TO_REAL["angle"])
+def angle(input) -> TensorMeta:
+    """The argument of each element: real, floating point."""
+    return complex_to_real(tensor_arg(input, "angle input"), "angle")
+
+
+@rule(*COMPLEX_TO_REAL["real"])
+def real(input) -> TensorMeta:
+    """The real part (a real tensor itself)."""
+    return complex_to_real(tensor_arg(input, "real input"), "real")
+
+
+@rule(*COMPLEX_TO_REAL["imag"])
+def imag(input) -> TensorMeta:
+    """The imaginary part; complex inputs only."""
+    return complex_to_real(tensor_arg(input, "imag input"), "imag")
+
+
+@rule(*COMPLEX_TO_REAL["view_as_real"])
+def view_as_real(input) -> TensorMeta:
+    """``(*) -> (*, 2)`` in the real dtype; complex inputs only."""
+    return complex_to_real(tensor_arg(input, "view_as_real input"), "view_as_real")
 
 
 @rule(nn.PReLU)

@@ -66,7 +66,15 @@ _TENSOR_ATTRIBUTES = {
     "T": lambda x: x.with_shape(tuple(reversed(x.shape))),
     "mT": lambda x: _swap_last_two(x, "mT"),
     "mH": lambda x: _swap_last_two(x, "mH"),
+    "real": lambda x: _complex_part(x, "real"),
+    "imag": lambda x: _complex_part(x, "imag"),
 }
+
+
+def _complex_part(x: TensorMeta, part: str) -> TensorMeta:
+    from lazyfx.rules.activation import complex_to_real
+
+    return complex_to_real(x, part)
 
 
 def _target_device() -> torch.device:
