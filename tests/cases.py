@@ -699,6 +699,8 @@ SIZE_QUERIES = {
     "ndim": lambda x, d: x.ndim,
     "size()[d:]": lambda x, d: x.size()[d:],
     "shape[d]": lambda x, d: x.shape[d],
+    "shape.numel()": lambda x, d: x.shape.numel(),
+    "size()[d:].numel()": lambda x, d: x.size()[d:].numel(),
 }
 
 

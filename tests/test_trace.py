@@ -3,6 +3,7 @@ every node knows the user's line that created it."""
 
 import inspect
 
+import pytest
 import torch
 import torch.nn as nn
 
@@ -57,3 +58,31 @@ def test_lazy_modules_are_leaves_and_nodes_know_their_line():
     assert conv.location.line == expected_line and conv.location.file == __file__
     relu = next(n for n in report.nodes if n.target == "torch.relu" and n.module_path == "stages.1.0")
     assert relu.location.line == expected_line
+
+
+class FlattenByNumel(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x):
+        return self.head(x.reshape(x.shape[0], x.shape[1:].numel()))  # torch.Size.numel()
+
+
+def test_the_numel_of_a_shape_is_the_product_of_its_sizes():
+    report = lazyfx.infer(FlattenByNumel(), ("B", 3, "H"))
+    assert str(report.lazy["head"].resolution.arguments["in_features"]) == "3*H"
+    expected = dry_run(FlattenByNumel, (2, 3, 4))
+    actual = materialized(FlattenByNumel, ("B", 3, 4))
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 3, 4)
+    assert torch.equal(actual(x), expected(x))
+
+    class NumelOfShape(nn.Module):  # torch.numel takes a tensor, not a torch.Size
+        def forward(self, x):
+            return torch.numel(x.shape)
+
+    with pytest.raises(TypeError):
+        NumelOfShape()(torch.zeros(2))
+    with pytest.raises(lazyfx.LazyFXError, match="numel"):
+        lazyfx.infer(NumelOfShape(), ("B",))

@@ -46,9 +46,17 @@ def dim(input) -> int:
     return tensor_arg(input, "dim() input").ndim
 
 
-@rule(Method("numel"), Method("nelement"), torch.numel)
+@rule(Method("nelement"), torch.numel)
 def numel(input) -> DimExpr:
     return product(tensor_arg(input, "numel() input").shape)
+
+
+@rule(Method("numel"))
+def numel_method(input) -> DimExpr:
+    """``x.numel()``, and ``x.shape.numel()`` (``torch.Size.numel``: the product of the sizes)."""
+    if isinstance(input, tuple) and not isinstance(input, TensorMeta):
+        return product(input)
+    return numel(input)
 
 
 _TENSOR_ATTRIBUTES = {
