@@ -1,18 +1,16 @@
 """What differs between the torch releases lazyfx supports, in one place.
 
 lazyfx supports torch ``MIN_TORCH`` and newer (pyproject.toml declares the same floor;
-docs/install.md lists the releases last verified with ``python -m tools.compat``).
-Two kinds of difference live here:
+docs/install.md lists the releases last verified with ``python -m tools.compat``). What
+lives here are behaviour gates: a check that ATen changed between releases. A rule asks the
+gate and follows the installed torch; each gate names the release that changed it and what
+changed, so the rule stays exact on both sides of the change.
 
-* **Behaviour gates**: a check that ATen changed between releases. A rule asks the gate
-  and follows the installed torch; each gate names the release that changed it and what
-  changed, so the rule stays exact on both sides of the change.
-* **API differences**: an API that grew within the supported range (lazyfx's tests ask
-  these before they use it).
-
-Releases before 2.7 are not supported: their fake-tensor kernels cannot decide sizes
-size-obliviously (``torch.fx.experimental._config.backed_size_oblivious`` came in 2.7), which
-lazyfx's fallback for operations without a rule and its torch.export checks rely on.
+Releases before 2.13 are not supported. Tried on 2026-12-02: on 2.10.0 and 2.7.1 the fallback
+for operations without a shape rule (fake tensors) records the kernels' 32-bit indexing and
+size-1 branches as requirements and refuses lazy modules whose size it can tell on 2.13; on
+2.7.1 and 2.4.1 ``F.bilinear`` on fake tensors crashes the interpreter, and 2.4.1 lacks APIs
+lazyfx uses (``UninitializedBuffer(persistent=)``, torch.fx's ``CURRENT_PATCHER``).
 
 Example:
     >>> from lazyfx import compat
@@ -24,13 +22,12 @@ Example:
 
 from __future__ import annotations
 
-import inspect
 import re
 
 import torch
 
 #: The oldest torch release lazyfx supports (the floor pyproject.toml declares).
-MIN_TORCH = (2, 7)
+MIN_TORCH = (2, 13)
 
 
 def parse_version(version: str) -> tuple[int, ...]:
@@ -78,10 +75,3 @@ PAD_EVERY_OUTPUT_POSITIVE = {"replicate": torch_at_least(2, 14), "reflect": torc
 #: that ``hx`` is 2-D after the unsqueeze ("Expected 2D hidden0 (batch x hidden_size), but got 3D
 #: tensor"), for every cell.
 RNN_CELL_BROADCASTS_2D_HIDDEN = not torch_at_least(2, 15)
-
-
-# -- API differences ---------------------------------------------------------------------------
-
-#: The norm layers' ``bias`` option (``nn.BatchNorm2d(8, bias=False)``, the lazy ones too): torch
-#: 2.13 has it, 2.10 and older not (their norms have a bias exactly when they are affine).
-NORM_HAS_BIAS_OPTION = "bias" in inspect.signature(torch.nn.modules.batchnorm._LazyNormBase.__init__).parameters

@@ -81,18 +81,6 @@ def test_rnn_cell_unbatched_with_1d_hidden_is_accepted_everywhere():
     check(Example(cell, [((3,), torch.float32), ((4,), torch.float32)]))
 
 
-# -- API differences -----------------------------------------------------------------------------
-
-
-def test_norm_bias_option_matches_pytorch():
-    try:
-        nn.LazyBatchNorm1d(bias=False)
-        accepted = True
-    except TypeError:
-        accepted = False
-    assert accepted == compat.NORM_HAS_BIAS_OPTION
-
-
 # -- one floor, declared everywhere ---------------------------------------------------------------
 
 

@@ -11,7 +11,6 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 import lazyfx
-from lazyfx import compat
 from dryrun import assert_no_laziness, assert_same_model, dry_run, materialized
 
 LAZY_CONV = {1: nn.LazyConv1d, 2: nn.LazyConv2d, 3: nn.LazyConv3d}
@@ -126,7 +125,7 @@ def test_lazy_batch_norm(data):
     n = draw(st.sampled_from([1, 2, 3]))
     options = dict(eps=draw(st.sampled_from([1e-5, 1e-3])), momentum=draw(st.sampled_from([0.1, None])),
                    affine=draw(st.booleans()), track_running_stats=draw(st.booleans()))
-    if options["affine"] and compat.NORM_HAS_BIAS_OPTION:
+    if options["affine"]:
         options["bias"] = draw(st.booleans())
     rank = {1: draw(st.sampled_from([2, 3])), 2: 4, 3: 5}[n]
     shape = (draw(st.integers(1, 3)), draw(st.integers(1, 5)), *spatial(draw, rank - 2, 1, 4))

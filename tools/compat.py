@@ -2,7 +2,7 @@
 
     python -m tools.compat 2.15.0                      # the whole suite; prints one summary line
     python -m tools.compat 2.4.1 -- tests/test_zoo.py  # only these pytest arguments
-    python -m tools.compat 2.15.0 --reuse -- -x        # keep the venv of an earlier run
+    python -m tools.compat 2.15.0 --reuse -- -x        # keep the venv of an earlier run, stop at a failure
 
 The venv is ``<venvs>/torch-<version>`` (default ``/tmp/compat-venvs``), made with
 this interpreter and using the venv's own pip. Every pip command pins torch twice:
@@ -11,11 +11,12 @@ that holds the same pin -- the constraint in the environment replaces the one pi
 configuration files name (a machine-wide cap such as ``torch<=2.14.1`` included), so pip
 can neither refuse the release nor swap it for another while it resolves the extras.
 lazyfx is installed from this checkout with the first of ``dev``, then its parts
-(``onnx``, ``docs``), that resolves for that torch; the suite then runs from the checkout
-(``python -m pytest`` in the repository root imports its ``lazyfx``). The last line
-printed is the summary, e.g.::
+(``onnx``, ``docs``), that resolves for that torch. The installed lazyfx then runs the
+README's demo (``python -m lazyfx show lazyfx.demo:Net --input B,3,32,32``), and the suite
+runs from the checkout (``python -m pytest`` in the repository root imports its ``lazyfx``).
+The last line printed is the summary, e.g.::
 
-    torch 2.15.0, python 3.11.7, extras [dev]: 1330 passed, 1 skipped in 612s (2026-12-02)
+    torch 2.15.0, python 3.11.7, extras [dev]: README demo ok; suite: 1330 passed, 1 skipped in 612.3s (2026-12-02); log ...
 
 The full output of pip and pytest goes to ``<venvs>/torch-<version>.log``.
 """
@@ -119,7 +120,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.compat", description=__doc__.split("\n")[0])
     parser.add_argument("torch_version", help="the torch release to test, e.g. 2.15.0")
     parser.add_argument("--venvs", type=Path, default=DEFAULT_VENVS, help="where the venvs go (%(default)s)")
-    parser.add_argument("--reuse", action="store_true", help="keep an existing venv for this release")
+    parser.add_argument("--reuse", action="store_true",
+                        help="keep an existing venv for this release (the installs still run, and find it done)")
     parser.add_argument("--find-links", action="append", default=[], metavar="DIR",
                         help="also look for wheels here (e.g. ones fetched before with pip download)")
     parser.epilog = "Arguments after -- go to pytest (default: the whole suite)."
@@ -140,7 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     python = make_venv(args.venvs / f"torch-{version}", args.reuse)
 
     head = f"torch {version}, python {platform.python_version()}"
-    extras = install(step, python, version) if not (args.reuse and installed_torch(step, python) == version) else "reused"
+    extras = install(step, python, version)
     if extras is None:
         print(f"{head}: install failed (see {log})")
         return 2
@@ -148,10 +150,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if got != version:
         print(f"{head}: the venv has torch {got}, not {version} (see {log})")
         return 2
+    demo = "ok" if step.run([python, "-m", "lazyfx", "show", "lazyfx.demo:Net", "--input", "B,3,32,32"], cwd="/") == 0 \
+        else "failed"
     summary = run_suite(step, python, args.pytest_args)
     date = datetime.date.today().isoformat()
-    print(f"{head}, extras [{extras}]: {summary} ({date}); log {log}")
-    return 0 if " passed" in summary and not re.search(r"failed|error|crashed", summary) else 1
+    print(f"{head}, extras [{extras}]: README demo {demo}; suite: {summary} ({date}); log {log}")
+    passed = " passed" in summary and not re.search(r"failed|error|crashed", summary)
+    return 0 if passed and demo == "ok" else 1
 
 
 if __name__ == "__main__":
