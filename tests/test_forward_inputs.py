@@ -6,6 +6,7 @@ from typing import Union
 import pytest
 import torch
 import torch.nn as nn
+from torch import is_tensor
 
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
@@ -255,6 +256,8 @@ class Optional2(nn.Module):
     def forward(self, x, extra=None):
         if self.how == "is_tensor":
             given = torch.is_tensor(extra)
+        elif self.how == "imported":
+            given = is_tensor(extra)
         elif self.how == "type_is":
             given = type(extra) is torch.Tensor
         else:
@@ -265,7 +268,7 @@ class Optional2(nn.Module):
         return self.a(x)
 
 
-@pytest.mark.parametrize("how", ["is_tensor", "type_is", "type_eq"])
+@pytest.mark.parametrize("how", ["is_tensor", "imported", "type_is", "type_eq"])
 def test_is_tensor_and_type_answer_as_in_a_dry_run(how):
     # both answered False on a traced input: forward took the other branch, in_features=5, silently
     dry = dry_run(lambda: Optional2(how), (2, 5), (2, 2))
@@ -278,7 +281,7 @@ def test_is_tensor_and_type_answer_as_in_a_dry_run(how):
     # the counterpart: without extra, both take the other branch, as a dry run does
     assert_same_model(dry_run(lambda: Optional2(how), (2, 5)), materialized(lambda: Optional2(how), ("B", 5)))
     assert materialized(lambda: Optional2(how), ("B", 5)).a.in_features == 5
-    assert "type" not in globals() and torch.is_tensor.__module__ == "torch"
+    assert "type" not in globals() and torch.is_tensor is is_tensor and is_tensor.__module__ == "torch"
 
 
 def test_type_still_makes_classes_and_answers_isinstance_while_traced():

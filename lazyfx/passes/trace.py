@@ -220,7 +220,8 @@ class LazyTracer(fx.Tracer):
         ``module``'s forward runs, until :meth:`restore_isinstance`: the globals of forward and
         of every function its class and their bases define (a library's base class, such as
         PyTorch Geometric's ``MessagePassing``, and the code PyG generates for ``propagate``),
-        PyTorch's own excepted. A namespace that has such a name of its own keeps it."""
+        PyTorch's own excepted. A namespace that has such a name of its own keeps it; one that
+        imported ``torch.is_tensor`` gets :func:`dry_run_is_tensor` there too."""
         for cls in type(module).__mro__:
             if cls in self._isinstance_classes:
                 continue
@@ -233,11 +234,17 @@ class LazyTracer(fx.Tracer):
                     if name not in namespace:
                         namespace[name] = stand_in
                         self._isinstance_in.append((namespace, name))
+                if namespace.get("is_tensor") is _is_tensor:  # from torch import is_tensor
+                    namespace["is_tensor"] = dry_run_is_tensor
+                    self._isinstance_in.append((namespace, "is_tensor"))
 
     def restore_isinstance(self) -> None:
         while self._isinstance_in:
             namespace, name = self._isinstance_in.pop()
-            if namespace.get(name) is _AS_IN_DRY_RUN[name]:
+            if name == "is_tensor":
+                if namespace.get(name) is dry_run_is_tensor:
+                    namespace[name] = _is_tensor
+            elif namespace.get(name) is _AS_IN_DRY_RUN[name]:
                 del namespace[name]
 
     def path_of_module(self, mod: nn.Module) -> str:
