@@ -135,7 +135,8 @@ def _check_circular_copies(x: TensorMeta, shape: Sequence[DimExpr], pads) -> Non
             if is_concrete(inner) and inner == 0:
                 continue
             require(
-                sympy.Or(_compare("!=", leading, 1), _compare("<=", kept, 0), _compare(">=", kept, pad)),
+                sympy.Or(_compare("!=", leading, 1), _compare("<=", inner, 0), _compare("<=", kept, 0),
+                         _compare(">=", kept, pad)),
                 lambda kept=kept, pad=pad: f"circular padding: padding {pad} wraps around the {fmt(kept)} "
                 f"elements left after cropping (input of size {shape_str(x.shape)}, pad={tuple(pads)}): some "
                 f"elements of the input tensor and the written-to tensor refer to a single memory location",
