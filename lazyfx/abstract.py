@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import operator
 import re
 import traceback
 from dataclasses import dataclass, field
@@ -46,7 +47,7 @@ from lazyfx.generic import (
 )
 from lazyfx.resolvers import Resolution, is_lazy_module
 from lazyfx.symbolic import free_symbols
-from lazyfx.values import TensorMeta, map_values, tensors_in
+from lazyfx.values import RecordValue, TensorMeta, map_values, tensors_in
 from lazyfx.randomness import Draw, DrawWatcher, at_representative_sizes, device_given
 from lazyfx.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 
@@ -555,11 +556,15 @@ def _merge(value: Any, samples: dict, path: str) -> Any:
     if isinstance(value, (tuple, list)):
         merged = [_merge(v, _part(samples, i), path) for i, v in enumerate(value)]
         return tuple(merged) if isinstance(value, tuple) else merged
+    if isinstance(value, RecordValue):  # a ModelOutput: its fields (None ones too) and keys
+        fields = {k: _merge(v, _part(samples, k, RecordValue.field), path) for k, v in value.fields.items()}
+        return RecordValue({k: fields[k] if k in fields else _merge(v, _part(samples, k), path)
+                            for k, v in value.items()}, value.type_name, fields)
     if isinstance(value, dict):
         return {k: _merge(v, _part(samples, k), path) for k, v in value.items()}
     return value
 
 
-def _part(samples: dict, key: Any) -> dict:
-    return {symbol: [(size, output[key]) for size, output in runs] for symbol, runs in samples.items()}
+def _part(samples: dict, key: Any, get=operator.getitem) -> dict:
+    return {symbol: [(size, get(output, key)) for size, output in runs] for symbol, runs in samples.items()}
 

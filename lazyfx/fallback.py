@@ -37,7 +37,7 @@ from lazyfx import checks
 from lazyfx.diagnostics import first_line
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.symbolic import FloorDiv, as_dim, floordiv, fmt, is_concrete, mod, substitute, sym_max, sym_min
-from lazyfx.values import TensorMeta, analysed_dtype, map_values, same_tuple_type, tensors_in
+from lazyfx.values import TensorMeta, analysed_dtype, map_values, mapped_dict, same_tuple_type, tensors_in
 
 RULE_NAME = "fallback: meta kernel"
 
@@ -317,7 +317,7 @@ class MetaKernelFallback:
         if isinstance(value, list):
             return [self._from_fake(v, op) for v in value]
         if isinstance(value, dict):
-            return {k: self._from_fake(v, op) for k, v in value.items()}
+            return mapped_dict(value, lambda v: self._from_fake(v, op))
         return value
 
     def _dim(self, size: Any, op: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
@@ -165,14 +166,74 @@ def same_tuple_type(original: tuple, items: list) -> tuple:
     return tuple(items)
 
 
+class RecordValue(dict):
+    """A dict whose fields are attributes too, indexed by integers in order: what a Hugging Face
+    ``ModelOutput`` (an ``OrderedDict`` dataclass) is in the analysis. Its keys are the fields
+    that are not None, as the ModelOutput's; ``out.name`` reads any field (None ones too),
+    ``out[0]`` the first key's value, as ``out.to_tuple()[0]``.
+
+    Examples:
+        >>> from lazyfx.values import RecordValue
+        >>> out = RecordValue({"last_hidden_state": TensorMeta((2, 5))}, "BaseModelOutput",
+        ...                   {"last_hidden_state": TensorMeta((2, 5)), "attentions": None})
+        >>> print(out.field("last_hidden_state"), out.field("attentions"), out.to_tuple()[0])
+        (2, 5) None (2, 5)
+    """
+
+    def __init__(self, items: dict, type_name: str, fields: dict) -> None:
+        super().__init__(items)
+        self.type_name = type_name
+        self.fields = fields
+
+    def field(self, name: str) -> Any:
+        """The field ``name`` (None where it is None), as ``getattr`` on the ModelOutput.
+
+        Examples:
+            >>> RecordValue({}, "Out", {"loss": None}).field("loss") is None
+            True
+        """
+        if name not in self.fields:
+            raise AttributeError(f"'{self.type_name}' object has no attribute '{name}'")
+        return self.fields[name]
+
+    def to_tuple(self) -> tuple:
+        """The values of its keys, in order, as ``ModelOutput.to_tuple()``.
+
+        Examples:
+            >>> RecordValue({"a": 1, "b": 2}, "Out", {"a": 1, "b": 2, "c": None}).to_tuple()
+            (1, 2)
+        """
+        return tuple(self.values())
+
+
+def mapped_dict(value: dict, fn: Callable[[Any], Any]) -> dict:
+    """``value`` with ``fn`` applied to each of its values: a plain dict, or, for a ModelOutput
+    (a dict that is a dataclass) or a :class:`RecordValue`, a RecordValue, so that its fields
+    stay attributes.
+
+    Examples:
+        >>> mapped_dict({"a": 1}, lambda v: v + 1)
+        {'a': 2}
+    """
+    if isinstance(value, RecordValue):
+        fields = {k: fn(v) for k, v in value.fields.items()}
+        return RecordValue({k: fields[k] if k in fields else fn(v) for k, v in value.items()}, value.type_name, fields)
+    if type(value) is not dict and dataclasses.is_dataclass(value):
+        fields = {f.name: fn(getattr(value, f.name, None)) for f in dataclasses.fields(value)}
+        return RecordValue({k: fields[k] if k in fields else fn(v) for k, v in value.items()},
+                           type(value).__name__, fields)
+    return {k: fn(v) for k, v in value.items()}
+
+
 def map_values(fn: Callable[[Any], Any], value: Any) -> Any:
-    """Apply ``fn`` to every leaf of a nested tuple/list/dict value."""
+    """Apply ``fn`` to every leaf of a nested tuple/list/dict value (a ModelOutput stays a
+    :class:`RecordValue`)."""
     if isinstance(value, tuple):
         return same_tuple_type(value, [map_values(fn, v) for v in value])
     if isinstance(value, list):
         return [map_values(fn, v) for v in value]
     if isinstance(value, dict):
-        return {k: map_values(fn, v) for k, v in value.items()}
+        return mapped_dict(value, lambda v: map_values(fn, v))
     return fn(value)
 
 

@@ -546,6 +546,45 @@ def test_hugging_face_model(name):
     assert_same_model(dry_run(build, shape, dtype=dtype), materialized(build, spec))
 
 
+class OnABackbone(nn.Module):
+    """A classifier reading a Hugging Face backbone's ModelOutput as users do: by attribute, by
+    integer index (its to_tuple()), a None field, keys(); the backbone runs by abstract execution."""
+
+    def __init__(self, read: str):
+        super().__init__()
+        self.read = read
+        self.backbone = hf.vit()
+        self.head = nn.LazyLinear(3)
+
+    def forward(self, x):
+        out = self.backbone(x)
+        if self.read == "missing":
+            return self.head(out.no_such_field)
+        assert list(out.keys()) == ["last_hidden_state", "pooler_output"] and out.attentions is None
+        h = {"attribute": out.last_hidden_state[:, 0], "index": out[0][:, 0], "pooled": out[1],
+             "to_tuple": out.to_tuple()[1]}[self.read]
+        return self.head(torch.cat([h, out.pooler_output], -1) if out.hidden_states is None else h)
+
+
+@pytest.mark.parametrize("read", ["attribute", "index", "pooled", "to_tuple"])
+def test_a_hugging_face_model_output_reads_as_in_a_dry_run(read):
+    build = partial(OnABackbone, read)
+    report = lazyfx.infer(build(), "B,3,16,16")
+    assert str(report.output) == "(B, 3)" and report.lazy["head"].resolution.arguments == {"in_features": 32}
+    expected = dry_run(build, (2, 3, 16, 16))
+    actual = materialized(build, "B,3,16,16")
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 3, 16, 16)
+    assert torch.equal(actual.eval()(x), expected.eval()(x))
+
+
+def test_a_missing_field_of_a_model_output_is_refused():
+    with pytest.raises(AttributeError, match="no_such_field"):
+        OnABackbone("missing").eval()(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(lazyfx.LazyFXError, match="no_such_field"):
+        lazyfx.infer(OnABackbone("missing"), "B,3,16,16")
+
+
 def test_hugging_face_bert_with_a_bounded_sequence_length():
     spec = lazyfx.TensorSpec(("B", lazyfx.Dim("T", max=32)), dtype=INT)
     report = lazyfx.infer(hf.bert(), spec)

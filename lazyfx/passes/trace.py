@@ -69,7 +69,7 @@ from lazyfx.randomness import GeneratorWatcher
 from lazyfx.registry import RULES
 from lazyfx.resolvers import is_lazy_container, is_lazy_module
 from lazyfx.symbolic import fmt, free_symbols, is_concrete
-from lazyfx.values import ANALYSIS_DTYPE, TensorMeta, converted_dtype
+from lazyfx.values import ANALYSIS_DTYPE, RecordValue, TensorMeta, converted_dtype
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -365,6 +365,12 @@ class LazyTracer(fx.Tracer):
         ``.get``, ``in``, ``len``, iteration and unpacking are Python's own, and a missing key
         is missing. A ``getitem`` forward never uses is dropped after tracing."""
         def unpack(source: fx.Proxy, value: Any) -> Any:
+            if isinstance(value, RecordValue):  # a ModelOutput: attributes, int indexing, None fields
+                items = {key: unpack(get(source, key), v) for key, v in value.items()}
+                fields = {name: items[name] if name in items else
+                          v if v is None else unpack(self.create_proxy("call_function", getattr, (source, name), {}), v)
+                          for name, v in value.fields.items()}
+                return TracedRecord(items, fields, value.type_name)
             if isinstance(value, dict):
                 return {key: unpack(get(source, key), v) for key, v in value.items()}
             if isinstance(value, (tuple, list)):
@@ -395,7 +401,14 @@ class LazyTracer(fx.Tracer):
 
     def call_module(self, m: nn.Module, forward, args, kwargs):
         """Trace into ``m``; if its code cannot be traced, undo that and keep it as one opaque
-        node, analysed by abstract execution (:mod:`lazyfx.abstract`)."""
+        node, analysed by abstract execution (:mod:`lazyfx.abstract`). A ModelOutput it returns
+        is a :class:`TracedRecord` to forward, as the real one is in a dry run."""
+        out = self._call_module(m, forward, args, kwargs)
+        if isinstance(out, fx.Proxy) and isinstance(self.propagator.value(out.node), RecordValue):
+            return self.unpacked(out)
+        return out
+
+    def _call_module(self, m: nn.Module, forward, args, kwargs):
         path = self._registered_path(m)
         if path is None:  # held in a plain list, a dict or a closure: no path for a graph node
             return self._call_unregistered(m, forward, args, kwargs)
@@ -618,6 +631,31 @@ class LazyTracer(fx.Tracer):
             notes=[f"pin {symbols} to concrete sizes, or constrain {'it' if ',' not in symbols else 'them'} "
                    f"with lazyfx.Dim(..., min=, max=, multiple_of=) so that the condition always holds or never does"],
         )
+
+
+class TracedRecord(dict):
+    """What forward gets for a Hugging Face ``ModelOutput`` a module returned: its keys (the
+    fields that are not None) in order, each a traced value; every field an attribute (a None
+    one is None, so ``out.attentions is None`` answers as in a dry run); an int or a slice
+    indexes its ``to_tuple()``, as the ModelOutput's does."""
+
+    def __init__(self, items: dict, fields: dict, type_name: str) -> None:
+        super().__init__(items)
+        self.__dict__["_record"] = (fields, type_name)
+
+    def __getattr__(self, name: str) -> Any:
+        fields, type_name = self.__dict__["_record"]
+        if name in fields:
+            return fields[name]
+        raise AttributeError(f"'{type_name}' object has no attribute '{name}'")
+
+    def __getitem__(self, key: Any) -> Any:
+        if isinstance(key, (int, slice)):
+            return self.to_tuple()[key]
+        return super().__getitem__(key)
+
+    def to_tuple(self) -> tuple:
+        return tuple(self.values())
 
 
 class _SymbolicAttribute:

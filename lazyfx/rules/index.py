@@ -25,7 +25,7 @@ from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.registry import Method, rule
 from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
 from lazyfx.symbolic import DimExpr, ceildiv, fmt, is_concrete, product
-from lazyfx.values import TensorMeta, dtype_name
+from lazyfx.values import RecordValue, TensorMeta, dtype_name
 
 
 @rule(Method("size"))
@@ -106,6 +106,13 @@ def getattr_(obj, name: str, *default):
         return _TENSOR_ATTRIBUTES[name](obj)
     if isinstance(obj, tuple) and name in getattr(type(obj), "__match_args__", getattr(type(obj), "_fields", ())):
         return getattr(obj, name)  # a named result: x.max(1).values, torch.sort(x).indices
+    if isinstance(obj, RecordValue):  # a Hugging Face ModelOutput: out.last_hidden_state
+        try:
+            return obj.field(name)
+        except AttributeError as exc:
+            if default:
+                return default[0]
+            raise ShapeError(str(exc)) from None
     raise UnsupportedOpError(f"attribute {name!r} of {type(obj).__name__} is not supported")
 
 
@@ -121,6 +128,8 @@ def getitem(obj, index):
             return obj[index]
         except IndexError:
             raise ShapeError(f"tuple index {index} out of range for a tuple of {len(obj)} elements") from None
+    if isinstance(obj, RecordValue) and not isinstance(index, str):  # out[0], out[:2]: its to_tuple()
+        return getitem(obj.to_tuple(), index)
     if isinstance(obj, dict):
         if index not in obj:
             raise ShapeError(f"key {index!r} not in the dict (keys: {list(obj)})")
