@@ -452,7 +452,10 @@ def _pinned(condition: Any) -> Optional[sympy.Eq]:
         if side.free_symbols and other.is_Integer:
             if len(side.free_symbols) == 1:
                 (sym,) = side.free_symbols
-                solutions = sympy.solve(sympy.Eq(side, other), sym)
+                try:
+                    solutions = sympy.solve(sympy.Eq(side, other), sym)
+                except NotImplementedError:  # sympy cannot solve floor/Mod (24*(H//2) == 912): left as it is
+                    solutions = []
                 if len(solutions) == 1 and solutions[0].is_Integer:
                     return sympy.Eq(sym, solutions[0])
             return sympy.Eq(side, other)

@@ -373,3 +373,31 @@ def test_the_magnitude_of_a_spectrum_is_real():
         torch.zeros(2).imag
     with pytest.raises(lazyfx.ShapeError, match="imag is not implemented"):
         lazyfx.infer(fn_module(lambda x: x.imag), (2, 8))
+
+
+class EinopsPatches(nn.Module):
+    """einops patches (abstract execution): with H a multiple of 4, the meta kernel pins
+    ``24*(H//2)``, which sympy cannot solve for H."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.LazyLinear(8)
+        self.b = nn.LazyLinear(3)
+
+    def forward(self, x):
+        from einops import rearrange
+
+        y = rearrange(x, "b (h p1) (w p2) c -> b (h w) (p1 p2 c)", p1=2, p2=2)
+        return self.b(self.a(y).flatten(1))
+
+
+def test_a_size_pinned_through_a_floor_division_is_a_specialization():
+    report = lazyfx.infer(EinopsPatches(), ("B", lazyfx.Dim("H", multiple_of=4), 6, 3))  # was LFX021 from sympy
+    codes = sorted(d.code.code for d in report.diagnostics)
+    assert codes == ["LFX023", "LFX040"]  # b's in_features moves with H: refused, never guessed
+    assert not report.lazy["b"].materializable and report.lazy["a"].resolution.arguments == {"in_features": 12}
+    expected = dry_run(EinopsPatches, (2, 8, 6, 3))
+    actual = materialized(EinopsPatches, ("B", 8, 6, 3))
+    assert_same_model(expected, actual)
+    x = torch.randn(2, 8, 6, 3)
+    assert torch.equal(actual(x), expected(x))
