@@ -29,7 +29,7 @@ import contextvars
 import operator
 import re
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Optional
 
 import torch
@@ -286,10 +286,37 @@ def _explore_at_some_scale(module, path, args, kwargs, fallback, symbols) -> tup
                 raise
             rejected = dict(hints)
             continue
+        except ShapeError as exc:
+            if exc.code != diagnostics.FORWARD_RAISES.code or not symbols:
+                raise
+            raise _with_divisibility_hint(exc, module, path, args, kwargs, fallback, hints) from exc.__cause__
         limits = {s: _first_rejected(module, path, args, kwargs, fallback, hints, s, rejected[s], _answers(runs[0]))
                   for s in rejected}
         return hints, runs, {s: limit for s, limit in limits.items() if limit is not None}
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _with_divisibility_hint(error: ShapeError, module, path, args, kwargs, fallback, hints) -> ShapeError:
+    """``error`` (forward raises at every size tried), with a note where one symbol moved to a
+    multiple of 2, 3 or 4 makes forward run (an einops pattern that splits ``H`` in two): the
+    sizes tried were not multiples of it, so the model may need ``Dim(..., multiple_of=k)``."""
+    for symbol, hint in hints.items():
+        step = fallback.constraints.info(symbol.name).multiple_of
+        for k in (2, 3, 4):
+            value = -(-hint // (k * step)) * k * step
+            if value == hint:
+                continue
+            try:
+                _explore(module, path, args, kwargs, {**hints, symbol: value})
+            except (LazyFXError, _PathFailed):
+                continue
+            note = (f"forward runs with {symbol} = {value} (the other sizes as tried): if {symbol} must be a multiple "
+                    f"of {k * step}, declare it: lazyfx.Dim(\"{symbol}\", multiple_of={k * step})")
+            first, *rest = error.diagnostics
+            hinted = ShapeError(diagnostics=[replace(first, notes=(*first.notes, note)), *rest])
+            hinted.__dict__.update({k_: v for k_, v in error.__dict__.items() if k_ != "diagnostics"})
+            return hinted
+    return error
 
 
 def _first_rejected(module, path, args, kwargs, fallback, hints, symbol, rejected, answers) -> Optional[Rejection]:

@@ -401,3 +401,44 @@ def test_a_size_pinned_through_a_floor_division_is_a_specialization():
     assert_same_model(expected, actual)
     x = torch.randn(2, 8, 6, 3)
     assert torch.equal(actual(x), expected(x))
+
+
+class EvenRows(nn.Module):
+    """einops splits H in two: PyTorch (einops) raises for an odd H."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.LazyLinear(8)
+
+    def forward(self, x):
+        from einops import rearrange
+
+        return self.a(rearrange(x, "b (h p) c -> b h (p c)", p=2))
+
+
+def test_a_forward_that_runs_only_at_multiples_suggests_multiple_of():
+    with pytest.raises(lazyfx.ShapeError, match=r"LFX033[\s\S]*if H must be a multiple of 2, declare it: "
+                                                r"lazyfx.Dim\(\"H\", multiple_of=2\)") as raised:
+        lazyfx.infer(EvenRows(), ("B", "H", 3))
+    assert "forward runs with H = " in str(raised.value)
+    with pytest.raises(Exception, match="rearrange"):
+        EvenRows()(torch.zeros(1, 5, 3))
+    report = lazyfx.infer(EvenRows(), ("B", lazyfx.Dim("H", multiple_of=2), 3))
+    assert str(report.output) == "(B, H//2, 8)"
+    assert_same_model(dry_run(EvenRows, (1, 4, 3)), materialized(EvenRows, ("B", lazyfx.Dim("H", multiple_of=2), 3)))
+
+
+def test_a_forward_that_raises_at_every_size_has_no_multiple_of_hint():
+    class Refuses(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a = nn.LazyLinear(8)
+
+        def forward(self, x):
+            if torch.jit.is_scripting() is False:  # always: a check of the model's own
+                raise ValueError("this model is not ready")
+            return self.a(x)
+
+    with pytest.raises(lazyfx.ShapeError, match="raises at every size") as raised:
+        lazyfx.infer(Refuses(), ("B", "H"))
+    assert "multiple_of" not in str(raised.value)
