@@ -92,7 +92,10 @@ class _AnswersTarget(TorchFunctionMode):
         answer = _DEVICE_PROPERTIES.get(getattr(func, "__self__", None))
         if answer is not None:
             return answer(self.target)
-        return func(*args, **(kwargs or {}))
+        return self.run(func, args, dict(kwargs or {}))
+
+    def run(self, func, args, kwargs):
+        return func(*args, **kwargs)
 
 
 def answering_target_device(device: Optional[torch.device] = None, onto_meta: bool = False) -> TorchFunctionMode:
@@ -104,21 +107,13 @@ def answering_target_device(device: Optional[torch.device] = None, onto_meta: bo
     return _OnTarget(target) if onto_meta else _AnswersTarget(target)
 
 
-class _OnTarget(TorchFunctionMode):
+class _OnTarget(_AnswersTarget):
     """Forward as in a dry run on ``target``, with every tensor on meta: ``x.device`` (and
     ``is_cuda``, ``is_cpu``, ``is_meta``) answer ``target``, and a tensor created or moved to
     any device (``torch.zeros(n, 16)``, ``device=x.device``, ``.to(x.device)``, ``.cuda()``)
     lands on meta, beside the inputs."""
 
-    def __init__(self, target: torch.device) -> None:
-        super().__init__()
-        self.target = target
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        answer = _DEVICE_PROPERTIES.get(getattr(func, "__self__", None))
-        if answer is not None:
-            return answer(self.target)
-        kwargs = dict(kwargs or {})
+    def run(self, func, args, kwargs):
         if func in _FROM_DATA:  # Python data (``torch.tensor(x.shape[-1])``): its values matter
             kwargs["device"] = _CPU
         elif kwargs.get("device") is not None:

@@ -769,27 +769,19 @@ def _unresolved_diagnostic(record: LazyModuleRecord) -> Optional[Diagnostic]:
             notes=(f"call '{record.path}' itself, or build '{record.used_through}' eager (or on the meta device, "
                    f"as a stateless template) so that only '{record.path}' is lazy",),
         )
-    if not record.called and record.reached_in_training:
+    mode = "training" if record.reached_in_training else "eval" if record.reached_in_eval else None
+    if not record.called and mode is not None:  # reached in the other mode than the model is in now
+        current, switch, back = (("eval", "model.train()", "model.eval()") if mode == "training"
+                                 else ("training", "model.eval()", "model.train()"))
         return Diagnostic(
             diagnostics.LAZY_NOT_CALLED,
-            f"lazy module '{record.path}' ({record.lazy_class}) is called only in training mode (forward reaches "
-            f"it when the model is in training mode, not in eval mode as now), so nothing determines its "
-            f"parameters; a dry run in eval mode leaves it lazy too",
+            f"lazy module '{record.path}' ({record.lazy_class}) is called only in {mode} mode (forward reaches "
+            f"it when the model is in {mode} mode, not in {current} mode as now), so nothing determines its "
+            f"parameters; a dry run in {current} mode leaves it lazy too",
             severity="warning",
             module_path=record.path,
-            notes=("materialize the model in training mode (model.train(), then model.eval() afterwards if needed): "
-                   "forward then calls it, and the values are those of a dry run in training mode",),
-        )
-    if not record.called and record.reached_in_eval:
-        return Diagnostic(
-            diagnostics.LAZY_NOT_CALLED,
-            f"lazy module '{record.path}' ({record.lazy_class}) is called only in eval mode (forward reaches "
-            f"it when the model is in eval mode, not in training mode as now), so nothing determines its "
-            f"parameters; a dry run in training mode leaves it lazy too",
-            severity="warning",
-            module_path=record.path,
-            notes=("materialize the model in eval mode (model.eval(), then model.train() afterwards if needed): "
-                   "forward then calls it, and the values are those of a dry run in eval mode",),
+            notes=(f"materialize the model in {mode} mode ({switch}, then {back} afterwards if needed): "
+                   f"forward then calls it, and the values are those of a dry run in {mode} mode",),
         )
     if not record.called:
         return Diagnostic(
