@@ -10,6 +10,7 @@ import torch.nn as nn
 
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
+from lazyfx.symbolic import substitute
 
 
 class PositionalEncoding(nn.Module):
@@ -160,6 +161,20 @@ def test_a_slice_bound_of_unknown_sign_is_an_assumption():
     for T in (3, 4, 9):
         assert Tail()(torch.zeros(T, 4)).shape == (3, 4)
     assert Tail()(torch.zeros(2, 4)).shape == (1, 4)  # -1 counts from the end: outside the assumption
+
+
+def test_a_slice_bound_never_positive_counts_from_the_end_except_at_zero():
+    class LastHalf(nn.Module):
+        def forward(self, x):
+            return x[-(x.size(0) // 2):]  # -(T // 2) is 0 at T = 1: the whole tensor there
+
+    report = lazyfx.infer(LastHalf(), ("T", 4))
+    assert [c.message for c in report.domain.assumptions] == ["-(T//2) < 0 (a slice bound that counts from the end)"]
+    rows = report.output.shape[0]
+    for T in (2, 3, 10, 17):
+        assert LastHalf()(torch.zeros(T, 4)).shape == (substitute(rows, {"T": T}), 4)
+    # outside the assumption (T = 1) PyTorch keeps the one row, which the formula does not say
+    assert LastHalf()(torch.zeros(1, 4)).shape == (1, 4) and substitute(rows, {"T": 1}) == 0
 
 
 class LearnedPositions(nn.Module):

@@ -352,13 +352,18 @@ def _bound(value: DimExpr, size: DimExpr) -> DimExpr:
     """A slice bound clamped into ``[0, size]``; a negative one counts from the end, as in Python.
 
     A formula's sign is decided under the analysis' constraints (``-T`` is negative); where it
-    depends on the input (``T - 5``), the shapes are worked out for a bound that counts from the
-    start and that choice is recorded as an assumption of the domain."""
+    depends on the input, the shapes are worked out for a bound that counts from the end if it is
+    never positive (``-(T // 2)``, 0 at T = 1), else from the start (``T - 5``), and that choice is
+    recorded as an assumption of the domain."""
     if is_concrete(value):
         negative = value < 0
     else:
         negative = decide(sympy.Lt(value, 0))
-        if negative is None:
+        if negative is None and decide(sympy.Le(value, 0)):  # -(T//2): from the end, except where it is 0
+            assume(sympy.Lt(value, 0), lambda: f"{fmt(value)} < 0 (a slice bound that counts from the end)",
+                   narrows=True)
+            negative = True
+        elif negative is None:
             assume(sympy.Ge(value, 0), lambda: f"{fmt(value)} >= 0 (a slice bound that counts from the start)",
                    narrows=True)
             negative = False
