@@ -48,9 +48,9 @@ def test_a_higher_recursion_limit_of_the_user_is_kept():
     with pytest.raises(lazyfx.TraceError, match="deeper than lazyfx can follow"):
         lazyfx.infer(build(), ("B", 5))
     limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(5000)
+    sys.setrecursionlimit(8000)
     try:
         assert str(lazyfx.infer(build(), ("B", 5)).output) == "(B, 2)"
-        assert sys.getrecursionlimit() == 5000
+        assert sys.getrecursionlimit() == 8000
     finally:
         sys.setrecursionlimit(limit)
