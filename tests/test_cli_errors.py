@@ -401,6 +401,19 @@ INTERRUPTING = textwrap.dedent("""
 """)
 
 
+@pytest.fixture(autouse=True)
+def _default_sigint():
+    """Ctrl-C as in a terminal: a shell starts background jobs (``pytest &``) with SIGINT ignored,
+    and lazyfx then rightly counts every KeyboardInterrupt as real."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # Python then installs its KeyboardInterrupt handler
+
+
 def test_system_exit_and_keyboard_interrupt_in_forward_are_findings(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "intr.py").write_text(INTERRUPTING)
@@ -453,7 +466,8 @@ def test_a_real_ctrl_c_still_aborts_check(tmp_path):
     (tmp_path / "pyproject.toml").write_text('[[tool.lazyfx.models]]\ntarget = "slow.py:Slow"\ninputs = ["B,3"]\n'
                                              '[[tool.lazyfx.models]]\ntarget = "slow.py:Slow"\ninputs = ["B,4"]\n')
     proc = subprocess.Popen([sys.executable, "-m", "lazyfx", "check"], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            preexec_fn=_sigint_as_in_a_terminal)
     assert proc.stdout.readline().strip() == "started"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
