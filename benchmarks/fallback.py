@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from lazyfx.registry import RULES, Method
+from lazyfx.core.registry import RULES, Method
 
 
 class Chain(nn.Module):

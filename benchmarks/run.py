@@ -38,7 +38,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from benchmarks.models import GPT, UNet, ViT, ResNet50
+from benchmarks.models import GPT, ResNet50, UNet, ViT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

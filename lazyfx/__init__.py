@@ -18,13 +18,13 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "infer": "lazyfx.api",
     "materialize": "lazyfx.api",
-    "export": "lazyfx.exporters",
-    "Call": "lazyfx.spec",
-    "Const": "lazyfx.spec",
-    "Dim": "lazyfx.spec",
-    "TensorSpec": "lazyfx.spec",
-    "TensorMeta": "lazyfx.values",
-    "Report": "lazyfx.report",
+    "export": "lazyfx.build.exporters",
+    "Call": "lazyfx.inputs.spec",
+    "Const": "lazyfx.inputs.spec",
+    "Dim": "lazyfx.inputs.spec",
+    "TensorSpec": "lazyfx.inputs.spec",
+    "TensorMeta": "lazyfx.core.values",
+    "Report": "lazyfx.outputs.report",
     "LazyFXError": "lazyfx.errors",
     "SpecError": "lazyfx.errors",
     "TraceError": "lazyfx.errors",
@@ -40,7 +40,8 @@ __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
     from lazyfx.api import infer, materialize
-    from lazyfx.exporters import export
+    from lazyfx.build.exporters import export
+    from lazyfx.core.values import TensorMeta
     from lazyfx.errors import (
         DataDependentError,
         LazyFXError,
@@ -52,9 +53,8 @@ if TYPE_CHECKING:
         UndecidedConditionError,
         UnsupportedOpError,
     )
-    from lazyfx.report import Report
-    from lazyfx.spec import Call, Const, Dim, TensorSpec
-    from lazyfx.values import TensorMeta
+    from lazyfx.inputs.spec import Call, Const, Dim, TensorSpec
+    from lazyfx.outputs.report import Report
 
 
 def __getattr__(name: str) -> Any:

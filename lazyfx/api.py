@@ -14,23 +14,25 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
-from lazyfx import abstract, checkpoint, diagnostics
-from lazyfx.checks import Condition
-from lazyfx.diagnostics import Diagnostic
-from lazyfx.constraints import simplify_condition
-from lazyfx.domain import Domain, declared_rejections
+from lazyfx.analysis.fallback import abstract
+from lazyfx.analysis.propagate import Propagator, call_notes, propagate
+from lazyfx.analysis.randomness import draws_in_graph
+from lazyfx.analysis.resolve import LazyModuleRecord, resolve
+from lazyfx.analysis.trace import patches_restored, recursion_room, trace, with_defaults
+from lazyfx.build import checkpoint
+from lazyfx.build.rewrite import Journal, materialize_model
+from lazyfx.core import diagnostics
+from lazyfx.core.checks import Condition
+from lazyfx.core.constraints import simplify_condition
+from lazyfx.core.diagnostics import Diagnostic
+from lazyfx.core.symbolic import fmt
+from lazyfx.core.values import analysis_dtype
+from lazyfx.domain.domain import Domain, declared_rejections
 from lazyfx.errors import LazyFXError, ResolutionError, ShapeError, SpecError
-from lazyfx.passes.propagate import Propagator, call_notes, propagate
-from lazyfx.passes.resolve import LazyModuleRecord, resolve
-from lazyfx.passes.rewrite import Journal, materialize_model
-from lazyfx.inputs import bind_values
-from lazyfx.passes.trace import patches_restored, recursion_room, trace, with_defaults
-from lazyfx.randomness import draws_in_graph
-from lazyfx.report import Report
-from lazyfx.resolvers import foreign_lazy_tensors
-from lazyfx.spec import SymbolTable, calls_in, to_value
-from lazyfx.symbolic import fmt
-from lazyfx.values import analysis_dtype
+from lazyfx.inputs.bind import bind_values
+from lazyfx.inputs.spec import SymbolTable, calls_in, to_value
+from lazyfx.outputs.report import Report
+from lazyfx.rules.lazy import foreign_lazy_tensors
 
 
 def infer(model: nn.Module, *inputs: Any, expect_output: Any = None, **kw_inputs: Any) -> Report:
@@ -157,7 +159,7 @@ def check_output(report: Report, expected: Any) -> None:
     input the domain admits."""
     import sympy
 
-    from lazyfx.values import TensorMeta
+    from lazyfx.core.values import TensorMeta
 
     want = to_value(expected, SymbolTable())
     got = report.output
@@ -175,7 +177,7 @@ def check_output(report: Report, expected: Any) -> None:
 
 def _exclusive(fn):
     """``fn`` under the process-wide analysis lock, with every patch undone on the way out
-    (:func:`~lazyfx.passes.trace.patches_restored`)."""
+    (:func:`~lazyfx.analysis.trace.patches_restored`)."""
     @functools.wraps(fn)
     def exclusive(*args, **kwargs):
         with patches_restored(), recursion_room():
@@ -249,7 +251,7 @@ def materialize(
         state_dict: A checkpoint saved from the eager model (read back with
             ``torch.load(..., weights_only=True)``, say). Without inputs, the
             lazy shapes come from the checkpoint; with inputs, the checkpoint
-            must fit them (see [`Report.fit`][lazyfx.report.Report.fit]) and
+            must fit them (see [`Report.fit`][lazyfx.outputs.report.Report.fit]) and
             settles the sizes they leave symbolic. The values are the
             checkpoint's.
         strict: With ``state_dict``, whether every key must match, as in

@@ -173,7 +173,7 @@ def constant(text: str) -> Any:
     (``role:=policy``), as ``lazyfx.Const`` passes it."""
     import ast
 
-    from lazyfx.spec import Const
+    from lazyfx.inputs.spec import Const
 
     try:
         value = ast.literal_eval(text.strip())
@@ -185,7 +185,7 @@ def constant(text: str) -> Any:
 def constrained_inputs(inputs: Any, constraints: Sequence[str], check_symbols: bool = True) -> tuple[list, dict]:
     """Input specs (a list, or a dict of keyword inputs) with the constraints applied; a constraint
     on a symbol none of them has is a SpecError (unless ``check_symbols`` is false)."""
-    from lazyfx.spec import check_constraint_symbols, constrain, parse_constraints, symbol_names
+    from lazyfx.inputs.spec import check_constraint_symbols, constrain, parse_constraints, symbol_names
 
     if isinstance(inputs, dict):
         positional, keyword = [], dict(inputs)
@@ -199,7 +199,7 @@ def constrained_inputs(inputs: Any, constraints: Sequence[str], check_symbols: b
 
 
 def load_model(target: str):
-    from lazyfx.targets import TargetError, load
+    from lazyfx.inputs.targets import TargetError, load
 
     try:
         return load(target)
@@ -232,7 +232,7 @@ def check_writable(path: str) -> None:
 
 
 def diagnostics_first_line(exc: BaseException) -> str:
-    from lazyfx.diagnostics import first_line
+    from lazyfx.core.diagnostics import first_line
 
     return first_line(exc) or type(exc).__name__
 
@@ -245,8 +245,8 @@ def _print_error(exc) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
-    from lazyfx import config as cfg
-    from lazyfx import targets
+    from lazyfx.inputs import config as cfg
+    from lazyfx.inputs import targets
 
     target_args = [p for p in args.paths if ":" in p and not os.path.exists(p)]
     files = [p for p in args.paths if p not in target_args]
@@ -284,7 +284,7 @@ def run_check(args: argparse.Namespace) -> int:
                 raise KeyboardInterrupt
     if progress:
         print(file=sys.stderr)
-    from lazyfx.findings import render
+    from lazyfx.outputs.findings import render
 
     if findings or args.format == "json":
         print(render(findings, args.format))
@@ -310,7 +310,7 @@ def _summary(models: list, findings: list, files: list) -> str:
 def _validate_specs(model_config, source: Optional[str]) -> None:
     """A usage error for a malformed spec, expected output or constraint, or a constraint on a
     symbol no input has: the configuration (or command line) is wrong, whatever the model."""
-    from lazyfx.diagnostics import display_path
+    from lazyfx.core.diagnostics import display_path
     from lazyfx.errors import SpecError
 
     try:
@@ -364,10 +364,10 @@ def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWat
     """The findings for one configured (or command-line) model. For a command-line target
     (``source`` None), a target that cannot be built or a spec the model refuses is a usage error."""
     import lazyfx
-    from lazyfx import diagnostics
+    from lazyfx.core import diagnostics
     from lazyfx.errors import LazyFXError
-    from lazyfx.findings import Finding, column_of, from_diagnostic
-    from lazyfx.targets import TargetError, load, user_location
+    from lazyfx.inputs.targets import TargetError, load, user_location
+    from lazyfx.outputs.findings import Finding, column_of, from_diagnostic
 
     label = model_config.label
 
@@ -418,7 +418,7 @@ def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWat
 def _blocks(diag) -> bool:
     """Whether a report's warning fails the check: the model cannot be built for, or rejects, sizes
     the user declared (an undecided declared condition stays a warning)."""
-    from lazyfx import diagnostics
+    from lazyfx.core import diagnostics
 
     if diag.code is diagnostics.DECLARED_SIZE_REJECTED:
         return not diag.message.startswith("cannot decide")
@@ -428,7 +428,7 @@ def _blocks(diag) -> bool:
 def _check_output(report, model_config, label: str) -> list:
     import lazyfx
     from lazyfx.api import check_output
-    from lazyfx.findings import from_diagnostic
+    from lazyfx.outputs.findings import from_diagnostic
 
     (expected,), _ = constrained_inputs([model_config.expect_output], model_config.constraints, check_symbols=False)
     try:
@@ -454,8 +454,8 @@ def call_api(function, *args, **kwargs):
         _print_error(exc)
         raise AnalysisFailed from None
     except SystemExit as exc:  # the model's own code called sys.exit while lazyfx analysed it
-        from lazyfx import diagnostics
-        from lazyfx.targets import user_location
+        from lazyfx.core import diagnostics
+        from lazyfx.inputs.targets import user_location
 
         what = f"SystemExit: {exc}" if str(exc) else "SystemExit"
         _print_error(diagnostics.Diagnostic(diagnostics.FORWARD_RAISES, f"the model's code raises {what}",
@@ -477,7 +477,7 @@ def run_show(args: argparse.Namespace) -> int:
             raise
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     if args.graph:
-        from lazyfx import graph
+        from lazyfx.outputs import graph
 
         try:
             graph.write(report, graph.edges(report), args.graph)
@@ -521,7 +521,7 @@ def run_export(args: argparse.Namespace) -> int:
     import warnings
 
     import lazyfx
-    from lazyfx.exporters import StaticAxisWarning
+    from lazyfx.build.exporters import StaticAxisWarning
 
     model, positional, keyword = prepare(args)
     with warnings.catch_warnings(record=True) as caught:
@@ -539,8 +539,8 @@ def run_export(args: argparse.Namespace) -> int:
 
 def run_fix(args: argparse.Namespace) -> int:
     import lazyfx
-    from lazyfx import fix
-    from lazyfx.diagnostics import display_path
+    from lazyfx.core.diagnostics import display_path
+    from lazyfx.outputs import fix
 
     with fix.recording() as constructions:  # where each lazy module is constructed, as the target loads
         model, positional, keyword = prepare(args)

@@ -1,6 +1,6 @@
 """One exception hierarchy: every error lazyfx raises is a :class:`LazyFXError`.
 
-Each carries structured :class:`~lazyfx.diagnostics.Diagnostic` objects (code,
+Each carries structured :class:`~lazyfx.core.diagnostics.Diagnostic` objects (code,
 message, module path, the user's ``file:line``); ``str(error)`` is what a user
 reads. Raising one never leaves the user's model half-changed.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
-from lazyfx import diagnostics as d
+from lazyfx.core import diagnostics as d
 
 
 class LazyFXError(Exception):
@@ -37,7 +37,7 @@ class LazyFXError(Exception):
 
     Attributes:
         diagnostics (list[Diagnostic]): What went wrong, as
-            [`Diagnostic`][lazyfx.diagnostics.Diagnostic]s.
+            [`Diagnostic`][lazyfx.core.diagnostics.Diagnostic]s.
 
     Examples:
         >>> try:

@@ -19,7 +19,7 @@ from hypothesis import assume
 from hypothesis import strategies as st
 
 from differential import Example, fn_module
-from lazyfx.registry import Method, key_name
+from lazyfx.core.registry import Method, key_name
 from lazyfx.rules import activation, elementwise
 
 CASES: dict[str, Callable] = {}
@@ -505,7 +505,7 @@ BINARY_KEYS = [k for keys in elementwise._KEYS.values() for k in keys] + [
 
 
 def _binary_call(key):
-    from lazyfx.registry import Method
+    from lazyfx.core.registry import Method
 
     if isinstance(key, Method):
         return lambda a, b: getattr(a, key.name)(b)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from cases import FLOAT, case, example, mostly, sizes
 from differential import Example, fn_module
-from lazyfx.registry import Method
+from lazyfx.core.registry import Method
 
 F64, I64, I32, U8, BOOL, HALF, C64 = (torch.float64, torch.int64, torch.int32, torch.uint8, torch.bool,
                                       torch.float16, torch.complex64)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from cases import FLOAT, case, example, mostly, sizes
 from differential import Example, fn_module
-from lazyfx.registry import Method
+from lazyfx.core.registry import Method
 
 LONG = torch.int64
 DTYPES = [FLOAT, FLOAT, torch.float64, torch.int64]

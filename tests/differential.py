@@ -21,9 +21,9 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from lazyfx.constraints import simplify_condition  # noqa: F401  (re-exported for tests)
-from lazyfx.symbolic import substitute, symbol
-from lazyfx.values import TensorMeta
+from lazyfx.core.constraints import simplify_condition  # noqa: F401  (re-exported for tests)
+from lazyfx.core.symbolic import substitute, symbol
+from lazyfx.core.values import TensorMeta
 
 
 @dataclass

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
-from lazyfx.symbolic import substitute
+from lazyfx.core.symbolic import substitute
 
 
 def layer(draw, n: int):

@@ -101,7 +101,7 @@ def test_alias_chains_tie_every_name(capsys):
 
 
 def test_alias_chain_reaches_the_root():
-    from lazyfx.spec import constrain, parse_constraints
+    from lazyfx.inputs.spec import constrain, parse_constraints
 
     dims, aliases = parse_constraints(["H==C", "W==H"])
     assert constrain("B,C,H,W", dims, aliases).shape == ("B", "C", "C", "C")
@@ -111,7 +111,7 @@ def test_alias_chain_reaches_the_root():
 
 def test_bounds_on_an_alias_are_kept():
     import lazyfx
-    from lazyfx.spec import constrain, parse_constraints
+    from lazyfx.inputs.spec import constrain, parse_constraints
 
     dims, aliases = parse_constraints(["W==H", "W>=32"])
     spec = constrain("B,3,H,W", dims, aliases)
@@ -132,7 +132,7 @@ def test_bounds_on_an_alias_are_kept():
 ])
 def test_contradictory_constraints_are_an_error(constraints, message, capsys):
     import lazyfx
-    from lazyfx.spec import parse_constraints
+    from lazyfx.inputs.spec import parse_constraints
 
     with pytest.raises(lazyfx.SpecError, match=message):
         parse_constraints(constraints)
@@ -171,8 +171,8 @@ def test_a_float_bool_or_none_in_a_shape_tuple_is_a_spec_error(spec):
 def test_containers_of_constants_are_still_containers():
     import torch
 
-    from lazyfx.spec import SymbolTable, to_value
-    from lazyfx.values import TensorMeta
+    from lazyfx.inputs.spec import SymbolTable, to_value
+    from lazyfx.core.values import TensorMeta
 
     table = SymbolTable()
     assert to_value(("B,3", None), table)[1] is None
@@ -262,7 +262,7 @@ def test_a_correct_config_passes(project, capsys):
 
 
 def test_keys_other_parts_of_lazyfx_know_are_accepted():
-    from lazyfx import config
+    from lazyfx.inputs import config
 
     assert {"models", "allow_fixed_sizes"} <= config.TOP_LEVEL_KEYS
     assert {"target", "inputs", "constraints", "expect_output", "name", "allow_fixed_sizes"} <= config.MODEL_KEYS
@@ -344,7 +344,7 @@ def test_fix_write_rewrites_both_files(two_files, capsys):
 
 
 def test_fix_write_restores_the_files_when_a_write_fails(two_files, monkeypatch):
-    from lazyfx import fix
+    from lazyfx.outputs import fix
 
     before = {p: pathlib.Path(p).read_text() for p in two_files}
     fixes = [fix.FileFix(path, text, text + "# changed\n", []) for path, text in before.items()]
@@ -550,7 +550,7 @@ def test_inline_model_tables_are_found_by_their_target(project, capsys):
 
 
 def test_model_lines_follow_each_table():
-    from lazyfx import config
+    from lazyfx.inputs import config
 
     text = ('[project]\nname = "x"  # models.py:Net\n\n[[tool.lazyfx.models]]\ntarget = "models.py:Net"\n'
             '\n[[tool.lazyfx.models]]\ntarget = "models.py:Net"\n')

@@ -1,4 +1,4 @@
-"""lazyfx.compat: each behaviour gate takes the branch the installed torch actually follows
+"""lazyfx.core.compat: each behaviour gate takes the branch the installed torch actually follows
 (the torch call itself is the referee), the shims work on this torch, and the declared floor
 is the same in the code, pyproject.toml, the README and docs/install.md."""
 
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from differential import Example, check, fn_module
 
-from lazyfx import compat
+from lazyfx.core import compat
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -91,7 +91,7 @@ class Wrapper(nn.Module):
 
 def test_refusal_inside_a_submodule_names_the_op():
     """The tracer retries a submodule whose boolean mask stopped it by abstract execution, which
-    answers the mask's count several ways (lazyfx.counts): the output's size follows the count,
+    answers the mask's count several ways (lazyfx.analysis.counts): the output's size follows the count,
     so the refusal stands, and the user reads which op and why."""
     with pytest.raises(lazyfx.DataDependentError, match="boolean mask") as info:
         lazyfx.infer(Wrapper(Masked()), spec(B, 3), spec(B, 3, dtype=BOOL))

@@ -4,14 +4,14 @@ quick start is what CI runs, and internal links resolve."""
 import pathlib
 import re
 
-from lazyfx import docgen
+from tools import docgen
 
 ROOT = pathlib.Path(__file__).parent.parent
 
 
 def test_generated_pages_are_current():
     for name, render in docgen.PAGES.items():
-        assert (ROOT / "docs" / name).read_text() == render(), f"docs/{name} is stale: run python -m lazyfx.docgen"
+        assert (ROOT / "docs" / name).read_text() == render(), f"docs/{name} is stale: run python -m tools.docgen"
 
 
 def test_readme_quick_start_is_two_commands_and_ci_runs_the_second():

@@ -19,11 +19,11 @@ ROOT = pathlib.Path(__file__).parent.parent
 # What users get back from lazyfx and use, beyond lazyfx.__all__: the report's domain,
 # the records in report.nodes / report.lazy, and the diagnostics of errors and reports.
 RESULT_TYPES = {
-    "Domain": "lazyfx.domain",
-    "NodeRecord": "lazyfx.passes.propagate",
-    "LazyModuleRecord": "lazyfx.passes.resolve",
-    "Resolution": "lazyfx.resolvers",
-    "Diagnostic": "lazyfx.diagnostics",
+    "Domain": "lazyfx.domain.domain",
+    "NodeRecord": "lazyfx.analysis.propagate",
+    "LazyModuleRecord": "lazyfx.analysis.resolve",
+    "Resolution": "lazyfx.rules.lazy",
+    "Diagnostic": "lazyfx.core.diagnostics",
 }
 
 # Public-named methods that are plumbing for lazyfx itself (they return internal types or

@@ -153,10 +153,10 @@ def test_domains_that_matter_brute_force(build):
 def test_smallest_input_and_empty_domains():
     import sympy
 
-    from lazyfx.checks import Condition
-    from lazyfx.constraints import Constraints
-    from lazyfx.domain import Domain
-    from lazyfx.symbolic import symbol
+    from lazyfx.core.checks import Condition
+    from lazyfx.core.constraints import Constraints
+    from lazyfx.domain.domain import Domain
+    from lazyfx.core.symbolic import symbol
 
     assert lazyfx.infer(UNet(), ("B", 3, "H", "W")).domain.smallest() == {"B": 1, "H": 16, "W": 16}
     # an empty domain that a single check proves is the error that makes it empty, at its line

@@ -15,9 +15,9 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from lazyfx import compat
+from lazyfx.core import compat
 from lazyfx.cli import main
-from lazyfx.exporters import StaticAxisWarning, second_sizes
+from lazyfx.build.exporters import StaticAxisWarning, second_sizes
 from test_errors import snapshot
 
 torch.manual_seed(0)

@@ -17,7 +17,7 @@ import lazyfx
 from cases import CASES
 from differential import Example, check, fn_module
 from dryrun import assert_same_model, dry_run, materialized
-from lazyfx.registry import RULES, Method
+from lazyfx.core.registry import RULES, Method
 from test_errors import snapshot
 
 def line_of(marker: str) -> int:

@@ -11,7 +11,7 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 import lazyfx
-from lazyfx import fix
+from lazyfx.outputs import fix
 from lazyfx.cli import main
 
 DATA = pathlib.Path(__file__).parent / "data" / "fix"

@@ -9,11 +9,11 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from lazyfx import graph
+from lazyfx.outputs import graph
 from lazyfx.cli import main
 from lazyfx.demo import Net
-from lazyfx.passes.propagate import FALLBACK, NodeRecord
-from lazyfx.values import TensorMeta, describe
+from lazyfx.analysis.propagate import FALLBACK, NodeRecord
+from lazyfx.core.values import TensorMeta, describe
 
 SVG = "{http://www.w3.org/2000/svg}"
 GOLDEN = pathlib.Path(__file__).parent / "golden"

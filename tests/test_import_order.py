@@ -13,7 +13,7 @@ PROBE = """
 import torch, torch.nn as nn
 {first}
 import lazyfx
-from lazyfx import docgen
+from tools import docgen
 
 class Pick(nn.Module):
     def forward(self, x, i):
@@ -41,4 +41,4 @@ def test_torch_geometric_imported_first():
 
 
 def test_torch_geometric_imported_later():
-    assert run_probe("import lazyfx.registry; lazyfx.registry.ensure_loaded(); import torch_geometric") == "(B, K)"
+    assert run_probe("import lazyfx.core.registry; lazyfx.core.registry.ensure_loaded(); import torch_geometric") == "(B, K)"

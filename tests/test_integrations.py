@@ -86,7 +86,7 @@ def test_onnx_is_one_file_unless_the_weights_need_external_data(tmp_path, monkey
     ort = pytest.importorskip("onnxruntime")
     path = lazyfx.export(build("cnn"), MODELS["cnn"][1], format="onnx", path=tmp_path / "small.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["small.onnx"]
-    monkeypatch.setattr("lazyfx.exporters.ONNX_SINGLE_FILE_LIMIT", 0)  # as a model over the limit
+    monkeypatch.setattr("lazyfx.build.exporters.ONNX_SINGLE_FILE_LIMIT", 0)  # as a model over the limit
     lazyfx.export(build("cnn"), MODELS["cnn"][1], format="onnx", seed=0, path=tmp_path / "big.onnx")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["big.onnx", "big.onnx.data", "small.onnx"]
     moved = tmp_path / "elsewhere"

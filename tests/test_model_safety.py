@@ -572,7 +572,7 @@ def test_inplace_checkpoint_with_unexpected_key_leaves_model_unchanged():
 
 
 def test_inplace_checkpoint_interrupted_while_loading(monkeypatch):
-    from lazyfx import checkpoint
+    from lazyfx.build import checkpoint
 
     model = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.LazyLinear(2))
     twin = nn.Sequential(nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 2))

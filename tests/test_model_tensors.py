@@ -10,7 +10,7 @@ import torch.nn as nn
 
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
-from lazyfx.symbolic import substitute
+from lazyfx.core.symbolic import substitute
 
 
 class PositionalEncoding(nn.Module):

@@ -16,7 +16,7 @@ import pytest
 
 import lazyfx
 from benchmarks.leaks import Failing, NoRule, Untraceable  # the paths the 1,000-call benchmark measures
-from lazyfx import fallback
+from lazyfx.analysis.fallback import meta as fallback
 from lazyfx.errors import LazyFXError
 
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import lazyfx
 from cases import CASES
-from lazyfx.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, ensure_loaded, key_name
+from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, ensure_loaded, key_name
 
 
 def keys_reached(name: str) -> set:

@@ -12,9 +12,9 @@ from torch.nn.parameter import UninitializedParameter
 
 import lazyfx
 from lazyfx import Dim, SpecError, TensorMeta, TensorSpec
-from lazyfx.constraints import SymbolInfo
-from lazyfx.spec import SymbolTable, parse_shorthand, to_value
-from lazyfx.symbolic import symbol
+from lazyfx.core.constraints import SymbolInfo
+from lazyfx.inputs.spec import SymbolTable, parse_shorthand, to_value
+from lazyfx.core.symbolic import symbol
 
 B, T, H, W = (symbol(n) for n in "BTHW")
 
@@ -481,7 +481,7 @@ def test_the_largest_size_is_accepted():
 
 
 def test_constraints_merge_moduli_and_keep_the_tightest_bounds():
-    from lazyfx.spec import parse_constraints
+    from lazyfx.inputs.spec import parse_constraints
 
     dims, aliases = parse_constraints(["H%4==0", "H%6==0", "H>=8", "H>=16", "H<=100", "H<200"])
     assert dims == {"H": Dim("H", min=16, max=100, multiple_of=12)} and aliases == {}
@@ -490,7 +490,7 @@ def test_constraints_merge_moduli_and_keep_the_tightest_bounds():
 
 
 def test_constraint_symbols_are_checked_against_the_inputs():
-    from lazyfx.spec import check_constraint_symbols, symbol_names
+    from lazyfx.inputs.spec import check_constraint_symbols, symbol_names
 
     known = symbol_names(["B,3,H,W", {"mask": ("B", Dim("T"))}, (("B", 2), None)])
     assert known == {"B", "H", "W", "T"}

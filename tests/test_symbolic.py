@@ -1,6 +1,6 @@
-"""The dim algebra (lazyfx.symbolic), the decision procedure and condition
-simplification (lazyfx.constraints), the input domain (lazyfx.domain) and the
-checks rules use (lazyfx.checks).
+"""The dim algebra (lazyfx.core.symbolic), the decision procedure and condition
+simplification (lazyfx.core.constraints), the input domain (lazyfx.domain.domain) and the
+checks rules use (lazyfx.core.checks).
 
 The property tests build random shape formulas twice from one description: once
 with lazyfx's symbolic operations and once with plain Python ints. Python's
@@ -17,11 +17,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lazyfx
-from lazyfx import checks
-from lazyfx.checks import Condition, Recorder
-from lazyfx.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
-from lazyfx.domain import Domain
-from lazyfx.symbolic import (
+from lazyfx.core import checks
+from lazyfx.core.checks import Condition, Recorder
+from lazyfx.core.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
+from lazyfx.domain.domain import Domain
+from lazyfx.core.symbolic import (
     FloorDiv,
     ceildiv,
     floordiv,

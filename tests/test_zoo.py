@@ -14,7 +14,7 @@ import torch.nn as nn
 
 import lazyfx
 from dryrun import assert_same_model, dry_run, materialized
-from lazyfx.symbolic import substitute
+from lazyfx.core.symbolic import substitute
 from zoo import hf, pyg_hetero
 from zoo.actor_critic import SharedActorCritic
 from zoo.autoencoder import ConvAutoencoder

@@ -1,5 +1,5 @@
 """Shape rules by family. Importing this package registers every rule in
-:data:`lazyfx.registry.RULES`."""
+:data:`lazyfx.core.registry.RULES`."""
 
 from lazyfx.rules import (  # noqa: F401
     activation,

@@ -8,10 +8,10 @@ from typing import Any, Iterable, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, sym_max, sym_min
+from lazyfx.core.values import TensorMeta
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.symbolic import DimExpr, fmt, is_concrete, sym_max, sym_min
-from lazyfx.values import TensorMeta
 
 
 def ntuple(value: Any, n: int, what: str) -> tuple:

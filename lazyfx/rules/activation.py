@@ -9,19 +9,18 @@ Every module in ``torch.nn.modules.activation`` has a rule here except
 
 from __future__ import annotations
 
+import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import sympy
-
-from lazyfx.checks import require, require_equal
+from lazyfx.core.checks import require, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
 from lazyfx.rules.reduce import real_dtype
-from lazyfx.symbolic import fmt, floordiv, is_concrete, mod, product
-from lazyfx.values import TensorMeta, dtype_name
 
 SAME_SHAPE_MODULES = (
     nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,

@@ -26,12 +26,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import equal, require, require_equal
+from lazyfx.core.checks import equal, require, require_equal
+from lazyfx.core.registry import RULES, rule
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.registry import RULES, rule
 from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, fmt, is_concrete, mod, product
-from lazyfx.values import TensorMeta, dtype_name
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -40,7 +40,7 @@ def _view(module: nn.Module) -> Any:
     """A submodule as rules see modules: a read-only view that reads attributes as nn.Module
     defines them (rules run while torch.fx traces, which patches nn.Module's attribute lookup
     so that reading a parameter would add a node to the user's graph)."""
-    from lazyfx.resolvers import ModuleView  # not at the top: lazyfx.resolvers imports the rules
+    from lazyfx.rules.lazy import ModuleView  # not at the top: lazyfx.rules.lazy imports the rules
 
     return module if isinstance(module, ModuleView) else ModuleView(module)
 

@@ -17,9 +17,11 @@ from typing import Any
 import sympy
 import torch
 
-from lazyfx.checks import decide, require_equal
+from lazyfx.core.checks import decide, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import fmt, is_concrete
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import broadcast_shapes, shape_str, tensor_arg
 from lazyfx.rules.elementwise import (
     as_number,
@@ -30,8 +32,7 @@ from lazyfx.rules.elementwise import (
     promote,
     scalar_dtype,
 )
-from lazyfx.symbolic import fmt, is_concrete
-from lazyfx.values import TensorMeta, dtype_name
+
 
 def expect_inplace(x: TensorMeta, shape: tuple, op: str) -> None:
     """An in-place op's broadcast result must have ``x``'s own shape."""

@@ -11,10 +11,10 @@ from __future__ import annotations
 import torch
 from torch.fx._symbolic_trace import _assert_is_none
 
-from lazyfx.checks import require
+from lazyfx.core.checks import require
+from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, rule
+from lazyfx.core.values import TensorMeta
 from lazyfx.errors import DataDependentError
-from lazyfx.registry import NOT_DIFFERENTIALLY_TESTED, rule
-from lazyfx.values import TensorMeta
 
 
 @rule(torch._assert)

@@ -12,12 +12,12 @@ import sympy
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require, require_equal, require_positive
+from lazyfx.core.checks import require, require_equal, require_positive
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
+from lazyfx.core.values import TensorMeta
 from lazyfx.errors import ShapeError
-from lazyfx.registry import rule
 from lazyfx.rules._util import expect_ndim, ntuple, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, floordiv, fmt, is_concrete
-from lazyfx.values import TensorMeta
 
 
 def conv_output_size(size: DimExpr, kernel: int, stride: int, padding: int, dilation: int) -> DimExpr:

@@ -21,12 +21,12 @@ import sympy
 import torch
 from sympy.logic.boolalg import Boolean
 
-from lazyfx.checks import require, require_equal
+from lazyfx.core.checks import require, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import as_dim, floordiv, fmt, is_concrete, mod
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str
-from lazyfx.symbolic import as_dim, floordiv, fmt, is_concrete, mod
-from lazyfx.values import TensorMeta, dtype_name
 
 
 def broadcast(a: Any, b: Any, *, true_division: bool = False) -> TensorMeta:

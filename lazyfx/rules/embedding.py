@@ -11,13 +11,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require, require_equal
+from lazyfx.core.checks import require, require_equal
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import shape_str, tensor_arg
 from lazyfx.rules.index import require_known_indices
-from lazyfx.symbolic import DimExpr, fmt, is_concrete
-from lazyfx.values import TensorMeta, dtype_name
 
 _INDEX_DTYPES = (torch.int64, torch.int32)
 

@@ -22,14 +22,14 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import decide, require
+from lazyfx.core.checks import decide, require
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import DimExpr, as_dim, ceildiv, fmt, is_concrete, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import shape_str, tensor_arg
 from lazyfx.rules.elementwise import check_number_fits, no_out, scalar_dtype
 from lazyfx.rules.reduce import at_least, is_inexact, require_no_elements
-from lazyfx.symbolic import DimExpr, as_dim, ceildiv, fmt, is_concrete, product
-from lazyfx.values import TensorMeta, dtype_name
 
 _NO_SHAPE_EFFECT = {"device", "layout", "pin_memory", "requires_grad", "memory_format", "generator", "names"}
 

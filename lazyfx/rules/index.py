@@ -20,12 +20,12 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import DimExpr, ceildiv, fmt, is_concrete, product
+from lazyfx.core.values import RecordValue, TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, ceildiv, fmt, is_concrete, product
-from lazyfx.values import RecordValue, TensorMeta, dtype_name
 
 
 @rule(Method("size"))
@@ -64,7 +64,7 @@ _TENSOR_ATTRIBUTES = {
     "ndim": lambda x: x.ndim,
     "dtype": lambda x: x.dtype,
     # Devices do not change shapes; a tensor is where a dry run on the target device has it
-    # (lazyfx.abstract.TARGET_DEVICE: cpu for infer, materialize's device)
+    # (lazyfx.analysis.fallback.abstract.TARGET_DEVICE: cpu for infer, materialize's device)
     "device": lambda x: _target_device(),
     "data": lambda x: x,
     # Specs describe dense tensors, and no rule makes a sparse one (PyTorch Geometric asks
@@ -86,7 +86,7 @@ def _complex_part(x: TensorMeta, part: str) -> TensorMeta:
 
 
 def _target_device() -> torch.device:
-    from lazyfx.abstract import TARGET_DEVICE
+    from lazyfx.analysis.fallback.abstract import TARGET_DEVICE
 
     return TARGET_DEVICE.get()
 
@@ -596,10 +596,10 @@ def take_along_dim(input, indices, dim=None) -> TensorMeta:
 
 def value_dependent(message: str, counted: bool = False) -> DataDependentError:
     """The error of a rule whose output depends on tensor values. It is final: abstract execution
-    (:mod:`lazyfx.abstract`, which retries a module that raised a DataDependentError by running it
+    (:mod:`lazyfx.analysis.fallback.abstract`, which retries a module that raised a DataDependentError by running it
     on meta tensors) cannot do better, since the meta kernels do not know these shapes either --
     except where the size is a ``counted`` one, how many elements a mask selects: abstract
-    execution answers those counts (:mod:`lazyfx.counts`) and accepts the module where nothing
+    execution answers those counts (:mod:`lazyfx.analysis.counts`) and accepts the module where nothing
     depends on them; where something does, this error is the verdict."""
     error = DataDependentError(message)
     error.final = not counted

@@ -15,14 +15,14 @@ from typing import Any, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import assume, decide, require, require_equal
+from lazyfx.core.checks import assume, decide, require, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import DimExpr, ceildiv, floordiv, fmt, is_concrete, mod
+from lazyfx.core.values import TensorMeta
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
 from lazyfx.rules.index import slice_length, value_dependent
 from lazyfx.rules.views import cat
-from lazyfx.symbolic import DimExpr, ceildiv, floordiv, fmt, is_concrete, mod
-from lazyfx.values import TensorMeta
 
 
 def _tensor_list(tensors: Any, op: str) -> list[TensorMeta]:

@@ -18,14 +18,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require, require_equal
+from lazyfx.core.checks import require, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str, tensor_arg
 from lazyfx.rules.index import broadcast_size
 from lazyfx.rules.views import expand_shape
-from lazyfx.symbolic import DimExpr, fmt, is_concrete
-from lazyfx.values import TensorMeta, dtype_name
 
 
 def linear_shape(x: TensorMeta, *, in_features: DimExpr, out_features: DimExpr, weight_dtype, op: str) -> TensorMeta:

@@ -14,12 +14,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require, require_equal
+from lazyfx.core.checks import require, require_equal
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import broadcast_shapes, normalize_dim, result_dtype, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, fmt, is_concrete, mod
-from lazyfx.values import TensorMeta, dtype_name
 
 # -- bilinear: y = x1^T A x2 + b over the last dims --------------------------------------------
 

@@ -22,12 +22,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require, require_equal
+from lazyfx.core.checks import require, require_equal
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, floordiv, fmt, is_concrete, mod, product
-from lazyfx.values import TensorMeta, dtype_name
 
 _BATCHNORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
 _INSTANCENORM_SPATIAL = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3}

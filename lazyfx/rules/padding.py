@@ -14,7 +14,7 @@ kernels' shape checks, https://pytorch.org/docs/stable/generated/torch.nn.functi
 * ``reflect``/``replicate`` need their non-batch input dims non-empty and a non-empty
   output: 1-D padding needs ``out >= 1``; for 2-D and 3-D padding newer releases (replicate
   from torch 2.14, reflect from 2.15) check every output size ``>= 1``, older ones that *some*
-  output size is ``>= 1`` (and none is negative) -- see ``lazyfx.compat.PAD_EVERY_OUTPUT_POSITIVE``.
+  output size is ``>= 1`` (and none is negative) -- see ``lazyfx.core.compat.PAD_EVERY_OUTPUT_POSITIVE``.
 """
 
 from __future__ import annotations
@@ -26,13 +26,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx import compat
-from lazyfx.checks import require
+from lazyfx.core import compat
+from lazyfx.core.checks import require
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, product, sym_min
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import lookup_by_class, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, fmt, is_concrete, product, sym_min
-from lazyfx.values import TensorMeta, dtype_name
 
 _MODES = ("constant", "reflect", "replicate", "circular")
 

@@ -20,12 +20,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import decide, require, require_equal, require_positive
+from lazyfx.core.checks import decide, require, require_equal, require_positive
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, sym_min
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import expect_ndim, lookup_by_class, ntuple, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, floordiv, fmt, is_concrete, sym_min
-from lazyfx.values import TensorMeta, dtype_name
 
 
 def pool_output_size(size: DimExpr, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> DimExpr:

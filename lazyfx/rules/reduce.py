@@ -24,14 +24,14 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.checks import require
+from lazyfx.core.checks import require
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import DimExpr, is_concrete, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
 from lazyfx.rules.compare import elementwise_extremum
 from lazyfx.rules.elementwise import no_out
-from lazyfx.symbolic import DimExpr, is_concrete, product
-from lazyfx.values import TensorMeta, dtype_name
 
 _UNSET: Any = type("Unset", (), {"__repr__": lambda self: "<unset>"})()
 """Default of an argument whose absence selects another overload (``x.max()`` vs ``x.max(dim)``)."""

@@ -25,13 +25,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.checks import require
+from lazyfx.core.checks import require
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import expect_ndim, ntuple, shape_str, tensor_arg
 from lazyfx.rules.pool import adaptive_pool_shape
-from lazyfx.symbolic import DimExpr, floordiv, fmt, is_concrete, mod, product
-from lazyfx.values import TensorMeta, dtype_name
 
 _MODE_RANK = {"linear": 3, "bilinear": 4, "bicubic": 4, "trilinear": 5, "lanczos": 4}
 _ANY_RANK = ("nearest", "nearest-exact", "area")

@@ -13,13 +13,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from lazyfx import compat
-from lazyfx.checks import require_equal, require_positive
+from lazyfx.core import compat
+from lazyfx.core.checks import require_equal, require_positive
+from lazyfx.core.registry import rule
+from lazyfx.core.symbolic import DimExpr, fmt
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import rule
 from lazyfx.rules._util import shape_str
-from lazyfx.symbolic import DimExpr, fmt
-from lazyfx.values import TensorMeta, dtype_name
 
 
 def _name(module: nn.Module) -> str:

@@ -16,12 +16,12 @@ import sympy
 import torch
 import torch.nn as nn
 
-from lazyfx.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.registry import Method, rule
+from lazyfx.core.symbolic import DimExpr, as_dim, floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.registry import Method, rule
 from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
-from lazyfx.symbolic import DimExpr, as_dim, floordiv, fmt, is_concrete, mod, product
-from lazyfx.values import TensorMeta, dtype_name
 
 
 def flatten_shape(x: TensorMeta, start_dim: int = 0, end_dim: int = -1) -> TensorMeta:

@@ -1,0 +1,523 @@
+"""Pass 2, propagate: an abstract value (symbolic shape and dtype) for every node.
+
+A :class:`Propagator` computes each node's value as soon as the node exists:
+placeholders take the user's input specs, ``get_attr`` the shapes of the
+model's tensors, and every call goes to its rule in the registry (or to the
+meta-kernel fallback). A lazy module's call goes to its resolver first (what
+the input determines) and then to its eager class's rule. The tracer drives
+it while tracing, so that Python control flow on shapes can be decided from
+the values; :func:`propagate` completes and collects them. Conditions that
+rules could not decide are recorded per node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Iterator, Optional
+
+import sympy
+import torch
+import torch.fx as fx
+import torch.nn as nn
+from torch.nn.parameter import is_lazy
+
+from lazyfx.analysis.fallback import abstract
+from lazyfx.analysis.fallback.generic import resolve_generic
+from lazyfx.analysis.fallback.meta import RULE_NAME as FALLBACK
+from lazyfx.analysis.fallback.meta import MetaKernelFallback
+from lazyfx.core import diagnostics
+from lazyfx.core.checks import Recorder, assume, require
+from lazyfx.core.constraints import Constraints
+from lazyfx.core.diagnostics import SourceLocation, first_line, location_from_stack_trace
+from lazyfx.core.registry import RESOLVERS, RULES, Method, Rule, ensure_loaded, key_name
+from lazyfx.core.values import TensorMeta, UninitializedTensor, analysed_dtype, map_values, tensors_in
+from lazyfx.errors import LazyFXError, UnsupportedOpError
+from lazyfx.rules.lazy import ModuleView, Resolution, is_lazy_module, is_state, read_attribute
+
+if TYPE_CHECKING:
+    from lazyfx.analysis.trace import TracedProgram
+
+LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created the node
+CALLERS = "lazyfx_callers"  # node.meta key: ((file:line, module path), ...) of the submodule calls around it
+
+
+def call_notes(callers: tuple) -> tuple[str, ...]:
+    """``called as 'block' from model.py:9``, outermost call first: how forward reached a node
+    inside a submodule (defined in another file, say)."""
+    return tuple(f"called as '{path}' from {location}" for location, path in callers)
+
+
+@dataclass
+class NodeRecord:
+    """What lazyfx learned about one node of the traced graph: a row of the report's table.
+
+    ``report.nodes`` lists them in graph order.
+
+    Attributes:
+        name: The torch.fx node's name (``"features_0"``, ``"flatten"``).
+        op: The torch.fx opcode: ``"placeholder"`` (an input),
+            ``"call_module"``, ``"call_function"``, ``"call_method"``,
+            ``"get_attr"`` or ``"output"``.
+        target: What the node calls, as the report shows it: a module's class
+            (``"LazyConv2d"``), ``"Tensor.flatten"``, ``"torch.cat"``,
+            ``"operator.add"``.
+        module_path: The path of the submodule the node calls, or of the
+            submodule whose forward it is part of (``""`` is the model
+            itself); None for code in the model's own forward.
+        inputs: The tensors among the node's arguments.
+        value: The node's output: a `TensorMeta`, a size, a tuple of them...
+        rule: The shape rule that computed the output (a lazy module's
+            resolver and its eager class's rule joined by ``" + "``);
+            ``"fallback: meta kernel"`` where PyTorch's meta kernel did; None
+            for inputs and the output.
+        location: The line of your code that created the node, with ``file``
+            and ``line`` (``str()`` gives ``path:line``); None when unknown.
+        sources: The names of the nodes whose values it takes (the graph's
+            edges into it), in argument order.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+        >>> node = report.nodes[1]
+        >>> node.name, node.op, node.target, node.module_path
+        ('features_0', 'call_module', 'LazyConv2d', 'features.0')
+        >>> node.inputs
+        [TensorMeta(shape=(B, 3, 32, 32), dtype=torch.float32)]
+        >>> node.value
+        TensorMeta(shape=(B, 32, 15, 15), dtype=torch.float32)
+        >>> node.location.line
+        24
+    """
+
+    name: str
+    op: str  # fx opcode
+    target: str  # what is called, as the report shows it
+    module_path: Optional[str]
+    inputs: list[TensorMeta]
+    value: Any
+    rule: Optional[str]
+    location: Optional[SourceLocation]
+    key: Any = None  # the registry key the node dispatched on
+    sources: tuple[str, ...] = ()
+    callers: tuple = ()  # ((SourceLocation, module path), ...): the submodule calls that led here
+
+    @property
+    def fallback(self) -> bool:
+        """Whether PyTorch's meta kernel computed this node, for want of a lazyfx rule.
+
+        The report's table marks such nodes ``[meta kernel]``.
+
+        Examples:
+            >>> class Distances(nn.Module):
+            ...     def forward(self, x):
+            ...         return torch.pdist(x)
+            >>> report = lazyfx.infer(Distances(), ("N", 3))
+            >>> [(node.name, node.fallback) for node in report.nodes]
+            [('x', False), ('pdist', True), ('output', False)]
+            >>> print(report.output)
+            ((N*(N - 1))//2,)
+        """
+        return self.rule == FALLBACK
+
+
+@dataclass
+class LazyCall:
+    """One call of a lazy module and what its input resolved."""
+
+    path: str
+    module: nn.Module
+    resolution: Resolution
+    node: str
+    location: Optional[SourceLocation]
+    # the lazy tensors the module held when called (by id): parameters swapped in from another
+    # module (torch.func.functional_call, tensordict's to_module) are that module's
+    held: frozenset = frozenset()
+
+
+@dataclass
+class Decision:
+    """A Python condition in forward (``if x.dim() == 4``) that lazyfx decided from shapes.
+
+    ``condition`` is the formula in the input symbols (``(W - 1)//2 + 1 >= 64``) where the
+    condition is symbolic, else the condition as written (``x.dim() == 3``); ``source`` is
+    the line of code it comes from.
+    """
+
+    condition: str
+    taken: bool
+    location: Optional[SourceLocation]
+    node: Optional[str] = None
+    source: Optional[str] = None
+
+
+@dataclass
+class Propagation:
+    nodes: list[NodeRecord] = field(default_factory=list)
+    lazy_calls: list[LazyCall] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    opaque: dict[str, str] = field(default_factory=dict)  # submodule path -> why it was not traced
+    opaque_draws: dict[str, list] = field(default_factory=dict)  # node -> random draws abstract execution saw
+    # random draws forward's own code made for real while it was traced (concrete arguments):
+    # (the last graph node before it, Draw), in order (see randomness.GeneratorWatcher)
+    real_draws: list[tuple] = field(default_factory=list)
+    seeded_nodes: dict[str, str] = field(default_factory=dict)  # node -> a drawing ATen op its analysis ran
+    # submodule path -> the error of a count (how many elements a mask selects) that stopped its
+    # trace: what the user reads where abstract execution finds that something depends on it
+    refusals: dict[str, LazyFXError] = field(default_factory=dict)
+    output: Any = None
+    recorder: Recorder = field(default_factory=Recorder)
+    fallback: Optional[MetaKernelFallback] = None  # created at the first node without a rule
+    hints: dict[str, int] = field(default_factory=dict)  # the fallback's representative sizes, where given
+
+    def meta_kernels(self) -> MetaKernelFallback:
+        if self.fallback is None:
+            self.fallback = MetaKernelFallback(self.recorder.constraints, self.hints)
+        return self.fallback
+
+
+class Propagator:
+    """Computes node values one at a time, each as soon as its node exists."""
+
+    def __init__(self, root: nn.Module, constraints: Constraints, hints: Optional[dict[str, int]] = None) -> None:
+        ensure_loaded()
+        self.root = root
+        self.result = Propagation(recorder=Recorder(constraints), hints=dict(hints or {}))
+        self.placeholder_values: dict[str, Any] = {}
+        self.records: dict[fx.Node, NodeRecord] = {}
+        self._submodules: dict[str, nn.Module] = {}  # get_submodule walks the path: once per target
+        self._uninitialized: set[fx.Node] = set()  # get_attr nodes of lazy tensors not initialized yet
+        self.stepping: list[str] = []  # the nodes being analysed (innermost last): not forward's own code
+
+    def release(self) -> None:
+        """The meta-kernel fallback's ShapeEnv and FakeTensorMode let go (see
+        :meth:`MetaKernelFallback.release`); the propagation's results stay."""
+        if self.result.fallback is not None:
+            self.result.fallback.release()
+
+    def submodule(self, target: str) -> nn.Module:
+        module = self._submodules.get(target)
+        if module is None:
+            module = self._submodules[target] = self.root.get_submodule(target)
+        return module
+
+    def checkpoint(self) -> tuple:
+        result = self.result
+        specialized = len(result.fallback.specialized) if result.fallback else 0
+        return (len(result.lazy_calls), len(result.decisions), specialized, result.recorder.checkpoint(),
+                len(result.real_draws))
+
+    def rollback(self, checkpoint: tuple, erased: list[fx.Node]) -> None:
+        """Undo what was learned since ``checkpoint`` while tracing the now ``erased`` nodes."""
+        lazy_calls, decisions, specialized, recorded, real_draws = checkpoint
+        result = self.result
+        del result.lazy_calls[lazy_calls:]
+        del result.real_draws[real_draws:]
+        del result.decisions[decisions:]
+        if result.fallback:
+            del result.fallback.specialized[specialized:]
+        result.recorder.rollback(recorded)
+        for node in erased:
+            self.records.pop(node, None)
+            result.seeded_nodes.pop(node.name, None)
+
+    def value(self, node: fx.Node) -> Any:
+        if node not in self.records:
+            self.step(node)
+        return self.records[node].value
+
+    def step(self, node: fx.Node) -> NodeRecord:
+        self.stepping.append(node.name)
+        try:
+            return self._step(node)
+        finally:
+            self.stepping.pop()
+
+    def _step(self, node: fx.Node) -> NodeRecord:
+        args = fx.node.map_arg(node.args, self.value)
+        kwargs = fx.node.map_arg(node.kwargs, self.value)
+        location = node.meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)
+        module_path = node.target if node.op == "call_module" else _enclosing_module(node)
+        op_name = _op_name(self.submodule(node.target) if node.op == "call_module" else None, node)
+        result = self.result
+        with result.recorder.at(node.name):
+            try:
+                value, rule_name, key = self._dispatch(node, args, kwargs, location)
+                value = _simplified(value, result.recorder.constraints)
+            except LazyFXError as exc:
+                raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name,
+                                       callers=call_notes(node.meta.get(CALLERS, ()))) from exc.__cause__
+            except RecursionError:  # the model nests too deep: the analysis says so (trace.recursion_room)
+                raise
+            except Exception as exc:  # a rule that cannot handle these arguments
+                raise UnsupportedOpError(
+                    f"the shape rule for {op_name} could not handle its arguments: {type(exc).__name__}: {exc}",
+                    code=diagnostics.RULE_FAILED,
+                    location=location,
+                    module_path=module_path,
+                    node=node.name,
+                ) from exc
+        record = NodeRecord(
+            name=node.name,
+            op=node.op,
+            target=op_name,
+            module_path=module_path,
+            inputs=tensors_in((args, kwargs)),
+            value=value,
+            rule=rule_name,
+            location=location,
+            key=key,
+            sources=tuple(n.name for n in node.all_input_nodes),
+            callers=node.meta.get(CALLERS, ()),
+        )
+        self.records[node] = record
+        return record
+
+    def _dispatch(self, node, args, kwargs, location) -> tuple[Any, Optional[str], Any]:
+        """(value, rule name, registry key) of one node."""
+        op = node.op
+        if op == "placeholder":
+            return self.placeholder_values[node.name], None, None
+        if op == "output":
+            return args[0], None, None
+        if op == "get_attr":
+            value = _get_attr(self.root, node.target, self.result.lazy_calls)
+            if isinstance(value, UninitializedTensor):
+                self._uninitialized.add(node)
+            return value, None, None
+        if self._uninitialized and not self._uninitialized.isdisjoint(node.all_input_nodes):
+            return uninitialized_query(node, args, kwargs), None, None
+        if op == "call_module":
+            return _call_module(self.submodule(node.target), node, args, kwargs, self.result, location)
+        key = node.target if op == "call_function" else Method(node.target)
+        rule = RULES.get(key)
+        if rule is None:
+            call = node.target if op == "call_function" else _method_caller(node.target)
+            with real_modules():  # a Python function (marked torch.fx.wrap) may call modules
+                return self.result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
+        return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, key
+
+
+# Ops whose output holds exactly the input's values (all of them, none new): an index tensor's
+# known smallest and largest values stay known through them (torch.arange(T).unsqueeze(0)).
+_SAME_VALUES = {
+    torch.unsqueeze, torch.reshape, torch.flatten, torch.squeeze, torch.clone,
+    *(Method(name) for name in ("unsqueeze", "view", "reshape", "flatten", "squeeze", "expand", "expand_as",
+                                "contiguous", "clone", "detach", "to", "long", "int", "repeat")),
+}
+
+
+def _keeping_values(key: Any, value: Any, args: tuple) -> Any:
+    source = args[0] if args else None
+    if (key in _SAME_VALUES and isinstance(source, TensorMeta) and source.value_range is not None
+            and isinstance(value, TensorMeta) and value.value_range is None
+            and value.dtype in (torch.int64, torch.int32)):
+        return replace(value, value_range=source.value_range)
+    return value
+
+
+def propagate(program: "TracedProgram", propagator: Propagator) -> Propagation:
+    """Every node's value, in graph order (computing those tracing did not)."""
+    propagator.placeholder_values.update(program.placeholder_values)
+    result = propagator.result
+    result.nodes = [propagator.records.get(n) or propagator.step(n) for n in program.graph.nodes]
+    result.output = result.nodes[-1].value if result.nodes else None
+    return result
+
+
+GENERIC_INIT = "generic: the module's own initialization"
+GENERIC = f"{GENERIC_INIT} + meta kernel"
+
+# nn.Module's methods that torch.fx patches while tracing (attribute reads and calls become
+# graph nodes): the fallback, generic resolution and abstract execution call modules for real.
+_MODULE_METHODS = {name: getattr(nn.Module, name) for name in ("__getattr__", "__call__")}
+
+
+@contextlib.contextmanager
+def real_modules() -> Iterator[None]:
+    """nn.Module's own ``__getattr__``/``__call__`` within the block (a no-op outside tracing)."""
+    patched = {name: getattr(nn.Module, name) for name in _MODULE_METHODS}
+    if all(patched[n] is m for n, m in _MODULE_METHODS.items()):
+        yield
+        return
+    for name, original in _MODULE_METHODS.items():
+        setattr(nn.Module, name, original)
+    try:
+        yield
+    finally:
+        for name, method in patched.items():
+            setattr(nn.Module, name, method)
+ABSTRACT = "abstract execution: forward on meta tensors"
+
+
+def _enclosing_module(node: fx.Node) -> Optional[str]:
+    stack = node.meta.get("nn_module_stack")
+    if stack:
+        path = list(stack.values())[-1]
+        return path[0] if isinstance(path, tuple) else path
+    return None
+
+
+def _op_name(module: Optional[nn.Module], node: fx.Node) -> str:
+    if node.op == "call_module":
+        return f"{type(module).__name__}"
+    if node.op == "call_method":
+        return f"Tensor.{node.target}"
+    if node.op == "call_function":
+        return key_name(node.target)
+    if node.op == "get_attr":
+        return f"self.{node.target}"
+    return node.op
+
+
+def _method_caller(name: str):
+    def call(self, *args, **kwargs):
+        return getattr(self, name)(*args, **kwargs)
+
+    return call
+
+
+def _get_attr(root: nn.Module, target: str, lazy_calls: list[LazyCall]) -> Any:
+    owner: Any = root
+    path, _, name = target.rpartition(".")
+    for part in path.split(".") if path else ():
+        owner = read_attribute(owner, part)
+    value = read_attribute(owner, name)
+    if isinstance(value, torch.Tensor):
+        # materialize(dtype=) analyses the model after .to(dtype): its parameters and buffers, not
+        # its plain tensor attributes, are in that dtype
+        dtype = analysed_dtype(value.dtype) if isinstance(owner, nn.Module) and is_state(owner, name) else value.dtype
+        if is_lazy(value):  # its shape exists once its module has been called, as in a dry run
+            for call in lazy_calls:
+                if call.path == path and name in call.resolution.parameter_shapes:
+                    return TensorMeta(tuple(call.resolution.parameter_shapes[name]), dtype)
+            return UninitializedTensor(f"self.{target}", dtype, value.requires_grad)
+        return TensorMeta(tuple(int(s) for s in value.shape), dtype)
+    return value
+
+
+# What an UninitializedParameter answers before its module is called: nothing about its shape.
+_UNINITIALIZED_ATTRIBUTES = {
+    "dtype": lambda t: t.dtype,
+    "device": lambda t: torch.device("meta"),  # as for every tensor: wherever the input is
+    "requires_grad": lambda t: t.requires_grad,
+}
+_UNINITIALIZED_METHODS = {
+    "is_floating_point": lambda t: t.dtype.is_floating_point,
+    "is_complex": lambda t: t.dtype.is_complex,
+}
+
+
+def uninitialized_query(node: fx.Node, args: tuple, kwargs: dict) -> Any:
+    """The answer of a node that reads a lazy tensor before its module's first call
+    (``self.proj.weight.dtype``, ``.is_floating_point()``), or LFX020 for one that needs its
+    shape or values."""
+    tensor = args[0] if args else None
+    if isinstance(tensor, UninitializedTensor):
+        if node.op == "call_function" and node.target is getattr and args[1] in _UNINITIALIZED_ATTRIBUTES:
+            return _UNINITIALIZED_ATTRIBUTES[args[1]](tensor)
+        if node.op == "call_method" and node.target in _UNINITIALIZED_METHODS and len(args) == 1 and not node.kwargs:
+            return _UNINITIALIZED_METHODS[node.target](tensor)
+    else:
+        found: list[UninitializedTensor] = []
+        map_values(lambda v: found.append(v) if isinstance(v, UninitializedTensor) else None, (args, kwargs))
+        tensor = found[0]
+    module = tensor.name.removeprefix("self.").rpartition(".")[0]
+    raise UnsupportedOpError(
+        f"forward reads the uninitialized lazy tensor {tensor.name} before self.{module} is called: its dtype "
+        f"is known, but its shape is only known once its module has been called"
+    )
+
+
+def _module_rule(module_class: type) -> Optional[Rule]:
+    """The rule of the nearest registered class in the MRO (subclasses behave like their base)."""
+    for cls in module_class.__mro__:
+        rule = RULES.get(cls)
+        if rule is not None:
+            return rule
+    return None
+
+
+def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
+    if node.target in result.opaque or _lazy_with_lazy_children(module):  # abstract execution
+        try:
+            with real_modules():
+                found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
+        except LazyFXError as exc:
+            refusal = result.refusals.get(node.target)
+            if refusal is not None and isinstance(exc, UnsupportedOpError):
+                refusal.final = True
+                raise refusal from refusal.__cause__
+            exc.final = True  # the verdict of the last resort: no enclosing module retries
+            raise
+        for sub, lazy_module, resolution in found.lazy:
+            path = f"{node.target}.{sub}" if node.target and sub else node.target or sub
+            result.lazy_calls.append(LazyCall(path, lazy_module, resolution, node.name, location))
+        result.opaque_draws[node.name] = found.draws
+        for sym, rejection in found.rejected.items():  # it runs only below some size: say so
+            _limit(node.target or "<root>", sym, rejection)
+        return found.output, ABSTRACT, type(module)
+    if is_lazy_module(module):
+        resolver = RESOLVERS.get(type(module))
+        if resolver is None:  # a user's or a third-party lazy module: run its own initialization
+            with real_modules():
+                resolution, value, rule_name = resolve_generic(module, node.target, args, kwargs,
+                                                               result.meta_kernels())
+            result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
+            return value, f"{GENERIC_INIT} + {rule_name}" if rule_name else GENERIC, type(module)
+        resolution = resolver.fn(module, *args, **kwargs)
+        result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
+        eager = module.cls_to_become
+        rule = _module_rule(eager)
+        if rule is None:  # pragma: no cover - every built-in lazy class has an eager rule
+            raise UnsupportedOpError(f"no shape rule for {eager.__name__}")
+        view = ModuleView(module, resolution.arguments, eager)
+        return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
+    rule = _module_rule(type(module))
+    if rule is None:
+        with real_modules():
+            value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
+        return value, FALLBACK, type(module)
+    return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
+
+
+def _lazy_with_lazy_children(module: nn.Module) -> bool:
+    """A lazy module without a built-in resolver that has lazy tensors of its own and lazy
+    submodules: its forward initializes them in a dry run, so it runs by abstract execution
+    (the meta-kernel fallback cannot run a lazy submodule's initialization)."""
+    return (is_lazy_module(module) and type(module) not in RESOLVERS
+            and any(is_lazy_module(sub) for sub in list(module.modules())[1:]))
+
+
+def _held(module: nn.Module) -> frozenset:
+    return frozenset(id(t) for t in (*module._parameters.values(), *module._buffers.values())
+                     if t is not None and is_lazy(t))
+
+
+def _simplified(value: Any, constraints: Constraints) -> Any:
+    """``value`` with its formulas simplified under the symbols' ``multiple_of``."""
+    if not constraints.has_multiples:
+        return value
+
+    def leaf(v):
+        if isinstance(v, TensorMeta):
+            shape = tuple(constraints.simplify(d) for d in v.shape)
+            return v if shape == v.shape else replace(v, shape=shape)
+        return constraints.simplify(v)
+
+    return map_values(leaf, value)
+
+
+def _limit(path: str, sym: sympy.Symbol, rejection: abstract.Rejection) -> None:
+    """A size from which a module analysed by abstract execution stops running. Where its own
+    code raises at those concrete sizes (more positions than a position embedding has), that
+    is a requirement of the model, found at the other symbols' representative sizes;
+    otherwise the analysis only holds below it."""
+    others = ", ".join(f"{s}={v}" for s, v in sorted(rejection.others.items(), key=str))
+    at = f"{sym}={rejection.size}" + (f" (with {others})" if others else "")
+    if rejection.by_pytorch:
+        cause = rejection.error.__cause__
+        detail = f"{type(cause).__name__}: {first_line(cause)}" if cause else rejection.error.message
+        require(sympy.Lt(sym, rejection.size), f"'{path}' rejects {at}: {detail}")
+    else:
+        assume(sympy.Lt(sym, rejection.size), f"'{path}' failed when abstract execution ran it at {at}; its "
+                                              f"analysis holds for sizes below that")

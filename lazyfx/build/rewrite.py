@@ -1,0 +1,500 @@
+"""Pass 4, rewrite: the eager model, with parameters created on the target device.
+
+Each lazy module becomes its eager class the way PyTorch's own lazy
+initialization does it (``LazyModuleMixin._infer_parameters``): resolved
+arguments are set, parameters are created with their inferred shapes,
+``reset_parameters()`` initializes them, the lazy hooks are removed and the
+class is switched. Modules are initialized in first-call order, so the
+random number generator is consumed exactly as in a dry run and the values
+are bit-identical. Nothing runs on data; the only memory allocated is the
+final parameters, on ``device``.
+
+Without ``inplace`` the model is copied first (a copy that works for
+``LazyBatchNorm``, whose ``UninitializedBuffer`` ``copy.deepcopy`` rejects),
+moving non-lazy tensors straight to ``device``/``dtype``. With ``inplace``,
+every change is journaled and rolled back if anything fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Iterator, Optional
+
+import torch
+import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from torch.utils.hooks import RemovableHandle
+
+from lazyfx.core import diagnostics
+from lazyfx.core.diagnostics import first_line
+from lazyfx.errors import LazyFXError, MaterializeError, ShapeError
+from lazyfx.analysis.fallback.generic import deepcopy_consistently, materialize_generic
+from lazyfx.analysis.resolve import LazyModuleRecord
+from lazyfx.rules.lazy import Resolution
+from lazyfx.core.symbolic import fmt
+from lazyfx.core.values import converted_dtype
+
+
+class Journal:
+    """Undo log of module states and tensor data: for in-place materialization, and as the
+    snapshot that undoes what a forward does to ``self`` while it is analysed
+    (:meth:`of_model`)."""
+
+    def __init__(self) -> None:
+        # (module, class, __dict__, [(container, contents)], [container empty when saved])
+        self._modules: list[tuple[nn.Module, type, dict, list[tuple[Any, Any]], list[Any]]] = []
+        self._data: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self._values: list[tuple[torch.Tensor, Optional[int], torch.Tensor]] = []
+        self._lazy: list[tuple[torch.Tensor, type, torch.Tensor]] = []  # materialized in place
+        self._swapped: list[tuple[torch.Tensor, torch.Tensor]] = []  # materialized in place on another device
+
+    @classmethod
+    def of_model(cls, model: nn.Module) -> "Journal":
+        """A snapshot of every module of ``model``: its class, its ``__dict__`` (attributes,
+        ``_parameters``/``_buffers``/``_modules`` and hook dicts, lists and dicts, each by
+        identity and contents) and the values of its buffers and tensor attributes (a forward
+        may update those in place: ``self.steps += 1`` runs on the real buffer while torch.fx
+        traces). Parameters are read as graph nodes, never run on, so their values are not
+        copied."""
+        journal = cls()
+        seen: set[int] = set()
+        for module in model.modules():
+            tensors = journal.save_module(module)
+            for tensor in (*module._buffers.values(), *tensors):
+                if tensor is not None and id(tensor) not in seen and not is_lazy(tensor):
+                    seen.add(id(tensor))
+                    journal.save_values(tensor)
+        return journal
+
+    def save_module(self, module: nn.Module) -> list[torch.Tensor]:
+        """Saves the module's state; returns its tensor attributes that are not parameters."""
+        # Containers (_parameters, hook dicts, lists...) are restored in place: hook handles
+        # hold weak references to those very dict objects. An empty one is only cleared.
+        # One pass, by exact type first: this runs for every module before every analysis.
+        attrs = module.__dict__.copy()
+        full, empty, tensors = [], [], []
+        for name, value in attrs.items():
+            kind = type(value)
+            if kind is tuple:  # immutable, but the tensors in it are not (a KV cache as a tuple)
+                tensors += _tensors_inside(value)
+                continue
+            if kind in _NOT_SAVED:
+                continue
+            if name not in _MODULE_INTERNALS and isinstance(value, (dict, list, set)):
+                tensors += _tensors_inside(value)
+            copy_of = _CONTAINERS.get(kind)
+            if copy_of is None and isinstance(value, (dict, list, set)):
+                copy_of = dict if isinstance(value, dict) else list if isinstance(value, list) else set
+            if copy_of is not None:
+                if value:
+                    full.append((value, copy_of(value)))
+                else:
+                    empty.append(value)
+            elif kind is torch.Tensor or isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+                tensors.append(value)
+        self._modules.append((module, type(module), attrs, full, empty))
+        return tensors
+
+    def save_data(self, tensor: torch.Tensor) -> None:
+        self._data.append((tensor, tensor.data))
+
+    def save_lazy(self, tensor: torch.Tensor) -> None:
+        """A lazy tensor about to be materialized in place (its class and data change)."""
+        self._lazy.append((tensor, type(tensor), tensor.data))
+
+    def save_swap(self, tensor: torch.Tensor, other: torch.Tensor) -> None:
+        """``tensor`` and ``other`` swapped contents (torch.utils.swap_tensors): swapped back on rollback."""
+        self._swapped.append((tensor, other))
+
+    def save_values(self, tensor: torch.Tensor) -> None:
+        """A copy of ``tensor``'s values, put back if it changes in place (same object)."""
+        if tensor.device.type != "meta":  # a meta tensor has no values to change
+            self._values.append((tensor, _version(tensor), tensor.detach().clone()))
+
+    def rollback(self, modules: Optional[Iterable[nn.Module]] = None) -> None:
+        """Undo every change (only those to ``modules`` and their tensors, when given)."""
+        only = None if modules is None else {id(m) for m in modules}
+        for tensor, data in reversed(self._data):
+            tensor.data = data
+        for tensor, cls, data in reversed(self._lazy):
+            tensor.data = data
+            tensor.__class__ = cls
+        for tensor, other in reversed(self._swapped):
+            torch.utils.swap_tensors(tensor, other)
+        for module, cls, attrs, full, empty in reversed(self._modules):
+            if only is not None and id(module) not in only:
+                continue
+            for container, contents in full:
+                if isinstance(container, list):
+                    container[:] = contents
+                else:  # a dict or a set (_non_persistent_buffers_set)
+                    container.clear()
+                    container.update(contents)
+            for container in empty:
+                if container:
+                    container.clear()
+            module.__dict__.clear()
+            module.__dict__.update(attrs)
+            if module.__class__ is not cls:
+                module.__class__ = cls
+        tensors = None if only is None else {id(t) for m in (modules or ()) for t in _tensors_of(m)}
+        for tensor, version, values in reversed(self._values):
+            if (tensors is None or id(tensor) in tensors) and (version is None or _version(tensor) != version):
+                with torch.no_grad():
+                    if tensor.shape == values.shape and tensor.dtype == values.dtype:
+                        tensor.copy_(values)
+                    else:
+                        tensor.data = values
+
+
+# Module attributes saved by contents and restored in place (subclasses too), with how to copy
+# them; and the types of attributes that are saved as they are (immutable, or parameters).
+_CONTAINERS: dict[type, Callable] = {dict: dict, OrderedDict: dict, list: list, set: set}
+_NOT_SAVED = frozenset({bool, int, float, complex, str, bytes, type(None), tuple, torch.Size, torch.dtype, torch.device,
+                        RemovableHandle, nn.Parameter, UninitializedParameter})
+
+
+# nn.Module's own dicts: parameters, buffers and submodules are saved by other means, hooks hold
+# functions
+_MODULE_INTERNALS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
+
+
+def _tensors_inside(container: Any, depth: int = 3) -> list[torch.Tensor]:
+    """The tensors (not parameters) held in a user's list, tuple, dict or set attribute, a few
+    levels deep: a forward may update them in place (``self.cache["k"].add_(x)``)."""
+    found: list[torch.Tensor] = []
+    items = container.values() if isinstance(container, dict) else container
+    for item in items:
+        if isinstance(item, torch.Tensor):
+            if not isinstance(item, nn.Parameter):
+                found.append(item)
+        elif depth > 1 and isinstance(item, (dict, list, tuple, set)):
+            found += _tensors_inside(item, depth - 1)
+    return found
+
+
+def _version(tensor: torch.Tensor) -> Optional[int]:
+    """The tensor's in-place version counter (None where it has none: inference tensors)."""
+    try:
+        return tensor._version
+    except RuntimeError:  # pragma: no cover - inference-mode tensors
+        return None
+
+
+def _tensors_of(module: nn.Module) -> list[torch.Tensor]:
+    return [t for t in (*module._buffers.values(), *module.__dict__.values()) if isinstance(t, torch.Tensor)]
+
+
+def materialize_model(
+    model: nn.Module,
+    records: dict[str, LazyModuleRecord],
+    *,
+    device: Optional[torch.device],
+    dtype: Optional[torch.dtype],
+    seed: Optional[int],
+    inplace: bool,
+    initialize: bool = True,
+    finish: Optional[Callable[[nn.Module], None]] = None,
+    init_order: str = "dry-run",
+) -> nn.Module:
+    """The eager twin of ``model`` (``model`` itself when ``inplace``). ``initialize=False``
+    creates the parameters without initializing them (a checkpoint fills them in ``finish``,
+    which runs inside the same rollback scope)."""
+    journal = Journal() if inplace else None
+    meta_eager = meta_eager_modules(model, device, records)
+    loadable = getattr(finish, "keys", None)  # the checkpoint's keys, when it brings values
+    provided = (lambda key: key in loadable) if loadable is not None else (lambda key: False)
+    # the eager tensors the given model already has (a checkpoint overwrites them in place)
+    given = model.state_dict(keep_vars=True).values() if inplace and finish else ()
+    eager = {id(t) for t in given if not is_lazy(t)}
+    try:
+        target = model if inplace else copy_model(model, device, dtype)
+    except Exception as exc:
+        holder = _lazy_outside_modules(model) if "uninitialized" in str(exc) else None
+        if holder is not None:
+            raise MaterializeError(
+                f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): its "
+                f"attribute '{holder[0]}' ({holder[1]}) holds lazy parameters outside the modules' own, and copying "
+                f"it reads them while they are uninitialized: {type(exc).__name__}: {first_line(exc)}",
+                notes=[f"this is how tensordict's from_module/to_module keep a module's parameters; materialize with "
+                       f"inplace=True: lazyfx initializes the lazy parameters in place, as a dry run does, so "
+                       f"'{holder[0]}' holds the initialized ones"],
+            ) from exc
+        raise MaterializeError(
+            f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+    try:
+        registration = init_order == "registration" and initialize
+        # In registration order the lazy modules are only created here (their own initialization,
+        # if any, runs on a discarded RNG stream); every module is then initialized from the seed.
+        with (torch.random.fork_rng(devices=[]) if registration else contextlib.nullcontext()):
+            with (contextlib.nullcontext() if registration else rng_scope(seed, device)):
+                # eager layers built on meta first, as their constructors would have on the device
+                initialize_off_meta(target, meta_eager, device, journal, provided)
+                for path, record in records.items():  # first-call order, as a dry run initializes them
+                    module = target.get_submodule(path)
+                    if journal:
+                        journal.save_module(module)
+                    if initialize and not registration:  # the generator as a dry run left it
+                        for draw in record.draws_before:
+                            draw.replay(device)
+                    if _meta_tensors(module):  # a LazyBatchNorm's step counter, built on meta
+                        convert_tensors([module], device, None, journal)
+                    # created in the target dtype, as a dry run after model.to(dtype) creates them (in
+                    # registration order every module is initialized again before the conversion)
+                    created_dtype = None if registration else dtype
+                    if record.resolution.init_inputs is not None and initialize:
+                        materialize_generic(module, record.resolution, device, path, created_dtype)
+                    else:
+                        materialize_module(module, record.resolution, device, path, initialize and not registration,
+                                           dtype=created_dtype, journal=journal)
+                    if not registration:  # converting right away keeps at most one module in two dtypes
+                        convert_tensors([module], device, dtype, journal)
+        if registration:
+            with rng_scope(seed, device):
+                reinitialize_in_registration_order(target, journal)
+        convert_tensors(target.modules(), device, dtype, journal)
+        if finish is not None:
+            if journal:  # a checkpoint load writes into the eager tensors in place
+                for tensor in target.state_dict(keep_vars=True).values():
+                    if id(tensor) in eager:
+                        journal.save_values(tensor)
+            finish(target)
+    except BaseException as exc:  # KeyboardInterrupt and SystemExit roll back too
+        if journal:
+            journal.rollback()
+        if isinstance(exc, LazyFXError) or not isinstance(exc, Exception):
+            raise
+        raise MaterializeError(
+            f"materializing {type(model).__name__} failed: {type(exc).__name__}: {exc}",
+            notes=["the given model is unchanged" if inplace else "the given model was not modified"],
+        ) from exc
+    return target
+
+
+def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True,
+                       dtype: Optional[torch.dtype] = None, journal: Optional[Journal] = None) -> None:
+    """Turn one lazy module into its eager class, as ``LazyModuleMixin._infer_parameters`` would,
+    its floating-point tensors created in ``dtype`` (as after ``module.to(dtype)``) when given."""
+    created = False
+    with torch.no_grad():
+        for name, shape in resolution.parameter_shapes.items():
+            old = module._parameters[name] if name in module._parameters else module._buffers[name]
+            shape = tuple(int(d) for d in shape)
+            if not is_lazy(old):
+                if tuple(old.shape) != shape:
+                    raise ShapeError(
+                        f"'{_key(path, name)}' already has shape {fmt(tuple(old.shape))} (loaded from a checkpoint?) "
+                        f"but the input resolves it to {fmt(shape)}",
+                        code=diagnostics.SHAPE_MISMATCH,
+                        module_path=path,
+                    )
+                continue
+            tensor = torch.empty(shape, device=device if device is not None else old.device,
+                                 dtype=converted_dtype(old.dtype, dtype))
+            if torch._has_compatible_shallow_copy_type(old, tensor):
+                # In place, as PyTorch's own initialization does: whatever else holds the lazy tensor
+                # (a TensorDict made by tensordict's from_module) sees the initialized one.
+                if journal:
+                    journal.save_lazy(old)
+                old.data = tensor
+                old.__class__ = old.cls_to_become
+            else:  # another device: its data cannot be set, so the object swaps contents with the new tensor
+                new = nn.Parameter(tensor, requires_grad=old.requires_grad) if name in module._parameters else tensor
+                try:
+                    torch.utils.swap_tensors(old, new)
+                except Exception as exc:
+                    if journal:  # what else holds the lazy tensor (a TensorDict) would keep it: refuse
+                        raise MaterializeError(
+                            f"could not initialize '{_key(path, name)}' in place on {tensor.device}: "
+                            f"{type(exc).__name__}: {first_line(exc)}", module_path=path,
+                            notes=["materialize with inplace=False, or on the device the lazy parameters are on"],
+                        ) from exc
+                    (module._parameters if name in module._parameters else module._buffers)[name] = new
+                else:
+                    if journal:
+                        journal.save_swap(old, new)
+            created = True
+        for name, value in resolution.arguments.items():
+            setattr(module, name, int(value))
+        if created and initialize:
+            module.reset_parameters()
+    if isinstance(module, LazyModuleMixin):
+        module._initialize_hook.remove()
+        module._load_hook.remove()
+        del module._initialize_hook
+        del module._load_hook
+        if module.cls_to_become is not None:
+            module.__class__ = module.cls_to_become
+
+
+def reinitialize_in_registration_order(model: nn.Module, journal: Optional[Journal]) -> None:
+    """Initialize every module again, as a hand-written eager twin's constructors would:
+    children before their parent (constructors build their submodules first and reset their
+    own parameters last), siblings in registration order."""
+    def visit(module: nn.Module) -> None:
+        for child in module.children():
+            visit(child)
+        reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+        if callable(reset):
+            if journal:
+                for tensor in list(module._parameters.values()) + list(module._buffers.values()):
+                    if tensor is not None:
+                        journal.save_data(tensor)
+                        tensor.data = tensor.data.clone()
+            with torch.no_grad():
+                reset()
+
+    visit(model)
+
+
+def _key(path: str, name: str) -> str:
+    return f"{path}.{name}" if path else name
+
+
+def _converted(tensor: torch.Tensor, device, dtype, *, copy: bool) -> torch.Tensor:
+    """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating-point and
+    complex ones. A meta tensor has no values to move: it becomes an empty one on ``device``, in its own dtype
+    (its module's ``reset_parameters()`` fills it, and the dtype follows, as for the lazy ones)."""
+    if tensor.is_meta and device is not None and torch.device(device).type != "meta":
+        return torch.empty_like(tensor, device=device)
+    new_dtype = converted_dtype(tensor.dtype, dtype)
+    return tensor.detach().to(device=device, dtype=new_dtype, copy=copy)
+
+
+def _meta_tensors(module: nn.Module) -> list[str]:
+    """The module's own eager tensors that are on meta (no values)."""
+    return [n for n, t in (*module._parameters.items(), *module._buffers.items())
+            if t is not None and not is_lazy(t) and t.is_meta]
+
+
+def meta_eager_modules(model: nn.Module, device, lazy: Iterable[str]) -> list[tuple[str, list[str]]]:
+    """The eager modules with tensors on meta, when they are to leave it, as (path, the tensors'
+    names), children before their parent (constructors build their submodules first), in
+    registration order."""
+    if device is None or torch.device(device).type == "meta":
+        return []
+    skip, order = set(lazy), []
+
+    def visit(module: nn.Module, path: str) -> None:
+        for name, child in module.named_children():
+            visit(child, f"{path}.{name}" if path else name)
+        if path not in skip and _meta_tensors(module):
+            order.append((path, _meta_tensors(module)))
+
+    visit(model, "")
+    return order
+
+
+def initialize_off_meta(target: nn.Module, paths: list[tuple[str, list[str]]], device,
+                        journal: Optional[Journal], provided: Callable[[str], bool]) -> None:
+    """Create the meta tensors of the modules at ``paths`` on ``device`` and initialize them
+    with the module's own ``reset_parameters()``, in order, as building the model on ``device``
+    would have. A module without one needs every such tensor from the checkpoint
+    (``provided(key)``)."""
+    for path, names in paths:
+        module = target.get_submodule(path)
+        convert_tensors([module], device, None, journal)
+        if all(provided(_key(path, n)) for n in names):
+            continue  # the checkpoint's values go in
+        reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+        if callable(reset):
+            with torch.no_grad():
+                reset()
+            continue
+        missing = [n for n in names if not provided(_key(path, n))]
+        if missing:
+            listed = ", ".join(f"'{_key(path, n)}'" for n in missing)
+            raise MaterializeError(
+                f"{type(module).__name__} '{path or type(target).__name__}' was built on the meta device, so "
+                f"{listed} {'has' if len(missing) == 1 else 'have'} no values, and it has no reset_parameters() "
+                f"to initialize {'it' if len(missing) == 1 else 'them'} on {torch.device(device)}",
+                code=diagnostics.META_WITHOUT_VALUES, module_path=path,
+                notes=["build the model on the target device, give materialize a state_dict with those values, "
+                       "or add a reset_parameters() method that initializes them"],
+            )
+
+
+def _lazy_outside_modules(model: nn.Module) -> Optional[tuple[str, str]]:
+    """(path, type) of a module attribute, other than parameters, buffers and submodules, that
+    cannot be copied while it holds lazy tensors (a TensorDict of the model's parameters)."""
+    for path, module in model.named_modules():
+        for name, value in vars(module).items():
+            if name in _MODULE_INTERNALS or isinstance(value, (torch.Tensor, nn.Module)) or type(value) in _NOT_SAVED:
+                continue
+            try:
+                copy.deepcopy(value)
+            except Exception as exc:
+                if "uninitialized" in str(exc):
+                    return _key(path, name), type(value).__name__
+    return None
+
+
+def copy_model(model: nn.Module, device, dtype) -> nn.Module:
+    """A deep copy whose tensors are created directly on ``device``/``dtype``."""
+    memo: dict[int, Any] = {}
+    for module in model.modules():
+        for param in module._parameters.values():
+            if param is None or id(param) in memo:
+                continue
+            if is_lazy(param):
+                memo[id(param)] = UninitializedParameter(param.requires_grad, param.device, param.dtype)
+            elif type(param) is nn.Parameter:
+                memo[id(param)] = nn.Parameter(_converted(param, device, dtype, copy=True), param.requires_grad)
+        for buffer in module._buffers.values():
+            if buffer is None or id(buffer) in memo:
+                continue
+            if is_lazy(buffer):
+                memo[id(buffer)] = UninitializedBuffer(
+                    buffer.requires_grad, buffer.device, buffer.dtype, persistent=getattr(buffer, "persistent", True)
+                )
+            elif type(buffer) is torch.Tensor:
+                memo[id(buffer)] = _converted(buffer, device, dtype, copy=True)
+    return deepcopy_consistently(model, memo)
+
+
+def convert_tensors(modules: Iterable[nn.Module], device, dtype, journal: Optional[Journal]) -> None:
+    """Move the modules' own tensors that are not yet on ``device``/``dtype``, in place,
+    as ``module.to`` does."""
+    if device is None and dtype is None:
+        return
+    for module in modules:
+        saved = False
+        for container in (module._parameters, module._buffers):
+            for name, tensor in list(container.items()):
+                if tensor is None or is_lazy(tensor):
+                    continue
+                new = _converted(tensor, device, dtype, copy=False)
+                if new.device == tensor.device and new.dtype == tensor.dtype:
+                    continue
+                if torch._has_compatible_shallow_copy_type(tensor, new):
+                    if journal:
+                        journal.save_data(tensor)
+                    tensor.data = new
+                    continue
+                # a new tensor object where the old cannot hold the data (cpu -> meta), as module.to does
+                if journal and not saved:
+                    journal.save_module(module)
+                    saved = True
+                is_param = isinstance(tensor, nn.Parameter)
+                container[name] = nn.Parameter(new, tensor.requires_grad) if is_param else new
+
+
+@contextlib.contextmanager
+def rng_scope(seed: Optional[int], device) -> Iterator[None]:
+    """With a seed: a forked RNG seeded with it (the caller's RNG state is left alone)."""
+    if seed is None:
+        yield
+        return
+    device_type = torch.device(device).type if device is not None else "cpu"
+    devices: list[int] = []
+    if device_type == "cuda":
+        index = torch.device(device).index
+        devices = [index if index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=devices, device_type=device_type if devices else "cuda"):
+        torch.manual_seed(seed)
+        yield
