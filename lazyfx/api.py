@@ -15,8 +15,9 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
 from lazyfx.analysis.fallback import abstract
-from lazyfx.analysis.propagate import Propagator, call_notes, propagate
+from lazyfx.analysis.propagate import Propagator, propagate
 from lazyfx.analysis.randomness import draws_in_graph
+from lazyfx.analysis.records import call_notes
 from lazyfx.analysis.resolve import LazyModuleRecord, resolve
 from lazyfx.analysis.trace import patches_restored, recursion_room, trace, with_defaults
 from lazyfx.build import checkpoint

@@ -12,7 +12,7 @@ import lazyfx
 from lazyfx.outputs import graph
 from lazyfx.cli import main
 from lazyfx.demo import Net
-from lazyfx.analysis.propagate import FALLBACK, NodeRecord
+from lazyfx.analysis.records import FALLBACK, NodeRecord
 from lazyfx.core.values import TensorMeta, describe
 
 SVG = "{http://www.w3.org/2000/svg}"

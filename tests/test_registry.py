@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import lazyfx
 from cases import CASES
-from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, ensure_loaded, key_name
+import lazyfx.rules.all  # noqa: F401  (registers every rule)
+from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, key_name
 
 
 def keys_reached(name: str) -> set:
@@ -41,7 +42,6 @@ def all_reached() -> frozenset:
 
 
 def test_every_rule_has_a_differential_case():
-    ensure_loaded()
     missing = [key_name(r.key) for r in RULES if r.key not in all_reached() and r.key not in NOT_DIFFERENTIALLY_TESTED]
     assert not missing, f"rules without a differential case in tests/cases.py: {sorted(missing)}"
 
@@ -56,6 +56,5 @@ def test_registry_refuses_duplicates():
 def test_every_builtin_lazy_class_has_a_resolver():
     lazy_classes = [getattr(nn, n) for n in dir(nn) if n.startswith("Lazy") and isinstance(getattr(nn, n), type)]
     assert len(lazy_classes) == 13
-    ensure_loaded()
     assert all(cls in RESOLVERS for cls in lazy_classes)
     assert all(getattr(cls, "cls_to_become") in RULES for cls in lazy_classes)

@@ -15,7 +15,8 @@ import sys
 from typing import Optional
 
 from lazyfx.core.diagnostics import CODES
-from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Method, ensure_loaded, key_name
+import lazyfx.rules.all  # noqa: F401  (registers every rule)
+from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Method, key_name
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -47,7 +48,6 @@ def _kind(key) -> str:
 
 
 def ops_markdown() -> str:
-    ensure_loaded()
     rows = sorted(RULES, key=lambda r: (_kind(r.key), key_name(r.key)))
     lines = [
         "# Supported operations",

@@ -15,7 +15,8 @@ from typing import Optional
 import torch.nn as nn
 
 from lazyfx.analysis.fallback.generic import UnknownSize
-from lazyfx.analysis.propagate import LazyCall, Propagation
+from lazyfx.analysis.propagate import Propagation
+from lazyfx.analysis.records import LazyCall
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import Recorder, equal, require_equal
 from lazyfx.core.diagnostics import SourceLocation

@@ -51,8 +51,9 @@ from torch.overrides import TorchFunctionMode
 from lazyfx.analysis.fallback.abstract import DEVICE_ATTRIBUTES, TARGET_DEVICE
 from lazyfx.analysis.fallback.generic import resolve_container
 from lazyfx.analysis.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
-from lazyfx.analysis.propagate import CALLERS, LOCATION, Decision, LazyCall, Propagator, real_modules
+from lazyfx.analysis.propagate import Propagator, real_modules
 from lazyfx.analysis.randomness import GeneratorWatcher
+from lazyfx.analysis.records import CALLERS, LOCATION, Decision, LazyCall
 from lazyfx.build.rewrite import Journal
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import decide

@@ -24,7 +24,8 @@ from lazyfx.core import diagnostics
 from lazyfx.core.diagnostics import Diagnostic
 from lazyfx.errors import ResolutionError, ShapeError, SpecError
 from lazyfx.analysis.resolve import LazyModuleRecord
-from lazyfx.core.registry import RESOLVERS, ensure_loaded
+import lazyfx.rules.all  # noqa: F401  (registers every rule)
+from lazyfx.core.registry import RESOLVERS
 from lazyfx.rules.lazy import Resolution, is_lazy_module
 from lazyfx.core.values import TensorMeta
 from lazyfx.core.symbolic import fmt, is_concrete
@@ -114,7 +115,6 @@ def _check_own_shapes(path: str, module: nn.Module, arguments: dict, shapes: dic
 
 def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) -> dict[str, LazyModuleRecord]:
     """Every lazy module of ``model`` resolved from a checkpoint (in registration order)."""
-    ensure_loaded()
     state_dict = checked(state_dict)
     records: dict[str, LazyModuleRecord] = {}
     missing, problems = [], []

@@ -139,9 +139,3 @@ def rule(*keys: Any):
 def resolver(*lazy_classes: type):
     """Register the resolver of built-in lazy classes."""
     return RESOLVERS.register(*lazy_classes)
-
-
-def ensure_loaded() -> None:
-    """Import every rule family and the resolvers (they register themselves on import)."""
-    import lazyfx.rules  # noqa: F401
-    import lazyfx.rules.lazy  # noqa: F401

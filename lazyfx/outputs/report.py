@@ -10,7 +10,7 @@ from typing import Any, Optional
 import sympy
 import torch
 
-from lazyfx.analysis.propagate import Decision, NodeRecord
+from lazyfx.analysis.records import Decision, NodeRecord
 from lazyfx.analysis.resolve import LazyModuleRecord
 from lazyfx.core.diagnostics import Diagnostic
 from lazyfx.core.symbolic import fmt
@@ -33,7 +33,7 @@ class Report:
         inputs: The value of each of forward's parameters, by name, defaults
             included: a [`TensorMeta`][lazyfx.TensorMeta] for a tensor,
             containers and constants as they are.
-        nodes: One [`NodeRecord`][lazyfx.analysis.propagate.NodeRecord] per
+        nodes: One [`NodeRecord`][lazyfx.analysis.records.NodeRecord] per
             torch.fx node, in graph order.
         lazy: One [`LazyModuleRecord`][lazyfx.analysis.resolve.LazyModuleRecord]
             per lazy submodule, by module path: in initialization order (the

@@ -1,24 +1,5 @@
-"""Shape rules by family. Importing this package registers every rule in
-:data:`lazyfx.core.registry.RULES`."""
+"""Shape rules by family, one module each, and ``lazy``: the built-in lazy classes.
 
-from lazyfx.rules import (  # noqa: F401
-    activation,
-    attention,
-    compare,
-    control,
-    conv,
-    elementwise,
-    embedding,
-    factory,
-    index,
-    join,
-    linear,
-    misc,
-    norm,
-    padding,
-    pool,
-    reduce,
-    resample,
-    rnn,
-    views,
-)
+A family registers its rules in :data:`lazyfx.core.registry.RULES` when it is imported;
+:mod:`lazyfx.rules.all` imports every family (the analysis does, once).
+"""

@@ -1,0 +1,128 @@
+"""What the analysis records about the traced program: nodes, lazy calls, decisions.
+
+The tracer (:mod:`lazyfx.analysis.trace`) creates these records and the propagator
+(:mod:`lazyfx.analysis.propagate`) fills them; the report and the later stages read them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch.nn as nn
+
+from lazyfx.analysis.fallback.meta import RULE_NAME as FALLBACK
+from lazyfx.core.diagnostics import SourceLocation
+from lazyfx.core.values import TensorMeta
+from lazyfx.rules.lazy import Resolution
+
+LOCATION = "lazyfx_location"  # node.meta key: the user's file:line that created the node
+CALLERS = "lazyfx_callers"  # node.meta key: ((file:line, module path), ...) of the submodule calls around it
+
+
+def call_notes(callers: tuple) -> tuple[str, ...]:
+    """``called as 'block' from model.py:9``, outermost call first: how forward reached a node
+    inside a submodule (defined in another file, say)."""
+    return tuple(f"called as '{path}' from {location}" for location, path in callers)
+
+
+@dataclass
+class NodeRecord:
+    """What lazyfx learned about one node of the traced graph: a row of the report's table.
+
+    ``report.nodes`` lists them in graph order.
+
+    Attributes:
+        name: The torch.fx node's name (``"features_0"``, ``"flatten"``).
+        op: The torch.fx opcode: ``"placeholder"`` (an input),
+            ``"call_module"``, ``"call_function"``, ``"call_method"``,
+            ``"get_attr"`` or ``"output"``.
+        target: What the node calls, as the report shows it: a module's class
+            (``"LazyConv2d"``), ``"Tensor.flatten"``, ``"torch.cat"``,
+            ``"operator.add"``.
+        module_path: The path of the submodule the node calls, or of the
+            submodule whose forward it is part of (``""`` is the model
+            itself); None for code in the model's own forward.
+        inputs: The tensors among the node's arguments.
+        value: The node's output: a `TensorMeta`, a size, a tuple of them...
+        rule: The shape rule that computed the output (a lazy module's
+            resolver and its eager class's rule joined by ``" + "``);
+            ``"fallback: meta kernel"`` where PyTorch's meta kernel did; None
+            for inputs and the output.
+        location: The line of your code that created the node, with ``file``
+            and ``line`` (``str()`` gives ``path:line``); None when unknown.
+        sources: The names of the nodes whose values it takes (the graph's
+            edges into it), in argument order.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+        >>> node = report.nodes[1]
+        >>> node.name, node.op, node.target, node.module_path
+        ('features_0', 'call_module', 'LazyConv2d', 'features.0')
+        >>> node.inputs
+        [TensorMeta(shape=(B, 3, 32, 32), dtype=torch.float32)]
+        >>> node.value
+        TensorMeta(shape=(B, 32, 15, 15), dtype=torch.float32)
+        >>> node.location.line
+        24
+    """
+
+    name: str
+    op: str  # fx opcode
+    target: str  # what is called, as the report shows it
+    module_path: Optional[str]
+    inputs: list[TensorMeta]
+    value: Any
+    rule: Optional[str]
+    location: Optional[SourceLocation]
+    key: Any = None  # the registry key the node dispatched on
+    sources: tuple[str, ...] = ()
+    callers: tuple = ()  # ((SourceLocation, module path), ...): the submodule calls that led here
+
+    @property
+    def fallback(self) -> bool:
+        """Whether PyTorch's meta kernel computed this node, for want of a lazyfx rule.
+
+        The report's table marks such nodes ``[meta kernel]``.
+
+        Examples:
+            >>> class Distances(nn.Module):
+            ...     def forward(self, x):
+            ...         return torch.pdist(x)
+            >>> report = lazyfx.infer(Distances(), ("N", 3))
+            >>> [(node.name, node.fallback) for node in report.nodes]
+            [('x', False), ('pdist', True), ('output', False)]
+            >>> print(report.output)
+            ((N*(N - 1))//2,)
+        """
+        return self.rule == FALLBACK
+
+
+@dataclass
+class LazyCall:
+    """One call of a lazy module and what its input resolved."""
+
+    path: str
+    module: nn.Module
+    resolution: Resolution
+    node: str
+    location: Optional[SourceLocation]
+    # the lazy tensors the module held when called (by id): parameters swapped in from another
+    # module (torch.func.functional_call, tensordict's to_module) are that module's
+    held: frozenset = frozenset()
+
+
+@dataclass
+class Decision:
+    """A Python condition in forward (``if x.dim() == 4``) that lazyfx decided from shapes.
+
+    ``condition`` is the formula in the input symbols (``(W - 1)//2 + 1 >= 64``) where the
+    condition is symbolic, else the condition as written (``x.dim() == 3``); ``source`` is
+    the line of code it comes from.
+    """
+
+    condition: str
+    taken: bool
+    location: Optional[SourceLocation]
+    node: Optional[str] = None
+    source: Optional[str] = None
