@@ -1,5 +1,6 @@
 """tools/compat.py, the parts that need no network: every pip command it runs is pinned to the
-torch under test, and the summary line is pytest's own (or says the run crashed)."""
+torch under test, and the summary line is pytest's own (or says how the run ended without one:
+a crash, or the exit status)."""
 
 import importlib.util
 from pathlib import Path
@@ -38,3 +39,15 @@ def test_quiet_summary_without_rules(tmp_path):
 def test_a_crash_has_no_summary(tmp_path):
     log = _log(tmp_path, "....Fatal Python error: Segmentation fault\n  File \"x.py\", line 3 in f\n")
     assert tool.pytest_summary(log) is None
+
+
+def test_a_run_killed_by_a_signal_is_a_crash():
+    assert tool.suite_outcome(-11, None, 200.4) == "pytest crashed (exit -11, signal 11) after 200s, no summary"
+    assert tool.suite_outcome(139, None, 12.0) == "pytest crashed (exit 139, signal 11) after 12s, no summary"
+
+
+def test_a_run_that_exits_without_its_closing_line_is_not_called_a_crash():
+    # pytest -qq, or a usage error: exit 1 or 4, no signal
+    assert tool.suite_outcome(1, None, 200.0) == "pytest exited 1 after 200s without a summary line"
+    assert tool.suite_outcome(1, "17 failed, 40 passed in 200.00s", 200.0) == "17 failed, 40 passed in 200.00s"
+    assert tool.suite_outcome(0, "40 passed in 9.10s", 9.1) == "40 passed in 9.10s"

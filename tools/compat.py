@@ -106,14 +106,22 @@ def pytest_summary(log: Path) -> Optional[str]:
     return None
 
 
+def suite_outcome(rc: int, summary: Optional[str], seconds: float) -> str:
+    """What the summary line says of pytest's run: its closing line, or, without one, a
+    crash (killed by a signal) or the exit status it stopped with (a usage error, or ``-qq``,
+    which leaves the closing line out)."""
+    if rc < 0 or rc > 128:
+        signal = -rc if rc < 0 else rc - 128
+        return f"pytest crashed (exit {rc}, signal {signal}) after {seconds:.0f}s, no summary"
+    if summary is None:
+        return f"pytest exited {rc} after {seconds:.0f}s without a summary line"
+    return summary
+
+
 def run_suite(step: Step, python: Path, pytest_args: Sequence[str]) -> str:
     start = time.monotonic()
     rc = step.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider", *pytest_args], cwd=REPO)
-    summary = pytest_summary(step.log)
-    if rc < 0 or rc > 128 or summary is None:
-        signal = -rc if rc < 0 else rc - 128
-        return f"pytest crashed (exit {rc}, signal {signal}) after {time.monotonic() - start:.0f}s, no summary"
-    return summary
+    return suite_outcome(rc, pytest_summary(step.log), time.monotonic() - start)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
