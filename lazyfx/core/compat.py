@@ -13,7 +13,7 @@ size-1 branches as requirements and refuses lazy modules whose size it can tell 
 lazyfx uses (``UninitializedBuffer(persistent=)``, torch.fx's ``CURRENT_PATCHER``).
 
 Example:
-    >>> from lazyfx import compat
+    >>> from lazyfx.core import compat
     >>> compat.TORCH_VERSION >= compat.MIN_TORCH
     True
     >>> compat.parse_version("2.15.0+cu132"), compat.parse_version("2.6.0a0+git1234")
