@@ -14,23 +14,24 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import is_lazy
 
-from lazyfx.analysis.fallback import abstract
 from lazyfx.analysis.propagate import Propagator, propagate
 from lazyfx.analysis.randomness import draws_in_graph
 from lazyfx.analysis.records import call_notes
 from lazyfx.analysis.resolve import LazyModuleRecord, resolve
-from lazyfx.analysis.trace import patches_restored, recursion_room, trace, with_defaults
+from lazyfx.analysis.trace import patches_restored, recursion_room, trace
 from lazyfx.build import checkpoint
-from lazyfx.build.rewrite import Journal, materialize_model
+from lazyfx.build.rewrite import materialize_model
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import Condition
 from lazyfx.core.constraints import simplify_condition
 from lazyfx.core.diagnostics import Diagnostic
+from lazyfx.core.journal import Journal
 from lazyfx.core.symbolic import fmt
-from lazyfx.core.values import analysis_dtype
+from lazyfx.core.target import target_device
+from lazyfx.core.values import TensorMeta, analysis_dtype
 from lazyfx.domain.domain import Domain, declared_rejections
 from lazyfx.errors import LazyFXError, ResolutionError, ShapeError, SpecError
-from lazyfx.inputs.bind import bind_values
+from lazyfx.inputs.bind import bind_values, with_defaults
 from lazyfx.inputs.spec import SymbolTable, calls_in, to_value
 from lazyfx.outputs.report import Report
 from lazyfx.rules.lazy import foreign_lazy_tensors
@@ -159,8 +160,6 @@ def check_output(report: Report, expected: Any) -> None:
     """The output must equal ``expected`` (a spec, symbols shared with the inputs') for every
     input the domain admits."""
     import sympy
-
-    from lazyfx.core.values import TensorMeta
 
     want = to_value(expected, SymbolTable())
     got = report.output
@@ -343,7 +342,7 @@ def materialize(
     if state_dict is not None and not inputs and not kw_inputs:
         records = checkpoint.from_state_dict(model, state_dict)
     elif calls is not None:
-        with abstract.target_device(device or "cpu"):
+        with target_device(device or "cpu"):
             reports, initialized = [], frozenset()
             for index, call in enumerate(calls):
                 reports.append(_analyze(model, call.inputs, call.kw_inputs, another_call_follows=index < len(calls) - 1,
@@ -352,7 +351,7 @@ def materialize(
         records = _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
     else:
         # forward runs as a dry run on the device would, after model.to(dtype)
-        with abstract.target_device(device or "cpu"), analysis_dtype(dtype):
+        with target_device(device or "cpu"), analysis_dtype(dtype):
             report = _analyze(model, inputs, kw_inputs)
         if state_dict is None:
             _require_resolved(report)

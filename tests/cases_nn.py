@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from cases import FLOAT, build, case, example, mostly, sizes
 from differential import Example, fn_module
-from lazyfx.rules import resample
+from lazyfx.rules import scale
 
 F64 = torch.float64
 LONG = torch.int64
@@ -116,7 +116,7 @@ def spatial_mask(draw, shape: tuple, spec: dict, first_spatial: int = 2) -> list
     scales = spec.get("scale_factor")
     scales = scales if isinstance(scales, tuple) else (scales,)
     # int(size*scale) of some floats has no exact formula in a symbolic size (int(90*0.7) is 62).
-    inexact = any(isinstance(s, float) and not float(s).is_integer() and resample.exact_fraction(abs(s)) is None
+    inexact = any(isinstance(s, float) and not float(s).is_integer() and scale.exact_fraction(abs(s)) is None
                   for s in scales)
     return [[draw(st.booleans()) and not (inexact and i >= first_spatial) for i in range(len(shape))]]
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
-from lazyfx.analysis.fallback.abstract import target_device
+from lazyfx.core.target import target_device
 from tests.dryrun import assert_same_model, dry_run, materialized
 
 

@@ -510,7 +510,7 @@ def test_interrupt_while_torch_fx_reverts_its_patches(monkeypatch):
 def test_interrupt_at_every_step_of_the_analysis(monkeypatch):
     """A KeyboardInterrupt at the n-th node the propagator computes, for every n: nothing is
     left patched and the model is unchanged."""
-    from lazyfx.passes import propagate
+    from lazyfx.analysis import propagate
 
     class Net(nn.Module):
         def __init__(self):

@@ -24,7 +24,10 @@ import torch.nn as nn
 from torch.nn.modules import module as _module
 from torch.nn.parameter import is_lazy
 
+from lazyfx.analysis.randomness import AFTER_INITIALIZATION_OF
+from lazyfx.analysis.untraceable import untraceable, untraceable_reason
 from lazyfx.core import diagnostics
+from lazyfx.core.values import describe
 from lazyfx.errors import LazyFXError, TraceError
 
 
@@ -109,8 +112,6 @@ def _mark_after_initialization(tracer, last: Any, module_node: fx.Node) -> None:
     """Mark the nodes traced after ``last`` up to ``module_node`` (the pre-hooks that a dry run
     runs after the lazy module's own initialization) so that their random draws count after
     that initialization (:func:`lazyfx.analysis.randomness.draws_in_graph`)."""
-    from lazyfx.analysis.randomness import AFTER_INITIALIZATION_OF
-
     node = last.next if last is not None else next(iter(tracer.graph.nodes), None)
     while node is not None and node is not module_node and node.op != "root":
         node.meta[AFTER_INITIALIZATION_OF] = module_node.name
@@ -118,8 +119,6 @@ def _mark_after_initialization(tracer, last: Any, module_node: fx.Node) -> None:
 
 
 def _run(hook: Callable, kind: str, path: str, *args: Any) -> Any:
-    from lazyfx.analysis.trace import untraceable, untraceable_reason
-
     try:
         return hook(*args)
     except LazyFXError as exc:
@@ -161,8 +160,6 @@ def _check_same_input(tracer, m: nn.Module, path: str, before: tuple, after: tup
 
 
 def _describe(value: Any) -> str:
-    from lazyfx.core.values import describe
-
     args, kwargs = value
     return ", ".join([describe(a) for a in args] + [f"{k}={describe(v)}" for k, v in kwargs.items()])
 

@@ -22,6 +22,7 @@ import torch.fx as fx
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
+import lazyfx.rules.all  # noqa: F401  (registers every rule)
 from lazyfx.analysis.fallback import abstract
 from lazyfx.analysis.fallback.generic import resolve_generic
 from lazyfx.analysis.fallback.meta import RULE_NAME as FALLBACK
@@ -31,7 +32,6 @@ from lazyfx.core import diagnostics
 from lazyfx.core.checks import Recorder, assume, require
 from lazyfx.core.constraints import Constraints
 from lazyfx.core.diagnostics import first_line, location_from_stack_trace
-import lazyfx.rules.all  # noqa: F401  (registers every rule)
 from lazyfx.core.registry import RESOLVERS, RULES, Method, Rule, key_name
 from lazyfx.core.values import TensorMeta, UninitializedTensor, analysed_dtype, map_values, tensors_in
 from lazyfx.errors import LazyFXError, UnsupportedOpError

@@ -27,14 +27,12 @@ import ast
 import contextlib
 import functools
 import inspect
-import io
 import itertools
 import linecache
 import operator
 import os
 import sys
 import threading
-import tokenize
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
@@ -48,28 +46,35 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 from torch.overrides import TorchFunctionMode
 
-from lazyfx.analysis.fallback.abstract import DEVICE_ATTRIBUTES, TARGET_DEVICE
 from lazyfx.analysis.fallback.generic import resolve_container
 from lazyfx.analysis.hooks import call_with_hooks, has_pre_hooks, has_user_hooks
 from lazyfx.analysis.propagate import Propagator, real_modules
 from lazyfx.analysis.randomness import GeneratorWatcher
 from lazyfx.analysis.records import CALLERS, LOCATION, Decision, LazyCall
-from lazyfx.build.rewrite import Journal
+from lazyfx.analysis.untraceable import untraceable, untraceable_reason
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import decide
-from lazyfx.core.diagnostics import caller_location, first_line, is_internal, location_from_traceback
+from lazyfx.core.diagnostics import (
+    caller_location,
+    first_line,
+    is_internal,
+    location_from_traceback,
+    source_line,
+)
+from lazyfx.core.journal import Journal
 from lazyfx.core.registry import RULES
 from lazyfx.core.symbolic import fmt, free_symbols, is_concrete
-from lazyfx.core.values import ANALYSIS_DTYPE, RecordValue, TensorMeta, converted_dtype
+from lazyfx.core.target import DEVICE_ATTRIBUTES, TARGET_DEVICE
+from lazyfx.core.values import ANALYSIS_DTYPE, RecordValue, TensorMeta, converted_dtype, describe
 from lazyfx.errors import (
     DataDependentError,
     LazyFXError,
     ResolutionError,
     ShapeError,
-    SpecError,
     TraceError,
     UndecidedConditionError,
 )
+from lazyfx.inputs.bind import with_defaults
 from lazyfx.rules.lazy import is_lazy_container, is_lazy_module
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
@@ -96,8 +101,6 @@ class _AnswersFromValue:
         return format(str(self), spec)
 
     def __str__(self) -> str:
-        from lazyfx.core.values import describe
-
         return describe(self.tracer.propagator.value(self.node))
 
 
@@ -559,7 +562,7 @@ class LazyTracer(fx.Tracer):
             )
         if isinstance(value, (bool, int, float)) or value is None:
             taken = bool(value)
-            code = _code(obj.node.meta.get(LOCATION))
+            code = source_line(obj.node.meta.get(LOCATION))
             self._decided(obj.node, _condition_text(code) if code else obj.node.name, taken)
             return taken
         if isinstance(value, sympy.Basic):
@@ -619,7 +622,7 @@ class LazyTracer(fx.Tracer):
     def _decided(self, node: fx.Node, condition: str, taken: bool) -> None:
         location = caller_location()
         self.propagator.result.decisions.append(
-            Decision(condition=condition, taken=taken, location=location, node=node.name, source=_code(location))
+            Decision(condition=condition, taken=taken, location=location, node=node.name, source=source_line(location))
         )
 
     def _undecided(self, node: fx.Node, value: Any, what: str = "a branch") -> UndecidedConditionError:
@@ -784,48 +787,9 @@ def is_wrapped(module: nn.Module) -> bool:
     return getattr(type(module).forward, "__wrapped__", None) is not None
 
 
-def untraceable(exc: BaseException) -> bool:
-    """Whether tracing failed because the code cannot be traced (rather than a shape error)."""
-    if isinstance(exc, RecursionError):  # too deep for the analysis: abstract execution would be too
-        return False
-    if isinstance(exc, LazyFXError):
-        return isinstance(exc, DataDependentError) and not getattr(exc, "final", False)
-    # Anything else Python or torch.fx raised on proxies (a module held in a plain list or a closure
-    # is a NameError to fx): abstract execution runs the real code, and re-raises a real error.
-    # The user's own assert, decided from shapes, is a verdict instead.
-    return isinstance(exc, Exception) and not isinstance(exc, AssertionError)
-
-
-def untraceable_reason(exc: BaseException) -> str:
-    if isinstance(exc, LazyFXError):
-        location = exc.diagnostics[0].location  # where a mask's count stopped the trace (loop.py:650)
-        return exc.message if location is None or str(location) in exc.message else f"{exc.message} ({location})"
-    if isinstance(exc, AssertionError):
-        location = location_from_traceback(exc)
-        return ("an assert that does not test sizes fails on traced values"
-                + (f" ({location}: {_code(location)})" if location else ""))
-    text = first_line(exc)
-    location = location_from_traceback(exc)
-    return f"{type(exc).__name__}: {text}" + (f" ({location})" if location else "")
-
-
 def _nodes_after(graph: fx.Graph, last: fx.Node) -> list[fx.Node]:
     nodes = list(graph.nodes)
     return nodes[nodes.index(last) + 1 :]
-
-
-def _code(location) -> Optional[str]:
-    """The source line at ``location``, without its trailing comment."""
-    if location is None:
-        return None
-    line = linecache.getline(location.file, location.line).strip()
-    try:
-        for token in tokenize.generate_tokens(io.StringIO(line).readline):
-            if token.type == tokenize.COMMENT:
-                return line[: token.start[1]].rstrip() or None
-    except (tokenize.TokenError, SyntaxError):  # a line that continues on the next one
-        pass
-    return line or None
 
 
 def _statement_length(location) -> int:
@@ -861,7 +825,7 @@ def _condition_text(code: str) -> str:
 def _line(location) -> str:
     if location is None:
         return "in forward"
-    code = _code(location)
+    code = source_line(location)
     return f"`{code}`" if code else f"line {location.line}"
 
 
@@ -881,24 +845,6 @@ class TracedProgram:
     @property
     def model_name(self) -> str:
         return type(self.root).__name__
-
-
-def bind_inputs(model: nn.Module, args: tuple, kwargs: dict) -> inspect.BoundArguments:
-    """Match the user's inputs to ``model.forward``'s parameters."""
-    signature = inspect.signature(model.forward)
-    try:
-        bound = signature.bind(*args, **kwargs)
-    except TypeError as exc:
-        params = ", ".join(str(p) for p in signature.parameters.values())
-        raise SpecError(f"the inputs do not fit {type(model).__name__}.forward({params}): {exc}") from None
-    return bound
-
-
-def with_defaults(bound: inspect.BoundArguments) -> dict[str, Any]:
-    """Every forward parameter's abstract value, defaults filled in."""
-    full = inspect.BoundArguments(bound.signature, bound.arguments.copy())
-    full.apply_defaults()
-    return dict(full.arguments)
 
 
 def _is_constant(value: Any) -> bool:

@@ -20,15 +20,18 @@ import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
 
-from lazyfx.core import diagnostics
-from lazyfx.core.diagnostics import Diagnostic
-from lazyfx.errors import ResolutionError, ShapeError, SpecError
-from lazyfx.analysis.resolve import LazyModuleRecord
 import lazyfx.rules.all  # noqa: F401  (registers every rule)
+from lazyfx.analysis.resolve import LazyModuleRecord
+from lazyfx.core import diagnostics
+from lazyfx.core.checks import Condition
+from lazyfx.core.diagnostics import Diagnostic
 from lazyfx.core.registry import RESOLVERS
-from lazyfx.rules.lazy import Resolution, is_lazy_module
-from lazyfx.core.values import TensorMeta
 from lazyfx.core.symbolic import fmt, is_concrete
+from lazyfx.core.values import TensorMeta
+from lazyfx.domain.domain import Domain
+from lazyfx.domain.solve import solve
+from lazyfx.errors import ResolutionError, ShapeError, SpecError
+from lazyfx.rules.lazy import Resolution, is_lazy_module
 
 
 def _key(path: str, name: str) -> str:
@@ -175,10 +178,6 @@ def load(target: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool
 def fit(report, state_dict: Mapping[str, torch.Tensor]):
     """The input sizes for which the lazy shapes equal the checkpoint's: the report's domain
     with each symbolic lazy size set equal to the size found in the checkpoint."""
-    import sympy
-
-    from lazyfx.core.checks import Condition
-    from lazyfx.domain.domain import Domain
 
     state_dict = checked(state_dict)
     extra = []
@@ -228,8 +227,6 @@ def _equalities(expected: tuple, found: tuple, constraints) -> Optional[list]:
     any input size: another rank, a concrete dim that differs, or a formula that never takes
     the checkpoint's size (``64*k**2`` is never 7; each is decided for one symbol exactly)."""
     import sympy
-
-    from lazyfx.domain.solve import solve
 
     if len(expected) != len(found):
         return None

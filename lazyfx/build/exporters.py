@@ -32,7 +32,7 @@ import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union
 
 import numpy as np
 import sympy
@@ -42,7 +42,9 @@ import torch.utils._pytree as pytree
 
 from lazyfx.core.diagnostics import EXPORT_STATIC_SIZE, PACKAGE_DIR, display_path, first_line
 from lazyfx.errors import LazyFXError, MaterializeError, SpecError
-from lazyfx.outputs.report import Report
+
+if TYPE_CHECKING:
+    from lazyfx.outputs.report import Report
 from lazyfx.core.symbolic import free_symbols, substitute
 from lazyfx.core.values import TensorMeta, analysis_dtype, map_values
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import io
+import linecache
 import os
 import re
 import sys
+import tokenize
 import traceback
 from dataclasses import dataclass, field
 from typing import Iterable, Optional
@@ -375,3 +378,17 @@ class Diagnostic:
             "line": self.location.line if self.location else None,
             "notes": list(self.notes),
         }
+
+
+def source_line(location) -> Optional[str]:
+    """The source line at ``location``, without its trailing comment."""
+    if location is None:
+        return None
+    line = linecache.getline(location.file, location.line).strip()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(line).readline):
+            if token.type == tokenize.COMMENT:
+                return line[: token.start[1]].rstrip() or None
+    except (tokenize.TokenError, SyntaxError):  # a line that continues on the next one
+        pass
+    return line or None

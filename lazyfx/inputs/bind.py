@@ -28,7 +28,6 @@ from typing import Any, Literal, Union
 
 import torch.nn as nn
 
-from lazyfx.analysis.trace import bind_inputs
 from lazyfx.core import diagnostics
 from lazyfx.errors import LazyFXError, SpecError
 from lazyfx.inputs.spec import Const, SymbolTable, parse_shorthand, to_value
@@ -150,3 +149,21 @@ def _annotations(model: nn.Module) -> dict[str, Any]:
 
 def _type_name(annotation: Any) -> str:
     return annotation.__name__ if isinstance(annotation, type) else str(annotation).replace("typing.", "")
+
+
+def bind_inputs(model: nn.Module, args: tuple, kwargs: dict) -> inspect.BoundArguments:
+    """Match the user's inputs to ``model.forward``'s parameters."""
+    signature = inspect.signature(model.forward)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        params = ", ".join(str(p) for p in signature.parameters.values())
+        raise SpecError(f"the inputs do not fit {type(model).__name__}.forward({params}): {exc}") from None
+    return bound
+
+
+def with_defaults(bound: inspect.BoundArguments) -> dict[str, Any]:
+    """Every forward parameter's abstract value, defaults filled in."""
+    full = inspect.BoundArguments(bound.signature, bound.arguments.copy())
+    full.apply_defaults()
+    return dict(full.arguments)

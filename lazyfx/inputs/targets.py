@@ -17,6 +17,8 @@ import sysconfig
 import traceback
 from typing import Any, Optional
 
+from lazyfx.core.diagnostics import SourceLocation, is_internal, location_from_traceback
+
 
 class TargetError(Exception):
     """A target that cannot be loaded or built; ``location`` is the line of the user's code that
@@ -56,8 +58,6 @@ def user_location(exc: BaseException):
     """Where the user's code raised ``exc``: the innermost frame outside torch, lazyfx, the
     standard library, installed packages and the import machinery (the file and line of a
     SyntaxError)."""
-    from lazyfx.core.diagnostics import SourceLocation, is_internal, location_from_traceback
-
     if isinstance(exc, SyntaxError) and exc.filename and exc.lineno:
         return SourceLocation(exc.filename, exc.lineno)
     libraries = _library_dirs()

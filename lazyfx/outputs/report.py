@@ -12,6 +12,7 @@ import torch
 
 from lazyfx.analysis.records import Decision, NodeRecord
 from lazyfx.analysis.resolve import LazyModuleRecord
+from lazyfx.build.checkpoint import fit
 from lazyfx.core.diagnostics import Diagnostic
 from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, UninitializedTensor, describe, dtype_name
@@ -134,8 +135,6 @@ class Report:
                 ...
             lazyfx.errors.ShapeError: LFX030 checkpoint key 'head.weight' has shape (10, 2304), but the inputs resolve it to (10, 1600) (in module 'head')
         """
-        from lazyfx.build.checkpoint import fit
-
         return fit(self, state_dict)
 
     @property

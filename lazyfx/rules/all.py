@@ -15,6 +15,7 @@ from lazyfx.rules import (  # noqa: F401
     factory,
     index,
     join,
+    lazy,
     linear,
     misc,
     norm,
@@ -24,5 +25,4 @@ from lazyfx.rules import (  # noqa: F401
     resample,
     rnn,
     views,
-    lazy,
 )

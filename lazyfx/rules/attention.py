@@ -32,6 +32,7 @@ from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str, tensor_arg
+from lazyfx.rules.lazy import ModuleView
 
 # -- helpers ------------------------------------------------------------------------------------
 
@@ -40,8 +41,6 @@ def _view(module: nn.Module) -> Any:
     """A submodule as rules see modules: a read-only view that reads attributes as nn.Module
     defines them (rules run while torch.fx traces, which patches nn.Module's attribute lookup
     so that reading a parameter would add a node to the user's graph)."""
-    from lazyfx.rules.lazy import ModuleView  # not at the top: lazyfx.rules.lazy imports the rules
-
     return module if isinstance(module, ModuleView) else ModuleView(module)
 
 

@@ -23,9 +23,11 @@ import torch
 from lazyfx.core.checks import assume, decide, equal, require, require_equal
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, ceildiv, fmt, is_concrete, product
+from lazyfx.core.target import TARGET_DEVICE
 from lazyfx.core.values import RecordValue, TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
+from lazyfx.rules.activation import complex_to_real
 
 
 @rule(Method("size"))
@@ -64,8 +66,8 @@ _TENSOR_ATTRIBUTES = {
     "ndim": lambda x: x.ndim,
     "dtype": lambda x: x.dtype,
     # Devices do not change shapes; a tensor is where a dry run on the target device has it
-    # (lazyfx.analysis.fallback.abstract.TARGET_DEVICE: cpu for infer, materialize's device)
-    "device": lambda x: _target_device(),
+    # (lazyfx.core.target.TARGET_DEVICE: cpu for infer, materialize's device)
+    "device": lambda x: TARGET_DEVICE.get(),
     "data": lambda x: x,
     # Specs describe dense tensors, and no rule makes a sparse one (PyTorch Geometric asks
     # ``is_sparse(edge_index)`` before it builds its messages).
@@ -80,15 +82,8 @@ _TENSOR_ATTRIBUTES = {
 
 
 def _complex_part(x: TensorMeta, part: str) -> TensorMeta:
-    from lazyfx.rules.activation import complex_to_real
-
     return complex_to_real(x, part)
 
-
-def _target_device() -> torch.device:
-    from lazyfx.analysis.fallback.abstract import TARGET_DEVICE
-
-    return TARGET_DEVICE.get()
 
 
 def _swap_last_two(x: TensorMeta, what: str) -> TensorMeta:

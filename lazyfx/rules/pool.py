@@ -26,6 +26,7 @@ from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, sym_min
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import expect_ndim, lookup_by_class, ntuple, shape_str, tensor_arg
+from lazyfx.rules.scale import scaled_size
 
 
 def pool_output_size(size: DimExpr, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> DimExpr:
@@ -355,8 +356,6 @@ def _fractional_output(x: TensorMeta, output_size, output_ratio, n: int, op: str
         raise ShapeError(f"{op}: output_ratio must be a number or {n} numbers, got {output_ratio!r}")
     if x.ndim < n:
         raise ShapeError(f"{op}: Expected {n + 1}D or {n + 2}D tensor, but got: {shape_str(x.shape)}")
-    from lazyfx.rules.resample import scaled_size  # resample imports this module
-
     return tuple(scaled_size(size, r, op) for size, r in zip(x.shape[x.ndim - n :], ratios[:n]))
 
 

@@ -35,9 +35,9 @@ from typing import Any, Iterator, Optional
 import torch
 import torch.nn as nn
 from torch.nn.parameter import is_lazy
-from torch.overrides import TorchFunctionMode
 
 from lazyfx.analysis.counts import POLICIES, Counts
+from lazyfx.analysis.device import on_meta_as_target
 from lazyfx.analysis.fallback.generic import (
     _int_attributes,
     _meta_inputs,
@@ -48,7 +48,7 @@ from lazyfx.analysis.fallback.generic import (
     sampled_resolution,
 )
 from lazyfx.analysis.fallback.meta import HINT_SCALES
-from lazyfx.analysis.randomness import Draw, DrawWatcher, at_representative_sizes, device_given
+from lazyfx.analysis.randomness import Draw, DrawWatcher, at_representative_sizes
 from lazyfx.analysis.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 from lazyfx.core import diagnostics
 from lazyfx.core.diagnostics import (
@@ -64,92 +64,6 @@ from lazyfx.errors import DataDependentError, LazyFXError, ShapeError, Unsupport
 from lazyfx.rules.lazy import Resolution, is_lazy_module
 
 MAX_RUNS = 32  # combinations of value-dependent branches explored per opaque module
-
-# The device a dry run would run on: what ``x.device`` answers while forward runs on meta tensors.
-TARGET_DEVICE: contextvars.ContextVar[torch.device] = contextvars.ContextVar("lazyfx_target_device",
-                                                                              default=torch.device("cpu"))
-
-
-@contextlib.contextmanager
-def target_device(device) -> Iterator[None]:
-    """Abstract execution within the block answers ``.device`` with ``device`` (a dry run on it)."""
-    token = TARGET_DEVICE.set(torch.device(device))
-    try:
-        yield
-    finally:
-        TARGET_DEVICE.reset(token)
-
-
-_META = torch.device("meta")
-_CPU = torch.device("cpu")
-# Tensors made from Python data keep their values, on cpu, as before a model's data exists.
-_FROM_DATA = (torch.tensor, torch.as_tensor, torch.asarray, torch.scalar_tensor)
-# What a tensor says about its device, from the device it is on: the tracer answers these
-# from the target device too (a dry run's ``x.device``, not the analysis' "meta").
-DEVICE_ATTRIBUTES = {"device": lambda d: d, "is_cuda": lambda d: d.type == "cuda",
-                     "is_cpu": lambda d: d.type == "cpu", "is_meta": lambda d: d.type == "meta"}
-_DEVICE_PROPERTIES = {getattr(torch.Tensor, name): answer for name, answer in DEVICE_ATTRIBUTES.items()}
-
-
-class _AnswersTarget(TorchFunctionMode):
-    """``x.device`` (and ``is_cuda``, ``is_cpu``, ``is_meta``) answer ``target``, as in a dry run
-    on it: a lazy module's own initialization runs on shape-only (meta) inputs, its tensors
-    created on ``target``."""
-
-    def __init__(self, target: torch.device) -> None:
-        super().__init__()
-        self.target = target
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        answer = _DEVICE_PROPERTIES.get(getattr(func, "__self__", None))
-        if answer is not None:
-            return answer(self.target)
-        return self.run(func, args, dict(kwargs or {}))
-
-    def run(self, func, args, kwargs):
-        return func(*args, **kwargs)
-
-
-def answering_target_device(device: Optional[torch.device] = None, onto_meta: bool = False) -> TorchFunctionMode:
-    """Within the block ``.device`` answers ``device`` (the analysis' target device where None);
-    with ``onto_meta``, a tensor created on or moved to a given device lands on meta (see
-    :class:`_OnTarget`), while one created without a device stays where PyTorch puts it, as in
-    a dry run (``torch.arange(n)`` meets ``torch.tensor(sizes)`` there)."""
-    target = torch.device(device) if device is not None else TARGET_DEVICE.get()
-    return _OnTarget(target) if onto_meta else _AnswersTarget(target)
-
-
-class _OnTarget(_AnswersTarget):
-    """Forward as in a dry run on ``target``, with every tensor on meta: ``x.device`` (and
-    ``is_cuda``, ``is_cpu``, ``is_meta``) answer ``target``, and a tensor created or moved to
-    any device (``torch.zeros(n, 16)``, ``device=x.device``, ``.to(x.device)``, ``.cuda()``)
-    lands on meta, beside the inputs."""
-
-    def run(self, func, args, kwargs):
-        if func in _FROM_DATA:  # Python data (``torch.tensor(x.shape[-1])``): its values matter
-            kwargs["device"] = _CPU
-        elif kwargs.get("device") is not None:
-            kwargs["device"] = _META
-            with device_given():  # a draw it makes is on the device forward named, not the default one
-                return func(*args, **kwargs)
-        if func in (torch.Tensor.cuda, torch.Tensor.cpu):
-            return args[0]
-        if func is torch.Tensor.to:
-            args = (args[0], *(_META if _is_device(a) else a for a in args[1:]))
-        return func(*args, **kwargs)
-
-
-def _is_device(value: Any) -> bool:
-    return isinstance(value, torch.device) or isinstance(value, str) or (isinstance(value, int)
-                                                                       and not isinstance(value, bool))
-
-
-@contextlib.contextmanager
-def on_meta_as_target() -> Iterator[None]:
-    """Factories default to meta and ``.device`` answers the target device (see :class:`_OnTarget`)."""
-    with torch.device(_META), _OnTarget(TARGET_DEVICE.get()):
-        yield
-
 
 @dataclass
 class Run:

@@ -40,6 +40,7 @@ import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
+from lazyfx.analysis.device import answering_target_device
 from lazyfx.analysis.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 from lazyfx.core import diagnostics
 from lazyfx.core.diagnostics import caller_location, first_line
@@ -270,8 +271,7 @@ def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple
     before = _int_attributes(clone)
     meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
     try:
-        # x.device answers the target device, as in a dry run there (abstract imports this module)
-        from lazyfx.analysis.fallback.abstract import answering_target_device
+        # x.device answers the target device, as in a dry run there
         with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)), \
                 answering_target_device(onto_meta=True):
             run_initialization(clone, meta_args, meta_kwargs)
@@ -523,7 +523,6 @@ def materialize_generic(module: nn.Module, resolution: Resolution, device: Optio
                 cls = UninitializedParameter if isinstance(tensor, UninitializedParameter) else UninitializedBuffer
                 container[name] = cls(tensor.requires_grad, target, converted_dtype(tensor.dtype, dtype))
     args, kwargs = resolution.init_inputs
-    from lazyfx.analysis.fallback.abstract import answering_target_device  # abstract imports this module
     # the inputs are shape-only (meta); x.device answers where the tensors are created
     with torch.no_grad(), answering_target_device(target):
         run_initialization(module, _meta_inputs(args, {}), _meta_inputs(kwargs, {}))
