@@ -9,7 +9,9 @@ with lazyfx's symbolic operations and once with plain Python ints. Python's
 
 from __future__ import annotations
 
+import doctest
 import itertools
+import operator
 
 import pytest
 import sympy
@@ -663,6 +665,39 @@ def test_equal_is_three_valued():
         assert checks.equal(H, 2) is False
         assert checks.equal(H, W) is None
         assert checks.equal(floordiv(2 * H, 2), H) is True
+
+
+CHECK_RELATIONS = [
+    (checks.eq, operator.eq, sympy.Eq), (checks.ne, operator.ne, sympy.Ne), (checks.lt, operator.lt, sympy.Lt),
+    (checks.le, operator.le, sympy.Le), (checks.gt, operator.gt, sympy.Gt), (checks.ge, operator.ge, sympy.Ge),
+]
+
+
+@pytest.mark.parametrize("relation, python, relational", CHECK_RELATIONS, ids=lambda r: getattr(r, "__name__", ""))
+def test_relations_are_python_bools_on_ints_and_sympy_relations_otherwise(relation, python, relational):
+    for a, b in itertools.product((-1, 0, 3, 4), repeat=2):
+        result = relation(a, b)
+        assert type(result) is bool and result == python(a, b), (a, b)
+    for a, b in ((H, 3), (3, H), (H + 1, W), (floordiv(H, 2), 0), (sympy.Integer(3), 4)):
+        assert relation(a, b) == relational(a, b), (a, b)  # the very condition that gets recorded
+
+
+def test_require_divisible_decides_or_records_the_remainder():
+    recorder = Recorder(Constraints({"W": SymbolInfo("W", multiple_of=4)}))
+    with recorder.at("shuffle"):
+        checks.require_divisible(12, 4, _never())
+        checks.require_divisible(2 * W, 8, _never())
+        for size in (13, 2 * H + 1):
+            with pytest.raises(lazyfx.ShapeError, match="odd"):
+                checks.require_divisible(size, 2, "odd")
+        checks.require_divisible(H, 3, "H % 3")
+    assert [(fmt(c.expr), c.message, c.node) for c in recorder.conditions] == [("H % 3 == 0", "H % 3", "shuffle")]
+
+
+def test_checks_examples_pass():
+    with Recorder(Constraints()).at(None):
+        result = doctest.testmod(checks, optionflags=doctest.ELLIPSIS)
+    assert result.attempted >= 7 and result.failed == 0
 
 
 def test_formulas_simplify_under_multiple_of_only_where_it_reads_better():

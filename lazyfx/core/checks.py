@@ -1,14 +1,30 @@
-"""Checks inside shape rules: ``require(cond, message)`` and ``decide(cond)``.
+"""The shared vocabulary of size checks: relations, decisions and requirements.
 
-A rule states what PyTorch requires (``require(out >= 1, lambda: ...)``).
-With concrete sizes the check is plain Python. With symbolic sizes it is
+A rule states what PyTorch requires in three kinds of words:
+
+* **relations** -- :func:`eq`, :func:`ne`, :func:`lt`, :func:`le`, :func:`gt`,
+  :func:`ge` (named as in Python's ``operator`` module): a plain ``bool`` when
+  both sides are concrete ints, else the sympy relation, undecided;
+* **decisions** -- :func:`decide` and :func:`equal`: True or False when the
+  relation is settled for every admitted input, None when it depends on it;
+* **requirements** -- :func:`require` and its shorthands :func:`require_equal`,
+  :func:`require_positive`, :func:`require_divisible`, and :func:`assume`.
+
+With concrete sizes a check is plain Python. With symbolic sizes it is
 decided under the analysis' constraints: a condition that always holds costs
 nothing, one that always fails raises :class:`~lazyfx.errors.ShapeError` with
 the rule's message, and one that holds only for some inputs is recorded as a
 condition of the input domain (``report.domain``) with the node it came from.
 
-The active :class:`Recorder` is set by the propagation pass for each node, so
-rules stay pure functions of their inputs.
+Rules keep no state of their own and return only their output, but checks
+have effects: ``require`` and ``assume`` write what they cannot decide into
+the active :class:`Recorder`, and a recorded requirement narrows that
+recorder's constraints, under which every later check is decided. The
+propagation pass makes its recorder the active one for each node
+(:meth:`Recorder.at`, a context variable). Outside propagation (a rule called
+directly, as in tests) a process-wide default recorder takes the conditions:
+nothing reads them, but they narrow its constraints for every later check
+made outside propagation.
 """
 
 from __future__ import annotations
@@ -21,10 +37,11 @@ from typing import Callable, Iterator, Optional, Union
 import sympy
 
 from lazyfx.core.constraints import Constraints
-from lazyfx.core.symbolic import DimExpr, is_concrete
+from lazyfx.core.symbolic import DimExpr, is_concrete, mod
 from lazyfx.errors import ShapeError
 
 Message = Union[str, Callable[[], str]]
+Relation = Union[bool, sympy.Basic]  # what eq, ne, lt, le, gt and ge return
 
 
 @dataclass
@@ -116,25 +133,84 @@ def assume(cond: sympy.Basic, message: Message, narrows: bool = False) -> None:
         _recorder().record(cond, message, "assumes", narrows)
 
 
+def _concrete(a: object, b: object) -> bool:
+    return is_concrete(a) and is_concrete(b)
+
+
+def eq(a: DimExpr, b: DimExpr) -> Relation:
+    """``a == b``: a bool for two concrete ints, else ``sympy.Eq(a, b)`` (undecided).
+
+    >>> eq(4, 4), eq(sympy.Symbol("H") + 1, 5)
+    (True, Eq(H + 1, 5))
+    """
+    return a == b if _concrete(a, b) else sympy.Eq(a, b)
+
+
+def ne(a: DimExpr, b: DimExpr) -> Relation:
+    """``a != b``: a bool for two concrete ints, else ``sympy.Ne(a, b)``.
+
+    >>> ne(3, 4), ne(sympy.Symbol("H"), 1)
+    (True, Ne(H, 1))
+    """
+    return a != b if _concrete(a, b) else sympy.Ne(a, b)
+
+
+def lt(a: DimExpr, b: DimExpr) -> Relation:
+    """``a < b``: a bool for two concrete ints, else ``sympy.Lt(a, b)``.
+
+    >>> lt(4, 4), lt(sympy.Symbol("H"), 8)
+    (False, H < 8)
+    """
+    return a < b if _concrete(a, b) else sympy.Lt(a, b)
+
+
+def le(a: DimExpr, b: DimExpr) -> Relation:
+    """``a <= b``: a bool for two concrete ints, else ``sympy.Le(a, b)``.
+
+    >>> le(4, 4), le(3, sympy.Symbol("H"))
+    (True, 3 <= H)
+    """
+    return a <= b if _concrete(a, b) else sympy.Le(a, b)
+
+
+def gt(a: DimExpr, b: DimExpr) -> Relation:
+    """``a > b``: a bool for two concrete ints, else ``sympy.Gt(a, b)``.
+
+    >>> gt(4, 4), gt(sympy.Symbol("T"), 0)
+    (False, T > 0)
+    """
+    return a > b if _concrete(a, b) else sympy.Gt(a, b)
+
+
+def ge(a: DimExpr, b: DimExpr) -> Relation:
+    """``a >= b``: a bool for two concrete ints, else ``sympy.Ge(a, b)``.
+
+    >>> ge(2, 1), ge(sympy.Symbol("H") - 2, 0)
+    (True, H - 2 >= 0)
+    """
+    return a >= b if _concrete(a, b) else sympy.Ge(a, b)
+
+
 def equal(a: DimExpr, b: DimExpr) -> Optional[bool]:
-    """Whether two dims are equal: True, False, or None when it depends on the input."""
-    if is_concrete(a) and is_concrete(b):
-        return a == b
-    return decide(sympy.Eq(a, b))
+    """Whether two dims are equal: True, False, or None when it depends on the input.
+
+    >>> H = sympy.Symbol("H", positive=True, integer=True)
+    >>> equal(3, 3), equal(H + 1, H), equal(H, 4)
+    (True, False, None)
+    """
+    return decide(eq(a, b))
 
 
 def require_equal(a: DimExpr, b: DimExpr, message: Message) -> None:
-    if is_concrete(a) and is_concrete(b):
-        if a != b:
-            raise ShapeError(_text(message))
-        return
-    require(sympy.Eq(a, b), message)
+    """PyTorch requires ``a == b`` (:func:`require` of :func:`eq`)."""
+    require(eq(a, b), message)
 
 
 def require_positive(value: DimExpr, message: Message) -> None:
     """A size PyTorch computes must be at least 1 ("Output size is too small")."""
-    if is_concrete(value):
-        if value < 1:
-            raise ShapeError(_text(message))
-        return
-    require(sympy.Ge(value, 1), message)
+    require(ge(value, 1), message)
+
+
+def require_divisible(size: DimExpr, by: DimExpr, message: Message) -> None:
+    """PyTorch requires ``by`` to divide ``size``: ``size % by == 0`` (``by`` positive)."""
+    require(eq(mod(size, by), 0), message)

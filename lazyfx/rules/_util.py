@@ -8,7 +8,7 @@ from typing import Any, Iterable, Sequence
 import sympy
 import torch
 
-from lazyfx.core.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.checks import assume, decide, equal, ge, le, require, require_equal
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, sym_max, sym_min
 from lazyfx.core.values import TensorMeta
 from lazyfx.errors import ShapeError, UnsupportedOpError
@@ -108,19 +108,19 @@ def _is_one(d: DimExpr) -> bool:
 
 def clamp_min(value: DimExpr, low: DimExpr) -> DimExpr:
     """``max(value, low)`` that stays a plain formula when the comparison is decided."""
-    ge = decide(sympy.Ge(value, low)) if not (is_concrete(value) and is_concrete(low)) else value >= low
-    if ge is True:
+    decided = decide(ge(value, low))
+    if decided is True:
         return value
-    if ge is False:
+    if decided is False:
         return low
     return sym_max(value, low)
 
 
 def clamp_max(value: DimExpr, high: DimExpr) -> DimExpr:
-    le = decide(sympy.Le(value, high)) if not (is_concrete(value) and is_concrete(high)) else value <= high
-    if le is True:
+    decided = decide(le(value, high))
+    if decided is True:
         return value
-    if le is False:
+    if decided is False:
         return high
     return sym_min(value, high)
 

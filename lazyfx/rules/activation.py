@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require, require_equal
+from lazyfx.core.checks import require, require_divisible, require_equal
 from lazyfx.core.registry import Method, rule
-from lazyfx.core.symbolic import floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.symbolic import floordiv, fmt, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
@@ -232,9 +232,7 @@ def glu_shape(x: TensorMeta, dim: int) -> TensorMeta:
         raise ShapeError("glu does not support scalars because halving size must be even")
     d = normalize_dim(dim, x.ndim)
     size = x.shape[d]
-    remainder = mod(size, 2)
-    require(remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0),
-            lambda: f"glu: Halving dimension must be even, but dimension {d} is size {fmt(size)}")
+    require_divisible(size, 2, lambda: f"glu: Halving dimension must be even, but dimension {d} is size {fmt(size)}")
     if not x.dtype.is_floating_point:
         raise ShapeError(f"glu is not implemented for {dtype_name(x.dtype)}")
     return x.with_shape((*x.shape[:d], floordiv(size, 2), *x.shape[d + 1 :]))

@@ -26,7 +26,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import equal, require, require_equal
+from lazyfx.core.checks import eq, equal, require, require_divisible, require_equal
 from lazyfx.core.registry import RULES, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod, product
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -144,10 +144,9 @@ def _grouped_heads(q: TensorMeta, k: TensorMeta, v: TensorMeta) -> tuple[TensorM
             raise ShapeError(f"enable_gqa needs a heads dim (-3): {name} has size {shape_str(t.shape)}")
     heads = q.shape[-3]
     for t, name in ((k, "key"), (v, "value")):
-        remainder = mod(heads, t.shape[-3])
-        require(sympy.Eq(remainder, 0) if not is_concrete(remainder) else remainder == 0,
-                lambda t=t: f"Number of heads in key and value must divide the number of heads in query: "
-                f"{fmt(t.shape[-3])} does not divide {fmt(heads)}")
+        require_divisible(heads, t.shape[-3],
+                          lambda t=t: f"Number of heads in key and value must divide the number of heads in query: "
+                          f"{fmt(t.shape[-3])} does not divide {fmt(heads)}")
     repeat = lambda t: t.with_shape((*t.shape[:-3], heads, *t.shape[-2:]))  # noqa: E731
     return repeat(k), repeat(v)
 
@@ -172,19 +171,15 @@ def _check_fused_cpu_mask(q, k, v, mask: TensorMeta, dropout_p, enable_gqa: bool
         return
     if not isinstance(dropout_p, (int, float)) or dropout_p > 0:
         return
-    conditions = [_same(q.shape[0], k.shape[0]), _same(q.shape[0], v.shape[0])]
+    conditions = [eq(q.shape[0], k.shape[0]), eq(q.shape[0], v.shape[0])]
     if enable_gqa:
-        conditions += [_same(mod(q.shape[1], k.shape[1]), 0), _same(k.shape[1], v.shape[1])]
+        conditions += [eq(mod(q.shape[1], k.shape[1]), 0), eq(k.shape[1], v.shape[1])]
     else:
-        conditions += [_same(q.shape[1], k.shape[1]), _same(q.shape[1], v.shape[1])]
+        conditions += [eq(q.shape[1], k.shape[1]), eq(q.shape[1], v.shape[1])]
     fused = sympy.And(*conditions)
     require(sympy.Not(fused) if isinstance(fused, sympy.Basic) else not fused,
             lambda: f"attn_mask of size {shape_str(mask.shape)} needs at least 2 dims: the CPU flash attention "
             f"kernel reads its dim -2")
-
-
-def _same(a: DimExpr, b: DimExpr) -> Any:
-    return a == b if is_concrete(a) and is_concrete(b) else sympy.Eq(a, b)
 
 
 @rule(F.scaled_dot_product_attention)

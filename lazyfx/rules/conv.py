@@ -8,11 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Optional, Sequence
 
-import sympy
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require, require_equal, require_positive
+from lazyfx.core.checks import ge, gt, require, require_equal, require_positive
 from lazyfx.core.registry import rule
 from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
 from lazyfx.core.values import TensorMeta
@@ -153,11 +152,11 @@ def _check_padding_mode(module: nn.Module, x: TensorMeta, n: int, op: str) -> No
         left, right = pads[2 * i], pads[2 * i + 1]
         for pad in (left, right):
             if mode == "reflect":
-                require(sympy.Gt(size, pad) if not is_concrete(size) else size > pad,
+                require(gt(size, pad),
                         lambda size=size, pad=pad: f"{op}: padding_mode='reflect' needs padding ({pad}) "
                         f"smaller than the input size ({fmt(size)})")
             elif mode == "circular":
-                require(sympy.Ge(size, pad) if not is_concrete(size) else size >= pad,
+                require(ge(size, pad),
                         lambda size=size, pad=pad: f"{op}: padding_mode='circular' with padding {pad} wraps "
                         f"around more than once for input size {fmt(size)}")
 

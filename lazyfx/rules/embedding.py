@@ -6,12 +6,11 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require, require_equal
+from lazyfx.core.checks import ge, require, require_equal, require_positive
 from lazyfx.core.registry import rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -66,8 +65,8 @@ def _bag_count(indices: TensorMeta, offsets: Optional[TensorMeta], include_last_
             raise ShapeError("embedding_bag: if input is 2D, then offsets has to be None, as input is treated is a "
                              f"mini-batch of fixed length sequences. However, found offsets of size "
                              f"{shape_str(offsets.shape)}")
-        require(_at_least(indices.shape[1], 1), lambda: f"embedding_bag: a 2D input needs at least one index per "
-                                                        f"bag, got input of size {shape_str(indices.shape)}")
+        require_positive(indices.shape[1], lambda: f"embedding_bag: a 2D input needs at least one index per "
+                                                    f"bag, got input of size {shape_str(indices.shape)}")
         return indices.shape[0]
     if indices.ndim != 1:
         raise ShapeError(f"embedding_bag: input has to be 1D or 2D Tensor, but got Tensor of dimension {indices.ndim}")
@@ -77,12 +76,8 @@ def _bag_count(indices: TensorMeta, offsets: Optional[TensorMeta], include_last_
         raise ShapeError(f"embedding_bag: offsets has to be a 1D Tensor, got size {shape_str(offsets.shape)}")
     if not include_last_offset:
         return offsets.shape[0]
-    require(_at_least(offsets.shape[0], 1), "embedding_bag: include_last_offset: number of offset should be at least 1")
+    require_positive(offsets.shape[0], "embedding_bag: include_last_offset: number of offset should be at least 1")
     return offsets.shape[0] - 1
-
-
-def _at_least(size: DimExpr, low: int):
-    return size >= low if is_concrete(size) else sympy.Ge(size, low)
 
 
 def _check_bag_options(mode: str, scale_grad_by_freq: bool, sparse: bool, per_sample_weights) -> None:
@@ -102,7 +97,7 @@ def _check_padding_idx(padding_idx: Any, num_embeddings: DimExpr) -> None:
     if not is_concrete(padding_idx):
         raise UnsupportedOpError(f"embedding_bag: padding_idx must be a concrete int, got {fmt(padding_idx)}")
     require(
-        _at_least(num_embeddings, padding_idx + 1) if padding_idx >= 0 else _at_least(num_embeddings, -padding_idx),
+        ge(num_embeddings, padding_idx + 1) if padding_idx >= 0 else ge(num_embeddings, -padding_idx),
         lambda: f"embedding_bag: padding_idx must be within the number of embeddings, -{fmt(num_embeddings)} "
                 f"through {fmt(num_embeddings - 1)}, but got {padding_idx}",
     )

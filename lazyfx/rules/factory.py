@@ -22,14 +22,14 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.core.checks import decide, require
+from lazyfx.core.checks import decide, ge, gt, require, require_equal
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, as_dim, ceildiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.rules._util import shape_str, tensor_arg
 from lazyfx.rules.elementwise import check_number_fits, no_out, scalar_dtype
-from lazyfx.rules.reduce import at_least, is_inexact, require_no_elements
+from lazyfx.rules.reduce import is_inexact, require_no_elements
 
 _NO_SHAPE_EFFECT = {"device", "layout", "pin_memory", "requires_grad", "memory_format", "generator", "names"}
 
@@ -60,7 +60,7 @@ def checked_sizes(sizes: Sequence[Any], op: str) -> tuple[DimExpr, ...]:
         if isinstance(s, bool) or not is_integral(s):
             raise ShapeError(f"{op}(): argument 'size' must be a tuple of ints, but found element of type "
                              f"{type(s).__name__}")
-        require(at_least(s, 0), lambda s=s: f"{op}: Trying to create tensor with negative dimension {fmt(s)}: "
+        require(ge(s, 0), lambda s=s: f"{op}: Trying to create tensor with negative dimension {fmt(s)}: "
                                             f"{shape_str(sizes)}")
     return tuple(as_dim(s) for s in sizes)
 
@@ -152,7 +152,7 @@ def eye(n, m=None, **options) -> TensorMeta:
     for name, value in (("n", n), ("m", cols)):
         if isinstance(value, bool) or not is_integral(value):
             raise ShapeError(f"eye(): argument '{name}' must be int, not {type(value).__name__}")
-        require(at_least(value, 0), lambda name=name, value=value: f"{name} must be greater or equal to 0, got "
+        require(ge(value, 0), lambda name=name, value=value: f"{name} must be greater or equal to 0, got "
                                                                    f"{fmt(value)}")
     return TensorMeta((as_dim(n), as_dim(cols)), factory_dtype("eye", options))
 
@@ -170,15 +170,15 @@ def _integer_bound(value: Any, name: str, op: str) -> Any:
 
 def check_random_range(low: Any, high: Any, dtype: torch.dtype, op: str) -> None:
     """``low < high``, and ``[low, high - 1]`` representable in an integral ``dtype``."""
-    require(high > low if is_concrete(high) and is_concrete(low) else sympy.Gt(high, low),
+    require(gt(high, low),
             lambda: f"{op}: random_ expects 'from' to be less than 'to', but got from={fmt(low)} >= to={fmt(high)}")
     if dtype.is_floating_point or dtype.is_complex:
         return
     if dtype == torch.int64 and not (is_concrete(low) and is_concrete(high)):
         return  # size formulas always fit int64 (PyTorch's own size type)
     lowest, highest = (0, 1) if dtype == torch.bool else (torch.iinfo(dtype).min, torch.iinfo(dtype).max)
-    require(at_least(low, lowest), lambda: f"{op}: from is out of bounds for {dtype_name(dtype)}")
-    require(at_least(highest - high + 1, 0), lambda: f"{op}: to - 1 is out of bounds for {dtype_name(dtype)}")
+    require(ge(low, lowest), lambda: f"{op}: from is out of bounds for {dtype_name(dtype)}")
+    require(ge(highest - high + 1, 0), lambda: f"{op}: to - 1 is out of bounds for {dtype_name(dtype)}")
 
 
 def _bounds(args: list, options: dict, op: str) -> tuple[Any, Any]:
@@ -261,13 +261,13 @@ def _symbolic_range_length(start, end, step) -> DimExpr:
     if not all(is_integral(v) for v in (start, end, step)):
         raise UnsupportedOpError(f"arange({fmt(start)}, {fmt(end)}, {fmt(step)}): a symbolic range needs "
                                  f"integer start, end and step")
-    positive = step > 0 if is_concrete(step) else decide(sympy.Gt(step, 0))
+    positive = decide(gt(step, 0))
     if positive is None:
         raise UnsupportedOpError(f"arange: the sign of the step {fmt(step)} depends on the input")
     if not positive and is_concrete(step) and step == 0:
         raise ShapeError("arange: step must be nonzero")
     first, last = (start, end) if positive else (end, start)
-    require(at_least(last - first, 0) if not is_concrete(last - first) else last >= first,
+    require(ge(last - first, 0),
             lambda: f"arange: upper bound and lower bound inconsistent with step sign "
                     f"(start={fmt(start)}, end={fmt(end)}, step={fmt(step)})")
     return ceildiv(last - first, step if positive else -step)
@@ -317,7 +317,7 @@ def _steps_dtype(start, end, options: dict, op: str) -> torch.dtype:
 def _steps(steps: Any, op: str) -> DimExpr:
     if isinstance(steps, bool) or not is_integral(steps):
         raise ShapeError(f"{op}(): argument 'steps' must be int, not {type(steps).__name__}")
-    require(at_least(steps, 0), lambda: f"{op}: number of steps must be non-negative, got {fmt(steps)}")
+    require(ge(steps, 0), lambda: f"{op}: number of steps must be non-negative, got {fmt(steps)}")
     return as_dim(steps)
 
 
@@ -424,9 +424,9 @@ def _element_shape(item: Any, dtype: torch.dtype, op: str, depth: int) -> tuple:
             raise ShapeError(f"{op}: only integer tensors of a single element can be converted to an index "
                              f"(a {dtype_name(item.dtype)} tensor in data for a {dtype_name(dtype)} result)")
         numel = product(item.shape)
-        require(numel == 1 if is_concrete(numel) else sympy.Eq(numel, 1),
-                lambda: f"{op}: only one element tensors can be converted to Python scalars (got a tensor of size "
-                        f"{shape_str(item.shape)})")
+        require_equal(numel, 1,
+                      lambda: f"{op}: only one element tensors can be converted to Python scalars (got a tensor of "
+                              f"size {shape_str(item.shape)})")
         return ()
     return data_shape(item, dtype, op, depth)
 

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import sympy
 import torch
 
-from lazyfx.core.checks import assume, decide, require, require_equal
+from lazyfx.core.checks import assume, decide, ge, le, require, require_equal
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, ceildiv, floordiv, fmt, is_concrete, mod
 from lazyfx.core.values import TensorMeta
@@ -132,7 +132,7 @@ def split_by_size(x: TensorMeta, split_size: DimExpr, d: int) -> tuple[TensorMet
         require_equal(size, 0, lambda: f"split_size can only be 0 if dimension size is 0, but got dimension "
                                        f"size of {fmt(size)}")
         return _pieces(x, d, (size,))
-    if not (is_concrete(size) and is_concrete(split_size)) and decide(sympy.Le(size, split_size)):
+    if not (is_concrete(size) and is_concrete(split_size)) and decide(le(size, split_size)):
         return _pieces(x, d, (size,))
     count = max(_count_of(ceildiv(size, split_size), f"split({fmt(split_size)}) of a dim of size {fmt(size)}"), 1)
     return _pieces(x, d, (*[split_size] * (count - 1), size - split_size * (count - 1)))
@@ -144,12 +144,8 @@ def split_by_sizes(x: TensorMeta, sizes: Sequence[DimExpr], d: int) -> tuple[Ten
     size = x.shape[d]
     listed = lambda: shape_str(sizes)  # noqa: E731
     for s in sizes:
-        if is_concrete(s) and s < 0:
-            raise ShapeError(f"split_with_sizes expects split_sizes have only non-negative entries, but got "
-                             f"split_sizes={listed()}")
-        if not is_concrete(s):
-            require(sympy.Ge(s, 0), lambda: f"split_with_sizes expects split_sizes have only non-negative "
-                                            f"entries, but got split_sizes={listed()}")
+        require(ge(s, 0), lambda: f"split_with_sizes expects split_sizes have only non-negative entries, but got "
+                                  f"split_sizes={listed()}")
     require_equal(sum(sizes), size, lambda: f"split_with_sizes expects split_sizes to sum exactly to {fmt(size)} "
                                             f"(input tensor's size at dimension {d}), but got split_sizes={listed()}")
     return _pieces(x, d, sizes)

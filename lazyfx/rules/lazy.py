@@ -21,15 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import sympy
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
-from lazyfx.core.checks import require
+from lazyfx.core.checks import require_divisible
 from lazyfx.core.registry import resolver
-from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, mod
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, analysed_dtype
 from lazyfx.errors import ShapeError
 from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
@@ -209,9 +208,8 @@ def resolve_conv(module: nn.Module, input: TensorMeta, *args, **kwargs) -> Resol
     in_channels = x.shape[1] if x.ndim == n + 2 else x.shape[0]
     groups = module.groups
     if groups > 1:
-        remainder = mod(in_channels, groups)
-        require(
-            remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0),
+        require_divisible(
+            in_channels, groups,
             lambda: f"{op}: in_channels ({fmt(in_channels)}, from the input of size {shape_str(x.shape)}) "
             f"must be divisible by groups={groups}",
         )

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require, require_equal
+from lazyfx.core.checks import require_divisible, require_equal
 from lazyfx.core.registry import rule
-from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod
+from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import broadcast_shapes, normalize_dim, result_dtype, shape_str, tensor_arg
@@ -173,10 +172,8 @@ def channel_shuffle_shape(x: TensorMeta, groups: Any, op: str) -> TensorMeta:
         raise UnsupportedOpError(f"{op}: groups must be a concrete int, got {fmt(groups)}")
     if groups <= 0:
         raise ShapeError(f"{op}: Number of groups to divide channels in must be positive. Value of groups:{groups}")
-    remainder = mod(x.shape[1], groups)
-    require(remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0),
-            lambda: f"{op}: Number of channels must be divisible by groups. Got {fmt(x.shape[1])} channels and "
-                    f"{groups} groups.")
+    require_divisible(x.shape[1], groups, lambda: f"{op}: Number of channels must be divisible by groups. Got "
+                                                  f"{fmt(x.shape[1])} channels and {groups} groups.")
     return x
 
 

@@ -22,9 +22,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require, require_equal
+from lazyfx.core.checks import require, require_divisible, require_equal, require_positive
 from lazyfx.core.registry import rule
-from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
@@ -288,10 +288,9 @@ def group_norm_function(input, num_groups, weight=None, bias=None, eps=1e-5) -> 
     values = product((floordiv(x.shape[0] * channels, num_groups), *x.shape[2:]))
     _require_more_than_one(values, lambda: f"{op}: Expected more than 1 value per channel when training, got input "
                            f"size {shape_str(x.shape)} with num_groups={num_groups}")
-    remainder = mod(channels, num_groups)
-    require(remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0),
-            lambda: f"{op}: Expected number of channels in input to be divisible by num_groups, but got input of "
-                    f"shape {shape_str(x.shape)} and num_groups={num_groups}")
+    require_divisible(channels, num_groups,
+                      lambda: f"{op}: Expected number of channels in input to be divisible by num_groups, but got "
+                              f"input of shape {shape_str(x.shape)} and num_groups={num_groups}")
     for name, param in params.items():
         if param is not None:
             if param.ndim != 1:
@@ -378,10 +377,6 @@ def cross_map_lrn2d_module(module: nn.CrossMapLRN2d, x: TensorMeta) -> TensorMet
     if module.size == 0:
         raise ShapeError(f"{op}: size must not be 0 (alpha is divided by it)")
     _check_floating(x, op)
-    require(_positive(x.shape[1]), lambda: f"{op}: expected at least one channel, got input of size "
-                                          f"{shape_str(x.shape)}")
+    require_positive(x.shape[1], lambda: f"{op}: expected at least one channel, got input of size "
+                                         f"{shape_str(x.shape)}")
     return x
-
-
-def _positive(size: DimExpr):
-    return size >= 1 if is_concrete(size) else sympy.Ge(size, 1)

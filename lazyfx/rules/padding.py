@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lazyfx.core import compat
-from lazyfx.core.checks import require
+from lazyfx.core.checks import ge, le, lt, ne, require
 from lazyfx.core.registry import rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, product, sym_min
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -35,13 +35,6 @@ from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import lookup_by_class, shape_str, tensor_arg
 
 _MODES = ("constant", "reflect", "replicate", "circular")
-
-
-def _compare(op, a: DimExpr, b: DimExpr):
-    """``op(a, b)`` as a Python bool for concrete dims, else as a sympy relation."""
-    if is_concrete(a) and is_concrete(b):
-        return {"<": a < b, "<=": a <= b, ">=": a >= b, "!=": a != b}[op]
-    return {"<": sympy.Lt, "<=": sympy.Le, ">=": sympy.Ge, "!=": sympy.Ne}[op](a, b)
 
 
 def _pairs(pads: Sequence[DimExpr], ndim: int) -> list[tuple[int, DimExpr, DimExpr]]:
@@ -77,7 +70,7 @@ def constant_pad_shape(x: TensorMeta, pads: Sequence[DimExpr]) -> TensorMeta:
     for dim, left, right in _pairs(pads, x.ndim):
         cropped = x.shape[dim] + sym_min(left, 0) + sym_min(right, 0)
         require(
-            _compare(">=", cropped, 0),
+            ge(cropped, 0),
             lambda dim=dim, left=left, right=right: f"The input size {fmt(x.shape[dim])}, plus negative padding "
             f"{fmt(left)} and {fmt(right)} resulted in a negative output size, which is invalid. Check dimension "
             f"{dim} of your input (input of size {shape_str(x.shape)})",
@@ -98,7 +91,7 @@ def _check_non_empty(x: TensorMeta, n: int, mode: str) -> None:
     first = 1 if x.ndim == n + 2 else 0
     for size in x.shape[first:]:
         require(
-            _compare(">=", size, 1),
+            ge(size, 1),
             lambda: f"{mode} padding: expected {n + 1}D or {n + 2}D (batch mode) tensor with possibly 0 batch size "
             f"and other non-zero dimensions for input, but got: {shape_str(x.shape)}",
         )
@@ -109,11 +102,11 @@ def _check_pad_below_size(x: TensorMeta, pads, *, strict: bool, mode: str) -> No
         size = x.shape[dim]
         for pad in (left, right):
             if strict:
-                require(_compare("<", pad, size), lambda pad=pad, dim=dim, left=left, right=right: (
+                require(lt(pad, size), lambda pad=pad, dim=dim, left=left, right=right: (
                     f"Argument #4: Padding size should be less than the corresponding input dimension, but got: "
                     f"padding ({fmt(left)}, {fmt(right)}) at dimension {dim} of input {shape_str(x.shape)}"))
             else:
-                require(_compare("<=", pad, size), lambda pad=pad, size=size: (
+                require(le(pad, size), lambda pad=pad, size=size: (
                     f"{mode} padding {fmt(pad)} wraps around more than once for input size {fmt(size)} "
                     f"(Padding value causes wrapping around more than once)"))
 
@@ -135,8 +128,7 @@ def _check_circular_copies(x: TensorMeta, shape: Sequence[DimExpr], pads) -> Non
             if is_concrete(inner) and inner == 0:
                 continue
             require(
-                sympy.Or(_compare("!=", leading, 1), _compare("<=", inner, 0), _compare("<=", kept, 0),
-                         _compare(">=", kept, pad)),
+                sympy.Or(ne(leading, 1), le(inner, 0), le(kept, 0), ge(kept, pad)),
                 lambda kept=kept, pad=pad: f"circular padding: padding {pad} wraps around the {fmt(kept)} "
                 f"elements left after cropping (input of size {shape_str(x.shape)}, pad={tuple(pads)}): some "
                 f"elements of the input tensor and the written-to tensor refer to a single memory location",
@@ -153,9 +145,9 @@ def _check_outputs(x: TensorMeta, shape: Sequence[DimExpr], pads, *, some_positi
 
     every_positive = some_positive and (len(padded) == 1 or compat.PAD_EVERY_OUTPUT_POSITIVE[mode])
     for size in padded:
-        require(_compare(">=", size, 1 if every_positive else 0), message)
+        require(ge(size, 1 if every_positive else 0), message)
     if some_positive and not every_positive:
-        conditions = [_compare(">=", size, 1) for size in padded]
+        conditions = [ge(size, 1) for size in padded]
         require(conditions[0] if len(conditions) == 1 else sympy.Or(*conditions), message)
 
 

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import decide, require, require_equal, require_positive
+from lazyfx.core.checks import decide, ge, le, lt, require, require_equal, require_positive
 from lazyfx.core.registry import rule
 from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, sym_min
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -69,7 +69,7 @@ def _pool_shape(
     leading = x.shape[: x.ndim - n]
     if n == 3 and not max_pool:  # avg_pool3d also wants the unpadded input to hold a kernel
         for size, k in zip(x.shape[x.ndim - n :], kernel):
-            require(size >= k if is_concrete(size) else sympy.Ge(size, k),
+            require(ge(size, k),
                     lambda size=size, k=k: f"{op}: input size {fmt(size)} is smaller than kernel size {k}")
     out = []
     for size, k, s, p, d in zip(x.shape[x.ndim - n :], kernel, stride, pads, dilation):
@@ -277,7 +277,7 @@ def _unpool_output(x: TensorMeta, kernel, stride, padding, output_size, n: int, 
                     lambda want=want, base=base, s=s: f"{op}: invalid output_size {shape_str(out)} (must be between "
                                                       f"{fmt(base - s)} and {fmt(base + s)}, exclusive)")
     for o in out:
-        require(o >= 0 if is_concrete(o) else sympy.Ge(o, 0),
+        require(ge(o, 0),
                 lambda o=o: f"{op}: output_size must contain non-negative spatial dimensions, but got {shape_str(out)}")
     return out
 
@@ -375,11 +375,10 @@ def fractional_max_pool_shape(x: TensorMeta, kernel_size, output_size, output_ra
                                        f"{shape_str(x.shape)}")
     for size, o, k in zip(x.shape[x.ndim - n :], out, kernel):
         reach = o + k - 1
-        fits = (reach <= size if n == 2 else reach < size) if is_concrete(reach) and is_concrete(size) else (
-            sympy.Le(reach, size) if n == 2 else sympy.Lt(reach, size))
+        fits = le(reach, size) if n == 2 else lt(reach, size)
         require(fits, lambda size=size, k=k, o=o: f"{op}: pool size {k} too large relative to input size {fmt(size)} "
                                                   f"for output size {fmt(o)}")
-        require(o >= 0 if is_concrete(o) else sympy.Ge(o, 0),
+        require(ge(o, 0),
                 lambda: f"{op}: output size must be non-negative, got {shape_str(out)}")
     return x.with_shape((*x.shape[: x.ndim - n], *out))
 

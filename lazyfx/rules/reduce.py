@@ -21,12 +21,11 @@ from __future__ import annotations
 import math
 from typing import Any, Optional, Sequence
 
-import sympy
 import torch
 
-from lazyfx.core.checks import require
+from lazyfx.core.checks import require_equal, require_positive
 from lazyfx.core.registry import Method, rule
-from lazyfx.core.symbolic import DimExpr, is_concrete, product
+from lazyfx.core.symbolic import DimExpr, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError
 from lazyfx.rules._util import normalize_dim, shape_str, tensor_arg
@@ -92,16 +91,10 @@ def accumulate_dtype(x: TensorMeta, dtype: Optional[torch.dtype]) -> torch.dtype
     return x.dtype if is_inexact(x.dtype) else torch.int64
 
 
-def at_least(size: DimExpr, low: int):
-    """``size >= low`` as a bool for a concrete size, else as a condition."""
-    return size >= low if is_concrete(size) else sympy.Ge(size, low)
-
-
 def require_no_elements(shape: Sequence[DimExpr], message: str) -> None:
     """For a dtype PyTorch has no kernel for: only an input with no elements (which never
     reaches the kernel) gets through."""
-    numel = product(shape)
-    require(numel == 0 if is_concrete(numel) else sympy.Eq(numel, 0), message)
+    require_equal(product(shape), 0, message)
 
 
 def require_nonempty(x: TensorMeta, dims: Sequence[int], op: str) -> None:
@@ -109,8 +102,8 @@ def require_nonempty(x: TensorMeta, dims: Sequence[int], op: str) -> None:
     if x.ndim == 0:
         return
     for d in dims:
-        require(at_least(x.shape[d], 1), lambda d=d: f"{op}(): Expected reduction dim {d} to have non-zero size "
-                                                     f"(input of size {shape_str(x.shape)})")
+        require_positive(x.shape[d], lambda d=d: f"{op}(): Expected reduction dim {d} to have non-zero size "
+                                                  f"(input of size {shape_str(x.shape)})")
 
 
 # -- sum, mean, prod ---------------------------------------------------------------------------

@@ -14,9 +14,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require
+from lazyfx.core.checks import ge, require, require_divisible, require_equal
 from lazyfx.core.registry import rule
-from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import expect_ndim, ntuple, shape_str, tensor_arg
@@ -28,10 +28,6 @@ _ANY_RANK = ("nearest", "nearest-exact", "area")
 _ANTIALIAS_MODES = ("bilinear", "bicubic", "lanczos")
 # Besides floating point types, the CPU kernels of these modes take uint8 images.
 _UINT8_MODES = ("nearest", "nearest-exact", "bilinear", "bicubic", "lanczos")
-
-
-def _ge(a: DimExpr, b: DimExpr):
-    return a >= b if is_concrete(a) and is_concrete(b) else sympy.Ge(a, b)
 
 
 def _is_int(value: Any) -> bool:
@@ -130,14 +126,14 @@ def interpolate_shape(
     _check_dtype(x, mode, antialias, out)
     if mode == "area":
         for o in out:
-            require(_ge(o, 0), lambda: f"interpolate (area): elements of output_size must be greater than or equal "
+            require(ge(o, 0), lambda: f"interpolate (area): elements of output_size must be greater than or equal "
                                        f"to 0 but received {shape_str(out)}")
         return adaptive_pool_shape(x, out, n=x.ndim - 2, op="interpolate (area)")
     for d in x.shape[1:]:
-        require(_ge(d, 1), lambda: f"interpolate: Non-empty {x.ndim}D data tensor expected but got a tensor with "
+        require(ge(d, 1), lambda: f"interpolate: Non-empty {x.ndim}D data tensor expected but got a tensor with "
                                    f"sizes {shape_str(x.shape)}")
     for o in out:
-        require(_ge(o, 1), lambda: f"interpolate: Input and output sizes should be greater than 0, but got input "
+        require(ge(o, 1), lambda: f"interpolate: Input and output sizes should be greater than 0, but got input "
                                    f"{shape_str(x.shape[2:])} and output {shape_str(out)}")
     return x.with_shape((*x.shape[:2], *out))
 
@@ -166,11 +162,6 @@ def _check_factor(factor: Any, op: str, what: str) -> None:
         raise ShapeError(f"{op} expects a positive {what}, but got {factor}")
 
 
-def _require_divisible(size: DimExpr, by: int, message) -> None:
-    remainder = mod(size, by)
-    require(remainder == 0 if is_concrete(remainder) else sympy.Eq(remainder, 0), message)
-
-
 def pixel_shuffle_shape(x: TensorMeta, upscale_factor: int) -> TensorMeta:
     """``(*, C*r**2, H, W) -> (*, C, H*r, W*r)``."""
     op = "pixel_shuffle"
@@ -179,8 +170,8 @@ def pixel_shuffle_shape(x: TensorMeta, upscale_factor: int) -> TensorMeta:
     _check_factor(upscale_factor, op, "upscale_factor")
     c, h, w = x.shape[-3:]
     r2 = upscale_factor * upscale_factor
-    _require_divisible(c, r2, lambda: f"{op} expects its input's 'channel' dimension to be divisible by the square "
-                                      f"of upscale_factor, but input.size(-3)={fmt(c)} is not divisible by {r2}")
+    require_divisible(c, r2, lambda: f"{op} expects its input's 'channel' dimension to be divisible by the square "
+                                     f"of upscale_factor, but input.size(-3)={fmt(c)} is not divisible by {r2}")
     return x.with_shape((*x.shape[:-3], floordiv(c, r2), h * upscale_factor, w * upscale_factor))
 
 
@@ -193,7 +184,7 @@ def pixel_unshuffle_shape(x: TensorMeta, downscale_factor: int) -> TensorMeta:
     c, h, w = x.shape[-3:]
     r = downscale_factor
     for name, size, index in (("height", h, -2), ("width", w, -1)):
-        _require_divisible(size, r, lambda name=name, size=size, index=index: (
+        require_divisible(size, r, lambda name=name, size=size, index=index: (
             f"{op} expects {name} to be divisible by downscale_factor, but input.size({index})={fmt(size)} is not "
             f"divisible by {r}"))
     return x.with_shape((*x.shape[:-3], c * r * r, floordiv(h, r), floordiv(w, r)))
@@ -258,11 +249,11 @@ def unfold_shape(x: TensorMeta, kernel_size, dilation=1, padding=0, stride=1) ->
     expect_ndim(x, (3, 4), op)
     _check_block_dtype(x, op)
     for d in x.shape[x.ndim - 3 :]:
-        require(_ge(d, 1), lambda: f"{op}: Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other "
+        require(ge(d, 1), lambda: f"{op}: Expected 3D or 4D (batch mode) tensor with possibly 0 batch size and other "
                                    f"non-zero dimensions for input, but got: {shape_str(x.shape)}")
     blocks = [_blocks(s, k, d, p, t) for s, k, d, p, t in zip(x.shape[-2:], kernel, dil, pad, step)]
     for b in blocks:
-        require(_ge(b, 1), lambda: f"{op}: Given input with spatial size {shape_str(x.shape[-2:])}, kernel_size="
+        require(ge(b, 1), lambda: f"{op}: Given input with spatial size {shape_str(x.shape[-2:])}, kernel_size="
                                    f"{kernel}, dilation={dil}, padding={pad}, calculated shape of the array of "
                                    f"sliding blocks as {shape_str(blocks)}, but its components must be at least one.")
     return x.with_shape((*x.shape[:-3], x.shape[-3] * kernel[0] * kernel[1], product(blocks)))
@@ -275,26 +266,26 @@ def fold_shape(x: TensorMeta, output_size, kernel_size, dilation=1, padding=0, s
     out = ntuple(output_size, 2, "output_size")
     kernel, dil, pad, step = _block_options(kernel_size, dilation, padding, stride, op)
     for o in out:
-        require(_ge(o, 1), lambda: f"{op}: output_size should be greater than zero, but got {shape_str(out)}")
+        require(ge(o, 1), lambda: f"{op}: output_size should be greater than zero, but got {shape_str(out)}")
     expect_ndim(x, (2, 3), op)
     _check_block_dtype(x, op)
     channels, length = x.shape[-2:]
     for d in x.shape[-2:]:
-        require(_ge(d, 1), lambda: f"{op}: Expected 2D or 3D (batch mode) tensor for input with possibly 0 batch "
+        require(ge(d, 1), lambda: f"{op}: Expected 2D or 3D (batch mode) tensor for input with possibly 0 batch "
                                    f"size and non-zero dimensions for input, but got: {shape_str(x.shape)}")
     k = kernel[0] * kernel[1]
-    _require_divisible(channels, k, lambda: f"{op}: Expected size of input's dimension {x.ndim - 2} to be divisible "
-                                            f"by the product of kernel_size, but got input.size({x.ndim - 2})="
-                                            f"{fmt(channels)} and kernel_size={kernel}")
+    require_divisible(channels, k, lambda: f"{op}: Expected size of input's dimension {x.ndim - 2} to be divisible "
+                                           f"by the product of kernel_size, but got input.size({x.ndim - 2})="
+                                           f"{fmt(channels)} and kernel_size={kernel}")
     blocks = [_blocks(s, kk, d, p, t) for s, kk, d, p, t in zip(out, kernel, dil, pad, step)]
     expected = product(blocks)
-    require(length == expected if is_concrete(length) and is_concrete(expected) else sympy.Eq(length, expected),
-            lambda: f"{op}: Given output_size={shape_str(out)}, kernel_size={kernel}, dilation={dil}, padding={pad}, "
-                    f"stride={step}, expected size of input's dimension {x.ndim - 1} to match the calculated number "
-                    f"of sliding blocks {fmt(blocks[0])} * {fmt(blocks[1])} = {fmt(expected)}, but got "
-                    f"input.size({x.ndim - 1})={fmt(length)}.")
+    require_equal(length, expected,
+                  lambda: f"{op}: Given output_size={shape_str(out)}, kernel_size={kernel}, dilation={dil}, "
+                          f"padding={pad}, stride={step}, expected size of input's dimension {x.ndim - 1} to match "
+                          f"the calculated number of sliding blocks {fmt(blocks[0])} * {fmt(blocks[1])} = "
+                          f"{fmt(expected)}, but got input.size({x.ndim - 1})={fmt(length)}.")
     for b in blocks:
-        require(_ge(b, 1), lambda: f"{op}: Given output_size={shape_str(out)}, calculated shape of the array of "
+        require(ge(b, 1), lambda: f"{op}: Given output_size={shape_str(out)}, calculated shape of the array of "
                                    f"sliding blocks as {shape_str(blocks)}, which is too small (non-positive)")
     return x.with_shape((*x.shape[:-2], floordiv(channels, k), *out))
 

@@ -16,7 +16,7 @@ import sympy
 import torch
 import torch.nn as nn
 
-from lazyfx.core.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.checks import assume, decide, equal, ge, require, require_divisible, require_equal
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, as_dim, floordiv, fmt, is_concrete, mod, product
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -99,9 +99,8 @@ def _infer_sizes(sizes: tuple, numel: DimExpr, *, op: str) -> tuple:
     if is_concrete(known) and known == 0:
         raise ShapeError(f"{op}: shape {shape_str(sizes)} is ambiguous: -1 next to a 0-size dim")
     dividend, divisor = _cancel_common_factor(numel, known)
-    divides = mod(dividend, divisor)
-    require(
-        sympy.Eq(divides, 0) if not is_concrete(divides) else divides == 0,
+    require_divisible(
+        dividend, divisor,
         lambda: f"{op}: shape {shape_str(sizes)} is invalid for input of size {fmt(numel)} "
         f"({fmt(known)} must divide {fmt(numel)})",
     )
@@ -213,7 +212,7 @@ def squeeze(input, dim=None) -> TensorMeta:
     keep = []
     for i, size in enumerate(x.shape):
         if i in dims:
-            is_one = size == 1 if is_concrete(size) else decide(sympy.Eq(size, 1))
+            is_one = equal(size, 1)
             if is_one is None:
                 assume(sympy.Ne(size, 1), lambda size=size: f"{fmt(size)} != 1 (squeeze keeps that dim)")
             if is_one:
@@ -261,11 +260,7 @@ def cat(tensors, dim=0) -> TensorMeta:
 
 
 def _nonnegative(size: DimExpr, message) -> None:
-    if is_concrete(size):
-        if size < 0:
-            raise ShapeError(message())
-    else:
-        require(sympy.Ge(size, 0), message)
+    require(ge(size, 0), message)
 
 
 def expand_shape(x: TensorMeta, sizes: tuple) -> tuple:
