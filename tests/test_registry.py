@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 import lazyfx
 from cases import CASES
 import lazyfx.rules.all  # noqa: F401  (registers every rule)
-from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, key_name
+from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, key_name, lookup_by_class
 
 
 def keys_reached(name: str) -> set:
@@ -51,6 +51,24 @@ def test_registry_refuses_duplicates():
     registry.register(nn.ReLU)(lambda m, x: x)
     with pytest.raises(ValueError, match="duplicate shape rule for nn.ReLU"):
         registry.register(nn.ReLU)(lambda m, x: x)
+
+
+def test_lookup_by_class_finds_the_nearest_registered_base():
+    class Pool(nn.MaxPool2d):
+        pass
+
+    class Shadowing(Pool):
+        pass
+
+    registry = Registry("shape rule")
+    registry.register(nn.MaxPool2d)(max_pool := lambda m, x: x)
+    registry.register(Shadowing)(shadowing := lambda m, x: x)
+    assert lookup_by_class(registry, nn.MaxPool2d).fn is max_pool
+    assert lookup_by_class(registry, Pool).fn is max_pool  # a subclass behaves like its base
+    assert lookup_by_class(registry, Shadowing).fn is shadowing  # unless it has its own rule
+    assert lookup_by_class(registry, nn.ReLU) is None
+    assert lookup_by_class({nn.MaxPool2d: 0, nn.Module: 1}, Pool) == 0  # a falsy entry is an entry
+    assert lookup_by_class(RULES, Pool) is RULES.get(nn.MaxPool2d)
 
 
 def test_every_builtin_lazy_class_has_a_resolver():

@@ -32,7 +32,7 @@ from lazyfx.core import diagnostics
 from lazyfx.core.checks import Recorder, assume, require
 from lazyfx.core.constraints import Constraints
 from lazyfx.core.diagnostics import first_line, location_from_stack_trace
-from lazyfx.core.registry import RESOLVERS, RULES, Method, Rule, key_name
+from lazyfx.core.registry import RESOLVERS, RULES, Method, key_name, lookup_by_class
 from lazyfx.core.values import TensorMeta, UninitializedTensor, analysed_dtype, map_values, tensors_in
 from lazyfx.errors import LazyFXError, UnsupportedOpError
 from lazyfx.rules.lazy import ModuleView, is_lazy_module, is_state, read_attribute
@@ -317,15 +317,6 @@ def uninitialized_query(node: fx.Node, args: tuple, kwargs: dict) -> Any:
     )
 
 
-def _module_rule(module_class: type) -> Optional[Rule]:
-    """The rule of the nearest registered class in the MRO (subclasses behave like their base)."""
-    for cls in module_class.__mro__:
-        rule = RULES.get(cls)
-        if rule is not None:
-            return rule
-    return None
-
-
 def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
     if node.target in result.opaque or _lazy_with_lazy_children(module):  # abstract execution
         try:
@@ -356,12 +347,12 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         resolution = resolver.fn(module, *args, **kwargs)
         result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
         eager = module.cls_to_become
-        rule = _module_rule(eager)
+        rule = lookup_by_class(RULES, eager)
         if rule is None:  # pragma: no cover - every built-in lazy class has an eager rule
             raise UnsupportedOpError(f"no shape rule for {eager.__name__}")
         view = ModuleView(module, resolution.arguments, eager)
         return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
-    rule = _module_rule(type(module))
+    rule = lookup_by_class(RULES, type(module))
     if rule is None:
         with real_modules():
             value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))

@@ -120,6 +120,23 @@ class Registry:
         return len(self._entries)
 
 
+def lookup_by_class(table: Any, cls: type) -> Any:
+    """The entry of the nearest class in ``cls``'s MRO that ``table`` (a :class:`Registry` or a
+    dict keyed by class) holds, else None: subclasses behave like their base (a subclass of
+    ``nn.MaxPool2d`` pools like it).
+
+    >>> import torch.nn as nn
+    >>> class MyPool(nn.MaxPool2d): pass
+    >>> lookup_by_class({nn.MaxPool2d: 2}, MyPool), lookup_by_class({nn.MaxPool2d: 2}, nn.ReLU)
+    (2, None)
+    """
+    for base in cls.__mro__:
+        found = table.get(base)
+        if found is not None:
+            return found
+    return None
+
+
 RULES = Registry("shape rule")
 
 # Rules no CPU-only differential test can execute (the real op needs a device), with why.

@@ -25,15 +25,6 @@ def ntuple(value: Any, n: int, what: str) -> tuple:
     return (value,) * n
 
 
-def lookup_by_class(module: Any, table: dict) -> Any:
-    """``table[cls]`` for the first class in the module's MRO that the table knows
-    (subclasses of ``nn.MaxPool2d`` pool like it)."""
-    for cls in module.__class__.__mro__:
-        if cls in table:
-            return table[cls]
-    raise KeyError(module.__class__.__name__)  # pragma: no cover - rules are registered per table
-
-
 def tensor_arg(value: Any, what: str) -> TensorMeta:
     if not isinstance(value, TensorMeta):
         raise ShapeError(f"{what} must be a tensor, got {type(value).__name__} {fmt(value)}")

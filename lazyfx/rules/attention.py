@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lazyfx.core.checks import eq, equal, require, require_divisible, require_equal
-from lazyfx.core.registry import RULES, rule
+from lazyfx.core.registry import RULES, lookup_by_class, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
@@ -46,11 +46,10 @@ def _view(module: nn.Module) -> Any:
 
 def _call(module: nn.Module, *args, **kwargs) -> Any:
     """A submodule's output, by its own shape rule (the nearest registered class in its MRO)."""
-    for cls in module.__class__.__mro__:
-        found = RULES.get(cls)
-        if found is not None:
-            return found.fn(_view(module), *args, **kwargs)
-    raise UnsupportedOpError(f"no shape rule for the submodule class {module.__class__.__qualname__}")
+    found = lookup_by_class(RULES, module.__class__)
+    if found is None:
+        raise UnsupportedOpError(f"no shape rule for the submodule class {module.__class__.__qualname__}")
+    return found.fn(_view(module), *args, **kwargs)
 
 
 def _apply(fn: Any, x: TensorMeta) -> TensorMeta:

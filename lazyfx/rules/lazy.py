@@ -27,11 +27,11 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
 from lazyfx.core.checks import require_divisible
-from lazyfx.core.registry import resolver
+from lazyfx.core.registry import lookup_by_class, resolver
 from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, analysed_dtype
 from lazyfx.errors import ShapeError
-from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
+from lazyfx.rules._util import expect_ndim, shape_str, tensor_arg
 
 
 def is_lazy_module(module: nn.Module) -> bool:
@@ -247,7 +247,7 @@ _INSTANCE_NORM_SPATIAL = {nn.LazyInstanceNorm1d: 1, nn.LazyInstanceNorm2d: 2, nn
 def resolve_instance_norm(module: nn.Module, input: TensorMeta) -> Resolution:
     """``num_features`` = the channel dim: 1 for batched inputs, 0 for unbatched ones."""
     op = type(module).__name__
-    n = lookup_by_class(module, _INSTANCE_NORM_SPATIAL)
+    n = lookup_by_class(_INSTANCE_NORM_SPATIAL, module.__class__)
     x = tensor_arg(input, f"{op} input")
     expect_ndim(x, (n + 1, n + 2), op)
     return _norm_resolution(module, x.shape[x.ndim - n - 1])

@@ -23,11 +23,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lazyfx.core.checks import require, require_divisible, require_equal, require_positive
-from lazyfx.core.registry import rule
+from lazyfx.core.registry import lookup_by_class, rule
 from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.rules._util import expect_ndim, lookup_by_class, shape_str, tensor_arg
+from lazyfx.rules._util import expect_ndim, shape_str, tensor_arg
 
 _BATCHNORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d: (5,)}
 _INSTANCENORM_SPATIAL = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3}
@@ -49,7 +49,7 @@ def batch_norm_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     parameters or running stats; in training, ``N * prod(spatial) > 1``."""
     op = module.__class__.__name__
     x = tensor_arg(x, f"{op} input")
-    expect_ndim(x, lookup_by_class(module, _BATCHNORM_RANKS), op)
+    expect_ndim(x, lookup_by_class(_BATCHNORM_RANKS, module.__class__), op)
     if module.affine or module.track_running_stats:
         require_equal(
             x.shape[1],
@@ -73,7 +73,7 @@ def instance_norm_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     ``num_features`` when affine or tracking running stats; more than one spatial
     element when statistics come from the input."""
     op = module.__class__.__name__
-    n = lookup_by_class(module, _INSTANCENORM_SPATIAL)
+    n = lookup_by_class(_INSTANCENORM_SPATIAL, module.__class__)
     x = tensor_arg(x, f"{op} input")
     expect_ndim(x, (n + 1, n + 2), op)
     channel_dim = x.ndim - n - 1

@@ -28,11 +28,11 @@ import torch.nn.functional as F
 
 from lazyfx.core import compat
 from lazyfx.core.checks import ge, le, lt, ne, require
-from lazyfx.core.registry import rule
+from lazyfx.core.registry import lookup_by_class, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, product, sym_min
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.rules._util import lookup_by_class, shape_str, tensor_arg
+from lazyfx.rules._util import shape_str, tensor_arg
 
 _MODES = ("constant", "reflect", "replicate", "circular")
 
@@ -200,9 +200,9 @@ def pad_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     (the constant pads accept any input with at least N dims)."""
     op = module.__class__.__name__
     x = tensor_arg(x, f"{op} input")
-    mode = lookup_by_class(module, _MODULE_MODES)
+    mode = lookup_by_class(_MODULE_MODES, module.__class__)
     if mode == "circular":
-        ranks = lookup_by_class(module, _CIRCULAR_RANKS)
+        ranks = lookup_by_class(_CIRCULAR_RANKS, module.__class__)
         if x.ndim not in ranks:
             raise ShapeError(f"{op}: expected {ranks[0]}D or {ranks[1]}D input (got {x.ndim}D input)")
     value = getattr(module, "value", None) if mode == "constant" else None

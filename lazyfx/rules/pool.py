@@ -21,11 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lazyfx.core.checks import decide, ge, le, lt, require, require_equal, require_positive
-from lazyfx.core.registry import rule
+from lazyfx.core.registry import lookup_by_class, rule
 from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, sym_min
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.rules._util import expect_ndim, lookup_by_class, ntuple, shape_str, tensor_arg
+from lazyfx.rules._util import expect_ndim, ntuple, shape_str, tensor_arg
 from lazyfx.rules.scale import scaled_size
 
 
@@ -97,7 +97,7 @@ _SPATIAL_DIMS = {
 
 @rule(nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d)
 def max_pool_module(module: nn.Module, x: TensorMeta):
-    n = lookup_by_class(module, _SPATIAL_DIMS)
+    n = lookup_by_class(_SPATIAL_DIMS, module.__class__)
     y = _pool_shape(
         tensor_arg(x, "input"), n=n, kernel_size=module.kernel_size, stride=module.stride,
         padding=module.padding, dilation=module.dilation, ceil_mode=module.ceil_mode,
@@ -108,7 +108,7 @@ def max_pool_module(module: nn.Module, x: TensorMeta):
 
 @rule(nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d)
 def avg_pool_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
-    n = lookup_by_class(module, _SPATIAL_DIMS)
+    n = lookup_by_class(_SPATIAL_DIMS, module.__class__)
     return _pool_shape(
         tensor_arg(x, "input"), n=n, kernel_size=module.kernel_size, stride=module.stride,
         padding=module.padding, dilation=1, ceil_mode=module.ceil_mode,
@@ -167,13 +167,13 @@ def adaptive_pool_shape(x: TensorMeta, output_size: Any, *, n: int, op: str) -> 
 
 @rule(nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d)
 def adaptive_avg_pool_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
-    n = lookup_by_class(module, _SPATIAL_DIMS)
+    n = lookup_by_class(_SPATIAL_DIMS, module.__class__)
     return adaptive_pool_shape(tensor_arg(x, "input"), module.output_size, n=n, op=module.__class__.__name__)
 
 
 @rule(nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d)
 def adaptive_max_pool_module(module: nn.Module, x: TensorMeta):
-    n = lookup_by_class(module, _SPATIAL_DIMS)
+    n = lookup_by_class(_SPATIAL_DIMS, module.__class__)
     y = adaptive_pool_shape(tensor_arg(x, "input"), module.output_size, n=n, op=module.__class__.__name__)
     return (y, _indices(y)) if module.return_indices else y
 
@@ -230,7 +230,7 @@ _LP_DIMS = {nn.LPPool1d: 1, nn.LPPool2d: 2, nn.LPPool3d: 3}
 def lp_pool_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     """Pooled like an average pool without padding (a max pool for ``norm_type = inf``)."""
     return lp_pool_shape(tensor_arg(x, "input"), float(module.norm_type), module.kernel_size, module.stride,
-                         module.ceil_mode, n=lookup_by_class(module, _LP_DIMS), op=module.__class__.__name__)
+                         module.ceil_mode, n=lookup_by_class(_LP_DIMS, module.__class__), op=module.__class__.__name__)
 
 
 def _functional_lp_pool(n: int):
@@ -320,7 +320,7 @@ _UNPOOL_DIMS = {nn.MaxUnpool1d: 1, nn.MaxUnpool2d: 2, nn.MaxUnpool3d: 3}
 @rule(nn.MaxUnpool1d, nn.MaxUnpool2d, nn.MaxUnpool3d)
 def max_unpool_module(module: nn.Module, input, indices, output_size=None) -> TensorMeta:
     """``(*, C, *in) -> (*, C, *out)`` with ``out = (in - 1)*stride + kernel - 2*padding`` or ``output_size``."""
-    n = lookup_by_class(module, _UNPOOL_DIMS)
+    n = lookup_by_class(_UNPOOL_DIMS, module.__class__)
     return max_unpool_shape(tensor_arg(input, "input"), tensor_arg(indices, "indices"), module.kernel_size,
                             module.stride, module.padding, output_size, n=n, op=module.__class__.__name__)
 
@@ -389,7 +389,7 @@ _FRACTIONAL_DIMS = {nn.FractionalMaxPool2d: 2, nn.FractionalMaxPool3d: 3}
 @rule(nn.FractionalMaxPool2d, nn.FractionalMaxPool3d)
 def fractional_max_pool_module(module: nn.Module, x: TensorMeta):
     """``(*, C, *in) -> (*, C, *out)`` (and int64 indices with ``return_indices``)."""
-    n = lookup_by_class(module, _FRACTIONAL_DIMS)
+    n = lookup_by_class(_FRACTIONAL_DIMS, module.__class__)
     y = fractional_max_pool_shape(tensor_arg(x, "input"), module.kernel_size, module.output_size,
                                   module.output_ratio, module._random_samples, n=n, op=module.__class__.__name__)
     return (y, _indices(y)) if module.return_indices else y
