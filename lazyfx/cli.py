@@ -488,14 +488,15 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def _materialize_options(args: argparse.Namespace) -> dict:
-    import torch
+    from lazyfx.errors import SpecError
+    from lazyfx.inputs.spec import parse_dtype
 
     options: dict[str, Any] = {"device": args.device, "seed": args.seed}
     if args.dtype:
-        dtype = getattr(torch, args.dtype.removeprefix("torch."), None)
-        if not isinstance(dtype, torch.dtype):
-            raise UsageError(f"unknown dtype {args.dtype!r}")
-        options["dtype"] = dtype
+        try:
+            options["dtype"] = parse_dtype(args.dtype)
+        except SpecError as exc:
+            raise UsageError(str(exc)) from None
     return options
 
 

@@ -7,7 +7,9 @@ import sys
 
 import pytest
 
-from lazyfx.cli import main
+import lazyfx
+from lazyfx.cli import UsageError, _materialize_options, build_parser, main
+from lazyfx.inputs.spec import parse_dtype
 
 DATA = pathlib.Path(__file__).parent / "data"
 MODELS = str(DATA / "cli_models.py")
@@ -197,6 +199,18 @@ def test_export_writes_onnx(tmp_path, capsys):
 def test_bad_dtype_is_a_usage_error(capsys):
     assert main(["materialize", "lazyfx.demo:Net", "-i", "B,3,32,32", "--dtype", "float33", "-o", "x.pt"]) == 2
     assert "unknown dtype 'float33'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["float33", "Float16", "torch.float", " bfloat16", "float64"])
+def test_dtype_names_are_read_as_in_input_specs(name):
+    args = build_parser().parse_args(["materialize", "lazyfx.demo:Net", "-i", "B", "-o", "x.pt", "--dtype", name])
+    try:
+        expected = parse_dtype(name)
+    except lazyfx.SpecError:
+        with pytest.raises(UsageError, match=rf"unknown dtype '{name}' \(known: .*bfloat16"):
+            _materialize_options(args)
+    else:
+        assert _materialize_options(args)["dtype"] is expected
 
 
 @pytest.mark.parametrize("command", ["check", "show", "materialize", "export", "fix"])

@@ -184,7 +184,7 @@ class TensorSpec:
         given = self.dtype is not None
         if isinstance(self.shape, str):
             parsed = parse_shorthand(self.shape)
-            if ":" in self.shape and self.dtype is not None and _dtype(self.dtype) != parsed.dtype:
+            if ":" in self.shape and self.dtype is not None and parse_dtype(self.dtype) != parsed.dtype:
                 raise SpecError(f"TensorSpec({self.shape!r}, dtype={self.dtype!r}): the string's dtype suffix and "
                                 f"dtype= disagree; give the dtype once")
             object.__setattr__(self, "shape", parsed.shape)
@@ -202,7 +202,7 @@ class TensorSpec:
                 f"or a string such as 'B,3,H,W'; got {self.shape!r}"
             )
         object.__setattr__(self, "shape", tuple(self.shape))
-        object.__setattr__(self, "dtype", _dtype(self.dtype))
+        object.__setattr__(self, "dtype", parse_dtype(self.dtype))
 
 
 @dataclass(frozen=True, repr=False)
@@ -322,7 +322,18 @@ _DTYPES = {
 }
 
 
-def _dtype(value: Any) -> torch.dtype:
+def parse_dtype(value: Any) -> torch.dtype:
+    """A dtype given as a ``torch.dtype`` or by its name (``"int64"``, ``"torch.float16"``), as the
+    input specs and the CLI's ``--dtype`` take it; an unknown name is a :class:`~lazyfx.SpecError`
+    that lists the known ones.
+
+    >>> parse_dtype("torch.float16"), parse_dtype(" int64 ")
+    (torch.float16, torch.int64)
+    >>> parse_dtype("float33")
+    Traceback (most recent call last):
+    ...
+    lazyfx.errors.SpecError: LFX001 unknown dtype 'float33' (known: ...)
+    """
     if isinstance(value, torch.dtype):
         return value
     if isinstance(value, str):
@@ -364,7 +375,7 @@ def parse_shorthand(text: str) -> TensorSpec:
                     f"expected an integer or a symbol name such as B or H{hint}",
                     code=diagnostics.SPEC_SYNTAX,
                 )
-    return TensorSpec(tuple(dims), dtype=_dtype(dtype_text) if sep else None)
+    return TensorSpec(tuple(dims), dtype=parse_dtype(dtype_text) if sep else None)
 
 
 class SymbolTable:
