@@ -6,7 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
-from typing import Any, Iterator, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import sympy
 import torch
@@ -20,6 +20,8 @@ from lazyfx.analysis.records import call_notes
 from lazyfx.analysis.resolve import LazyModuleRecord, resolve
 from lazyfx.analysis.trace import patches_restored, recursion_room, trace
 from lazyfx.build import checkpoint
+from lazyfx.build import agree
+from lazyfx.build import shard as sharding
 from lazyfx.build.rewrite import materialize_model
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import Condition
@@ -197,6 +199,9 @@ def materialize(
     state_dict: Optional[Mapping[str, torch.Tensor]] = None,
     strict: bool = True,
     init_order: str = "dry-run",
+    mesh: Any = None,
+    shard: Optional[Callable[[str, nn.Module], bool]] = None,
+    fsdp_kwargs: Optional[Mapping[str, Any]] = None,
     **kw_inputs: Any,
 ) -> nn.Module:
     """Build the eager equivalent of a lazy model, with its parameters created on a device.
@@ -253,7 +258,10 @@ def materialize(
             lazy shapes come from the checkpoint; with inputs, the checkpoint
             must fit them (see [`Report.fit`][lazyfx.outputs.report.Report.fit]) and
             settles the sizes they leave symbolic. The values are the
-            checkpoint's.
+            checkpoint's. With ``mesh``, every rank may pass the full
+            checkpoint and keeps only its shards of it, or a
+            ``torch.distributed.checkpoint`` directory (its path): the shapes
+            come from its metadata and each rank reads its own shards.
         strict: With ``state_dict``, whether every key must match, as in
             ``load_state_dict(strict=...)``.
         init_order: ``"dry-run"`` (the default) initializes the lazy modules as
@@ -263,11 +271,29 @@ def materialize(
             eager twin constructed after ``torch.manual_seed(seed)``, as long as
             its modules initialize in ``reset_parameters``, not elsewhere in
             ``__init__``.
+        mesh: A ``torch.distributed.device_mesh.DeviceMesh``: build the model
+            straight into FSDP2 on it. Every rank of the mesh calls
+            ``materialize`` with the same arguments; each allocates only its
+            shards (and the buffers) on ``device`` (by default the mesh's
+            device type at the current index), plus the tensors of the module
+            being initialized. The gathered state is bit-identical to the
+            single-process model on that device type, whatever the world size.
+            The ranks compare their arguments first, in one ``all_gather``:
+            an error on one rank, or ranks called differently (LFX053), is
+            raised on every rank, before anything is sharded.
+        shard: With ``mesh``, ``shard(path, module) -> bool`` picks the
+            submodules of the eager model that become FSDP units
+            (``fully_shard`` on each, bottom-up, then on the root). None shards
+            the root only.
+        fsdp_kwargs: With ``mesh``, keyword arguments for every
+            ``fully_shard`` call (``mp_policy``, ``reshard_after_forward``...).
         **kw_inputs: Input specs by forward's parameter names.
 
     Returns:
         The eager model: ``model`` itself when ``inplace=True``, else a new
-            module of the same class (of the eager class for a bare lazy module).
+            module of the same class (of the eager class for a bare lazy module);
+            with ``mesh``, that module as an ``FSDPModule`` whose parameters are
+            ``DTensor``s sharded on the mesh.
 
     Raises:
         SpecError: A spec is unusable (LFX001, LFX002), ``device`` is invalid or
@@ -276,7 +302,11 @@ def materialize(
             (LFX002); ``Call``s are mixed with specs, or given with
             ``state_dict`` (LFX002); ``state_dict`` is a path (load it with
             ``torch.load(path, weights_only=True)``) or holds a value that
-            is not a tensor (LFX002).
+            is not a tensor (LFX002); ``shard`` or ``fsdp_kwargs`` without
+            ``mesh``, or with it: ``inplace=True``, ``init_order="registration"``,
+            a ``device`` of another type than the mesh's, an option
+            ``fully_shard`` does not take, a tied tensor split over two FSDP
+            units (LFX002); the ranks were called differently (LFX053).
         ResolutionError: A lazy parameter depends on an input symbol (LFX040);
             a lazy module is resolved from a meta kernel specialized to one size
             (LFX023), called at two sites or by two ``Call``s that disagree
@@ -328,11 +358,32 @@ def materialize(
         lazyfx.errors.ResolutionError: ...LFX040 lazy module 'head' (LazyLinear) needs in_features = 64*((H - 9)//4 + 1)*((W - 9)//4 + 1), which depends on H, W (in module 'head')
             note: pin H, W to concrete sizes in the input spec, or make the size independent of them (e.g. an adaptive pooling layer before a flatten)
     """
+    if mesh is not None:
+        return _materialize_sharded(model, inputs, kw_inputs, device=device, dtype=dtype, seed=seed, inplace=inplace,
+                                    state_dict=state_dict, strict=strict, init_order=init_order, mesh=mesh,
+                                    shard=shard, fsdp_kwargs=fsdp_kwargs)
+    if shard is not None or fsdp_kwargs is not None:
+        raise SpecError("shard= and fsdp_kwargs= shard the model with FSDP2 on a device mesh: give mesh= too")
+    device, dtype = _checked_target(device, dtype, init_order)
+    records = _lazy_records(model, inputs, kw_inputs, device, dtype, state_dict, init_order)
+    finish = None if state_dict is None else checkpoint.Loader(state_dict, strict)
+    return materialize_model(model, records, device=device, dtype=dtype, seed=seed, inplace=inplace,
+                             initialize=state_dict is None, finish=finish, init_order=init_order)
+
+
+def _checked_target(device, dtype, init_order: str) -> tuple[Optional[torch.device], Optional[torch.dtype]]:
     if init_order not in ("dry-run", "registration"):
         raise SpecError(f"init_order must be 'dry-run' or 'registration', got {init_order!r}")
     device = _device(device)
     if dtype is not None and not (isinstance(dtype, torch.dtype) and (dtype.is_floating_point or dtype.is_complex)):
         raise SpecError(f"materialize(dtype=...) takes a floating point dtype, as module.to does; got {dtype!r}")
+    return device, dtype
+
+
+def _lazy_records(model: nn.Module, inputs: tuple, kw_inputs: dict, device, dtype, state_dict,
+                  init_order: str) -> dict[str, LazyModuleRecord]:
+    """Every lazy module resolved, in the order a dry run initializes them: from the inputs, from
+    the checkpoint, or from the inputs fitted to the checkpoint."""
     calls = calls_in(inputs, kw_inputs)
     if calls is not None and len(calls) == 1:
         (call,), calls = calls, None
@@ -340,32 +391,55 @@ def materialize(
     if calls is not None and state_dict is not None:
         raise SpecError("materialize fits a state_dict to the inputs of one call; give one lazyfx.Call, or none")
     if state_dict is not None and not inputs and not kw_inputs:
-        records = checkpoint.from_state_dict(model, state_dict)
-    elif calls is not None:
+        return checkpoint.from_state_dict(model, state_dict)
+    if calls is not None:
         with target_device(device or "cpu"):
             reports, initialized = [], frozenset()
             for index, call in enumerate(calls):
                 reports.append(_analyze(model, call.inputs, call.kw_inputs, another_call_follows=index < len(calls) - 1,
                                         initialized=initialized))
                 initialized |= {path for path, record in reports[-1].lazy.items() if record.called}
-        records = _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
-    else:
-        # forward runs as a dry run on the device would, after model.to(dtype)
-        with target_device(device or "cpu"), analysis_dtype(dtype):
-            report = _analyze(model, inputs, kw_inputs)
-        if state_dict is None:
-            _require_resolved(report)
-            if init_order == "dry-run":
-                _require_dry_run_order(report)
-            records = report.lazy
-        else:  # the checkpoint must fit the inputs; it settles what they leave open
-            report.fit(state_dict)
-            from_checkpoint = checkpoint.from_state_dict(model, state_dict)
-            records = {path: record if record.materializable else from_checkpoint[path]
-                       for path, record in report.lazy.items()}
-    finish = None if state_dict is None else checkpoint.Loader(state_dict, strict)
-    return materialize_model(model, records, device=device, dtype=dtype, seed=seed, inplace=inplace,
-                             initialize=state_dict is None, finish=finish, init_order=init_order)
+        return _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
+    # forward runs as a dry run on the device would, after model.to(dtype)
+    with target_device(device or "cpu"), analysis_dtype(dtype):
+        report = _analyze(model, inputs, kw_inputs)
+    if state_dict is None:
+        _require_resolved(report)
+        if init_order == "dry-run":
+            _require_dry_run_order(report)
+        return report.lazy
+    # the checkpoint must fit the inputs; it settles what they leave open
+    report.fit(state_dict)
+    from_checkpoint = checkpoint.from_state_dict(model, state_dict)
+    return {path: record if record.materializable else from_checkpoint[path]
+            for path, record in report.lazy.items()}
+
+
+def _materialize_sharded(model: nn.Module, inputs: tuple, kw_inputs: dict, *, device, dtype, seed, inplace,
+                         state_dict, strict, init_order, mesh, shard, fsdp_kwargs) -> nn.Module:
+    """``materialize(mesh=...)``: every rank checks and analyses, the ranks agree (one
+    all_gather, reached whatever failed), then each builds its shards (lazyfx.build.shard)."""
+    mesh = sharding.checked_mesh(mesh)
+    with agree.agreed(mesh) as agreement:
+        device, dtype = _checked_target(device, dtype, init_order)
+        device = sharding.mesh_device(mesh, device)
+        fsdp_kwargs = sharding.check_options(shard, fsdp_kwargs, inplace, init_order)
+        directory = state_dict if sharding.is_checkpoint_dir(state_dict) else None
+        if directory is not None:
+            sharding.mesh_group(mesh)  # a mesh the checkpoint can be loaded on
+        shapes = sharding.checkpoint_shapes(directory) if directory is not None else state_dict
+        if shapes is not None:
+            shapes = checkpoint.checked(shapes)
+        records = _lazy_records(model, inputs, kw_inputs, device, dtype, shapes, init_order)
+        plan = sharding.plan(model, records, dtype, shard, shapes, strict)
+        agreement.fingerprint = agree.fingerprint(
+            model=agree.model_layout(model), inputs=(inputs, kw_inputs), device=device.type, dtype=dtype,
+            seed=seed, rng=agree.rng_state(seed, device), strict=strict, shard=plan.units,
+            fsdp_kwargs=fsdp_kwargs,
+            resolved=agree.resolved_layout(records, shapes))
+    return sharding.build(model, records, plan, mesh=mesh, device=device, dtype=dtype, seed=seed,
+                          fsdp_kwargs=fsdp_kwargs, state_dict=None if directory is not None else shapes,
+                          checkpoint_dir=directory, strict=strict)
 
 
 def _device(device: Union[str, torch.device, None]) -> Optional[torch.device]:

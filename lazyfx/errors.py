@@ -115,9 +115,10 @@ class SpecError(LazyFXError, ValueError):
     """An input spec is malformed or does not fit the model's forward.
 
     Also a ``ValueError``. Codes: LFX001 (spec-syntax: a spec string, a dtype
-    name or a constraint cannot be parsed) and LFX002 (spec-invalid: a bad dim
+    name or a constraint cannot be parsed), LFX002 (spec-invalid: a bad dim
     or `Dim`, conflicting constraints, a missing or unexpected input, an
-    invalid ``device``, ``dtype`` or option).
+    invalid ``device``, ``dtype`` or option) and LFX053 (ranks-disagree: the
+    ranks of ``materialize(mesh=...)`` were called differently).
 
     Examples:
         >>> lazyfx.infer(Net())

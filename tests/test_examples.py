@@ -28,6 +28,9 @@ EXPECTED = {
                           # the sizes PyTorch meets, not its message (whose wording differs between torch releases)
                           "Classifier at 32x32: fails in PyTorch: the head, Linear(in_features=8192), gets an input "
                           "of size (1, 2048)", "Classifier at 64x64: runs"],
+    "sharded_fsdp.py": ["a TinyLM: True and an FSDPModule: True", "rank 1 holds blocks.0.up.weight (128, 64)",
+                        "gathered state equals one process's model: True",
+                        "rank 1's seed differs from rank 0's"],
     "check_a_model_folder.py": ["models/classifier.py:16:9: LFX030 Linear has in_features=4096 but the input's last "
                                 "dim is 1024", "lazyfx: 1 model checked, no findings", "::error file=models/classifier.py"],
 }

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
@@ -77,14 +77,51 @@ def materialize_model(
             f"{type(exc).__name__}: {exc}"
         ) from exc
     try:
-        registration = init_order == "registration" and initialize
-        # In registration order the lazy modules are only created here (their own initialization,
-        # if any, runs on a discarded RNG stream); every module is then initialized from the seed.
-        with (torch.random.fork_rng(devices=[]) if registration else contextlib.nullcontext()):
-            with (contextlib.nullcontext() if registration else rng_scope(seed, device)):
-                # eager layers built on meta first, as their constructors would have on the device
-                initialize_off_meta(target, meta_eager, device, journal, provided)
-                for path, record in records.items():  # first-call order, as a dry run initializes them
+        initialize_in_order(target, records, meta_eager, device=device, dtype=dtype, seed=seed, journal=journal,
+                            provided=provided, initialize=initialize, init_order=init_order)
+        convert_tensors(target.modules(), device, dtype, journal)
+        if finish is not None:
+            if journal:  # a checkpoint load writes into the eager tensors in place
+                for tensor in target.state_dict(keep_vars=True).values():
+                    if id(tensor) in eager:
+                        journal.save_values(tensor)
+            finish(target)
+    except BaseException as exc:  # KeyboardInterrupt and SystemExit roll back too
+        if journal:
+            journal.rollback()
+        if isinstance(exc, LazyFXError) or not isinstance(exc, Exception):
+            raise
+        raise MaterializeError(
+            f"materializing {type(model).__name__} failed: {type(exc).__name__}: {exc}",
+            notes=["the given model is unchanged" if inplace else "the given model was not modified"],
+        ) from exc
+    return target
+
+
+def _no_step(path: str) -> ContextManager:
+    return contextlib.nullcontext()
+
+
+def initialize_in_order(target: nn.Module, records: dict[str, LazyModuleRecord], meta_eager: list, *, device,
+                        dtype: Optional[torch.dtype], seed: Optional[int], journal: Optional[Journal],
+                        provided: Callable[[str], bool], initialize: bool = True, init_order: str = "dry-run",
+                        around: Optional[Callable[[str], ContextManager]] = None) -> None:
+    """Create and initialize the lazy modules of ``target`` (and its eager modules built on meta,
+    ``meta_eager``) on ``device``, consuming the RNG as a dry run does: the eager modules on meta
+    first, children before their parent, then the lazy ones in first-call order, each after the
+    random draws forward makes before it. ``around(path)``, when given, is entered around each
+    module's step (the sharded build creates the tensors a step touches on entry and keeps only
+    their shards on exit)."""
+    around = around or _no_step
+    registration = init_order == "registration" and initialize
+    # In registration order the lazy modules are only created here (their own initialization,
+    # if any, runs on a discarded RNG stream); every module is then initialized from the seed.
+    with (torch.random.fork_rng(devices=[]) if registration else contextlib.nullcontext()):
+        with (contextlib.nullcontext() if registration else rng_scope(seed, device)):
+            # eager layers built on meta first, as their constructors would have on the device
+            initialize_off_meta(target, meta_eager, device, journal, provided, around)
+            for path, record in records.items():  # first-call order, as a dry run initializes them
+                with around(path):
                     module = target.get_submodule(path)
                     if journal:
                         journal.save_module(module)
@@ -103,26 +140,9 @@ def materialize_model(
                                            dtype=created_dtype, journal=journal)
                     if not registration:  # converting right away keeps at most one module in two dtypes
                         convert_tensors([module], device, dtype, journal)
-        if registration:
-            with rng_scope(seed, device):
-                reinitialize_in_registration_order(target, journal)
-        convert_tensors(target.modules(), device, dtype, journal)
-        if finish is not None:
-            if journal:  # a checkpoint load writes into the eager tensors in place
-                for tensor in target.state_dict(keep_vars=True).values():
-                    if id(tensor) in eager:
-                        journal.save_values(tensor)
-            finish(target)
-    except BaseException as exc:  # KeyboardInterrupt and SystemExit roll back too
-        if journal:
-            journal.rollback()
-        if isinstance(exc, LazyFXError) or not isinstance(exc, Exception):
-            raise
-        raise MaterializeError(
-            f"materializing {type(model).__name__} failed: {type(exc).__name__}: {exc}",
-            notes=["the given model is unchanged" if inplace else "the given model was not modified"],
-        ) from exc
-    return target
+    if registration:
+        with rng_scope(seed, device):
+            reinitialize_in_registration_order(target, journal)
 
 
 def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True,
@@ -205,7 +225,7 @@ def _key(path: str, name: str) -> str:
     return f"{path}.{name}" if path else name
 
 
-def _converted(tensor: torch.Tensor, device, dtype, *, copy: bool) -> torch.Tensor:
+def converted(tensor: torch.Tensor, device, dtype, *, copy: bool) -> torch.Tensor:
     """``tensor`` as ``module.to(device, dtype)`` would make it: dtype only for floating-point and
     complex ones. A meta tensor has no values to move: it becomes an empty one on ``device``, in its own dtype
     (its module's ``reset_parameters()`` fills it, and the dtype follows, as for the lazy ones)."""
@@ -240,32 +260,39 @@ def meta_eager_modules(model: nn.Module, device, lazy: Iterable[str]) -> list[tu
 
 
 def initialize_off_meta(target: nn.Module, paths: list[tuple[str, list[str]]], device,
-                        journal: Optional[Journal], provided: Callable[[str], bool]) -> None:
+                        journal: Optional[Journal], provided: Callable[[str], bool],
+                        around: Optional[Callable[[str], ContextManager]] = None) -> None:
     """Create the meta tensors of the modules at ``paths`` on ``device`` and initialize them
     with the module's own ``reset_parameters()``, in order, as building the model on ``device``
     would have. A module without one needs every such tensor from the checkpoint
-    (``provided(key)``)."""
+    (``provided(key)``). ``around(path)`` is entered around each module's step."""
     for path, names in paths:
-        module = target.get_submodule(path)
-        convert_tensors([module], device, None, journal)
-        if all(provided(_key(path, n)) for n in names):
-            continue  # the checkpoint's values go in
-        reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
-        if callable(reset):
-            with torch.no_grad():
-                reset()
-            continue
-        missing = [n for n in names if not provided(_key(path, n))]
-        if missing:
-            listed = ", ".join(f"'{_key(path, n)}'" for n in missing)
-            raise MaterializeError(
-                f"{type(module).__name__} '{path or type(target).__name__}' was built on the meta device, so "
-                f"{listed} {'has' if len(missing) == 1 else 'have'} no values, and it has no reset_parameters() "
-                f"to initialize {'it' if len(missing) == 1 else 'them'} on {torch.device(device)}",
-                code=diagnostics.META_WITHOUT_VALUES, module_path=path,
-                notes=["build the model on the target device, give materialize a state_dict with those values, "
-                       "or add a reset_parameters() method that initializes them"],
-            )
+        with (around or _no_step)(path):
+            _initialize_one_off_meta(target, path, names, device, journal, provided)
+
+
+def _initialize_one_off_meta(target: nn.Module, path: str, names: list[str], device, journal: Optional[Journal],
+                             provided: Callable[[str], bool]) -> None:
+    module = target.get_submodule(path)
+    convert_tensors([module], device, None, journal)
+    if all(provided(_key(path, n)) for n in names):
+        return  # the checkpoint's values go in
+    reset = getattr(module, "reset_parameters", None) or getattr(module, "_reset_parameters", None)
+    if callable(reset):
+        with torch.no_grad():
+            reset()
+        return
+    missing = [n for n in names if not provided(_key(path, n))]
+    if missing:
+        listed = ", ".join(f"'{_key(path, n)}'" for n in missing)
+        raise MaterializeError(
+            f"{type(module).__name__} '{path or type(target).__name__}' was built on the meta device, so "
+            f"{listed} {'has' if len(missing) == 1 else 'have'} no values, and it has no reset_parameters() "
+            f"to initialize {'it' if len(missing) == 1 else 'them'} on {torch.device(device)}",
+            code=diagnostics.META_WITHOUT_VALUES, module_path=path,
+            notes=["build the model on the target device, give materialize a state_dict with those values, "
+                   "or add a reset_parameters() method that initializes them"],
+        )
 
 
 def _lazy_outside_modules(model: nn.Module) -> Optional[tuple[str, str]]:
@@ -293,7 +320,7 @@ def copy_model(model: nn.Module, device, dtype) -> nn.Module:
             if is_lazy(param):
                 memo[id(param)] = UninitializedParameter(param.requires_grad, param.device, param.dtype)
             elif type(param) is nn.Parameter:
-                memo[id(param)] = nn.Parameter(_converted(param, device, dtype, copy=True), param.requires_grad)
+                memo[id(param)] = nn.Parameter(converted(param, device, dtype, copy=True), param.requires_grad)
         for buffer in module._buffers.values():
             if buffer is None or id(buffer) in memo:
                 continue
@@ -302,7 +329,7 @@ def copy_model(model: nn.Module, device, dtype) -> nn.Module:
                     buffer.requires_grad, buffer.device, buffer.dtype, persistent=getattr(buffer, "persistent", True)
                 )
             elif type(buffer) is torch.Tensor:
-                memo[id(buffer)] = _converted(buffer, device, dtype, copy=True)
+                memo[id(buffer)] = converted(buffer, device, dtype, copy=True)
     return deepcopy_consistently(model, memo)
 
 
@@ -317,7 +344,7 @@ def convert_tensors(modules: Iterable[nn.Module], device, dtype, journal: Option
             for name, tensor in list(container.items()):
                 if tensor is None or is_lazy(tensor):
                     continue
-                new = _converted(tensor, device, dtype, copy=False)
+                new = converted(tensor, device, dtype, copy=False)
                 if new.device == tensor.device and new.dtype == tensor.dtype:
                     continue
                 if torch._has_compatible_shallow_copy_type(tensor, new):

@@ -159,6 +159,12 @@ META_WITHOUT_VALUES = _code(
     "An eager module built on the meta device has parameters or buffers without values and no "
     "reset_parameters() to initialize them on the target device, and no state_dict provides them.",
 )
+RANKS_DISAGREE = _code(
+    "LFX053",
+    "ranks-disagree",
+    "The ranks of a sharded materialize(mesh=...) were called with different arguments (or resolved the model "
+    "differently): every rank raises this before anything is sharded, instead of waiting in a collective.",
+)
 EXPORT_STATIC_SIZE = _code(
     "LFX051",
     "export-static-size",
