@@ -72,7 +72,8 @@ def main(rank, world, port):
         print("a TinyLM:", isinstance(model, TinyLM), "and an FSDPModule:", isinstance(model, FSDPModule))
         print("blocks.0.up.weight:", type(weight).__name__, tuple(weight.shape), weight.placements)
         for r, sizes in enumerate(shards):
-            print(f"rank {r} holds blocks.0.up.weight {sizes['blocks.0.up.weight']}, head.weight {sizes['head.weight']}")
+            up, head = sizes["blocks.0.up.weight"], sizes["head.weight"]
+            print(f"rank {r} holds blocks.0.up.weight {up}, head.weight {head}")
         single = lazyfx.materialize(build_on_meta(), "B,T:int64", device="cpu", seed=0)
         same = all(torch.equal(full[k], v) for k, v in single.state_dict().items())
         print("gathered state equals one process's model:", same)

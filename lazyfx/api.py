@@ -423,7 +423,7 @@ def _materialize_sharded(model: nn.Module, inputs: tuple, kw_inputs: dict, *, de
     with agree.agreed(mesh) as agreement:
         device, dtype = _checked_target(device, dtype, init_order)
         device = sharding.mesh_device(mesh, device)
-        fsdp_kwargs = sharding.check_options(shard, fsdp_kwargs, inplace, init_order)
+        fsdp_kwargs = sharding.check_options(shard, fsdp_kwargs, inplace, init_order, device)
         directory = state_dict if sharding.is_checkpoint_dir(state_dict) else None
         if directory is not None:
             sharding.mesh_group(mesh)  # a mesh the checkpoint can be loaded on

@@ -170,6 +170,9 @@ def run(rank, port, out, scratch):
         checkpoint = {key: value + 1 if value.is_floating_point() else value
                       for key, value in full_state(models[WORLD], everywhere=True).items()}
         results[name, "state_dict"] = full_state(sharded(name, meshes[WORLD], seed=5, state_dict=checkpoint))
+    # HSDP: a 2 x 2 mesh, replicated across its first dimension and sharded across its second
+    hsdp = init_device_mesh("cpu", (2, 2), mesh_dim_names=("replicate", "shard"))
+    results["gpt", "2x2"] = full_state(sharded("gpt", hsdp))
     # a model built on cpu: its eager layers' values (a tied head among them) go to the shards as
     # they are
     if rank < 2:

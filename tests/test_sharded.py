@@ -52,6 +52,10 @@ def test_gathered_state_is_the_dry_run_whatever_the_world_size(gathered, name, s
     assert_same_state(dry_run(name).state_dict(), gathered[name, size])
 
 
+def test_a_two_dimensional_mesh_shards_as_hsdp(gathered):
+    assert_same_state(dry_run("gpt").state_dict(), gathered["gpt", "2x2"])
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_the_docs_former_recipe_is_not(gathered, name):
     """meta + fully_shard + to_empty + reset_parameters draws on each rank's shard: the counterpart
@@ -88,7 +92,8 @@ def test_checkpoint_directory_saved_on_two_ranks_loads_on_four(gathered, name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_full_checkpoint_each_rank_keeps_its_shards(gathered, name):
-    plus_one = {key: value + 1 if value.is_floating_point() else value for key, value in dry_run(name).state_dict().items()}
+    plus_one = {key: value + 1 if value.is_floating_point() else value
+                for key, value in dry_run(name).state_dict().items()}
     assert_same_state(plus_one, gathered[name, "state_dict"])
 
 
@@ -121,7 +126,18 @@ def test_sharding_options_need_a_mesh():
         lazyfx.materialize(on_meta("cnn"), MODELS["cnn"][1], mesh="cpu")
 
 
-@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA devices (NCCL)")
+def test_cpu_offloading_is_refused_on_a_gpu_only():
+    from torch.distributed.fsdp import CPUOffloadPolicy
+
+    from lazyfx.build.shard import check_options
+
+    options = {"offload_policy": CPUOffloadPolicy()}
+    with pytest.raises(lazyfx.SpecError, match="does not build with fsdp_kwargs=.*CPUOffloadPolicy"):
+        check_options(None, options, False, "dry-run", torch.device("cuda"))
+    assert check_options(None, options, False, "dry-run", torch.device("cpu")) == options
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (NCCL, one process per GPU)")
 def test_cuda_nccl_gathered_state_is_the_dry_run_on_cuda(tmp_path):
     out = tmp_path / "gathered.pt"
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.dirname(HERE), os.environ.get("PYTHONPATH", "")]))

@@ -72,9 +72,9 @@ _FULLY_SHARD_OPTIONS = ("reshard_after_forward", "shard_placement_fn", "mp_polic
                         "ignored_params")
 
 
-def check_options(shard: Any, fsdp_kwargs: Any, inplace: bool, init_order: str) -> dict:
+def check_options(shard: Any, fsdp_kwargs: Any, inplace: bool, init_order: str, device: torch.device) -> dict:
     """``fsdp_kwargs`` as a dict, after checking the options that go with ``mesh``."""
-    from torch.distributed.fsdp import fully_shard
+    from torch.distributed.fsdp import CPUOffloadPolicy, fully_shard
 
     if inplace:
         raise SpecError("materialize(mesh=...) builds a new FSDP2 module; inplace=True is not supported with a mesh")
@@ -93,6 +93,11 @@ def check_options(shard: Any, fsdp_kwargs: Any, inplace: bool, init_order: str) 
     if unknown:
         raise SpecError(f"fsdp_kwargs has {', '.join(map(repr, unknown))}, which fully_shard does not take "
                         f"(it takes {', '.join(accepted)}; the mesh is materialize's mesh=)")
+    if isinstance(fsdp_kwargs.get("offload_policy"), CPUOffloadPolicy) and device.type != "cpu":
+        raise SpecError("materialize(mesh=...) does not build with fsdp_kwargs={'offload_policy': "
+                        "CPUOffloadPolicy()} on a GPU yet (the shards would have to live on the cpu, the buffers on "
+                        "the device)", notes=["shard without CPU offloading, or shard materialize(device='meta')'s "
+                                              "model with it yourself"])
     return dict(fsdp_kwargs)
 
 
