@@ -12,6 +12,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 import lazyfx
 from lazyfx.outputs import fix
+from lazyfx.rules.lazy import LAZY_CLASSES
 from lazyfx.cli import main
 
 DATA = pathlib.Path(__file__).parent / "data" / "fix"
@@ -179,7 +180,7 @@ def test_calls_that_cannot_be_rewritten_are_refused_clearly(tmp_path, monkeypatc
     assert lines == [
         "refused.py:35:24: this LazyConv2d(...) call builds several modules that need different arguments "
         "('features.0' in_channels=3, 'features.2' in_channels=16); one call cannot be rewritten for all",
-        "refused.py:36:48: 'features.4' (LazyScale) is not one of PyTorch's 13 built-in lazy classes; "
+        "refused.py:36:48: 'features.4' (LazyScale) is not one of PyTorch's built-in lazy classes; "
         "lazyfx fix rewrites only those",
         "refused.py:38:23: this LazyLinear(...) call passes *sizes, so lazyfx fix cannot tell where "
         "in_features=4608 goes",
@@ -217,10 +218,9 @@ def test_exit_codes_for_usage_errors_and_shape_errors(capsys):
 # -- the parts ----------------------------------------------------------------------------------
 
 
-def test_the_thirteen_eager_constructors_take_the_argument_then_the_lazy_ones():
-    assert len(fix.BUILTIN) == 13
-    assert set(fix.BUILTIN) == {getattr(nn, n) for n in dir(nn) if n.startswith("Lazy")}
-    for lazy, (eager, argument) in fix.BUILTIN.items():
+def test_each_eager_constructor_takes_the_argument_then_the_lazy_ones():
+    for lazy, descriptor in LAZY_CLASSES.items():  # tests/test_lazy_classes.py: every one torch.nn defines
+        eager, argument = descriptor.eager, descriptor.argument
         lazy_params = [p.name for p in inspect.signature(lazy).parameters.values()]
         eager_params = [p.name for p in inspect.signature(eager).parameters.values()]
         assert eager_params == [argument, *lazy_params], lazy.__name__

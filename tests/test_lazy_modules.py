@@ -1,4 +1,4 @@
-"""All 13 built-in lazy classes, across constructor options and input ranks (batched and
+"""Every built-in lazy class, across constructor options and input ranks (batched and
 unbatched, asymmetric strides/padding/dilation, groups): ``materialize`` must equal a real
 dry run -- same module types, same shapes, bit-identical values under the same seed."""
 

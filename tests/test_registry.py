@@ -5,6 +5,7 @@ import functools
 
 import pytest
 import torch.nn as nn
+from torch.nn.modules.lazy import LazyModuleMixin
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -72,7 +73,7 @@ def test_lookup_by_class_finds_the_nearest_registered_base():
 
 
 def test_every_builtin_lazy_class_has_a_resolver():
-    lazy_classes = [getattr(nn, n) for n in dir(nn) if n.startswith("Lazy") and isinstance(getattr(nn, n), type)]
-    assert len(lazy_classes) == 13
-    assert all(cls in RESOLVERS for cls in lazy_classes)
+    lazy_classes = {value for name, value in vars(nn).items() if not name.startswith("_") and isinstance(value, type)
+                    and issubclass(value, LazyModuleMixin) and issubclass(value, nn.Module)}
+    assert lazy_classes and lazy_classes == {r.key for r in RESOLVERS}
     assert all(getattr(cls, "cls_to_become") in RULES for cls in lazy_classes)

@@ -25,13 +25,11 @@ from lazyfx.analysis.resolve import LazyModuleRecord
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import Condition
 from lazyfx.core.diagnostics import Diagnostic
-from lazyfx.core.registry import RESOLVERS
 from lazyfx.core.symbolic import fmt, is_concrete
-from lazyfx.core.values import TensorMeta
 from lazyfx.domain.domain import Domain
 from lazyfx.domain.solve import solve
 from lazyfx.errors import ResolutionError, ShapeError, SpecError
-from lazyfx.rules.lazy import Resolution, is_lazy_module
+from lazyfx.rules.lazy import LazyClass, Resolution, is_lazy_module, lazy_class
 
 
 def _key(path: str, name: str) -> str:
@@ -57,57 +55,17 @@ def checked(state_dict: Any) -> Mapping[str, torch.Tensor]:
     return state_dict
 
 
-def _expected_rank(module: nn.Module, name: str) -> Optional[int]:
-    """The rank a built-in lazy class's tensor ``name`` has, whatever the sizes."""
-    if isinstance(module, nn.LazyLinear):
-        return {"weight": 2, "bias": 1}.get(name)
-    if hasattr(module, "kernel_size"):
-        return {"weight": 2 + len(module.kernel_size), "bias": 1}.get(name)
-    if hasattr(module, "num_features"):
-        return 1 if name in ("weight", "bias", "running_mean", "running_var") else None
-    return None
-
-
 def _lazy_tensors(module: nn.Module) -> list[str]:
     return [n for n, t in list(module._parameters.items()) + list(module._buffers.items()) if t is not None and is_lazy(t)]
 
 
-def _arguments(module: nn.Module, shapes: dict[str, tuple]) -> dict[str, int]:
-    """The constructor arguments the checkpoint's shapes imply for a built-in lazy class."""
-    if isinstance(module, nn.LazyLinear) and "weight" in shapes:
-        return {"in_features": shapes["weight"][1]}
-    if hasattr(module, "kernel_size") and "weight" in shapes:
-        weight = shapes["weight"]
-        return {"in_channels": weight[0] if module.transposed else weight[1] * module.groups}
-    if hasattr(module, "num_features"):
-        for name in ("weight", "bias", "running_mean", "running_var"):
-            if name in shapes:
-                return {"num_features": shapes[name][0]}
-    return {}
-
-
-def _probe_input(module: nn.Module, arguments: dict[str, int]) -> Optional[TensorMeta]:
-    """An input that resolves a built-in lazy class to ``arguments`` (only its channel dim matters)."""
-    if isinstance(module, nn.LazyLinear):
-        return TensorMeta((arguments["in_features"],))
-    if hasattr(module, "kernel_size"):
-        return TensorMeta((1, arguments["in_channels"], *module.kernel_size))
-    if isinstance(module, (nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)):
-        n = {nn.LazyInstanceNorm1d: 1, nn.LazyInstanceNorm2d: 2, nn.LazyInstanceNorm3d: 3}[type(module)]
-        return TensorMeta((1, arguments["num_features"], *(2,) * n))
-    if hasattr(module, "num_features"):
-        return TensorMeta((2, arguments["num_features"]))
-    return None
-
-
-def _check_own_shapes(path: str, module: nn.Module, arguments: dict, shapes: dict) -> list[Diagnostic]:
+def _check_own_shapes(path: str, module: nn.Module, descriptor: Optional[LazyClass], arguments: dict,
+                      shapes: dict) -> list[Diagnostic]:
     """The checkpoint's shapes must be those the module's own options imply (a LazyLinear(7)
     cannot take a weight with 10 rows)."""
-    resolver = RESOLVERS.get(type(module))
-    probe = _probe_input(module, arguments) if resolver and arguments else None
-    if probe is None:
+    if descriptor is None or not arguments:
         return []
-    expected = resolver.fn(module, probe).parameter_shapes
+    expected = descriptor.parameter_shapes(module, arguments)
     return [
         Diagnostic(diagnostics.SHAPE_MISMATCH,
                    f"checkpoint key '{_key(path, name)}' has shape {fmt(shape)}, but {type(module).__name__} "
@@ -124,6 +82,7 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     for path, module in model.named_modules():
         if not is_lazy_module(module):
             continue
+        descriptor = lazy_class(module)
         shapes = {}
         for name in _lazy_tensors(module):
             key = _key(path, name)
@@ -131,7 +90,7 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
                 missing.append(key)
                 continue
             shape = tuple(state_dict[key].shape)
-            rank = _expected_rank(module, name)
+            rank = descriptor.ranks.get(name) if descriptor else None
             if rank is not None and len(shape) != rank:
                 problems.append(Diagnostic(
                     diagnostics.SHAPE_MISMATCH,
@@ -141,8 +100,8 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
             shapes[name] = shape
         if problems:
             continue
-        resolution = Resolution(_arguments(module, shapes), shapes)
-        problems += _check_own_shapes(path, module, resolution.arguments, shapes)
+        resolution = Resolution(descriptor.arguments_from(module, shapes) if descriptor else {}, shapes)
+        problems += _check_own_shapes(path, module, descriptor, resolution.arguments, shapes)
         eager = getattr(module, "cls_to_become", None) or type(module)
         records[path] = LazyModuleRecord(path, type(module).__name__, eager.__name__, resolution)
     if problems:

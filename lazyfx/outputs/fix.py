@@ -12,11 +12,13 @@ position of the call instruction) and its names (to check that the eager name
 will mean the eager class). :func:`plan` groups the report's lazy modules by
 that call; :func:`rewrite_source` finds the call in the file by its position.
 
-Only PyTorch's 13 built-in lazy classes are rewritten. A call is refused, with
-the reason, where its argument depends on an input symbol, where one call
-built several instances that need different arguments (a loop), where it
-passes ``*args``/``**kwargs``, or where its callee is not written as the lazy
-class's name; the other calls are still rewritten.
+Only PyTorch's built-in lazy classes are rewritten: their descriptors
+(:data:`lazyfx.rules.lazy.LAZY_CLASSES`) name the eager class and the argument
+to put first. A call is refused, with the reason, where its argument depends
+on an input symbol, where one call built several instances that need
+different arguments (a loop), where it passes ``*args``/``**kwargs``, or where
+its callee is not written as the lazy class's name; the other calls are still
+rewritten.
 """
 
 from __future__ import annotations
@@ -43,21 +45,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from lazyfx.core import diagnostics
 from lazyfx.core.diagnostics import display_path
 from lazyfx.core.symbolic import fmt
-
-# lazy class -> (eager class, the argument the input decides); each eager constructor takes that
-# argument first, then exactly the lazy constructor's parameters (tests/test_fix.py checks it)
-BUILTIN: dict[type, tuple[type, str]] = {
-    cls: (cls.cls_to_become, argument)
-    for argument, classes in {
-        "in_features": (nn.LazyLinear,),
-        "in_channels": (nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d,
-                        nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d),
-        "num_features": (nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d,
-                         nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d),
-    }.items()
-    for cls in classes
-}
-
+from lazyfx.rules.lazy import LAZY_CLASSES
 
 # -- where each lazy instance was constructed ---------------------------------------------------
 
@@ -185,8 +173,8 @@ def plan(model: nn.Module, report, constructions: Mapping[int, Construction]) ->
 def _refuse_module(module: nn.Module, record, construction: Optional[Construction]) -> Optional[Refusal]:
     name = f"'{record.path or '<root>'}' ({record.lazy_class})"
     site = construction.site if construction else None
-    if type(module) not in BUILTIN:
-        return Refusal(f"{name} is not one of PyTorch's 13 built-in lazy classes; lazyfx fix rewrites only those",
+    if type(module) not in LAZY_CLASSES:
+        return Refusal(f"{name} is not one of PyTorch's built-in lazy classes; lazyfx fix rewrites only those",
                        site, notes=("replace it by hand; `lazyfx show` prints its resolved parameter shapes",))
     if construction is None:
         return Refusal(f"cannot tell where {name} was constructed", _call_site(record), notes=(
@@ -217,7 +205,8 @@ def _rewrite_for_site(site: Site, group: list) -> Rewrite | Refusal:
     """The one rewrite for a call that built every module in ``group``, if they agree."""
     record, construction = group[0]
     lazy_class = type(construction.module)
-    eager_class, argument = BUILTIN[lazy_class]
+    descriptor = LAZY_CLASSES[lazy_class]
+    eager_class, argument = descriptor.eager, descriptor.argument
     values = {r.path: int(r.resolution.arguments[argument]) for r, _ in group}
     if len(set(values.values())) > 1:
         each = ", ".join(f"'{p}' {argument}={v}" for p, v in list(values.items())[:4])

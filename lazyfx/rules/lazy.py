@@ -1,4 +1,12 @@
-"""Lazy modules: detection, and exact resolvers for PyTorch's 13 built-in lazy classes.
+"""Lazy modules: detection, and everything lazyfx knows about PyTorch's built-in lazy classes.
+
+:data:`LAZY_CLASSES` holds one :class:`LazyClass` descriptor per built-in lazy
+class (every ``LazyModuleMixin`` subclass ``torch.nn`` defines;
+tests/test_lazy_classes.py checks that none is missing): its eager class, the
+constructor argument its input determines, its resolver, how a checkpoint's
+shapes give that argument back, and its input's spatial rank. Propagation,
+the checkpoint path (:mod:`lazyfx.build.checkpoint`) and ``lazyfx fix``
+(:mod:`lazyfx.outputs.fix`) all read it.
 
 A resolver reads the lazy module's first input and returns the constructor
 arguments that input determines (``in_features``, ``in_channels``,
@@ -19,7 +27,7 @@ attributes only (parameter values are the same):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import torch
 import torch.nn as nn
@@ -183,7 +191,6 @@ def _present(module: nn.Module, names: tuple[str, ...]) -> list[str]:
     return [n for n in names if module._parameters.get(n) is not None or module._buffers.get(n) is not None]
 
 
-@resolver(nn.LazyLinear)
 def resolve_linear(module: nn.LazyLinear, input: TensorMeta) -> Resolution:
     """``in_features = input.shape[-1]``; weight ``(out_features, in_features)``, bias ``(out_features,)``."""
     x = tensor_arg(input, "LazyLinear input")
@@ -194,14 +201,10 @@ def resolve_linear(module: nn.LazyLinear, input: TensorMeta) -> Resolution:
     return Resolution({"in_features": in_features}, {n: shapes[n] for n in _present(module, ("weight", "bias"))})
 
 
-@resolver(
-    nn.LazyConv1d, nn.LazyConv2d, nn.LazyConv3d,
-    nn.LazyConvTranspose1d, nn.LazyConvTranspose2d, nn.LazyConvTranspose3d,
-)
 def resolve_conv(module: nn.Module, input: TensorMeta, *args, **kwargs) -> Resolution:
     """``in_channels`` = dim 1 of a batched input, dim 0 of an unbatched one;
     weight ``(out, in/groups, *kernel)``, transposed ``(in, out/groups, *kernel)``."""
-    n = len(module.kernel_size)
+    n = lazy_class(module).spatial
     op = type(module).__name__
     x = tensor_arg(input, f"{op} input")
     expect_ndim(x, (n + 1, n + 2), op)
@@ -230,7 +233,6 @@ def _norm_resolution(module: nn.Module, channels: DimExpr) -> Resolution:
     return Resolution({"num_features": channels}, {n: (channels,) for n in names})
 
 
-@resolver(nn.LazyBatchNorm1d, nn.LazyBatchNorm2d, nn.LazyBatchNorm3d)
 def resolve_batch_norm(module: nn.Module, input: TensorMeta) -> Resolution:
     """``num_features = input.shape[1]``; weight, bias, running stats ``(num_features,)``."""
     op = type(module).__name__
@@ -240,14 +242,119 @@ def resolve_batch_norm(module: nn.Module, input: TensorMeta) -> Resolution:
     return _norm_resolution(module, x.shape[1])
 
 
-_INSTANCE_NORM_SPATIAL = {nn.LazyInstanceNorm1d: 1, nn.LazyInstanceNorm2d: 2, nn.LazyInstanceNorm3d: 3}
-
-
-@resolver(nn.LazyInstanceNorm1d, nn.LazyInstanceNorm2d, nn.LazyInstanceNorm3d)
 def resolve_instance_norm(module: nn.Module, input: TensorMeta) -> Resolution:
     """``num_features`` = the channel dim: 1 for batched inputs, 0 for unbatched ones."""
     op = type(module).__name__
-    n = lookup_by_class(_INSTANCE_NORM_SPATIAL, module.__class__)
+    n = lazy_class(module).spatial
     x = tensor_arg(input, f"{op} input")
     expect_ndim(x, (n + 1, n + 2), op)
     return _norm_resolution(module, x.shape[x.ndim - n - 1])
+
+
+# -- the table of built-in lazy classes ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LazyClass:
+    """One of PyTorch's built-in lazy classes, as every stage of lazyfx knows it.
+
+    Attributes:
+        lazy: The lazy class (``nn.LazyConv2d``).
+        eager: The class it becomes (its ``cls_to_become``, ``nn.Conv2d``), whose constructor
+            takes ``argument`` first and then exactly the lazy constructor's parameters.
+        argument: The constructor argument the input determines (``in_features``,
+            ``in_channels``, ``num_features``): what the resolver returns, what a checkpoint
+            gives back, what ``lazyfx fix`` writes first into the eager call (by keyword where
+            the call passes its required arguments by keyword).
+        spatial: How many dims a batched input has after (batch, channel): 2 for
+            ``LazyConv2d``, 1 for ``LazyBatchNorm1d`` (whose length dim is optional), 0 for
+            ``LazyLinear`` (its input is ``(..., in_features)``).
+        resolver: ``resolver(module, input) -> Resolution``: the argument and the parameter
+            shapes an input determines (registered in :data:`lazyfx.core.registry.RESOLVERS`).
+        ranks: Each parameter and buffer the class may hold lazily, with its rank.
+        source: The tensors of a checkpoint that give ``argument`` (the first one the module
+            holds), read at dim ``source_dim``.
+        source_dim: See ``source``.
+        per_group: Whether that dim holds ``argument / groups`` (a convolution's weight
+            ``(out, in/groups, *kernel)``).
+
+    Examples:
+        >>> conv = LAZY_CLASSES[nn.LazyConv2d]
+        >>> conv.eager.__name__, conv.argument, conv.spatial
+        ('Conv2d', 'in_channels', 2)
+        >>> conv.arguments_from(nn.LazyConv2d(8, 3, groups=2), {"weight": (8, 2, 3, 3)})
+        {'in_channels': 4}
+    """
+
+    lazy: type
+    eager: type
+    argument: str
+    spatial: int
+    resolver: Callable[..., Resolution]
+    ranks: Mapping[str, int]
+    source: tuple[str, ...]
+    source_dim: int
+    per_group: bool = False
+
+    def arguments_from(self, module: nn.Module, shapes: Mapping[str, tuple]) -> dict[str, int]:
+        """The constructor argument the checkpoint's ``shapes`` (by tensor name) give, or ``{}``
+        where they hold none of ``source`` (a norm without affine parameters or running
+        statistics has nothing in a checkpoint).
+
+        Examples:
+            >>> LAZY_CLASSES[nn.LazyLinear].arguments_from(nn.LazyLinear(10), {"weight": (10, 64)})
+            {'in_features': 64}
+        """
+        for name in self.source:
+            if name in shapes:
+                size = shapes[name][self.source_dim]
+                return {self.argument: size * module.groups if self.per_group else size}
+        return {}
+
+    def parameter_shapes(self, module: nn.Module, arguments: Mapping[str, int]) -> dict[str, tuple]:
+        """The shapes of the module's lazy tensors given its ``arguments`` and its own options,
+        from its resolver (on an input whose channel dim is the argument).
+
+        Examples:
+            >>> LAZY_CLASSES[nn.LazyConvTranspose1d].parameter_shapes(nn.LazyConvTranspose1d(4, 3), {"in_channels": 6})
+            {'weight': (6, 4, 3), 'bias': (4,)}
+        """
+        probe = TensorMeta((1, arguments[self.argument], *(1,) * self.spatial))
+        return self.resolver(module, probe).parameter_shapes
+
+
+def _table() -> dict[type, LazyClass]:
+    classes = [LazyClass(nn.LazyLinear, nn.Linear, "in_features", 0, resolve_linear,
+                         {"weight": 2, "bias": 1}, ("weight",), 1)]
+    for n, conv, transposed in ((1, (nn.LazyConv1d, nn.Conv1d), (nn.LazyConvTranspose1d, nn.ConvTranspose1d)),
+                                (2, (nn.LazyConv2d, nn.Conv2d), (nn.LazyConvTranspose2d, nn.ConvTranspose2d)),
+                                (3, (nn.LazyConv3d, nn.Conv3d), (nn.LazyConvTranspose3d, nn.ConvTranspose3d))):
+        ranks = {"weight": n + 2, "bias": 1}
+        classes.append(LazyClass(*conv, "in_channels", n, resolve_conv, ranks, ("weight",), 1, per_group=True))
+        classes.append(LazyClass(*transposed, "in_channels", n, resolve_conv, ranks, ("weight",), 0))
+    norm_ranks = dict.fromkeys(_NORM_TENSORS, 1)
+    for n, batch, instance in ((1, (nn.LazyBatchNorm1d, nn.BatchNorm1d), (nn.LazyInstanceNorm1d, nn.InstanceNorm1d)),
+                               (2, (nn.LazyBatchNorm2d, nn.BatchNorm2d), (nn.LazyInstanceNorm2d, nn.InstanceNorm2d)),
+                               (3, (nn.LazyBatchNorm3d, nn.BatchNorm3d), (nn.LazyInstanceNorm3d, nn.InstanceNorm3d))):
+        classes.append(LazyClass(*batch, "num_features", n, resolve_batch_norm, norm_ranks, _NORM_TENSORS, 0))
+        classes.append(LazyClass(*instance, "num_features", n, resolve_instance_norm, norm_ranks, _NORM_TENSORS, 0))
+    return {c.lazy: c for c in classes}
+
+
+LAZY_CLASSES: dict[type, LazyClass] = _table()
+"""Every built-in lazy class's descriptor, by lazy class."""
+
+for _descriptor in LAZY_CLASSES.values():
+    resolver(_descriptor.lazy)(_descriptor.resolver)
+del _descriptor
+
+
+def lazy_class(module: nn.Module) -> Optional[LazyClass]:
+    """The descriptor of the built-in lazy class ``module`` is, or derives from (a subclass
+    keeps its parameters' layout); None for any other module.
+
+    Examples:
+        >>> lazy_class(nn.LazyLinear(3)).eager.__name__, lazy_class(nn.Linear(2, 3))
+        ('Linear', None)
+    """
+    return lookup_by_class(LAZY_CLASSES, type(module))

@@ -1,6 +1,6 @@
 """Any lazy module: resolved by running its own initialization on shape-only inputs.
 
-PyTorch's 13 lazy classes have exact resolvers (:mod:`lazyfx.rules.lazy`).
+PyTorch's built-in lazy classes have exact resolvers (:mod:`lazyfx.rules.lazy`).
 Every other lazy module -- a user's ``LazyModuleMixin`` subclass with its own
 ``initialize_parameters``, or a third-party layer holding an
 ``UninitializedParameter`` that its own forward pre-hook materializes (PyTorch

@@ -7,7 +7,7 @@ from torch.nn.parameter import UninitializedParameter
 
 
 class LazyScale(LazyModuleMixin, nn.Module):
-    """A user's own lazy layer: not one of PyTorch's 13."""
+    """A user's own lazy layer: not one of PyTorch's built-in lazy classes."""
 
     cls_to_become = None
 
