@@ -18,8 +18,9 @@ report how much it grew (VmHWM minus the RSS before):
 * ``materialize then shard``: ``materialize(device="cpu")`` whole on every
   rank, then ``fully_shard``.
 
-It prints one JSON line per way and rank, and the bound the design sets for
-the sharded build: params/world + 2 x the largest parameter.
+It prints the bound the design sets for the sharded build (params/world + 2 x
+the largest parameter), then one JSON line per way and rank, with whether its
+peak growth stayed within it.
 """
 
 from __future__ import annotations
@@ -103,7 +104,7 @@ def build(way: str, args, mesh) -> nn.Module:
     return model
 
 
-def run(rank: int, port: int, way: str, args) -> None:
+def run(rank: int, port: int, way: str, args, bound: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh
 
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
@@ -119,7 +120,8 @@ def run(rank: int, port: int, way: str, args) -> None:
     grew = (rss_kib("VmHWM") - before) * 1024
     local = sum(p.to_local().numel() * p.element_size() for p in model.parameters())
     print(json.dumps({"way": way, "rank": rank, "peak_growth_mib": round(grew / 2**20),
-                      "local_shards_mib": round(local / 2**20), "seconds": round(seconds, 1)}), flush=True)
+                      "local_shards_mib": round(local / 2**20), "within_bound": grew <= bound,
+                      "seconds": round(seconds, 1)}), flush=True)
     dist.barrier()
     dist.destroy_process_group()
     os._exit(0)
@@ -138,14 +140,15 @@ def main(argv=None) -> int:
     meta = lazyfx.materialize(lazy, "B,T:int64", device="meta")  # also warms the analysis before the forks
     sizes = [p.numel() * p.element_size() for p in meta.parameters()]
     params, largest = sum(sizes), max(sizes)
+    bound = params // args.ranks + 2 * largest
     print(json.dumps({"parameters": sum(p.numel() for p in meta.parameters()), "params_mib": round(params / 2**20),
                       "largest_mib": round(largest / 2**20), "ranks": args.ranks,
-                      "bound_mib": round((params / args.ranks + 2 * largest) / 2**20)}), flush=True)
+                      "bound_mib": round(bound / 2**20)}), flush=True)
     for way in args.ways.split(","):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
-        mp.start_processes(run, args=(port, way, args), nprocs=args.ranks, join=True, start_method="fork")
+        mp.start_processes(run, args=(port, way, args, bound), nprocs=args.ranks, join=True, start_method="fork")
     return 0
 
 
