@@ -82,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "dimensions (ONNX dynamic axes, torch.export Dims).")
     _add_target(export)
     _add_materialize_options(export)
-    export.add_argument("--format", choices=EXPORT_FORMATS, required=True)
+    export.add_argument("--format", choices=EXPORT_FORMATS, required=True,
+                        type=lambda name: name.replace("_", "-"))  # exported_program, as lazyfx.export takes it
     export.add_argument("-o", "--output", required=True, metavar="FILE")
     export.add_argument("--allow-static", action="store_true",
                         help="where an exporter cannot keep a symbol dynamic, write the file with that size "

@@ -196,6 +196,15 @@ def test_export_writes_onnx(tmp_path, capsys):
     assert out.exists() and "wrote" in capsys.readouterr().out
 
 
+def test_export_format_with_underscores(tmp_path, capsys):
+    out = tmp_path / "net.pt2"
+    assert main(["export", "lazyfx.demo:Net", "-i", "B,3,32,32", "--format", "exported_program", "-o", str(out)]) == 0
+    assert out.exists() and "as a torch.export ExportedProgram" in capsys.readouterr().out
+    with pytest.raises(SystemExit):  # argparse: exit 2, naming the formats
+        main(["export", "lazyfx.demo:Net", "-i", "B,3,32,32", "--format", "exported program", "-o", str(out)])
+    assert "invalid choice: 'exported program' (choose from" in capsys.readouterr().err
+
+
 def test_bad_dtype_is_a_usage_error(capsys):
     assert main(["materialize", "lazyfx.demo:Net", "-i", "B,3,32,32", "--dtype", "float33", "-o", "x.pt"]) == 2
     assert "unknown dtype 'float33'" in capsys.readouterr().err

@@ -135,8 +135,19 @@ def test_failed_export_leaves_no_file_and_the_model_alone(tmp_path):
 
 
 def test_unknown_format_is_a_usage_error():
-    with pytest.raises(lazyfx.SpecError, match="unknown export format 'tflite'"):
+    with pytest.raises(lazyfx.SpecError, match="unknown export format 'tflite'; choose one of torchscript, "
+                       "torchscript-trace, exported-program, onnx"):
         lazyfx.export(MODELS["cnn"][0](), ("B", 3, 16, 16), format="tflite")
+    with pytest.raises(lazyfx.SpecError, match="unknown export format 'exported program'"):
+        lazyfx.export(MODELS["cnn"][0](), ("B", 3, 16, 16), format="exported program")
+
+
+def test_format_names_with_underscores():
+    hyphens = lazyfx.export(MODELS["cnn"][0](), ("B", 3, 16, 16), format="exported-program", seed=0)
+    underscores = lazyfx.export(MODELS["cnn"][0](), ("B", 3, 16, 16), format="exported_program", seed=0)
+    assert type(underscores) is type(hyphens) is torch.export.ExportedProgram
+    scripted = lazyfx.export(MODELS["cnn"][0](), ("B", 3, 16, 16), format="torchscript_trace", seed=0)
+    assert isinstance(scripted, torch.jit.ScriptModule)
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -15,10 +15,12 @@ import operator
 
 import pytest
 import sympy
+import torch.nn as nn
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lazyfx
+from lazyfx import demo
 from lazyfx.core import checks
 from lazyfx.core.checks import Condition, Recorder
 from lazyfx.core.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
@@ -545,10 +547,51 @@ def test_domain_contains():
 
 def test_domain_contains_names_missing_symbols():
     domain = Domain(Constraints({"B": SymbolInfo("B")}), requires(sympy.Le(W, H)))
-    with pytest.raises(TypeError, match="missing: B, W"):
+    with pytest.raises(TypeError, match="missing: W$"):
         domain.contains(H=3)
-    with pytest.raises(TypeError, match="missing: B, H, W"):
+    with pytest.raises(TypeError, match="missing: H, W$"):
         domain.contains()
+    with pytest.raises(TypeError, match="got sizes for h, which are not symbols"):  # a typo is named first
+        domain.contains(h=3, W=1)
+
+
+def test_domain_contains_without_the_symbols_no_condition_mentions():
+    # B is in no condition: the answer is the same at every B, so it may be left out
+    domain = Domain(Constraints({"B": SymbolInfo("B", min=2, max=8)}), requires(sympy.Le(W, H)))
+    assert domain.contains(H=3, W=2) and domain.contains(B=2, H=3, W=2) and domain.contains(B=8, H=3, W=2)
+    assert not domain.contains(H=2, W=3)
+    assert not domain.contains(B=1, H=3, W=2)  # a size given is still held to its Dim bounds
+    # a left-out symbol with no valid size at all: no input is valid
+    empty = Domain(Constraints({"B": SymbolInfo("B", min=9, max=8)}), requires(sympy.Le(W, H)))
+    assert not empty.contains(H=3, W=2)
+    # checked at some sizes only: the symbol must be given, as one a condition mentions
+    checked = Domain(Constraints({"B": SymbolInfo("B")}), requires(sympy.Le(W, H)), checked_at={"B": (2,)})
+    with pytest.raises(TypeError, match="missing: B$"):
+        checked.contains(H=3, W=2)
+    assert checked.contains(B=2, H=3, W=2) and not checked.contains(B=3, H=3, W=2)
+
+
+def test_report_domain_contains_without_the_batch():
+    report = lazyfx.infer(demo.Net(), ("B", 3, "H", "W"))
+    assert report.domain.contains(H=64, W=64) == report.domain.contains(B=7, H=64, W=64) is True
+    assert report.domain.contains(H=8, W=64) is False
+    with pytest.raises(TypeError, match="missing: W$"):
+        report.domain.contains(H=64)
+
+    class Bottleneck(nn.Module):  # batch norm in training mode: more than one value per channel
+        def __init__(self):
+            super().__init__()
+            self.pool = nn.MaxPool2d(8)
+            self.norm = nn.LazyBatchNorm2d()
+
+        def forward(self, x):
+            return self.norm(self.pool(x))
+
+    domain = lazyfx.infer(Bottleneck(), ("B", 3, "H", "W")).domain
+    assert "B" in domain.conditioned()
+    with pytest.raises(TypeError, match="missing: B$"):
+        domain.contains(H=8, W=8)
+    assert domain.contains(B=2, H=8, W=8) and not domain.contains(B=1, H=8, W=8)
 
 
 @settings(max_examples=40)

@@ -52,6 +52,28 @@ FORMATS = ("torchscript", "torchscript-trace", "exported-program", "onnx")
 ON_STATIC = ("error", "pin")
 
 
+def format_name(format: object) -> str:
+    """The export format ``format`` names: one of ``FORMATS``, written with hyphens or with
+    underscores (``"exported_program"``, as a Python name would be).
+
+    Raises:
+        SpecError: A name that is no format; the message lists them.
+
+    Examples:
+        >>> from lazyfx.build.exporters import format_name
+        >>> format_name("exported_program"), format_name("torchscript-trace")
+        ('exported-program', 'torchscript-trace')
+        >>> format_name("tflite")
+        Traceback (most recent call last):
+            ...
+        lazyfx.errors.SpecError: LFX002 unknown export format 'tflite'; choose one of torchscript, torchscript-trace, exported-program, onnx
+    """
+    name = format.replace("_", "-") if isinstance(format, str) else format
+    if name not in FORMATS:
+        raise SpecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    return name
+
+
 class StaticAxisWarning(UserWarning):
     """``export(..., on_static="pin")`` wrote an artifact that keeps an input size static."""
 
@@ -101,6 +123,8 @@ def export(
             ``"onnx"`` (``torch.onnx.export`` on top of torch.export, else the
             TorchScript-based exporter: each input symbol becomes a dynamic axis
             named after it; needs the ``onnx`` extra: ``pip install lazyfx[onnx]``).
+            Underscores work as hyphens (``"exported_program"``); any other
+            name is a ``SpecError`` that lists the formats.
         path (str | os.PathLike | None): Where to save the result (required
             for ONNX). The file is written through a temporary file in the
             same folder, so a failed export leaves no partial file at ``path``.
@@ -170,8 +194,7 @@ def export(
                             f"with them all first, then export the eager model with the inputs of the call to export")
         inputs, kw_inputs = calls[0].inputs, calls[0].kw_inputs
 
-    if format not in FORMATS:
-        raise SpecError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+    format = format_name(format)
     if on_static not in ON_STATIC:
         raise SpecError(f"unknown on_static={on_static!r}; choose one of {', '.join(map(repr, ON_STATIC))}")
     if format == "onnx" and path is None:

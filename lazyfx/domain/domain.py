@@ -358,33 +358,40 @@ class Domain:
         """Whether concrete sizes are a valid input.
 
         Args:
-            **sizes (int): A size for every symbol in
-                [`symbols`][lazyfx.domain.domain.Domain.symbols], by name.
+            **sizes (int): A size for every symbol that a condition mentions,
+                by name. A symbol no condition mentions may be left out (the
+                batch ``B`` of most models): the answer is then the same for
+                each of its valid sizes.
 
         Returns:
             True when the sizes meet every condition and ``Dim`` constraint
                 (sizes are positive: 0 and negative sizes are not valid).
 
         Raises:
-            TypeError: A symbol has no size, a name is not a symbol of the
-                domain (a typo), or a size is not an integer.
+            TypeError: A symbol that a condition mentions has no size, a name
+                is not a symbol of the domain (a typo), or a size is not an
+                integer.
 
         Examples:
             >>> domain = lazyfx.infer(Net(), ("B", 3, "H", "W")).domain
             >>> domain.contains(B=1, H=9, W=32), domain.contains(B=1, H=8, W=32)
             (True, False)
+            >>> domain.contains(H=64, W=64)
+            True
             >>> domain.contains(H=9)
             Traceback (most recent call last):
                 ...
-            TypeError: contains() needs a size for every symbol; missing: B, W
+            TypeError: contains() needs a size for every symbol a condition mentions; missing: W
         """
-        missing = [s for s in self.symbols if s not in sizes]
-        if missing:
-            raise TypeError(f"contains() needs a size for every symbol; missing: {', '.join(missing)}")
         unknown = [name for name in sizes if name not in self.symbols]
         if unknown:
             raise TypeError(f"contains() got sizes for {', '.join(unknown)}, which are not symbols of this domain "
                             f"(its symbols: {', '.join(self.symbols) or 'none'})")
+        left_out = [name for name in self.symbols if name not in sizes]
+        missing = [name for name in left_out if name in self.conditioned()] if left_out else []
+        if missing:
+            raise TypeError(f"contains() needs a size for every symbol a condition mentions; missing: "
+                            f"{', '.join(missing)}")
         wrong = [name for name, value in sizes.items() if isinstance(value, bool) or not isinstance(value, Integral)]
         if wrong:
             raise TypeError(f"contains() needs integer sizes; got {', '.join(f'{n}={sizes[n]!r}' for n in wrong)}")
@@ -393,7 +400,57 @@ class Domain:
             return False
         if any(name in self.checked_at and value not in self.checked_at[name] for name, value in sizes.items()):
             return False
-        return first_failing(self, sizes) is None
+        if not left_out:
+            return first_failing(self, sizes) is None
+        return self._contains_for_every(sizes, left_out)
+
+    def _contains_for_every(self, sizes: dict[str, int], left_out: list[str]) -> bool:
+        """``contains`` with symbols left out that no condition of ``conditions()`` mentions:
+        the requirements that still mention them (those the others imply) must hold for each of
+        their sizes, which their Dim constraints decide; a left-out symbol without any valid size
+        leaves no valid input."""
+        infos = {name: self.constraints.info(name) for name in left_out}
+        if any(info.max is not None and info.smallest() > info.max for info in infos.values()):
+            return False
+        values = {symbol(n): sympy.Integer(v) for n, v in sizes.items()}
+        pending = []
+        for c in self.requirements:
+            expr = c.expr.xreplace(values)
+            if expr.free_symbols:
+                pending.append((c, expr))
+            elif not bool(expr):
+                return False
+        rest = Constraints(infos)
+        for c, expr in pending:
+            decided = rest.decide(expr)
+            if decided is None:  # never for a condition the others imply: said, not guessed
+                names = ", ".join(sorted(s.name for s in expr.free_symbols))
+                raise TypeError(f"contains() needs a size for {names}: whether these sizes are valid depends on it "
+                                f"({fmt(c.expr)})")
+            if not decided:
+                return False
+        return True
+
+    def conditioned(self) -> set[str]:
+        """The symbols the model's conditions constrain beyond their own ``Dim`` constraints
+        (a condition the others imply left out), and those checked at some sizes only: the
+        symbols [`contains`][lazyfx.domain.domain.Domain.contains] needs a size for.
+
+        Examples:
+            >>> sorted(lazyfx.infer(Net(), ("B", 3, "H", "W")).domain.conditioned())
+            ['H', 'W']
+        """
+        names = set(self.checked_at)
+        declared = Constraints({name: self.constraints.info(name) for name in self.symbols})
+        decider = Constraints(self.bounds())
+        for c in self.requirements:
+            simple = simplify_condition(c.expr)
+            if as_bound(simple) is not None:  # a bound: unless the symbol's own Dim implies it
+                if declared.decide(simple) is not True:
+                    names |= {s.name for s in simple.free_symbols}
+            elif decider.decide(simple) is not True:
+                names |= {s.name for s in simple.free_symbols}
+        return names
 
     def __str__(self) -> str:
         described = self.describe()
