@@ -19,16 +19,17 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from typing import Any, Callable, ContextManager, Iterable, Iterator, Optional
+from typing import Callable, ContextManager, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
 from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
 
-from lazyfx.analysis.fallback.generic import deepcopy_consistently, materialize_generic
+from lazyfx.analysis.fallback.generic import materialize_generic
 from lazyfx.analysis.resolve import LazyModuleRecord
 from lazyfx.core import diagnostics
+from lazyfx.core.copying import copy_module
 from lazyfx.core.diagnostics import first_line
 from lazyfx.core.journal import MODULE_INTERNALS, SAVED_AS_IS, Journal
 from lazyfx.core.symbolic import fmt
@@ -312,25 +313,18 @@ def _lazy_outside_modules(model: nn.Module) -> Optional[tuple[str, str]]:
 
 def copy_model(model: nn.Module, device, dtype) -> nn.Module:
     """A deep copy whose tensors are created directly on ``device``/``dtype``."""
-    memo: dict[int, Any] = {}
-    for module in model.modules():
-        for param in module._parameters.values():
-            if param is None or id(param) in memo:
-                continue
-            if is_lazy(param):
-                memo[id(param)] = UninitializedParameter(param.requires_grad, param.device, param.dtype)
-            elif type(param) is nn.Parameter:
-                memo[id(param)] = nn.Parameter(converted(param, device, dtype, copy=True), param.requires_grad)
-        for buffer in module._buffers.values():
-            if buffer is None or id(buffer) in memo:
-                continue
-            if is_lazy(buffer):
-                memo[id(buffer)] = UninitializedBuffer(
-                    buffer.requires_grad, buffer.device, buffer.dtype, persistent=getattr(buffer, "persistent", True)
-                )
-            elif type(buffer) is torch.Tensor:
-                memo[id(buffer)] = converted(buffer, device, dtype, copy=True)
-    return deepcopy_consistently(model, memo)
+    def on_device(module: nn.Module, tensor: torch.Tensor, is_parameter: bool) -> Optional[torch.Tensor]:
+        if is_lazy(tensor):
+            if is_parameter:
+                return UninitializedParameter(tensor.requires_grad, tensor.device, tensor.dtype)
+            return UninitializedBuffer(tensor.requires_grad, tensor.device, tensor.dtype,
+                                       persistent=getattr(tensor, "persistent", True))
+        if type(tensor) is (nn.Parameter if is_parameter else torch.Tensor):
+            new = converted(tensor, device, dtype, copy=True)
+            return nn.Parameter(new, tensor.requires_grad) if is_parameter else new
+        return None  # a tensor subclass: deep-copied as it is
+
+    return copy_module(model, on_device)
 
 
 def convert_tensors(modules: Iterable[nn.Module], device, dtype, journal: Optional[Journal]) -> None:

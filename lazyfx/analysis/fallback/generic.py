@@ -29,9 +29,6 @@ init) cannot be reproduced from shapes (LFX024).
 
 from __future__ import annotations
 
-import copy
-import functools
-import types
 from typing import Any, Optional
 
 import sympy
@@ -43,6 +40,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_l
 from lazyfx.analysis.device import answering_target_device
 from lazyfx.analysis.valueflow import ReadsInputValues, follow_input_values, reads_values_error
 from lazyfx.core import diagnostics
+from lazyfx.core.copying import copy_module
 from lazyfx.core.diagnostics import caller_location, first_line
 from lazyfx.core.registry import RULES
 from lazyfx.core.symbolic import free_symbols, substitute
@@ -312,116 +310,25 @@ def run_initialization(module: nn.Module, args: tuple, kwargs: dict) -> None:
                 args = result if isinstance(result, tuple) else (result,)
 
 
-def deepcopy_consistently(model: nn.Module, memo: dict[int, Any]) -> nn.Module:
-    """``copy.deepcopy(model, memo)`` where the functions held in the model's attributes (lambdas,
-    closures, defaults, also inside partials and containers) that reach one of its modules or
-    tensors are copied too, reaching the copies."""
-    originals = set(memo) | {id(obj) for module in model.modules()
-                             for obj in (module, *module._parameters.values(), *module._buffers.values())
-                             if obj is not None}
-    functions = _functions_reaching(model, originals)
-    # copy.deepcopy keeps a function as it is, so a lambda, closure or default that holds one of the
-    # model's modules would still call the user's module from the copy; each such function gets a
-    # twin whose cells and defaults are filled once the modules' copies exist
-    twins = {}
-    for function in functions:
-        twin = types.FunctionType(function.__code__, function.__globals__, function.__name__, None,
-                                  tuple(types.CellType() for _ in function.__closure__ or ()) or None)
-        twin.__qualname__, twin.__module__ = function.__qualname__, function.__module__
-        memo[id(function)] = twins[id(function)] = twin
-    copied = copy.deepcopy(model, memo)
-    for function in functions:
-        twin = twins[id(function)]
-        for cell, new_cell in zip(function.__closure__ or (), twin.__closure__ or ()):
-            if _cell_full(cell):  # empty while the name is not yet assigned in the enclosing function
-                new_cell.cell_contents = copy.deepcopy(cell.cell_contents, memo)
-        twin.__defaults__ = copy.deepcopy(function.__defaults__, memo)
-        twin.__kwdefaults__ = copy.deepcopy(function.__kwdefaults__, memo)
-        twin.__dict__.update(copy.deepcopy(function.__dict__, memo))
-    return copied
-
-
-def _functions_reaching(model: nn.Module, originals: set[int]) -> list[types.FunctionType]:
-    """The plain functions held in the model's attributes (directly, in containers, partials, bound
-    methods or other functions' closures and defaults) whose closure or defaults reach one of the
-    model's modules or tensors (``originals``)."""
-    found: dict[int, types.FunctionType] = {}
-    reaching: dict[int, bool] = {}
-
-    def reaches(value: Any, depth: int) -> bool:
-        if id(value) in originals:
-            return True
-        if depth <= 0 or isinstance(value, (torch.Tensor, nn.Module, type)) or type(value) in _ATOMS:
-            return False
-        if isinstance(value, types.FunctionType):
-            if id(value) not in reaching:
-                reaching[id(value)] = False  # a recursive closure
-                inside = [c.cell_contents for c in value.__closure__ or () if _cell_full(c)]
-                inside += list(value.__defaults__ or ()) + list((value.__kwdefaults__ or {}).values())
-                inside += list(vars(value).values())
-                hit = False
-                for item in inside:
-                    hit = reaches(item, depth - 1) or hit  # visit all: nested functions need twins too
-                reaching[id(value)] = hit
-                if hit:
-                    found[id(value)] = value
-            return reaching[id(value)]
-        if isinstance(value, types.MethodType):
-            return reaches(value.__func__, depth - 1) | reaches(value.__self__, depth - 1)
-        if isinstance(value, functools.partial):
-            items = [value.func, *value.args, *value.keywords.values()]
-        elif isinstance(value, dict):
-            items = list(value.values())
-        elif isinstance(value, (list, tuple, set, frozenset)):
-            items = list(value)
-        else:
-            return False
-        hit = False
-        for item in items:
-            hit = reaches(item, depth - 1) or hit
-        return hit
-
-    for module in model.modules():
-        for name, value in vars(module).items():
-            if name not in _MODULE_INTERNALS:
-                reaches(value, 6)
-    return list(found.values())
-
-
-def _cell_full(cell: types.CellType) -> bool:
-    try:
-        cell.cell_contents
-    except ValueError:
-        return False
-    return True
-
-
-_ATOMS = frozenset({bool, int, float, complex, str, bytes, type(None), torch.Size, torch.dtype, torch.device})
-# nn.Module's own dicts, copied with the memo: only their contents' copies matter
-_MODULE_INTERNALS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
-
-
 def meta_copy(module: nn.Module) -> nn.Module:
     """A deep copy of one module with every parameter and buffer on the meta device (no memory),
     in the analysis dtype (see :func:`lazyfx.core.values.analysis_dtype`)."""
-    memo: dict[int, Any] = {}
     registered = list(module.modules())
+    converted = {id(sub) for sub in registered}
     # modules held in plain lists, tuples or dicts are copied too; .to(dtype) does not reach them
-    outside = [(sub, False) for held in _held_outside(registered) for sub in held.modules()]
-    for sub, converted in [(sub, True) for sub in registered] + outside:
-        for tensor in list(sub._parameters.values()) + list(sub._buffers.values()):
-            if tensor is None or id(tensor) in memo:
-                continue
-            dtype = analysed_dtype(tensor.dtype) if converted else tensor.dtype
-            if isinstance(tensor, UninitializedParameter):
-                memo[id(tensor)] = UninitializedParameter(tensor.requires_grad, "meta", dtype)
-            elif isinstance(tensor, UninitializedBuffer):
-                memo[id(tensor)] = UninitializedBuffer(tensor.requires_grad, "meta", dtype)
-            elif isinstance(tensor, nn.Parameter):
-                memo[id(tensor)] = nn.Parameter(tensor.detach().to("meta", dtype), tensor.requires_grad)
-            else:
-                memo[id(tensor)] = tensor.detach().to("meta", dtype)
-    return deepcopy_consistently(module, memo)
+    outside = [sub for held in _held_outside(registered) for sub in held.modules()]
+
+    def on_meta(owner: nn.Module, tensor: torch.Tensor, is_parameter: bool) -> torch.Tensor:
+        dtype = analysed_dtype(tensor.dtype) if id(owner) in converted else tensor.dtype
+        if isinstance(tensor, UninitializedParameter):
+            return UninitializedParameter(tensor.requires_grad, "meta", dtype)
+        if isinstance(tensor, UninitializedBuffer):
+            return UninitializedBuffer(tensor.requires_grad, "meta", dtype)
+        if isinstance(tensor, nn.Parameter):
+            return nn.Parameter(tensor.detach().to("meta", dtype), tensor.requires_grad)
+        return tensor.detach().to("meta", dtype)
+
+    return copy_module(module, on_meta, registered + outside)
 
 
 def _held_outside(registered: list[nn.Module]) -> list[nn.Module]:
