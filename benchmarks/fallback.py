@@ -4,14 +4,23 @@
 
 Each model is a chain of ``--nodes`` operations of one kind, analysed by
 ``lazyfx.infer`` with a symbolic batch (and symbolic H, W for convolutions),
-once with lazyfx's rule and once with the rule suspended so that every node
-takes the fallback. Reported: microseconds per node (median of --repeat) and
-the ratio.
+once with lazyfx's rules and once with the rules of the chain's operations
+suspended, so that they take the fallback. The operations are those the
+fallback serves in real models too: ``stochastic_depth`` in training mode
+(torchvision's, traced into: ``torch.empty``, ``bernoulli_``, ``div_``, a
+product), ``torch.fft.rfft`` (no rule, and its meta kernel fixes the batch
+to its representative size; its column "rule" is a chain of as many nodes with
+rules of the same shapes, ``torch.neg`` and ``abs``) and an einops-style rearrange (``view``, ``permute``, ``reshape``). The fallback keeps
+the output of a call for the next call like it (the blocks of a model repeat);
+"every call new" runs every call's kernels anew, as for a call unlike any
+before it. Reported: microseconds per operation (median of --repeat) and the
+ratios to the rule.
 """
 
 from __future__ import annotations
 
 import argparse
+import operator
 import statistics
 import time
 
@@ -19,6 +28,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
+from lazyfx.analysis.fallback.meta import MetaKernelFallback
 from lazyfx.core.registry import RULES, Method
 
 
@@ -37,30 +47,67 @@ def convs(n: int) -> nn.Module:
     return nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) for _ in range(n)])
 
 
+def stochastic_depth(input: torch.Tensor, p: float, mode: str, training: bool = True) -> torch.Tensor:
+    """torchvision.ops.stochastic_depth, as torchvision writes it (marked ``torch.fx.wrap``)."""
+    if p < 0.0 or p > 1.0:
+        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
+    if mode not in ["batch", "row"]:
+        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
+    if not training or p == 0.0:
+        return input
+    survival_rate = 1.0 - p
+    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
+    noise = torch.empty(size, dtype=input.dtype, device=input.device).bernoulli_(survival_rate)
+    if survival_rate > 0.0:
+        noise.div_(survival_rate)
+    return input * noise
+
+
+torch.fx.wrap("stochastic_depth")
+
+
+def drop_path(x):
+    return stochastic_depth(x, 0.1, "row", True)  # looked up as a global, where torch.fx.wrap patches it
+
+
+def rearrange(x):
+    """``rearrange(x, "b c (h p1) (w p2) -> b c (p1 p2 h w)")`` and back to (B, 4, 8, 8), as einops
+    computes it."""
+    b = x.size(0)
+    return x.view(b, 4, 4, 2, 4, 2).permute(0, 1, 3, 5, 2, 4).reshape(b, 4, 8, 8)
+
+
+def spectrum(x):
+    return torch.fft.rfft(x, n=62).real  # (B, 16, 32)
+
+
 WORKLOADS = {
-    # name: (model factory, input spec, rule keys to suspend)
+    # name: (model factory, input spec, rule keys to suspend[, the chain that gives the rule's cost])
     "relu": (lambda n: Chain(torch.relu, n), ("B", 16, 32), [torch.relu]),
-    "add": (lambda n: Chain(lambda x: x + x, n), ("B", 16, 32), ["operator.add"]),
+    "add": (lambda n: Chain(lambda x: x + x, n), ("B", 16, 32), [operator.add]),
     "view": (lambda n: Chain(lambda x: x.view(x.size(0), -1), n), ("B", 16, 32), [Method("view"), Method("size")]),
     "conv2d": (convs, ("B", 4, "H", "W"), [nn.Conv2d]),
+    "stochastic_depth": (lambda n: Chain(drop_path, n), ("B", 16, 32),
+                         [torch.empty, Method("bernoulli_"), Method("div_"), operator.mul]),
+    "fft": (lambda n: Chain(spectrum, n), ("B", 16, 32), [], lambda n: Chain(lambda x: torch.neg(x).abs(), n)),
+    "rearrange": (lambda n: Chain(rearrange, n), ("B", 4, 8, 8),
+                  [Method("size"), Method("view"), Method("permute"), Method("reshape")]),
 }
 
 
-def _keys(keys):
-    import operator
-
-    return [operator.add if k == "operator.add" else k for k in keys]
-
-
-def per_node_us(factory, spec, n: int, repeat: int, suspend=()) -> float:
+def per_node_us(factory, spec, n: int, repeat: int, suspend=(), reuse: bool = True) -> float:
     model = factory(n)
     times = []
-    with RULES.suspended(*suspend):
-        lazyfx.infer(model, spec)  # warm-up
-        for _ in range(repeat):
-            start = time.perf_counter()
-            lazyfx.infer(model, spec)
-            times.append(time.perf_counter() - start)
+    MetaKernelFallback.reuse = reuse
+    try:
+        with RULES.suspended(*suspend):
+            lazyfx.infer(model, spec)  # warm-up
+            for _ in range(repeat):
+                start = time.perf_counter()
+                lazyfx.infer(model, spec)
+                times.append(time.perf_counter() - start)
+    finally:
+        MetaKernelFallback.reuse = True
     return statistics.median(times) / n * 1e6
 
 
@@ -68,13 +115,18 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--nodes", type=int, default=200)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="some of the workloads")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}; {args.nodes} nodes per model; microseconds per node (median of {args.repeat})")
-    print(f"{'op':10}{'rule':>10}{'fallback':>12}{'ratio':>8}")
-    for name, (factory, spec, keys) in WORKLOADS.items():
-        rule = per_node_us(factory, spec, args.nodes, args.repeat)
-        fallback = per_node_us(factory, spec, args.nodes, args.repeat, _keys(keys))
-        print(f"{name:10}{rule:10.0f}{fallback:12.0f}{fallback / rule:8.1f}")
+    print(f"torch {torch.__version__}; {args.nodes} operations per model; microseconds per operation "
+          f"(median of {args.repeat})")
+    print(f"{'op':18}{'rule':>8}{'fallback':>10}{'ratio':>7}{'every call new':>16}{'ratio':>7}")
+    for name in args.only or WORKLOADS:
+        factory, spec, keys, *reference = WORKLOADS[name]
+        lazyfx.infer(factory(1), spec)  # the rules are loaded before any is suspended
+        rule = per_node_us(reference[0] if reference else factory, spec, args.nodes, args.repeat)
+        fallback = per_node_us(factory, spec, args.nodes, args.repeat, keys)
+        anew = per_node_us(factory, spec, args.nodes, args.repeat, keys, reuse=False)
+        print(f"{name:18}{rule:8.0f}{fallback:10.0f}{fallback / rule:7.1f}{anew:16.0f}{anew / rule:7.1f}")
     return 0
 
 

@@ -594,6 +594,20 @@ def like_case(draw, fn):
     return example(draw, module, maybe_empty(draw, a_shape(draw)), dtypes=[draw(st.sampled_from(ANY_DTYPE))])
 
 
+@case("bernoulli_", over=[Method("bernoulli_")])
+def bernoulli_case(draw, key):
+    p = draw(st.sampled_from([0.0, 0.3, 1, True, 1.5, "tensor", "string"]))
+    dtypes = [draw(st.sampled_from(ANY_DTYPE)), FLOAT]
+    if p == "tensor":  # of any shape: PyTorch's meta kernel does not check it
+        module = fn_module(lambda x, q: x.bernoulli_(q), 2, "bernoulli_(tensor)")
+        shape = a_shape(draw)
+        q_shape = draw(st.sampled_from([shape, shape[1:], (1,) * len(shape), a_shape(draw)]))
+        dtypes[1] = draw(st.sampled_from([FLOAT, FLOAT, F64, HALF, I64, BOOL]))
+        return example(draw, module, maybe_empty(draw, shape), q_shape, dtypes=dtypes)
+    return example(draw, fn_module(lambda x: x.bernoulli_(p), 1, f"bernoulli_({p!r})"), maybe_empty(draw, a_shape(draw)),
+                   dtypes=dtypes[:1])
+
+
 @case("full_like", over=[torch.full_like])
 def full_like_case(draw, fn):
     value = draw(st.sampled_from([2, 2.5, True, 300, 1j, "size"]))

@@ -442,3 +442,70 @@ def test_a_forward_that_raises_at_every_size_has_no_multiple_of_hint():
     with pytest.raises(lazyfx.ShapeError, match="raises at every size") as raised:
         lazyfx.infer(Refuses(), ("B", "H"))
     assert "multiple_of" not in str(raised.value)
+
+
+@torch.library.custom_op("lazyfx_tests::counted", mutates_args=())
+def counted(x: torch.Tensor) -> torch.Tensor:
+    return x[..., 1:].clone()
+
+
+KERNEL_RUNS = []
+counted.register_fake(lambda x: KERNEL_RUNS.append(tuple(x.shape)) or x.new_empty((*x.shape[:-1], x.shape[-1] - 1)))
+
+
+class Repeats(nn.Module):
+    """Blocks that repeat, each with operations that take the fallback: a kernel's check on a
+    size (kthvalue), one that only size one fails (topk), a branch it takes (cdist), a layer
+    without a rule, in place ops, and a custom op whose fake kernel counts its runs."""
+
+    def __init__(self, blocks: int = 3):
+        super().__init__()
+        self.loss = nn.ModuleList([nn.SmoothL1Loss(reduction="none") for _ in range(blocks)])
+        self.head = nn.LazyLinear(2)
+
+    def forward(self, x, y):
+        for loss in self.loss:
+            top = torch.topk(x, 2, 1).values + torch.kthvalue(x, 3, 1)[0].unsqueeze(1)  # (B, 2)
+            d = torch.cdist(x.unsqueeze(0), y.unsqueeze(0))[0]  # (B, M)
+            x = loss(x, torch.sort(x, 1)[0]).scatter_add_(1, torch.zeros_like(x, dtype=torch.int64), x)
+            x = torch.cat([x, top, d.sum(1, keepdim=True)], 1)[:, :-3] + counted(x)[:, :1]
+        return self.head(torch.cummax(x, 1)[0])
+
+
+def reports_with_and_without_reuse(build, *inputs):
+    from lazyfx.analysis.fallback.meta import MetaKernelFallback
+
+    reports, runs = [], []
+    for reuse in (True, False):
+        MetaKernelFallback.reuse = reuse
+        KERNEL_RUNS.clear()
+        try:
+            reports.append(lazyfx.infer(build(), *inputs))
+        finally:
+            MetaKernelFallback.reuse = True
+        runs.append(list(KERNEL_RUNS))
+    return reports, runs
+
+
+def test_a_repeated_call_reuses_the_kernels_output_and_changes_nothing():
+    (reused, anew), (runs_reused, runs_anew) = reports_with_and_without_reuse(Repeats, ("B", "N"), ("M", "N"))
+    assert reused.to_dict() == anew.to_dict() and str(reused) == str(anew)
+    assert str(reused.domain) == str(anew.domain) == "N >= 3"
+    assert [n.fallback for n in reused.nodes] == [n.fallback for n in anew.nodes]
+    assert sum(n.fallback for n in reused.nodes) > 20
+    # the symbolic run, then the size-one check at B = 1 (N >= 3 by then), in the first block only
+    assert len(runs_reused) == 2 and len(runs_anew) == 2 * 3
+    # at concrete sizes, every block has its own shapes: nothing to reuse, and the same answers
+    (reused, anew), _ = reports_with_and_without_reuse(Repeats, (4, 5), (6, 5))
+    assert reused.to_dict() == anew.to_dict() and str(reused.output) == "(4, 2)"
+
+
+def test_a_call_changed_in_place_does_not_pass_its_change_on():
+    def forward(x):
+        y = x.clone()
+        y.unsqueeze_(0)  # changes the fake tensor it was given: never handed out again
+        return torch.sort(x, 1)[0] + torch.sort(y[0], 1)[0]
+
+    with RULES.suspended(Method("unsqueeze_"), Method("clone")):
+        (reused, anew), _ = reports_with_and_without_reuse(lambda: fn_module(forward), ("B", "N"))
+    assert reused.to_dict() == anew.to_dict() and str(reused.output) == "(B, N)"

@@ -13,6 +13,7 @@ rules could not decide are recorded per node.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Iterator, Optional
 
@@ -181,9 +182,33 @@ class Propagator:
         rule = RULES.get(key)
         if rule is None:
             call = node.target if op == "call_function" else _method_caller(node.target)
-            with real_modules():  # a Python function (marked torch.fx.wrap) may call modules
-                return self.result.meta_kernels().run(call, args, kwargs, key_name(key)), FALLBACK, key
+            value = self.result.meta_kernels().run(
+                call, args, kwargs, key_name(key), same_as=_pure(node, args, key),
+                reusable=lambda: node.name not in self.result.seeded_nodes,
+                # a Python function (marked torch.fx.wrap) may call modules; PyTorch's own ops do not
+                within=real_modules if _may_call_modules(node, args) else contextlib.nullcontext)
+            return value, FALLBACK, key
         return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, key
+
+
+def _pure(node: fx.Node, args: tuple, key: Any) -> Any:
+    """``key`` where the node's operation is PyTorch's own (a tensor method, an operator, a
+    function of torch's), whose result depends on its arguments alone; else None."""
+    if node.op == "call_method":
+        return key if args and isinstance(args[0], TensorMeta) else None
+    target = node.target
+    if inspect.isbuiltin(target) or isinstance(target, torch._ops.OpOverload):
+        return key
+    module = getattr(target, "__module__", None) or ""
+    return key if inspect.isfunction(target) and (module == "torch" or module.startswith("torch.")) else None
+
+
+def _may_call_modules(node: fx.Node, args: tuple) -> bool:
+    """Whether running ``node`` could call an nn.Module (and so needs :func:`real_modules`):
+    not a tensor method, nor a builtin or ATen operator."""
+    if node.op == "call_method":
+        return not (args and isinstance(args[0], TensorMeta))
+    return not (inspect.isbuiltin(node.target) or isinstance(node.target, torch._ops.OpOverload))
 
 
 # Ops whose output holds exactly the input's values (all of them, none new): an index tensor's
@@ -354,8 +379,9 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
     rule = lookup_by_class(RULES, type(module))
     if rule is None:
-        with real_modules():
-            value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)))
+        value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)), reuse=True,
+                                                 reusable=lambda: node.name not in result.seeded_nodes,
+                                                 within=real_modules)
         return value, FALLBACK, type(module)
     return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
 

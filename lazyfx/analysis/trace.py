@@ -467,12 +467,13 @@ class LazyTracer(fx.Tracer):
             return
         if isinstance(m, LazyModuleMixin) and not m.has_uninitialized_params():
             return  # PyTorch's initialization sets nothing then (a norm without affine or stats)
-        calls = [c for c in self.propagator.result.lazy_calls if c.path == path and c.module is m]
-        if not calls:
+        # the latest call of m (found from the end: this runs after every lazy module's call)
+        call = next((c for c in reversed(self.propagator.result.lazy_calls) if c.path == path and c.module is m), None)
+        if call is None:
             return
         tensors: list[fx.Proxy] = []
         fx.node.map_aggregate((args, kwargs), lambda a: tensors.append(a) if isinstance(a, fx.Proxy) else None)
-        for name, size in calls[-1].resolution.arguments.items():
+        for name, size in call.resolution.arguments.items():
             if not isinstance(m.__dict__.get(name), int) or isinstance(m.__dict__[name], bool):
                 continue
             if is_concrete(size):

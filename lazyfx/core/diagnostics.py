@@ -390,7 +390,11 @@ def source_line(location) -> Optional[str]:
     """The source line at ``location``, without its trailing comment."""
     if location is None:
         return None
-    line = linecache.getline(location.file, location.line).strip()
+    return _without_comment(linecache.getline(location.file, location.line).strip())
+
+
+@functools.lru_cache(maxsize=1024)  # tokenizing is slow, and a line in a loop is decided at every pass
+def _without_comment(line: str) -> Optional[str]:
     try:
         for token in tokenize.generate_tokens(io.StringIO(line).readline):
             if token.type == tokenize.COMMENT:

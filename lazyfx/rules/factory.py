@@ -27,7 +27,8 @@ from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, as_dim, ceildiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.rules._util import shape_str, tensor_arg
+from lazyfx.rules._util import broadcast_shapes, shape_str, tensor_arg
+from lazyfx.rules.compare import expect_inplace
 from lazyfx.rules.elementwise import check_number_fits, no_out, scalar_dtype
 from lazyfx.rules.reduce import is_inexact, require_no_elements
 
@@ -355,6 +356,32 @@ def randn_like(input, **options) -> TensorMeta:
     """``randn_like(x)``: as ``rand_like``, but an integral dtype passes when ``x`` is empty."""
     x = tensor_arg(input, "randn_like input")
     return TensorMeta(x.shape, random_dtype(factory_dtype("randn_like", options, x.dtype), x.shape, "randn_like"))
+
+
+@rule(Method("bernoulli_"))
+def bernoulli_(input, p=0.5, *, generator=None) -> TensorMeta:
+    """``x.bernoulli_(p)`` fills ``x`` in place (the noise of stochastic depth: torchvision's
+    ``stochastic_depth``, timm's ``drop_path``): ``x``'s shape and dtype. A number ``p`` must
+    lie in [0, 1]; a tensor ``p`` must expand to ``x``'s shape and be floating. A complex
+    ``x``, or an integral ``p``, passes only when ``x`` has no elements (as on the CPU)."""
+    x = tensor_arg(input, "bernoulli_ input")
+    if isinstance(p, TensorMeta):
+        empty = decide(sympy.Eq(product(x.shape), 0))
+        if empty is None:
+            raise UnsupportedOpError(f"bernoulli_: PyTorch checks p's shape {shape_str(p.shape)} only where the tensor "
+                                     f"{shape_str(x.shape)} has elements, and lazyfx cannot tell whether it has")
+        if not empty:
+            expect_inplace(x, broadcast_shapes(x.shape, p.shape), "bernoulli_")
+        if not p.dtype.is_floating_point:
+            require_no_elements(x.shape, f"bernoulli_: not implemented for '{dtype_name(p.dtype)}' (p must be floating)")
+    elif isinstance(p, (int, float)):
+        if not 0 <= p <= 1:
+            raise ShapeError(f"bernoulli_ expects p to be in [0, 1], but got p={p}")
+    elif not isinstance(p, sympy.Expr):
+        raise ShapeError(f"bernoulli_(): argument 'p' must be a number or a tensor, not {type(p).__name__}")
+    if x.dtype.is_complex:
+        require_no_elements(x.shape, f"bernoulli_: not implemented for '{dtype_name(x.dtype)}'")
+    return TensorMeta(x.shape, x.dtype)
 
 
 @rule(torch.full_like)

@@ -25,9 +25,11 @@ lazyfx formulas in the user's names.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import operator
-from typing import Any, Callable, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, ContextManager, Iterator, Optional
 
 import sympy
 import torch
@@ -66,6 +68,11 @@ HINT_SCALES = (64, 16, 5)
 class MetaKernelFallback:
     """Evaluates operations with PyTorch's meta kernels for one analysis."""
 
+    # Whether fake tensors and the outputs of repeated calls are kept for the analysis (see
+    # :meth:`run`); False makes every call anew, as a check that keeping them changes nothing
+    # and to measure what a call costs.
+    reuse = True
+
     def __init__(self, constraints, hints: Optional[dict[str, int]] = None) -> None:
         from torch._subclasses.fake_tensor import FakeTensorMode
         from torch.fx.experimental.symbolic_shapes import ShapeEnv
@@ -75,6 +82,10 @@ class MetaKernelFallback:
         self.mode = FakeTensorMode(shape_env=self.shape_env, allow_non_fake_inputs=True)
         self._symints: dict[sympy.Symbol, torch.SymInt] = {}  # user symbol -> SymInt
         self._user: dict[sympy.Symbol, sympy.Symbol] = {}  # ShapeEnv symbol -> user symbol
+        self._fakes: dict[tuple, tuple] = {}  # (shape, dtype) -> (fake tensor, its _signature)
+        self._reused: dict[tuple, Any] = {}  # run's reuse key -> the call's fake output (_frozen)
+        self._size_one: dict[tuple, Optional[str]] = {}  # (reuse key, concrete sizes) -> the kernel's rejection
+        self._translations: dict[tuple, tuple] = {}  # reuse key -> (ShapeEnv version, lazyfx values)
         # (message, node, names of the symbols pinned): sizes a kernel fixed to their representative values
         self.specialized: list[tuple[str, Optional[str], frozenset[str]]] = []
         self.hints = dict(hints or {})  # symbol name -> representative size, instead of the usual one
@@ -95,19 +106,59 @@ class MetaKernelFallback:
         FakeTensorMode.cache_clear()
         self._symints.clear()
         self._user.clear()
+        self._fakes.clear()
+        self._reused.clear()
+        self._size_one.clear()
+        self._translations.clear()
         self.shape_env = self.mode = None
 
     # -- running an operation --------------------------------------------------------
 
-    def run(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str) -> Any:
-        """``call(*args, **kwargs)`` on fake tensors; the result as lazyfx values."""
+    def run(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str, same_as: Any = None,
+            reusable: Callable[[], bool] = lambda: True,
+            within: Callable[[], ContextManager] = contextlib.nullcontext) -> Any:
+        """``call(*args, **kwargs)`` on fake tensors; the result as lazyfx values.
+
+        ``same_as``: a key for what ``call`` computes (its registry key), given only where it is
+        a function of its arguments alone (PyTorch's own operations). A call with the same key
+        and arguments as an earlier one (the blocks of a model repeat) then reuses its output
+        instead of running the kernel again: running it again would add no guard (the first
+        run's are known to the ShapeEnv by now) and give the same formulas. The size-one check
+        is made again, from the concrete sizes' outcomes of the first run. ``reusable()``,
+        asked after the call, says whether it may be reused (not where it drew random numbers,
+        which the draw watcher sees only when the kernel runs). The kernel runs ``within()``."""
+        key = _reuse_key(same_as, (args, kwargs)) if same_as is not None and self.reuse else None
+        if key is not None and key in self._reused:
+            self._check_size_one(call, args, kwargs, op, key, within)
+            return self._translated(key, op)
+        with within():
+            out = self._run(call, args, kwargs, op, key)
+        if key is not None and reusable():
+            frozen = _frozen(out)
+            if frozen is not _UNKNOWN:
+                self._reused[key] = frozen
+                return self._translated(key, op)
+        return self._from_fake(out, op)
+
+    def _translated(self, key: tuple, op: str) -> Any:
+        """The reused output of ``key`` as lazyfx values, translated again only where the
+        ShapeEnv learned something since (a replacement changes the formulas)."""
+        version = getattr(self.shape_env, "_version_counter", None)  # PyTorch's own cache key
+        known = self._translations.get(key)
+        if known is not None and version is not None and known[0] == version:
+            return known[1]
+        value = self._from_fake(self._reused[key], op)
+        self._translations[key] = (version, value)
+        return value
+
+    def _run(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str, key: Any) -> Any:
         from torch._subclasses.fake_tensor import DataDependentOutputException, DynamicOutputShapeException
 
         guards_before = len(self.shape_env.guards)
         asserts_before = self._runtime_asserts()
-        fake_args, fake_kwargs = self._to_fake(args), self._to_fake(kwargs)
         try:
-            with self.mode, _size_oblivious(), _quiet_fake_tensor_logs():
+            with self._faked((args, kwargs)) as (fake_args, fake_kwargs), self.mode, _size_oblivious(), \
+                    _quiet_fake_tensor_logs():
                 out = call(*fake_args, **fake_kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException) as exc:
             raise _final(DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})")) \
@@ -122,8 +173,8 @@ class MetaKernelFallback:
             raise self._rejection(op, args, kwargs, exc) from None
         self._record(op, guards_before, asserts_before,
                      only_a_branch=lambda condition: self._only_a_branch(call, args, kwargs, op, condition, out))
-        self._check_size_one(call, args, kwargs, op)
-        return self._from_fake(out, op)
+        self._check_size_one(call, args, kwargs, op, key)
+        return out
 
     def _only_a_branch(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str, condition: Any,
                        out: Any) -> bool:
@@ -133,7 +184,7 @@ class MetaKernelFallback:
         runs on concrete sizes and gives the output the formulas give there. Sampled, as the
         size-one check is: a requirement the samples miss is not found."""
         expected = self._from_fake(out, op)
-        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
+        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=_printed)
         points = self._points_failing(condition, symbols)
         if not points:
             return False
@@ -142,8 +193,9 @@ class MetaKernelFallback:
             if any(d < 0 for t in tensors_in((concrete_args, concrete_kwargs)) for d in t.shape):
                 return False
             try:
-                with self.mode, _quiet_fake_tensor_logs():
-                    got = call(*self._to_fake(concrete_args), **self._to_fake(concrete_kwargs))
+                with self._faked((concrete_args, concrete_kwargs)) as (fake_args, fake_kwargs), self.mode, \
+                        _quiet_fake_tensor_logs():
+                    got = call(*fake_args, **fake_kwargs)
             except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, NotImplementedError):
                 return False
             if self._from_fake(got, op) != _substitute(expected, values):
@@ -157,7 +209,7 @@ class MetaKernelFallback:
         if not condition.free_symbols <= set(base):
             return []
         points = []
-        for symbol in sorted(condition.free_symbols, key=str):
+        for symbol in sorted(condition.free_symbols, key=_printed):
             low, high = self.constraints.range_of(symbol)
             step = self.constraints.info(symbol.name).multiple_of
             hint = base[symbol]
@@ -169,33 +221,47 @@ class MetaKernelFallback:
                     points.append(point)
         return points[:3]
 
-    def _check_size_one(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str) -> None:
+    def _check_size_one(self, call: Callable[..., Any], args: tuple, kwargs: dict, op: str, key: Any = None,
+                        within: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
         """Size-oblivious kernels take every symbolic size to be >= 2, so a check that fails
         only when a size is 1 (``topk(x, 2)`` along a dim of size T) leaves no guard. Each
         input symbol that may be 1 is tried at 1, the others at their representative sizes,
-        on concrete sizes: where the kernel rejects that, ``symbol != 1`` is a condition."""
-        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
+        on concrete sizes: where the kernel rejects that, ``symbol != 1`` is a condition.
+        (With a reuse ``key``, each outcome is kept for the next call like it.)"""
+        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=_printed)
         for user in symbols:
             if self.constraints.range_of(user)[0] > 1:
                 continue
             values = {t: 1 if t == user else self.hint(t) for t in symbols}
-            concrete_args, concrete_kwargs = _substitute((args, kwargs), values)
-            if any(d < 0 for t in tensors_in((concrete_args, concrete_kwargs)) for d in t.shape):
-                continue  # outside what the earlier operations accept
-            fake_args, fake_kwargs = self._to_fake(concrete_args), self._to_fake(concrete_kwargs)
-            try:
-                with self.mode, _quiet_fake_tensor_logs():
-                    call(*fake_args, **fake_kwargs)
-            except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
-                if not (_is_data_dependent(exc) or _has_no_meta_kernel(exc)):
-                    checks.require(sympy.Ne(user, 1), f"{op} rejects {user} = 1 (PyTorch's meta kernel: "
-                                                      f"{_describe(exc)})")
+            at = (key, tuple(values.items())) if key is not None else None
+            rejection = self._size_one.get(at, _UNKNOWN) if at is not None else _UNKNOWN
+            if rejection is _UNKNOWN:
+                with within():
+                    rejection = self._rejects_at(call, args, kwargs, values)
+                if at is not None:
+                    self._size_one[at] = rejection
+            if rejection is not None:
+                checks.require(sympy.Ne(user, 1), f"{op} rejects {user} = 1 (PyTorch's meta kernel: {rejection})")
+
+    def _rejects_at(self, call: Callable[..., Any], args: tuple, kwargs: dict, values: dict) -> Optional[str]:
+        """How the kernel rejects the arguments at the concrete sizes ``values``, or None."""
+        concrete_args, concrete_kwargs = _substitute((args, kwargs), values)
+        if any(d < 0 for t in tensors_in((concrete_args, concrete_kwargs)) for d in t.shape):
+            return None  # outside what the earlier operations accept
+        try:
+            with self._faked((concrete_args, concrete_kwargs)) as (fake_args, fake_kwargs), self.mode, \
+                    _quiet_fake_tensor_logs():
+                call(*fake_args, **fake_kwargs)
+        except (RuntimeError, ValueError, IndexError, TypeError, AssertionError) as exc:
+            if not (_is_data_dependent(exc) or _has_no_meta_kernel(exc)):
+                return _describe(exc)
+        return None
 
     def _rejection(self, op: str, args, kwargs, exc: Exception) -> Exception:
         """A kernel that fails on concrete sizes rejects them, as PyTorch would. With symbolic
         sizes it only failed at the representative values: that proves nothing about the
         others (a symbolic size may have to equal a concrete one), so it is not a shape error."""
-        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=str)
+        symbols = sorted({s for v in _leaves((args, kwargs)) for s in _free(v)}, key=_printed)
         if not symbols:
             return ShapeError(f"{op} rejects its inputs: {_describe(exc)}")
         hints = ", ".join(f"{s}={self.hint(s)}" for s in symbols)
@@ -206,13 +272,18 @@ class MetaKernelFallback:
         )
 
     def run_module(self, module: torch.nn.Module, args: tuple, kwargs: dict, op: str,
-                   shapes: Optional[dict[str, tuple]] = None, own_hooks: bool = False) -> Any:
+                   shapes: Optional[dict[str, tuple]] = None, own_hooks: bool = False, reuse: bool = False,
+                   reusable: Callable[[], bool] = lambda: True,
+                   within: Callable[[], ContextManager] = contextlib.nullcontext) -> Any:
         """A module's forward on fake tensors, with fake copies of its parameters and buffers
         (so that nothing, not even a running statistic, changes in the user's model).
         ``shapes`` gives some of them symbolic shapes (formulas in the input symbols). The
         state goes in as an argument, so that it takes the same sizes as the inputs wherever
         they are substituted (the size-one check). The module's own hooks run only with
-        ``own_hooks``: for a graph node, the trace has them around it (:mod:`lazyfx.analysis.hooks`)."""
+        ``own_hooks``: for a graph node, the trace has them around it (:mod:`lazyfx.analysis.hooks`).
+        With ``reuse``, a layer of PyTorch's own without sublayers is a function of its
+        settings and its tensors' shapes, and a call like an earlier one reuses its output
+        (see :meth:`run`)."""
         shapes = shapes or {}
         # a lazy tensor forward does not reach (the head of a branch not taken) has no shape: it
         # stays as it is, uninitialized, as a dry run would leave it
@@ -227,28 +298,55 @@ class MetaKernelFallback:
             with _reparametrize_module(module, fake_state):  # forward alone: the trace has its hooks
                 return module.forward(*fake_args, **fake_kwargs)
 
-        return self.run(call, (state, *args), kwargs, op)
+        same_as = _layer_key(module) if reuse and not own_hooks else None
+        return self.run(call, (state, *args), kwargs, op, same_as=same_as, reusable=reusable, within=within)
 
     # -- lazyfx values -> fake tensors ---------------------------------------------------
 
-    def _to_fake(self, value: Any) -> Any:
+    @contextlib.contextmanager
+    def _faked(self, value: Any) -> Iterator[Any]:
+        """``value`` with fake tensors for its TensorMetas. A fake tensor is made once per shape
+        and dtype and kept for the analysis (making one costs as much as running a kernel), but
+        handed out at most once per call, so that no two arguments alias that did not before;
+        one that the call changed (an in-place resize, a gradient, an attribute) is dropped."""
+        used: list = []
+        try:
+            yield self._to_fake(value, used)
+        finally:
+            for key, fake, signature in used:
+                if _signature(fake) != signature:
+                    del self._fakes[key]
+
+    def _to_fake(self, value: Any, used: list) -> Any:
         if isinstance(value, TensorMeta):
-            sizes = [self._to_symint(d) for d in value.shape]
-            with self.mode:
-                return torch.empty(sizes, dtype=value.dtype)
+            return self._fake_tensor(value, used)
         if isinstance(value, tuple):
-            return tuple(self._to_fake(v) for v in value)
+            return tuple(self._to_fake(v, used) for v in value)
         if isinstance(value, list):
-            return [self._to_fake(v) for v in value]
+            return [self._to_fake(v, used) for v in value]
         if isinstance(value, dict):
-            return {k: self._to_fake(v) for k, v in value.items()}
+            return {k: self._to_fake(v, used) for k, v in value.items()}
         if isinstance(value, slice):
-            return slice(self._to_fake(value.start), self._to_fake(value.stop), self._to_fake(value.step))
+            return slice(*(self._to_fake(v, used) for v in (value.start, value.stop, value.step)))
         if isinstance(value, sympy.Basic):
             return self._to_symint(value)
         if isinstance(value, torch.device):
             return torch.device("cpu")  # fake tensors live on cpu, whatever device a dry run would use
         return value
+
+    def _fake_tensor(self, value: TensorMeta, used: list) -> torch.Tensor:
+        key = (value.shape, value.dtype)
+        kept = self._fakes.get(key) if self.reuse else None
+        if kept is not None and all(fake is not kept[0] for _, fake, _ in used):
+            used.append((key, *kept))
+            return kept[0]
+        sizes = [self._to_symint(d) for d in value.shape]
+        with self.mode:
+            fake = torch.empty(sizes, dtype=value.dtype)
+        if kept is None and self.reuse:
+            self._fakes[key] = (fake, _signature(fake))
+            used.append((key, *self._fakes[key]))
+        return fake
 
     def _to_symint(self, expr: Any) -> Any:
         if is_concrete(expr):
@@ -320,7 +418,7 @@ class MetaKernelFallback:
     # -- fake tensors -> lazyfx values ------------------------------------------------------
 
     def _from_fake(self, value: Any, op: str) -> Any:
-        if isinstance(value, torch.Tensor):
+        if isinstance(value, (torch.Tensor, _FakeShape)):
             return TensorMeta(tuple(self._dim(s, op) for s in value.shape), value.dtype)
         if isinstance(value, torch.Size):
             return tuple(self._dim(s, op) for s in value)
@@ -447,12 +545,101 @@ def _quiet_fake_tensor_logs():
     """FakeTensorMode logs every failing meta kernel at error level; a failure here is an
     answer lazyfx reports itself."""
     logger = logging.getLogger("torch._subclasses.fake_tensor")
-    level = logger.level
-    logger.setLevel(logging.CRITICAL)
+    disabled = logger.disabled  # (setLevel would clear every logger's cache, each time)
+    logger.disabled = True
     try:
         yield
     finally:
-        logger.setLevel(level)
+        logger.disabled = disabled
+
+
+# str() of a symbol, kept: sympy's printer is slow, and every call sorts its symbols by name
+_printed = functools.lru_cache(maxsize=4096)(str)
+_UNKNOWN = object()
+# The values an argument of a reused call may hold, compared by type and value (1, 1.0 and
+# True are equal as Python values but not as arguments).
+_PLAIN = (bool, int, str, type(None), type(Ellipsis), torch.dtype, torch.device, torch.layout, torch.memory_format)
+
+
+def _reuse_key(same_as: Any, value: Any) -> Optional[tuple]:
+    """A hashable key for a call of ``same_as`` on ``value`` (its arguments), with the global
+    settings an operation may read; None where an argument is not a plain value."""
+    try:
+        key = (same_as, _argument_key(value), torch.get_default_dtype(), torch.is_grad_enabled(),
+               torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"),
+               torch._C._len_torch_function_stack(), torch._C._len_torch_dispatch_stack())
+        hash(key)
+    except (_NotPlain, TypeError):  # TypeError: an unhashable key or dict key
+        return None
+    return key
+
+
+class _NotPlain(Exception):
+    pass
+
+
+def _argument_key(value: Any) -> Any:
+    if isinstance(value, TensorMeta):
+        return (TensorMeta, value.shape, value.dtype)
+    if isinstance(value, (tuple, list)):
+        return (type(value), tuple(_argument_key(v) for v in value))
+    if isinstance(value, dict):
+        return (dict, tuple((k, _argument_key(v)) for k, v in value.items()))
+    if isinstance(value, slice):
+        return (slice, _argument_key(value.start), _argument_key(value.stop), _argument_key(value.step))
+    if isinstance(value, float):
+        return (float, repr(value))
+    if isinstance(value, (*_PLAIN, sympy.Basic)):
+        return (type(value), value)
+    raise _NotPlain
+
+
+_MODULE_INTERNALS = frozenset(vars(torch.nn.Module()))  # what every module holds (its state, its hooks)
+
+
+def _layer_key(module: torch.nn.Module) -> Optional[tuple]:
+    """What the forward of a layer of PyTorch's own reads besides its tensors: its class, its
+    mode and its settings (``stride``, ``eps``); None for another module, one with sublayers,
+    or one with a setting that is not a plain value."""
+    cls = type(module)
+    if not cls.__module__.startswith("torch.nn.") or module._modules:
+        return None
+    settings = {k: v for k, v in vars(module).items() if k not in _MODULE_INTERNALS}
+    try:
+        return cls, module.training, _argument_key(settings)
+    except _NotPlain:
+        return None
+
+
+@dataclass(frozen=True)
+class _FakeShape:
+    """A fake tensor's shape and dtype, as they were when the call returned it."""
+
+    shape: torch.Size
+    dtype: torch.dtype
+
+
+def _frozen(out: Any) -> Any:
+    """A call's output as it is now (a fake tensor it returns may be changed by a later call),
+    or _UNKNOWN where it holds anything but tensors, sizes and plain values."""
+    if isinstance(out, torch.Tensor):
+        return _FakeShape(out.shape, out.dtype)
+    if isinstance(out, (tuple, list)) and type(out) in (tuple, list, torch.Size):
+        items = [_frozen(v) for v in out]
+        return _UNKNOWN if any(v is _UNKNOWN for v in items) else type(out)(items)
+    if isinstance(out, (torch.SymInt, torch.SymBool, *_PLAIN, float)):
+        return out
+    return _UNKNOWN
+
+
+def _signature(fake: torch.Tensor) -> tuple:
+    """What a call may change in a fake tensor it was given (as formulas: comparing SymInts would
+    add guards)."""
+    def expr(size: Any) -> Any:
+        return size.node.expr if isinstance(size, torch.SymInt) else size
+
+    return (tuple(expr(d) for d in fake.shape), tuple(expr(d) for d in fake.stride()), expr(fake.storage_offset()),
+            fake.dtype, fake.requires_grad, fake._version, fake.grad_fn is None, fake.grad is None, len(fake.__dict__))
 
 
 def _tensors(module: torch.nn.Module):
