@@ -1,9 +1,11 @@
-"""The package's structure: stages import only earlier stages, without hidden cycles.
+"""The package's structure: stages import only earlier stages, without hidden cycles, and no module
+uses another's private names.
 
 lazyfx's folders are the stages of its data flow (docs/api.md, "How the package is
 organised"): core -> inputs -> rules -> analysis -> domain -> build -> outputs, with
 ``api`` and ``cli`` on top. A module reads what earlier stages made and never reaches
-back up; an import inside a function to dodge a cycle hides exactly such a reach.
+back up; an import inside a function to dodge a cycle hides exactly such a reach. A private
+name (``_name``) is its module's own: what another module needs is public where it belongs.
 """
 
 from __future__ import annotations
@@ -34,8 +36,8 @@ MODULES = _modules()
 # What is still known to break the rule, each with its way out (strict xfail: fixing it fails
 # the test until the entry is removed).
 KNOWN = {
-    "lazyfx.build.exporters": "export() orchestrates analysis and materialization through lazyfx.api; "
-                              "it moves up beside materialize (issue 15, orchestration)",
+    "lazyfx.build.exporters": "export() orchestrates analysis and materialization through lazyfx.api (its private "
+                              "_analyze); it moves up beside materialize (issue 15, orchestration)",
 }
 
 
@@ -111,3 +113,50 @@ def test_the_checks_have_something_to_catch():
     found = list(_imports(tree))
     assert found == [("lazyfx.outputs.report", 1, True), ("lazyfx.core.checks", 3, False)]
     assert _stage("lazyfx.outputs.report") > _stage("lazyfx.rules.conv")
+
+
+def _private_names(module: str, tree: ast.Module):
+    """(line, name) for each private name (``_name``) of another lazyfx module that ``module``
+    imports (``from lazyfx.x import _name``) or reads from an imported module (``x._name``), and
+    for each private module (``lazyfx.rules._util``) imported from outside its package."""
+    modules = {}  # local name -> the lazyfx module it is bound to
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "lazyfx":
+            source = node.module
+            for alias in node.names:
+                if f"{source}.{alias.name}" in MODULES:
+                    modules[alias.asname or alias.name] = f"{source}.{alias.name}"
+                elif alias.name.startswith("_") and source != module:
+                    yield node.lineno, f"{source}.{alias.name}"
+            imported = [source] + [f"{source}.{alias.name}" for alias in node.names]
+        elif isinstance(node, ast.Import):
+            imported = [alias.name for alias in node.names if alias.name.split(".")[0] == "lazyfx"]
+            modules.update({alias.asname: alias.name for alias in node.names if alias.asname and alias.name in imported})
+        else:
+            continue
+        for name in imported:
+            package, _, last = name.rpartition(".")
+            if last.startswith("_") and not last.startswith("__") and name in MODULES \
+                    and not (module == package or module.startswith(package + ".")):
+                yield node.lineno, name
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules \
+                and node.attr.startswith("_") and not node.attr.startswith("__"):
+            yield node.lineno, f"{modules[node.value.id]}.{node.attr}"
+
+
+@pytest.mark.parametrize("module", _known(sorted(MODULES)))
+def test_no_module_uses_another_modules_private_names(module):
+    found = [f"line {line}: {name}" for line, name in _private_names(module, MODULES[module])]
+    assert not found, f"{module} uses private names of other modules (make them public where they belong): {found}"
+
+
+def test_the_private_name_check_has_something_to_catch():
+    tree = ast.parse("from lazyfx.analysis.fallback.generic import _unknown, meta_copy\n"
+                     "from lazyfx.core import checks\nchecks._recorder()\nchecks.require\n"
+                     "from lazyfx.rules._util import shape_str\n")
+    assert list(_private_names("lazyfx.analysis.fallback.abstract", tree)) == [
+        (1, "lazyfx.analysis.fallback.generic._unknown"), (5, "lazyfx.rules._util"), (3, "lazyfx.core.checks._recorder")]
+    # the counterpart: a package's own private module, and public names, are fine
+    assert list(_private_names("lazyfx.rules.pool", tree)) == [
+        (1, "lazyfx.analysis.fallback.generic._unknown"), (3, "lazyfx.core.checks._recorder")]

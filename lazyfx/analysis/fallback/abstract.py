@@ -39,13 +39,13 @@ from torch.nn.parameter import is_lazy
 from lazyfx.analysis.counts import POLICIES, Counts
 from lazyfx.analysis.device import on_meta_as_target
 from lazyfx.analysis.fallback.generic import (
-    _int_attributes,
-    _meta_inputs,
-    _own_tensors,
-    _unknown,
     fitted_formula,
     meta_copy,
+    meta_inputs,
+    own_tensors,
     sampled_resolution,
+    size_attributes,
+    unknown_size,
 )
 from lazyfx.analysis.fallback.meta import HINT_SCALES
 from lazyfx.analysis.randomness import Draw, DrawWatcher, at_representative_sizes
@@ -338,9 +338,9 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
         full_path = f"{path}.{name}" if path else name
         _record_initialization(clone.get_submodule(name), _recorder(name, seen), full_path, watcher)
     oracle = _Oracle(prescribed)
-    before = {name: _int_attributes(clone.get_submodule(name)) for name in originals}
+    before = {name: size_attributes(clone.get_submodule(name)) for name in originals}
     try:
-        meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
+        meta_args, meta_kwargs = meta_inputs(args, hints), meta_inputs(kwargs, hints)
         counts = _COUNTS.get()
         with torch.no_grad(), oracle.installed(), on_meta_as_target(), watcher, counts or contextlib.nullcontext():
             out = clone(*meta_args, **meta_kwargs)
@@ -358,8 +358,8 @@ def _run(module: nn.Module, path: str, args, kwargs, hints: dict, prescribed: li
         if name not in seen:
             resolutions[name] = None
             continue
-        arguments = {k: v for k, v in _int_attributes(sub).items() if before[name].get(k) != v}
-        shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(sub) if is_lazy(getattr(original, n, None))}
+        arguments = {k: v for k, v in size_attributes(sub).items() if before[name].get(k) != v}
+        shapes = {n: tuple(int(d) for d in t.shape) for n, t in own_tensors(sub) if is_lazy(getattr(original, n, None))}
         resolutions[name] = (arguments, shapes, seen[name])
     return Run(resolutions, _values(out), oracle.taken, clone, dict(hints), watcher.draws)
 
@@ -499,7 +499,8 @@ def _merge(value: Any, samples: dict, path: str) -> Any:
                 continue
             comparable = all(dim is not None for runs in points.values() for _, dim in runs)
             formula = fitted_formula(points) if comparable else None
-            dims.append(formula if formula is not None else _unknown(f"{path or 'output'} size {i}", {"input sizes"}))
+            unknown = formula is None
+            dims.append(unknown_size(f"{path or 'output'} size {i}", {"input sizes"}) if unknown else formula)
         return TensorMeta(tuple(dims), value.dtype)
     if isinstance(value, (tuple, list)):
         merged = [_merge(v, _part(samples, i), path) for i, v in enumerate(value)]

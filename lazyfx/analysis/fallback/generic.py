@@ -44,7 +44,7 @@ from lazyfx.core.copying import copy_module
 from lazyfx.core.diagnostics import caller_location, first_line
 from lazyfx.core.registry import RULES
 from lazyfx.core.symbolic import free_symbols, substitute
-from lazyfx.core.values import TensorMeta, analysed_dtype, converted_dtype, map_values
+from lazyfx.core.values import TensorMeta, analysed_dtype, converted_dtype, map_values, tensors_in
 from lazyfx.errors import MaterializeError, ResolutionError, UnsupportedOpError
 from lazyfx.rules.lazy import ModuleView, Resolution, is_lazy_module
 
@@ -55,7 +55,7 @@ def resolve_generic(module: nn.Module, path: str, args: tuple, kwargs: dict,
     without a built-in resolver. The output comes from the rule of the built-in class the
     initialization turned the module into (``cls_to_become = nn.Bilinear``), else (rule None)
     from the initialized copy's forward through the meta-kernel fallback."""
-    symbols = sorted({s for t in _tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
+    symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
     hints = {s: fallback.hint(s) for s in symbols}
     clone, attributes, shapes = _initialize_copy(module, path, args, kwargs, hints)
     depends: dict[tuple, set[str]] = {}
@@ -93,7 +93,7 @@ def resolve_container(module: nn.Module, path: str, args: tuple, kwargs: dict, f
     switching to ``cls_to_become``). Its forward is traced as the module is before that
     initialization, so an initialization that changes the module (an attribute, a submodule, a
     tensor) is refused rather than traced past."""
-    symbols = sorted({s for t in _tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
+    symbols = sorted({s for t in tensors_in((args, kwargs)) for d in t.shape for s in free_symbols(d)}, key=str)
     hints = {s: fallback.hint(s) for s in symbols}
     clone, _, _ = _initialize_copy(module, path, args, kwargs, hints)
     changes = _changes(module, clone)
@@ -117,7 +117,7 @@ def _changes(module: nn.Module, initialized: nn.Module) -> list[str]:
     """What an initialization changed, beyond the lazy hooks and the class, in words: the
     attributes it set, the layers inside it initialized, what it added or removed."""
     def attributes(m: nn.Module) -> dict[str, Any]:
-        return {**_other_attributes(m), **_int_attributes(m)}  # _int_attributes has the size tuples too
+        return {**_other_attributes(m), **size_attributes(m)}  # size_attributes has the size tuples too
 
     def tensors(m: nn.Module) -> dict[str, bool]:  # name -> still uninitialized
         return {n: is_lazy(t) for n, t in (*m.named_parameters(remove_duplicate=False),
@@ -226,13 +226,13 @@ def sampled_resolution(path: str, attributes: dict, shapes: dict, depends: dict,
         if isinstance(v, tuple):
             moved = set().union(*(names for key, names in depends.items() if key[:2] == ("arg", k)))
             if moved:
-                arguments[k] = _unknown(f"{path}.{k}", moved)
+                arguments[k] = unknown_size(f"{path}.{k}", moved)
         else:
-            arguments[k] = _unknown(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
+            arguments[k] = unknown_size(f"{path}.{k}", depends[("arg", k)]) if ("arg", k) in depends else v
     return Resolution(
         arguments=arguments,
         parameter_shapes={
-            name: tuple(_unknown(f"{path}.{name}[{i}]", depends[("param", name, i)])
+            name: tuple(unknown_size(f"{path}.{name}[{i}]", depends[("param", name, i)])
                         if ("param", name, i) in depends else d for i, d in enumerate(shape))
             for name, shape in shapes.items()
         },
@@ -246,7 +246,8 @@ class UnknownSize(sympy.Symbol):
     knows (it changed when they did): reported as depending on them, never materialized."""
 
 
-def _unknown(name: str, depends_on: set[str]) -> UnknownSize:
+def unknown_size(name: str, depends_on: set[str]) -> UnknownSize:
+    """A size named ``name`` that depends on the input sizes ``depends_on`` as only the module's code knows."""
     return UnknownSize(f"<{name}: depends on {', '.join(sorted(depends_on))}>", integer=True, positive=True)
 
 
@@ -266,8 +267,8 @@ def _sizes(attributes: dict, shapes: dict) -> dict:
 def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple[nn.Module, dict, dict]:
     """Run the module's own initialization on a meta copy with meta inputs at ``hints``."""
     clone = meta_copy(module)
-    before = _int_attributes(clone)
-    meta_args, meta_kwargs = _meta_inputs(args, hints), _meta_inputs(kwargs, hints)
+    before = size_attributes(clone)
+    meta_args, meta_kwargs = meta_inputs(args, hints), meta_inputs(kwargs, hints)
     try:
         # x.device answers the target device, as in a dry run there
         with torch.no_grad(), follow_input_values(clone, (meta_args, meta_kwargs)), \
@@ -280,15 +281,15 @@ def _initialize_copy(module: nn.Module, path: str, args, kwargs, hints) -> tuple
             f"running the initialization of the lazy module '{path}' ({type(module).__name__}) on shape-only "
             f"inputs failed: {type(exc).__name__}: {first_line(exc)}"
         ) from exc
-    left = [n for n, t in _own_tensors(clone) if is_lazy(t)]
+    left = [n for n, t in own_tensors(clone) if is_lazy(t)]
     if left:
         raise UnsupportedOpError(
             f"the lazy module '{path}' ({type(module).__name__}) still has uninitialized {', '.join(left)} after "
             f"its initialization ran"
         )
-    after = _int_attributes(clone)
+    after = size_attributes(clone)
     attributes = {k: v for k, v in after.items() if before.get(k) != v}
-    shapes = {n: tuple(int(d) for d in t.shape) for n, t in _own_tensors(clone) if is_lazy(getattr(module, n, None))}
+    shapes = {n: tuple(int(d) for d in t.shape) for n, t in own_tensors(clone) if is_lazy(getattr(module, n, None))}
     return clone, attributes, shapes
 
 
@@ -366,13 +367,14 @@ def _held_outside(registered: list[nn.Module]) -> list[nn.Module]:
     return found
 
 
-def _own_tensors(module: nn.Module):
+def own_tensors(module: nn.Module):
+    """``(name, tensor)`` for the module's own parameters and buffers that are set (not None)."""
     for name, tensor in list(module._parameters.items()) + list(module._buffers.items()):
         if tensor is not None:
             yield name, tensor
 
 
-def _int_attributes(module: nn.Module) -> dict[str, Any]:
+def size_attributes(module: nn.Module) -> dict[str, Any]:
     """The int attributes, and the tuples of ints (``normalized_shape``): the sizes an initialization sets."""
     return {k: v for k, v in vars(module).items() if _is_size(v)
             or isinstance(v, tuple) and not hasattr(v, "_fields") and all(_is_size(d) for d in v)}
@@ -388,12 +390,13 @@ _COMPARED_BY_VALUE = (bool, float, complex, str, bytes, tuple, list, dict, type(
 def _other_attributes(module: nn.Module) -> dict[str, Any]:
     """The plain attributes that are not ints, tensors or modules (``normalized_shape``): values
     of Python's own types as they are, any other object by its class (a copy of it is not equal)."""
-    sizes = _int_attributes(module)
+    sizes = size_attributes(module)
     return {k: v if isinstance(v, _COMPARED_BY_VALUE) else type(v) for k, v in vars(module).items()
             if not k.startswith("_") and k not in sizes and not isinstance(v, (torch.Tensor, nn.Module))}
 
 
-def _meta_inputs(value: Any, hints: dict, device: str = "meta") -> Any:
+def meta_inputs(value: Any, hints: dict, device: str = "meta") -> Any:
+    """``value`` with each TensorMeta an empty tensor on ``device``, its sizes at ``hints``."""
     def convert(v):
         if isinstance(v, TensorMeta):
             return torch.empty(tuple(substitute(d, hints) for d in v.shape), dtype=v.dtype, device=device)
@@ -412,12 +415,6 @@ def _concrete(value: Any, hints: dict) -> Any:
     return map_values(convert, value)
 
 
-def _tensors_in(value: Any) -> list[TensorMeta]:
-    found: list[TensorMeta] = []
-    map_values(lambda v: found.append(v) if isinstance(v, TensorMeta) else None, value)
-    return found
-
-
 def materialize_generic(module: nn.Module, resolution: Resolution, device: Optional[torch.device], path: str,
                         dtype: Optional[torch.dtype] = None) -> None:
     """Initialize a lazy module in place with its own code, its tensors created on ``device`` (and in
@@ -432,8 +429,8 @@ def materialize_generic(module: nn.Module, resolution: Resolution, device: Optio
     args, kwargs = resolution.init_inputs
     # the inputs are shape-only (meta); x.device answers where the tensors are created
     with torch.no_grad(), answering_target_device(target):
-        run_initialization(module, _meta_inputs(args, {}), _meta_inputs(kwargs, {}))
-    for name, tensor in _own_tensors(module):
+        run_initialization(module, meta_inputs(args, {}), meta_inputs(kwargs, {}))
+    for name, tensor in own_tensors(module):
         if is_lazy(tensor):
             raise MaterializeError(f"'{path}.{name}' is still uninitialized after the module's own initialization")
         if device is not None and device.type != "meta" and tensor.device.type == "meta":
