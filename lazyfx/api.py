@@ -738,7 +738,7 @@ def _declared_size_diagnostics(domain: Domain, propagation) -> list[Diagnostic]:
             notes = (f"the sizes are declared as {declared}, and the model needs {formula}",
                      f"the model is valid for: {domain}")
         elif rejection.kind == "undecided":
-            code = diagnostics.DECLARED_SIZE_REJECTED
+            code = diagnostics.DECLARED_SIZE_UNDECIDED
             message = (f"cannot decide whether every declared input size satisfies {formula} "
                        f"({condition.message}); no counterexample was found among the smallest sizes")
             notes = ("pin the sizes, or declare tighter bounds that decide it",)

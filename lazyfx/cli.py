@@ -52,8 +52,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inputs(check)
     check.add_argument("--expect", metavar="SPEC", help="expected output, e.g. 'B,10' (with a TARGET)")
     check.add_argument("--config", metavar="PYPROJECT", help="the pyproject.toml to read (default: the nearest)")
-    check.add_argument("--format", choices=("text", "json", "github"), default="text")
-    check.add_argument("--strict", action="store_true", help="warnings are findings too (exit 1)")
+    check.add_argument("--format", choices=("text", "json", "github", "sarif"), default="text",
+                       help="text (path:line:col: CODE message), json, github (annotations in GitHub Actions) or "
+                       "sarif (SARIF 2.1.0, for GitHub code scanning)")
+    check.add_argument("--strict", action="store_true",
+                       help="warnings are findings too (exit 1), and so is a suppression comment that silences "
+                       "nothing (LFX081)")
+    check.add_argument("--select", action="append", default=[], metavar="CODES",
+                       help="report only these codes or code prefixes, comma-separated (LFX030,LFX04); "
+                       "replaces the configured selection")
+    check.add_argument("--extend-select", action="append", default=[], metavar="CODES",
+                       help="report these codes too, comma-separated")
+    check.add_argument("--ignore", action="append", default=[], metavar="CODES",
+                       help="do not report these codes or code prefixes, comma-separated")
+    check.add_argument("--no-cache", action="store_true",
+                       help="analyse every model afresh, and leave the cache folder as it is")
     check.add_argument("--allow-fixed-sizes", action="store_true",
                        help="a symbol declared without bounds that the model fixes to some sizes, or ties to "
                        "another symbol, is not a finding (LFX032)")
@@ -246,15 +259,19 @@ def _print_error(exc) -> None:
 
 
 def run_check(args: argparse.Namespace) -> int:
+    from lazyfx.core.diagnostics import paths_relative_to
     from lazyfx.inputs import config as cfg
     from lazyfx.inputs import targets
 
+    command_line = _command_line_selection(args)
     target_args = [p for p in args.paths if ":" in p and not os.path.exists(p)]
     files = [p for p in args.paths if p not in target_args]
     if target_args:
         models = [cfg.ModelConfig(t, list(args.inputs), list(args.constraints), args.expect,
                                   allow_fixed_sizes=args.allow_fixed_sizes) for t in target_args]
-        source = None
+        source, settings, everything = None, cfg.Settings(models, cache_dir=None), models
+        nearest = cfg.find_pyproject()
+        root = os.path.dirname(nearest) if nearest else os.getcwd()
     else:
         if args.inputs or args.constraints or args.expect:
             raise UsageError("--input, --where and --expect go with a TARGET (path/to/file.py:NAME)")
@@ -262,38 +279,113 @@ def run_check(args: argparse.Namespace) -> int:
         if source is None:
             raise UsageError("no pyproject.toml with [tool.lazyfx] models found; pass a TARGET or --config")
         try:
-            models = cfg.load(source)
+            settings = cfg.load(source)
         except cfg.ConfigError as exc:
             raise UsageError(str(exc)) from None
+        everything = models = settings.models
         if not models:
             raise UsageError(f"{source} has no [[tool.lazyfx.models]] entries")
+        root = os.path.dirname(os.path.abspath(source))
         if files:
-            root = os.path.dirname(os.path.abspath(source))
             wanted = {os.path.abspath(f) for f in files}
             if os.path.abspath(source) not in wanted:  # a changed configuration checks every model
                 models = [m for m in models if targets.source_files(m.target, root) & wanted]
-    for model_config in models:  # every spec is valid before any model runs
-        _validate_specs(model_config, source)
-    findings = []
-    progress = len(models) > 1 and sys.stderr.isatty()
-    with _SigintWatch() as sigint:
-        for number, model_config in enumerate(models, 1):
-            if progress:
-                print(f"\rlazyfx: checking {number}/{len(models)} {model_config.label}", end="", file=sys.stderr)
-            findings += check_model(model_config, source, sigint)
-            if sigint.received:  # a Ctrl-C the model's code caught and turned into something else
-                raise KeyboardInterrupt
-    if progress:
-        print(file=sys.stderr)
-    from lazyfx.outputs.findings import render
+    with paths_relative_to(root):
+        results = _results(models, source, _cache(args, settings, source, root), pruning=len(models) == len(everything))
+        findings = _reported(args, settings, models, everything, results, command_line, root)
+        from lazyfx.outputs.findings import render
 
-    if findings or args.format == "json":
-        print(render(findings, args.format))
+        if findings or args.format in ("json", "sarif"):
+            print(render(findings, args.format, root))
     failing = [f for f in findings if f.severity == "error" or args.strict]
     if args.format == "text":  # a summary for people; stdout keeps only the findings
         sys.stdout.flush()
         print(f"lazyfx: {_summary(models, findings, files)}", file=sys.stderr)
     return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _command_line_selection(args: argparse.Namespace):
+    """``--select``, ``--extend-select`` and ``--ignore``: the last level of selection."""
+    from lazyfx.core.diagnostics import Selection
+    from lazyfx.inputs.config import ConfigError, check_selectors
+
+    def codes(values: list[str], option: str) -> tuple[str, ...]:
+        listed = [c.strip().upper() for value in values for c in value.split(",") if c.strip()]
+        try:
+            check_selectors(listed, option)
+        except ConfigError as exc:
+            raise UsageError(str(exc)) from None
+        return tuple(listed)
+
+    return Selection(codes(args.select, "--select") if args.select else None,
+                     codes(args.extend_select, "--extend-select"), codes(args.ignore, "--ignore"))
+
+
+def _cache(args: argparse.Namespace, settings, source: Optional[str], root: str):
+    """The cache of a configured project (none for TARGETs, with --no-cache or ``cache = false``);
+    ``LAZYFX_CACHE_DIR`` moves it, as ``RUFF_CACHE_DIR`` moves ruff's."""
+    from lazyfx.outputs.cache import Cache
+
+    if source is None or args.no_cache or settings.cache_dir is None:
+        return None
+    return Cache(os.environ.get("LAZYFX_CACHE_DIR") or settings.cache_dir, root)
+
+
+def _results(models: list, source: Optional[str], cache, pruning: bool) -> list[list]:
+    """Each model's findings, as the analysis gives them: from the cache where its entry is
+    current (nothing imports torch then), else by analysing it, after checking every spec of
+    those that need it."""
+    results: list[Optional[list]] = [None] * len(models)
+    keys: dict[int, tuple] = {}
+    for index, model_config in enumerate(models):
+        if cache is not None:
+            keys[index] = cache.key(model_config)
+            results[index] = cache.get(model_config, keys[index][0])
+    pending = [i for i, found in enumerate(results) if found is None]
+    for index in pending:  # every spec is valid before any model runs
+        _validate_specs(models[index], source)
+    progress = len(pending) > 1 and sys.stderr.isatty()
+    with _SigintWatch() as sigint:
+        for number, index in enumerate(pending, 1):
+            if progress:
+                print(f"\rlazyfx: checking {number}/{len(pending)} {models[index].label}", end="", file=sys.stderr)
+            results[index] = check_model(models[index], source, sigint)
+            if sigint.received:  # a Ctrl-C the model's code caught and turned into something else
+                raise KeyboardInterrupt
+            if cache is not None:
+                cache.put(models[index], *keys[index], results[index])
+    if progress:
+        print(file=sys.stderr)
+    if cache is not None:
+        if pruning:
+            cache.prune()
+        if cache.write_error:
+            print(f"lazyfx: warning: cannot write the cache in {cache.folder}: {cache.write_error}", file=sys.stderr)
+    return results
+
+
+def _reported(args: argparse.Namespace, settings, models: list, everything: list, results: list,
+              command_line, root: str) -> list:
+    """The findings to print: each model's, of the codes its selection enables, less those a
+    ``# lazyfx: ignore[...]`` comment silences; under --strict, also the comments that silence
+    nothing, in the files of the models checked (a file that a model left unchecked imports
+    too is not judged: the comment may be that model's)."""
+    from lazyfx.core.diagnostics import UNUSED_SUPPRESSION, enabled_codes
+    from lazyfx.inputs import targets
+    from lazyfx.outputs.suppression import Suppressions
+
+    suppressions = Suppressions()
+    findings = []
+    for model_config, found in zip(models, results):
+        enabled = enabled_codes([settings.selection, model_config.selection, command_line])
+        definition = targets.definition(model_config.target, model_config.root or root)
+        findings += [f for f in found if f.code in enabled and not suppressions.silenced(f, definition)]
+    if args.strict and UNUSED_SUPPRESSION.code in enabled_codes([settings.selection, command_line]):
+        checked = set().union(*(targets.source_files(m.target, m.root or root) for m in models))
+        unchecked = [m for m in everything if m not in models]
+        others = set().union(*(targets.source_files(m.target, m.root or root) for m in unchecked))
+        findings += suppressions.unused(checked - others)
+    return findings
 
 
 def _summary(models: list, findings: list, files: list) -> str:
@@ -363,7 +455,16 @@ class _SigintWatch:
 
 def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWatch] = None) -> list:
     """The findings for one configured (or command-line) model. For a command-line target
-    (``source`` None), a target that cannot be built or a spec the model refuses is a usage error."""
+    (``source`` None), a target that cannot be built or a spec the model refuses is a usage error.
+    A configured model's finding that points nowhere in the code points at its table in
+    ``pyproject.toml``."""
+    from lazyfx.outputs.findings import located
+
+    found = _analysed(model_config, source, sigint)
+    return [located(f, source, model_config.line) for f in found] if source else found
+
+
+def _analysed(model_config, source: Optional[str], sigint: Optional[_SigintWatch]) -> list:
     import lazyfx
     from lazyfx.core import diagnostics
     from lazyfx.errors import LazyFXError
@@ -410,20 +511,10 @@ def check_model(model_config, source: Optional[str], sigint: Optional[_SigintWat
     for diag in report.diagnostics:
         if diag.code is diagnostics.SIZE_NOT_FREE and model_config.allow_fixed_sizes:
             continue
-        findings.append(from_diagnostic(diag, label, "error" if _blocks(diag) else "warning"))
+        findings.append(from_diagnostic(diag, label, diag.code.severity.value))  # as the code table says
     if model_config.expect_output:
         findings += _check_output(report, model_config, label)
     return findings
-
-
-def _blocks(diag) -> bool:
-    """Whether a report's warning fails the check: the model cannot be built for, or rejects, sizes
-    the user declared (an undecided declared condition stays a warning)."""
-    from lazyfx.core import diagnostics
-
-    if diag.code is diagnostics.DECLARED_SIZE_REJECTED:
-        return not diag.message.startswith("cannot decide")
-    return diag.code in (diagnostics.SYMBOLIC_PARAMETER, diagnostics.LAZY_NOT_CALLED, diagnostics.SIZE_NOT_FREE)
 
 
 def _check_output(report, model_config, label: str) -> list:

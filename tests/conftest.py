@@ -1,5 +1,7 @@
 import os
+import uuid
 
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
@@ -19,3 +21,12 @@ settings.register_profile(
 settings.register_profile("thorough", deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", deadline=None, max_examples=25, suppress_health_check=[HealthCheck.too_slow])
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+@pytest.fixture(autouse=True)
+def _lazyfx_cache_of_its_own(tmp_path_factory, monkeypatch):
+    """`lazyfx check` keeps results beside the project's pyproject.toml; in the tests, in a
+    folder of each test's own (LAZYFX_CACHE_DIR, which subprocesses inherit), so that no test
+    writes into the repository or sees another test's entries. tests/test_check_cache.py tests
+    the default folder itself."""
+    monkeypatch.setenv("LAZYFX_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "lazyfx_cache" / uuid.uuid4().hex))

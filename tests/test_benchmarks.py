@@ -20,3 +20,13 @@ def test_quick_benchmark_writes_its_tables(tmp_path):
         assert heading in text
     assert "| infer (B symbolic) |" in text and "| torch.export (dynamic B) |" in text
     assert (tmp_path / "benchmarks-scaling.png").stat().st_size > 1000
+
+
+def test_precommit_benchmark_runs_every_case():
+    """benchmarks/precommit.py, as small as it goes: its table, no timing asserted."""
+    result = subprocess.run([sys.executable, "-m", "benchmarks.precommit", "--models", "2", "--repeat", "1"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    for row in ("every model analysed (no cache)", "nothing changed (all from the cache, no torch import)",
+                "one model's file changed", "that model alone, --no-cache", "One model changed / that model alone"):
+        assert row in result.stdout

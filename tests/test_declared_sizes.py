@@ -6,15 +6,23 @@ PyTorch: a counterexample really fails, a size called valid really runs."""
 import pathlib
 import sys
 import textwrap
+import types
 
 import pytest
+import sympy
 import torch
 import torch.nn as nn
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import lazyfx
+from lazyfx import api
 from lazyfx.cli import main
+from lazyfx.core.checks import Condition
+from lazyfx.core.constraints import Constraints, SymbolInfo
+from lazyfx.core.diagnostics import Severity
+from lazyfx.core.symbolic import symbol
+from lazyfx.domain.domain import Domain
 
 MODELS = textwrap.dedent("""
     import torch
@@ -459,3 +467,18 @@ def test_an_explicit_lower_bound_of_one_is_a_declaration(project, tmp_path, caps
     assert "the declared input size H=3 fails" in capsys.readouterr().out
     assert main(["check", "tr.py:Tr", "--input", "2,3,H,8"]) == 0  # undeclared: a remainder is information
     assert main(["check", "tr.py:Tr", "--input", "2,3,H,8", "--where", "H%2==0"]) == 0
+
+
+def test_an_undecided_declared_condition_is_its_own_code_and_a_warning():
+    H, W = symbol("H"), symbol("W")
+    declared = Constraints({n: SymbolInfo(n, min=2, declared=True) for n in "HW"})
+    no_graph = types.SimpleNamespace(nodes=[])
+    # (H - 1)*(W - 1) + 1 >= 1 holds everywhere, which intervals cannot prove: undecided
+    [undecided] = api._declared_size_diagnostics(
+        Domain(declared, [Condition(sympy.Ge(H * W - H - W + 2, 1), "made up")]), no_graph)
+    assert undecided.code.code == "LFX034" and undecided.message.startswith("cannot decide")
+    assert undecided.code.severity is Severity.WARNING
+    # a condition some declared size violates: LFX031, an error of lazyfx check
+    [rejected] = api._declared_size_diagnostics(Domain(declared, [Condition(sympy.Eq(H, W), "tied")]), no_graph)
+    assert rejected.code.code == "LFX031" and "H=2, W=3" in rejected.message
+    assert rejected.code.severity is Severity.ERROR

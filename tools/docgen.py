@@ -32,10 +32,17 @@ def errors_markdown() -> str:
         "`lazyfx.LazyFXError` subclasses (`error.code`, `error.diagnostics`); warnings appear in",
         "`report.diagnostics`. Each points at your code as `path:line`.",
         "",
-        "| code | name | meaning |",
-        "| --- | --- | --- |",
+        "The severity is what `lazyfx check` makes of a report's diagnostic with that code: an error",
+        "fails the check, a warning fails it only under `--strict` (an error lazyfx raises is always",
+        "an error). Select or silence codes with `select`, `extend-select` and `ignore` in",
+        "`[tool.lazyfx]`, `--select`/`--ignore`, or a `# lazyfx: ignore[LFXnnn]` comment: see",
+        "[selecting and silencing findings](precommit.md#selecting-and-silencing-findings).",
+        "",
+        "| code | name | category | severity | meaning |",
+        "| --- | --- | --- | --- | --- |",
     ]
-    lines += [f"| {c.code} | `{c.name}` | {c.description} |" for c in CODES.values()]
+    lines += [f"| {c.code} | `{c.name}` | {c.category.value} | {c.severity.value} | {c.description} |"
+              for c in sorted(CODES.values(), key=lambda c: c.code)]
     return HEADER + "\n".join(lines) + "\n"
 
 

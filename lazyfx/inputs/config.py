@@ -3,6 +3,11 @@
 .. code-block:: toml
 
     [tool.lazyfx]
+    ignore = ["LFX023"]                      # optional: codes (or prefixes) not reported, as ruff's
+    select = ["LFX0"]                        #   select / extend-select / ignore
+    cache-dir = ".lazyfx_cache"              # optional: where `lazyfx check` keeps results
+    cache = true                             # optional: false turns the cache off
+
     [[tool.lazyfx.models]]
     name = "classifier"                      # optional, defaults to the target
     target = "models/cnn.py:Net"
@@ -10,6 +15,7 @@
     constraints = ["H%32==0", "H>=64", "W==H"]
     expect_output = "B,10"
     allow_fixed_sizes = false                # optional: a symbol the model fixes is not a finding
+    ignore = ["LFX040"]                      # optional: this model's own selection, after the table's
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
-from lazyfx.core.diagnostics import display_path
+from lazyfx.core.diagnostics import CODES, Selection, display_path, matching
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,10 +51,21 @@ class ModelConfig:
     # None: as [tool.lazyfx] says (default false)
     allow_fixed_sizes: Optional[bool] = None
     root: Optional[str] = None  # the folder paths in the target are relative to (pyproject.toml's)
+    selection: Selection = Selection()  # the model's own select / extend-select / ignore
 
     @property
     def label(self) -> str:
         return self.name or self.target
+
+
+@dataclass
+class Settings:
+    """The ``[tool.lazyfx]`` table: the models, the table's own code selection, and the cache
+    (``cache_dir`` absolute, None when ``cache = false``)."""
+
+    models: list[ModelConfig]
+    selection: Selection = Selection()
+    cache_dir: Optional[str] = None
 
 
 def find_pyproject(start: str = ".") -> Optional[str]:
@@ -63,15 +80,19 @@ def find_pyproject(start: str = ".") -> Optional[str]:
         folder = parent
 
 
-TOP_LEVEL_KEYS = {"models", "allow_fixed_sizes"}  # the keys of [tool.lazyfx]; add new settings here
-MODEL_KEYS = {"target", "inputs", "constraints", "expect_output", "name", "allow_fixed_sizes"}
+# the keys of [tool.lazyfx]; add new settings here. Those borrowed from ruff are spelled as ruff
+# spells them (select, extend-select, ignore, cache-dir).
+SELECTION_KEYS = {"select", "extend-select", "ignore"}
+TOP_LEVEL_KEYS = {"models", "allow_fixed_sizes", "cache", "cache-dir"} | SELECTION_KEYS
+MODEL_KEYS = {"target", "inputs", "constraints", "expect_output", "name", "allow_fixed_sizes"} | SELECTION_KEYS
+CACHE_FOLDER = ".lazyfx_cache"  # beside pyproject.toml, as ruff keeps .ruff_cache
 _MODELS_HEADER = re.compile(r"\s*\[\[\s*tool\s*\.\s*lazyfx\s*\.\s*models\s*\]\]")
 _TABLE_HEADER = re.compile(r"\s*\[")
 _TARGET_KEY = re.compile(r"\s*target\s*=")
 
 
-def load(path: str) -> list[ModelConfig]:
-    """The configured models (an empty list without a ``[tool.lazyfx]`` table)."""
+def load(path: str) -> Settings:
+    """The ``[tool.lazyfx]`` table of a ``pyproject.toml`` (no models without one)."""
     if os.path.isdir(path):
         raise ConfigError(f"{path} is a folder; --config takes a pyproject.toml file")
     try:
@@ -97,9 +118,9 @@ def load(path: str) -> list[ModelConfig]:
     allow_fixed = table.get("allow_fixed_sizes", False)
     if not isinstance(allow_fixed, bool):
         raise ConfigError(f"{path}: [tool.lazyfx] allow_fixed_sizes must be true or false")
-    lines = entry_lines(text)
     root = os.path.dirname(os.path.abspath(path))
     shown = display_path(path)
+    lines = entry_lines(text)
     models = []
     for i, entry in enumerate(entries):
         line = lines[i] if len(lines) == len(entries) else _line_of_target(entry, text)
@@ -108,7 +129,53 @@ def load(path: str) -> list[ModelConfig]:
         if model.allow_fixed_sizes is None:
             model.allow_fixed_sizes = allow_fixed
         models.append(model)
-    return models
+    return Settings(models, selection(table, f"{shown}: [tool.lazyfx]"), _cache_dir(table, root, shown))
+
+
+def _cache_dir(table: dict, root: str, shown: str) -> Optional[str]:
+    enabled = table.get("cache", True)
+    if not isinstance(enabled, bool):
+        raise ConfigError(f"{shown}: [tool.lazyfx] cache must be true or false")
+    folder = table.get("cache-dir", CACHE_FOLDER)
+    if not isinstance(folder, str) or not folder.strip():
+        raise ConfigError(f"{shown}: [tool.lazyfx] cache-dir must be a folder name, such as \"{CACHE_FOLDER}\"")
+    return os.path.join(root, os.path.expanduser(folder)) if enabled else None
+
+
+def selection(table: dict, where: str) -> Selection:
+    """A table's ``select``, ``extend-select`` and ``ignore``: lists of codes or code prefixes,
+    each naming at least one code.
+
+    Examples:
+        >>> from lazyfx.inputs.config import selection
+        >>> selection({"ignore": ["LFX023"], "extend-select": ["LFX04"]}, "[tool.lazyfx]")
+        Selection(select=None, extend_select=('LFX04',), ignore=('LFX023',))
+        >>> selection({"ignore": ["LFX23"]}, "[tool.lazyfx]")
+        Traceback (most recent call last):
+            ...
+        lazyfx.inputs.config.ConfigError: [tool.lazyfx]: ignore names no code: 'LFX23' (did you mean LFX023?)
+    """
+    found = {}
+    for key in ("select", "extend-select", "ignore"):
+        if key not in table:
+            continue
+        value = table[key]
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: {key} must be a list of codes such as [\"LFX040\"], got {value!r}")
+        check_selectors(value, f"{where}: {key}")
+        found[key] = tuple(v.strip().upper() for v in value)
+    return Selection(found.get("select"), found.get("extend-select", ()), found.get("ignore", ()))
+
+
+def check_selectors(selectors: list[str], where: str) -> None:
+    """A ConfigError for a selector that names no code, with the closest code."""
+    for selector in selectors:
+        if not matching(selector):
+            close = difflib.get_close_matches(selector.strip().upper(), sorted(CODES), n=1)
+            hint = f" (did you mean {close[0]}?)" if close else " (codes look like LFX040; see docs/errors.md)"
+            raise ConfigError(f"{where} names no code: {selector!r}{hint}")
 
 
 def entry_lines(text: str) -> list[int]:
@@ -170,4 +237,4 @@ def _model(entry: Any, path: str, index: int, line: Optional[int]) -> ModelConfi
     if allow_fixed is not None and not isinstance(allow_fixed, bool):
         raise ConfigError(f"{where}: allow_fixed_sizes must be true or false")
     return ModelConfig(entry["target"], inputs, constraints, entry.get("expect_output"), entry.get("name"), line,
-                       allow_fixed)
+                       allow_fixed, selection=selection(entry, where))

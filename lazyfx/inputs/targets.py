@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -133,27 +134,56 @@ def load(target: str, root: Optional[str] = None) -> Any:
     raise TargetError(f"{name} is a {type(obj).__name__}, not an nn.Module, a module class or a factory")
 
 
-def source_files(target: str, root: str) -> set[str]:
-    """The target's own file and the project files it imports (transitively), found by
-    reading imports (nothing is executed): the files whose change can change the model."""
+def inside(path: str, root: str) -> bool:
+    """Whether ``path`` lies in the folder ``root`` (both absolute)."""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def dependencies(target: str, root: str) -> tuple[set[str], set[str]]:
+    """What the target's module imports, found by reading imports (nothing is imported or
+    executed): the project files, transitively (the target's own file among them), and the
+    top-level names of the packages outside the project they import (the standard library left
+    out; for a dotted target outside the project, its own package)."""
+    root = os.path.abspath(root)
     location, _ = split(target)
-    start = os.path.abspath(resolve(location, root)) if is_path(location) else _module_file(location, root)
-    found: set[str] = set()
+    packages: set[str] = set()
+    if is_path(location):
+        start: Optional[str] = os.path.abspath(resolve(location, root))
+    else:
+        start = module_file(location, root)
+        if start is None or not inside(start, root):
+            packages.add(location.partition(".")[0])
+    files: set[str] = set()
     pending = [start] if start else []
     while pending:
         path = pending.pop()
-        if path in found or not path.startswith(os.path.abspath(root)):
+        if path in files or not inside(path, root):
             continue
-        found.add(path)
-        pending += _imported_files(path, root)
-    return found
+        files.add(path)
+        imported, external = _imports(path, root)
+        pending += imported
+        packages |= external
+    return files, packages - set(sys.stdlib_module_names)
 
 
-def _module_file(dotted: str, root: str) -> Optional[str]:
+def source_files(target: str, root: str) -> set[str]:
+    """The target's own file and the project files it imports (transitively), found by
+    reading imports (nothing is executed): the files whose change can change the model."""
+    return dependencies(target, root)[0]
+
+
+def module_file(dotted: str, root: str) -> Optional[str]:
+    """The file of a dotted module name as ``load`` would import it (the project's own packages
+    first), found without importing anything: not even the packages above it."""
     folder = os.path.abspath(root)
-    sys.path.insert(0, folder)  # the project's own packages, as load() sees them
+    parts = dotted.split(".")
+    sys.path.insert(0, folder)
     try:
-        spec = importlib.util.find_spec(dotted)
+        spec = importlib.util.find_spec(parts[0])  # a top-level name: nothing is imported
+        for depth in range(2, len(parts) + 1):
+            if spec is None or not spec.submodule_search_locations:
+                return None
+            spec = importlib.machinery.PathFinder.find_spec(".".join(parts[:depth]), list(spec.submodule_search_locations))
     except (ImportError, ValueError):
         return None
     finally:
@@ -161,38 +191,101 @@ def _module_file(dotted: str, root: str) -> Optional[str]:
     return os.path.abspath(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
 
 
-def _imported_files(path: str, root: str) -> list[str]:
+def _parse(path: str) -> Optional[ast.Module]:
     try:
-        tree = ast.parse(open(path, encoding="utf-8").read(), path)
-    except (OSError, SyntaxError, ValueError):
-        return []
-    names = []
+        with open(path, encoding="utf-8") as f:
+            return ast.parse(f.read(), path)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def _imported_names(tree: ast.Module, path: str) -> list[str]:
+    """Each module an import statement names: dotted (``a.b``, each package above included) or,
+    for a relative import, an absolute path without the extension."""
+    names: list[str] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
-            if node.level:  # relative: resolve against the file's folder
+            if node.level:
                 folder = os.path.dirname(path)
                 for _ in range(node.level - 1):
                     folder = os.path.dirname(folder)
                 candidate = os.path.join(folder, *base.split(".")) if base else folder
-                names += [_relative(candidate, a.name) for a in node.names]
+                names += [candidate] + [os.path.join(candidate, a.name) for a in node.names]
                 continue
             names += [base] + [f"{base}.{a.name}" for a in node.names]
-    files = []
-    for name in names:
-        if name is None:
-            continue
+    dotted = [n for n in names if not os.path.isabs(n)]
+    parents = [".".join(n.split(".")[:i]) for n in dotted for i in range(1, n.count(".") + 1)]
+    return names + parents
+
+
+def _module_files(base: str) -> list[str]:
+    return [os.path.abspath(p) for p in (base + ".py", os.path.join(base, "__init__.py")) if os.path.isfile(p)]
+
+
+def _imports(path: str, root: str) -> tuple[list[str], set[str]]:
+    """The project files one file imports, and the top-level names of the other packages."""
+    tree = _parse(path)
+    if tree is None:
+        return [], set()
+    files: list[str] = []
+    external: set[str] = set()
+    for name in _imported_names(tree, path):
         if os.path.isabs(name):
-            files += [p for p in (name + ".py", os.path.join(name, "__init__.py")) if os.path.isfile(p)]
+            files += _module_files(name)
             continue
+        top = name.partition(".")[0]
+        local = False
         for base in (root, os.path.dirname(path)):
-            candidate = os.path.join(base, *name.split("."))
-            files += [os.path.abspath(p) for p in (candidate + ".py", os.path.join(candidate, "__init__.py"))
-                      if os.path.isfile(p)]
-    return files
+            files += _module_files(os.path.join(base, *name.split(".")))
+            local = local or os.path.exists(os.path.join(base, top)) or os.path.isfile(os.path.join(base, top + ".py"))
+        if not local and top:
+            external.add(top)
+    return files, external
 
 
-def _relative(folder: str, name: str) -> str:
-    return os.path.join(folder, name)
+def definition(target: str, root: str) -> Optional[tuple[str, int]]:
+    """Where the target's ``NAME`` is defined: the file and line of its ``class``, ``def`` or
+    assignment at the top level of its module, following a ``from ... import NAME`` into the
+    project's files; None where the source does not say (nothing is imported)."""
+    root = os.path.abspath(root)
+    location, name = split(target)
+    path = os.path.abspath(resolve(location, root)) if is_path(location) else module_file(location, root)
+    for _ in range(16):  # a chain of re-exports, not a cycle
+        tree = _parse(path) if path else None
+        if tree is None:
+            return None
+        found: Optional[tuple[str, int]] = None
+        follow: Optional[tuple[str, str]] = None
+        for node in tree.body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == name:
+                found, follow = (path, node.lineno), None
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)) and name in _assigned(node):
+                found, follow = (path, node.lineno), None
+            elif isinstance(node, ast.ImportFrom):
+                for alias in node.names:
+                    if (alias.asname or alias.name) == name:
+                        found, follow = None, (_from_module(node, path), alias.name)
+        if follow is None:
+            return found
+        module, name = follow
+        candidates = _module_files(module) if os.path.isabs(module) else [
+            p for base in (root, os.path.dirname(path)) for p in _module_files(os.path.join(base, *module.split(".")))]
+        path = next((p for p in candidates if inside(p, root)), None)
+    return None
+
+
+def _assigned(node) -> set[str]:
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    return {t.id for t in targets if isinstance(t, ast.Name)}
+
+
+def _from_module(node: ast.ImportFrom, path: str) -> str:
+    if not node.level:
+        return node.module or ""
+    folder = os.path.dirname(path)
+    for _ in range(node.level - 1):
+        folder = os.path.dirname(folder)
+    return os.path.join(folder, *(node.module or "").split(".")) if node.module else folder
