@@ -34,7 +34,7 @@ import sys
 import tempfile
 from typing import Any, Iterable, Optional
 
-from lazyfx import __version__
+from lazyfx.core import VERSION
 from lazyfx.core.diagnostics import PACKAGE_DIR
 from lazyfx.inputs.config import ModelConfig
 from lazyfx.inputs.targets import dependencies, inside
@@ -100,7 +100,7 @@ def environment() -> dict[str, Any]:
         for name in sorted(f for f in files if f.endswith(".py")):
             stat = os.stat(os.path.join(folder, name))
             own.append([os.path.relpath(os.path.join(folder, name), PACKAGE_DIR), stat.st_size, stat.st_mtime_ns])
-    return {"format": FORMAT, "python": sys.version, "lazyfx": __version__, "lazyfx files": digest(own),
+    return {"format": FORMAT, "python": sys.version, "lazyfx": VERSION, "lazyfx files": digest(own),
             "torch": installed("torch"), "sympy": installed("sympy")}
 
 

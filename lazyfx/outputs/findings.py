@@ -14,7 +14,7 @@ import pathlib
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Iterable, Optional
 
-from lazyfx import __version__
+from lazyfx.core import VERSION
 from lazyfx.core.diagnostics import CODES, Diagnostic, ErrorCode, Severity, display_path
 
 FORMS = ("text", "json", "github", "sarif")
@@ -152,7 +152,7 @@ def sarif(findings: list[Finding], root: str) -> dict[str, Any]:
         "$schema": SARIF_SCHEMA,
         "version": "2.1.0",
         "runs": [{
-            "tool": {"driver": {"name": "lazyfx", "version": __version__, "informationUri": HOME, "rules": rules}},
+            "tool": {"driver": {"name": "lazyfx", "version": VERSION, "informationUri": HOME, "rules": rules}},
             "originalUriBaseIds": {"%SRCROOT%": {"uri": base}},
             "results": results,
         }],
