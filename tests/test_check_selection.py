@@ -115,6 +115,33 @@ def test_a_comment_on_the_class_or_factory_line_silences_the_model(project, caps
     assert codes(capsys) == ["LFX040", "LFX030"]
 
 
+def test_a_comment_on_a_target_line_in_pyproject_silences_a_finding_located_there(project, tmp_path, capsys):
+    (tmp_path / "spare.py").write_text(textwrap.dedent("""\
+        import torch.nn as nn
+
+
+        class Spare(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.used, self.spare = nn.LazyLinear(2), nn.LazyLinear(3)
+
+            def forward(self, x):
+                return self.used(x)
+    """))
+
+    def with_spare(comment: str) -> None:
+        pyproject = project() / "pyproject.toml"
+        pyproject.write_text(pyproject.read_text() + f'\n[[tool.lazyfx.models]]\ntarget = "spare.py:Spare"{comment}\n'
+                             'inputs = ["B,4"]\n')
+
+    with_spare("")
+    assert main(["check", "--ignore", "LFX030,LFX040"]) == 1  # the spare layer is never called
+    assert "pyproject.toml:11:1: LFX042 lazy module 'spare' (LazyLinear) is never called" in capsys.readouterr().out
+    with_spare("  # lazyfx: ignore[LFX042]")
+    assert main(["check", "--ignore", "LFX030,LFX040"]) == 0
+    assert "LFX042" not in capsys.readouterr().out
+
+
 def test_silenced_errors_pass_the_check(project, capsys):
     project(class_comment="  # lazyfx: ignore[LFX040]", fc_comment="  # lazyfx: ignore[LFX030]")
     assert main(["check"]) == 0
