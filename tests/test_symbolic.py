@@ -621,6 +621,43 @@ def test_domain_agrees_with_brute_force(data, n, info):
         assert all(holds(c, h) for c in printed) is expected, f"{domain} at H={h}"
 
 
+@settings(max_examples=40)
+@given(
+    data=st.data(),
+    n=st.integers(0, 3),
+    batch=st.sampled_from([(1, None), (2, 8), (3, 5)]),
+    mixed=st.integers(0, 12),
+)
+def test_contains_without_a_symbol_is_the_answer_at_each_of_its_sizes(data, n, batch, mixed):
+    # conditions on H, and perhaps one relating B and H (B*H >= mixed): leaving B out either
+    # answers for every size of B, or is a TypeError; never an answer that some B contradicts
+    exprs = [relation(data.draw(trees()), data.draw(st.sampled_from([">=", "<=", "=="])),
+                      data.draw(st.integers(-3, 30))) for _ in range(n)]
+    exprs += [sympy.Ge(B * H, mixed)] if mixed else []
+    low, high = batch
+    domain = Domain(Constraints({"H": SymbolInfo("H"), "B": SymbolInfo("B", min=low, max=high)}), requires(*exprs))
+    for h in range(1, 41):
+        try:
+            answer = domain.contains(H=h)
+        except TypeError as error:
+            assert "B" in str(error)
+            continue
+        assert all(domain.contains(B=b, H=h) is answer for b in range(low, (high or 40) + 1)), f"H={h}: {domain}"
+
+
+def test_contains_without_a_symbol_refuses_where_the_answer_depends_on_it():
+    # B*H >= 6 is a condition of its own beside H >= 2: B must be given, whatever H is
+    domain = Domain(Constraints({"B": SymbolInfo("B")}), requires(sympy.Ge(H, 2), sympy.Ge(B * H, 6)))
+    assert "B" in domain.conditioned()
+    for h in (3, 6):
+        with pytest.raises(TypeError, match="missing: B$"):
+            domain.contains(H=h)
+    # beside H >= 6 it is implied (as the demo's batch norm condition is): B may be left out
+    implied = Domain(Constraints({"B": SymbolInfo("B")}), requires(sympy.Ge(H, 6), sympy.Ge(B * H, 6)))
+    assert "B" not in implied.conditioned() and str(implied) == "H >= 6"
+    assert implied.contains(H=6) is True and implied.contains(H=5) is False
+
+
 # -- checks.require & co --------------------------------------------------------------------------------
 
 
