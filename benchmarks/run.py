@@ -18,8 +18,10 @@ CPU dry run of the lazy model, constructing the equivalent eager model
 directly, a bare ``torch.fx.symbolic_trace`` of the eager model (built on meta, as
 the lazy one is for ``infer``) and ``torch.export`` of the eager model with a
 dynamic batch.
-The scaling benchmark times ``infer`` per node on conv stacks (symbolic H, W)
-and MLPs (symbolic B) of 10 to 10,000 nodes.
+The scaling benchmark times ``infer`` per node on conv stacks (symbolic H, W, and
+symbolic B only, against a bare ``torch.fx.symbolic_trace`` of the same stack), MLPs
+(symbolic B) and ceil-mode pool stacks of 10 to 10,000 nodes, and how long the output
+formula of 1 to 100 stacked ceil-mode pools is.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ from functools import partial
 from typing import Callable, Optional
 
 import torch
+import torch.fx
 import torch.nn as nn
 
 import lazyfx
+from lazyfx.core.symbolic import fmt
 from benchmarks.models import GPT, ConvNeXt, EfficientNet, MobileNetV3, ResNet50, UNet, ViT
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -180,27 +184,78 @@ def param_bytes(model: Model) -> int:
     return sum(p.numel() * p.element_size() for p in eager.parameters())
 
 
+CONV_HW, CONV_B, FX_TRACE, MLP, POOLS = ("conv stack (H, W symbolic)", "conv stack (B symbolic)",
+                                        "fx.symbolic_trace (conv stack)", "MLP (B symbolic)",
+                                        "ceil-mode pool stack (T symbolic)")
+
+
 def scaling(sizes: list[int]) -> dict[str, dict[int, float]]:
-    """Microseconds per node of infer on deep stacks (median of three runs each)."""
+    """Microseconds per node on deep stacks, the fastest of three runs each (the one least
+    disturbed by other processes): ``infer`` on conv stacks with symbolic H, W and with a
+    symbolic batch only, a bare ``torch.fx.symbolic_trace`` of the same conv stack (the front
+    end's floor), MLPs and ceil-mode max-pool stacks."""
     def convs(n):
         return nn.Sequential(*[nn.Conv2d(4, 4, 3, stride=2 if i % 8 == 0 else 1, padding=1) for i in range(n)])
 
     def mlp(n):
         return nn.Sequential(*[nn.LazyLinear(16) for _ in range(n)])
 
-    lazyfx.infer(convs(2), ("B", 4, "H", "W"))
-    out: dict[str, dict[int, float]] = {"conv stack (H, W symbolic)": {}, "MLP (B symbolic)": {}}
+    def pools(n):  # ten halvings at most: past 2**1024 a size no longer converts to a float
+        return nn.Sequential(*[nn.MaxPool1d(3, stride=2 if i % 8 == 0 and i < 80 else 1, padding=1, ceil_mode=True)
+                               for i in range(n)])
+
+    cases = ((CONV_HW, convs, lambda m: lazyfx.infer(m, ("B", 4, "H", "W"))),
+             (CONV_B, convs, lambda m: lazyfx.infer(m, ("B", 4, 32, 32))),
+             (FX_TRACE, convs, torch.fx.symbolic_trace),
+             (MLP, mlp, lambda m: lazyfx.infer(m, ("B", 16))),
+             (POOLS, pools, lambda m: lazyfx.infer(m, ("B", 4, "T"))))
+    for _, build, run in cases:  # warm-up: imports, rule tables, sympy's caches
+        run(build(2))
+    out: dict[str, dict[int, float]] = {label: {} for label, _, _ in cases}
     for n in sizes:
-        for label, build, spec in (("conv stack (H, W symbolic)", convs, ("B", 4, "H", "W")),
-                                   ("MLP (B symbolic)", mlp, ("B", 16))):
+        for label, build, run in cases:
             model = build(n)
             seconds = []
-            for _ in range(3):  # the median of three: one run is at the mercy of the machine
+            for _ in range(3):
                 start = time.perf_counter()
-                lazyfx.infer(model, spec)
+                run(model)
                 seconds.append(time.perf_counter() - start)
-            out[label][n] = statistics.median(seconds) / n * 1e6
+            out[label][n] = min(seconds) / n * 1e6
     return out
+
+
+def pool_depth(depths: list[int]) -> dict[int, tuple[float, int]]:
+    """Seconds of ``infer`` and characters of the output formula for a stack of ``depth``
+    ``MaxPool1d(3, 2, ceil_mode=True)`` (every pool halves T)."""
+    out = {}
+    for depth in depths:
+        model = nn.Sequential(*[nn.MaxPool1d(3, 2, ceil_mode=True) for _ in range(depth)])
+        start = time.perf_counter()
+        report = lazyfx.infer(model, ("B", 4, "T"))
+        out[depth] = (time.perf_counter() - start, len(fmt(report.output_shape[-1])))
+    return out
+
+
+def scaling_targets(scale: dict, depth: dict) -> list[str]:
+    """The flat-cost targets of DESIGN.md: per-node cost within 1.5x from 100 to the largest
+    size, ``infer`` with a symbolic batch at most 1.2x a bare fx trace, formulas linear in depth."""
+    lines = ["| target | measured | met |", "| --- | --- | --- |"]
+    sizes = sorted(next(iter(scale.values())))
+    low, high = (100 if 100 in sizes else sizes[0]), sizes[-1]
+    for label in (CONV_HW, CONV_B, MLP, POOLS):
+        ratio = scale[label][high] / scale[label][low]
+        lines.append(f"| per node, {high:,} vs {low:,} nodes, within 1.5x ({label}) | {ratio:.2f}x | "
+                     f"{'yes' if ratio <= 1.5 else 'no'} |")
+    for n in sizes:
+        if n >= 100:
+            ratio = scale[CONV_B][n] / scale[FX_TRACE][n]
+            lines.append(f"| infer (B symbolic) <= 1.2x fx.symbolic_trace ({n:,}-node conv stack) | {ratio:.2f}x | "
+                         f"{'yes' if ratio <= 1.2 else 'no'} |")
+    shallow, deep = min(depth), max(depth)
+    growth = depth[deep][1] / (depth[shallow][1] * deep / shallow)
+    lines.append(f"| formula linear in depth ({deep} vs {shallow} ceil-mode pools) | "
+                 f"{depth[deep][1]} vs {depth[shallow][1]} characters | {'yes' if growth <= 1 else 'no'} |")
+    return lines
 
 
 def machine() -> str:
@@ -209,7 +264,7 @@ def machine() -> str:
 
 
 def report(results: dict, memory: dict, params: dict, scale: dict, quick: bool, plot: Optional[str],
-           warm_memory: bool = False, repeat: Optional[int] = None) -> str:
+           warm_memory: bool = False, repeat: Optional[int] = None, depth: Optional[dict] = None) -> str:
     lines = ["# Benchmarks", "",
              "Generated by `python -m benchmarks" + (" --quick" if quick else "") + (f" --repeat {repeat}" if repeat else "")
              + "`; machine: " + machine() + ".",
@@ -230,13 +285,39 @@ def report(results: dict, memory: dict, params: dict, scale: dict, quick: bool, 
             lines.append(f"| {name} | {seconds:.4f} | {seconds / base:.2f} | {mem_text} |")
         lines.append("")
     lines += targets(results, memory, params)
-    lines += ["## Scaling", "", "Microseconds per node of `lazyfx.infer`:", "",
+    lines += scaling_section(scale, depth, plot)
+    return "\n".join(lines) + "\n"
+
+
+def scaling_section(scale: dict, depth: Optional[dict], plot: Optional[str], machine_line: bool = False) -> list[str]:
+    """The ``## Scaling`` section: per-node costs, formula lengths of stacked ceil-mode pools,
+    the flat-cost targets (with the machine, when the section is measured on its own)."""
+    lines = ["## Scaling", ""]
+    if machine_line:
+        lines += ["Measured by `python -m benchmarks --scaling-only`; machine: " + machine() + ".", ""]
+    lines += ["Microseconds per node of `lazyfx.infer` (and of a bare `torch.fx.symbolic_trace` of the conv",
+              "stack), the fastest of three runs:", "",
               "| nodes | " + " | ".join(scale) + " |", "| --- |" + " --- |" * len(scale)]
     for n in next(iter(scale.values())):
         lines.append(f"| {n} | " + " | ".join(f"{scale[k][n]:.0f}" for k in scale) + " |")
     if plot:
         lines += ["", f"![per-node cost]({os.path.basename(plot)})"]
-    return "\n".join(lines) + "\n"
+    if depth:
+        lines += ["", "Stacked `MaxPool1d(3, 2, ceil_mode=True)`, T symbolic:", "",
+                  "| pools | seconds | formula characters |", "| --- | --- | --- |"]
+        lines += [f"| {d} | {seconds:.3f} | {chars} |" for d, (seconds, chars) in depth.items()]
+        lines += ["", *scaling_targets(scale, depth)]
+    return lines
+
+
+def replace_scaling(path: str, section: list[str]) -> None:
+    """Rewrite the ``## Scaling`` section (to the end) of a report written before."""
+    with open(path) as handle:
+        text = handle.read()
+    if "## Scaling" not in text:
+        raise SystemExit(f"{path} has no '## Scaling' section to replace: run the full benchmark first")
+    with open(path, "w") as handle:
+        handle.write(text[: text.index("## Scaling")] + "\n".join(section) + "\n")
 
 
 def targets(results: dict, memory: dict, params: dict) -> list[str]:
@@ -316,7 +397,17 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, help="timed rounds (default 7, quick 2)")
     parser.add_argument("--output", help="markdown file to write (default docs/benchmarks.md; quick: stdout only)")
     parser.add_argument("--no-memory", action="store_true", help="skip the per-candidate memory processes")
+    parser.add_argument("--scaling-only", action="store_true", help="measure only the scaling section and "
+                        "rewrite it in the report written before (docs/benchmarks.md)")
     args = parser.parse_args(argv)
+    if args.scaling_only:
+        output = args.output or os.path.join(ROOT, "docs", "benchmarks.md")
+        scale = scaling([10, 100, 1000] if args.quick else [10, 100, 1000, 10000])
+        plot = draw(scale, os.path.join(os.path.dirname(output), "benchmarks-scaling.png"))
+        section = scaling_section(scale, pool_depth([1, 10, 100]), plot, machine_line=True)
+        replace_scaling(output, section)
+        print("\n".join(section))
+        return 0
     repeat = args.repeat or (1 if args.quick else 7)
     warm_memory = keep_freed_memory()
     results, memory, params = {}, {}, {}
@@ -334,9 +425,10 @@ def main(argv=None) -> int:
             memory[model.name] = {name: peak_memory(model, name, args.quick) for name in names}
     print("scaling...", file=sys.stderr)
     scale = scaling([10, 100, 1000] if args.quick else [10, 100, 1000, 10000])
+    depth = pool_depth([1, 10, 100])
     output = args.output or (None if args.quick else os.path.join(ROOT, "docs", "benchmarks.md"))
     plot = draw(scale, os.path.join(os.path.dirname(output), "benchmarks-scaling.png")) if output else None
-    text = report(results, memory, params, scale, args.quick, plot, warm_memory, args.repeat)
+    text = report(results, memory, params, scale, args.quick, plot, warm_memory, args.repeat, depth)
     if output:
         with open(output, "w") as handle:
             handle.write(text)

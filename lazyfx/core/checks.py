@@ -208,6 +208,15 @@ def require_equal(a: DimExpr, b: DimExpr, message: Message) -> None:
 
 def require_positive(value: DimExpr, message: Message) -> None:
     """A size PyTorch computes must be at least 1 ("Output size is too small")."""
+    if not is_concrete(value):
+        # Decided unevaluated first: sympy evaluating Ge(value, 1) asks its assumptions about every
+        # floor division in value, which costs more than the rest of a conv's rule. Only where the
+        # constraints leave it open is it built evaluated, as before (sympy may still settle it).
+        settled = decide(sympy.Ge(value, 1, evaluate=False))
+        if settled is True:
+            return
+        if settled is False:
+            raise ShapeError(_text(message))
     require(ge(value, 1), message)
 
 

@@ -73,7 +73,7 @@ class FloorDiv(sympy.Function):
             raise ZeroDivisionError("division by zero in a shape formula")
         if q is sympy.S.One:
             return p
-        if p.is_zero:
+        if p is sympy.S.Zero:  # not p.is_zero: asking sympy's assumptions about p is the costly part
             return sympy.S.Zero
         if p.is_Integer and q.is_Integer:
             return sympy.Integer(int(p) // int(q))
@@ -128,6 +128,8 @@ def _simplify_floordiv_by_int(p: sympy.Expr, q: int):
 def floordiv(a: DimExpr, b: DimExpr) -> DimExpr:
     if is_concrete(a) and is_concrete(b):
         return a // b
+    if b == 1:  # a stride of 1: no sympy call (its cache and assumptions cost most of a conv's rule)
+        return a
     return as_dim(FloorDiv(sympy.sympify(a), sympy.sympify(b)))
 
 

@@ -8,7 +8,8 @@ Output sizes follow ATen's ``pooling_output_shape`` (aten/src/ATen/native/Pool.h
     if ceil_mode and (out - 1)*stride >= size + pad: out -= 1
 
 For integers the ceil-mode correction equals ``min(out, (size + pad - 1)//stride + 1)``
-(PyTorch requires ``pad <= effective_kernel/2``), which is how it is kept symbolically.
+(PyTorch requires ``pad <= effective_kernel/2``, so ``out`` exceeds the second by at most 1);
+:func:`pool_output_size` decides which of the two it is from the kernel, stride and padding.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import decide, ge, le, lt, require, require_equal, require_positive
+from lazyfx.core.checks import ge, le, lt, require, require_equal, require_positive
 from lazyfx.core.registry import lookup_by_class, rule
-from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete, sym_min
+from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import expect_ndim, ntuple, shape_str, tensor_arg
@@ -30,17 +31,18 @@ from lazyfx.rules.scale import scaled_size
 
 
 def pool_output_size(size: DimExpr, kernel: int, stride: int, pad: int, dilation: int, ceil_mode: bool) -> DimExpr:
-    """One spatial output size of a max/avg pool (see the module docstring)."""
-    numerator = size + 2 * pad - dilation * (kernel - 1) - 1
+    """One spatial output size of a max/avg pool (see the module docstring).
+
+    With ``ceil_mode`` the size is the smaller of ``(x + c)//stride + 1`` (rounded up) and
+    ``x//stride + 1`` (the last window starting inside), with ``x = size + pad - 1`` and the
+    constant ``c = pad - dilation*(kernel - 1) + stride - 1``. Floor division is monotonic, so
+    which one is smaller is decided by the sign of ``c`` alone, for every size: ``T//2 <= (T -
+    1)//2 + 1`` for ``kernel=3, stride=2``. The formula stays one division deep however many
+    ceil-mode pools are stacked (a ``min`` of both sides doubled at each pool)."""
     if not ceil_mode:
-        return floordiv(numerator, stride) + 1
-    out = floordiv(numerator + stride - 1, stride) + 1
-    last_start_inside = floordiv(size + pad - 1, stride) + 1
-    if is_concrete(out) and is_concrete(last_start_inside):
-        return min(out, last_start_inside)
-    if decide(sympy.Le(out, last_start_inside)) is True:
-        return out
-    return sym_min(out, last_start_inside)
+        return floordiv(size + 2 * pad - dilation * (kernel - 1) - 1, stride) + 1
+    rounded_up = pad - dilation * (kernel - 1) + stride - 1
+    return floordiv(size + pad - 1 + min(rounded_up, 0), stride) + 1
 
 
 def _pool_shape(
