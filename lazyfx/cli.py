@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 from typing import Any, Optional, Sequence
 
 EXIT_OK, EXIT_FINDINGS, EXIT_USAGE = 0, 1, 2
@@ -78,7 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_target(show)
     show.add_argument("--json", action="store_true", help="print the report as JSON instead of a table")
     show.add_argument("--graph", metavar="FILE", help="also draw the dataflow graph: FILE.svg (a picture), "
-                      "FILE.html (a page with it) or FILE.dot (Graphviz text)")
+                      "FILE.html (a page with it), FILE.dot (Graphviz text), FILE.mmd (Mermaid) or FILE.md "
+                      "(Markdown with a Mermaid block, as GitHub renders it)")
+    show.add_argument("--explain", metavar="NAME", help="instead of the table, explain where the lazy size NAME "
+                      "(head.in_features, head.weight) comes from: the chain of operations from the input dims")
+    show.add_argument("--all-nodes", action="store_true", help="draw every node as its own box (by default "
+                      "size bookkeeping is drawn as part of its consumers, and long chains as one box each)")
     show.set_defaults(run=run_show)
 
     materialize = sub.add_parser("materialize", help="write the eager model's state_dict (a checkpoint)",
@@ -555,15 +561,39 @@ def call_api(function, *args, **kwargs):
         raise AnalysisFailed from None
 
 
+def analysis_warnings(caught: list) -> list:
+    """The Python warnings raised while the model was analysed (PyTorch's, the model's own), as
+    report diagnostics (LFX026) at the line that raised each."""
+    from lazyfx.core import diagnostics
+
+    return [diagnostics.Diagnostic(diagnostics.PYTHON_WARNING, f"{w.category.__name__}: {diagnostics.first_line(w.message)}",
+                                   severity="warning", location=diagnostics.SourceLocation(w.filename, w.lineno))
+            for w in caught]
+
+
+GRAPH_FORMATS = (".svg", ".html", ".dot", ".mmd", ".md")  # lazyfx.outputs.graph.FORMATS, without importing torch
+
+
 def run_show(args: argparse.Namespace) -> int:
     import lazyfx
 
-    if args.graph and os.path.splitext(args.graph)[1].lower() not in (".svg", ".html", ".dot"):
-        raise UsageError(f"--graph {args.graph}: the file must end in .svg, .html or .dot")
+    if args.graph and os.path.splitext(args.graph)[1].lower() not in GRAPH_FORMATS:
+        raise UsageError(f"--graph {args.graph}: the file must end in {', '.join(GRAPH_FORMATS[:-1])} or "
+                         f"{GRAPH_FORMATS[-1]}")
+    if args.all_nodes and not args.graph:
+        raise UsageError("--all-nodes is an option of --graph FILE")
     model, positional, keyword = prepare(args)
-    report = call_api(lazyfx.infer, model, *positional, **keyword)
+    with warnings.catch_warnings(record=True) as caught:
+        report = call_api(lazyfx.infer, model, *positional, **keyword)
+    report.diagnostics += analysis_warnings(caught)
+    shown: Any = report
+    if args.explain:
+        try:
+            shown = report.explain(args.explain)
+        except ValueError as exc:
+            raise UsageError(f"--explain {args.explain}: {exc}") from None
     try:
-        print(report.to_json() if args.json else report, flush=True)
+        print(shown.to_json() if args.json else shown, flush=True)
     except BrokenPipeError:  # `lazyfx show ... --graph g.svg | head`: the picture is still wanted
         if not args.graph:
             raise
@@ -572,7 +602,7 @@ def run_show(args: argparse.Namespace) -> int:
         from lazyfx.outputs import graph
 
         try:
-            graph.write(report, graph.edges(report), args.graph)
+            graph.write(report, graph.edges(report), args.graph, all_nodes=args.all_nodes)
         except OSError as exc:
             raise UsageError(f"cannot write {args.graph}: {exc.strerror or exc}") from None
         print(f"wrote {args.graph}", file=sys.stderr)

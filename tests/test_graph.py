@@ -69,9 +69,9 @@ class Outer(nn.Module):
         return self.inner(x.view(x.size(0), -1))
 
 
-def _draw(model, *inputs, suffix=".svg"):
+def _draw(model, *inputs, suffix=".svg", all_nodes=True):
     report = lazyfx.infer(model, *inputs)
-    return report, graph.render(report, graph.edges(report), suffix)
+    return report, graph.render(report, graph.edges(report), suffix, all_nodes=all_nodes)
 
 
 def _nodes(root: ET.Element) -> dict[str, ET.Element]:
@@ -215,6 +215,8 @@ def test_show_writes_the_graph_after_the_table(tmp_path, capsys, monkeypatch):
 
 def test_show_graph_usage_errors(tmp_path, capsys):
     assert main(["show", "lazyfx.demo:Net", "-i", "B,3,32,32", "--graph", str(tmp_path / "net.png")]) == 2
-    assert "must end in .svg, .html or .dot" in capsys.readouterr().err
+    assert "must end in .svg, .html, .dot, .mmd or .md" in capsys.readouterr().err
+    assert main(["show", "lazyfx.demo:Net", "-i", "B,3,32,32", "--all-nodes"]) == 2
+    assert "--all-nodes is an option of --graph FILE" in capsys.readouterr().err
     assert main(["show", "lazyfx.demo:Net", "-i", "B,3,32,32", "--graph", str(tmp_path / "no" / "net.svg")]) == 2
     assert "cannot write" in capsys.readouterr().err

@@ -7,7 +7,7 @@ The tracer (:mod:`lazyfx.analysis.trace`) creates these records and the propagat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import torch.nn as nn
 
@@ -96,6 +96,22 @@ class NodeRecord:
             ((N*(N - 1))//2,)
         """
         return self.rule == FALLBACK
+
+
+def op_label(node: NodeRecord, lazy: Mapping[str, Any]) -> str:
+    """A node's operation as the report's table names it: ``input``, ``output``, a lazy
+    module's call as ``LazyLinear -> Linear`` (``lazy`` is ``report.lazy``), an operation
+    PyTorch's meta kernel or abstract execution computed with that mark."""
+    if node.op == "placeholder":
+        return "input"
+    if node.op == "output":
+        return "output"
+    record = lazy.get(node.module_path) if node.op == "call_module" else None
+    if record is not None:
+        return f"{record.lazy_class} -> {record.eager_class}"
+    if node.rule and node.rule.startswith("abstract execution"):
+        return f"{node.target} [abstract execution]"
+    return f"{node.target} [meta kernel]" if node.fallback else node.target
 
 
 @dataclass

@@ -156,6 +156,15 @@ RANDOM_BEFORE_INIT = _code(
     "Forward draws random numbers (dropout in training mode, torch.randn, ...) before a lazy module's first "
     "call, so a dry run initializes that module from a generator state that depends on those draws.",
 )
+PYTHON_WARNING = _code(
+    "LFX026",
+    "python-warning",
+    Category.TRACE,
+    Severity.WARNING,
+    "A Python warning was raised while lazyfx analysed the model, by PyTorch or by the model's own code (a "
+    "dry run raises it too): `lazyfx show` lists it with the report, at the line that raised it, instead of "
+    "printing it over the output.",
+)
 SHAPE_MISMATCH = _code(
     "LFX030",
     "shape-mismatch",

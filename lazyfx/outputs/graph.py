@@ -1,4 +1,5 @@
-"""``lazyfx show --graph``: the dataflow graph, drawn as SVG (or an HTML page with it, or Graphviz DOT).
+"""``lazyfx show --graph``: the dataflow graph, drawn as SVG (or an HTML page with it), Graphviz
+DOT, or Mermaid (``.mmd``, or a Markdown page with a ``mermaid`` block, which GitHub renders).
 
 One box per node (its module path and operation; lazy modules filled amber
 with their resolved arguments, red where the arguments depend on input
@@ -6,21 +7,28 @@ symbols; nodes PyTorch's meta kernels or abstract execution computed have a
 dashed border and a tag), one arrow per data dependency labelled with the
 value that flows along it (tensor shapes as formulas).
 
-The layout is layered top to bottom: layers from ``networkx.topological_generations``
+What is drawn (:func:`picture`): bookkeeping nodes (``x.shape``, ``x.size(0)``,
+arithmetic and comparisons of sizes, picking one output of a tuple) are hidden
+behind their consumers, and when the picture would still be taller than one
+screen, each chain of nodes (one consumer, one input) becomes one box with a row
+per node. Both are graph rewrites with networkx, so every format shows the same.
+
+The SVG layout is layered top to bottom: layers from ``networkx.topological_generations``
 (sources other than the inputs moved down next to their first use), long
 edges broken into one waypoint per layer they cross, nodes ordered in each
 layer by barycenter sweeps (keeping the order with the fewest crossings),
 then placed horizontally as close as possible to their neighbours
 (isotonic regression with minimum gaps). Text is sized from DejaVu Sans's
 advance widths, so boxes fit their text; each node's output label sits in a
-band reserved below its layer, so labels never overlap boxes.
+band reserved below its layer, so labels never overlap boxes. Mermaid and
+Graphviz lay out their own formats.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 from xml.sax.saxutils import escape, quoteattr
 
@@ -29,7 +37,7 @@ import networkx as nx
 from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, describe
 
-FORMATS = (".svg", ".html", ".dot")
+FORMATS = (".svg", ".html", ".dot", ".mmd", ".md")
 
 # -- the graph ------------------------------------------------------------------------------------
 
@@ -40,15 +48,30 @@ def edges(report) -> dict[str, list[str]]:
 
 
 @dataclass
-class Box:
-    """What one node's box shows, and how it is styled."""
+class Row:
+    """One node of a stack (a chain drawn as one box): its title, its operation, its output."""
 
     name: str
-    kind: str  # input, output, module, function, lazy, unresolved
+    kind: str  # module, function, lazy, unresolved
+    title: str
+    text: str
+    shape: str
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Box:
+    """What one node's box shows, and how it is styled. A stack (``kind="stack"``) shows a
+    chain of nodes as rows instead of ``title`` and ``lines``."""
+
+    name: str
+    kind: str  # input, output, module, function, lazy, unresolved, stack
     title: str
     lines: list[tuple[str, str]]  # (text, style): "op", "args", "note"
     tags: list[str] = field(default_factory=list)  # "meta kernel", "abstract execution"
     tooltip: str = ""
+    rows: list[Row] = field(default_factory=list)
+    hidden: list[str] = field(default_factory=list)  # bookkeeping nodes drawn as part of this one
 
 
 def dataflow(report, edges: Mapping[str, Sequence[str]]) -> nx.DiGraph:
@@ -57,7 +80,7 @@ def dataflow(report, edges: Mapping[str, Sequence[str]]) -> nx.DiGraph:
     graph = nx.DiGraph()
     records = {n.name: n for n in report.nodes}
     for record in report.nodes:
-        graph.add_node(record.name, box=_box(record, report))
+        graph.add_node(record.name, box=_box(record, report), record=record)
     for record in report.nodes:
         for source in edges.get(record.name, ()):
             if source in records:
@@ -73,6 +96,116 @@ def _holds_tensors(value: Any) -> bool:
     if isinstance(value, dict):
         return _holds_tensors(list(value.values()))
     return False
+
+
+# -- what the picture shows: bookkeeping behind its consumers, long chains as stacks -------------
+
+SCREEN_HEIGHT = 1080  # px: one screen of a 1920x1080 display
+
+
+def is_bookkeeping(record, source_value: Any = None) -> bool:
+    """Whether a node only reads or moves sizes: ``getattr`` (``x.shape``), a size or dim query,
+    arithmetic on sizes and comparisons of them (any call whose value holds no tensor), and a
+    ``getitem`` that picks one output out of a tuple (``out, _ = self.rnn(x)``; ``source_value``
+    is what it indexes). Indexing a tensor (``x[:, 0]``) is an operation, not bookkeeping."""
+    if record.op not in ("call_function", "call_method"):
+        return False
+    if not (isinstance(record.value, TensorMeta) or _holds_tensors(record.value)):
+        return True
+    return record.target == "operator.getitem" and not isinstance(source_value, TensorMeta)
+
+
+def hide_bookkeeping(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy of ``graph`` with the bookkeeping nodes taken out: each one's inputs lead straight
+    to its consumers (dashed where only sizes flow), and the consumer's box lists it."""
+    out = graph.copy()
+    for name in list(nx.topological_sort(graph)):
+        record = graph.nodes[name]["record"]
+        indexed = record.sources[0] if record.sources else None
+        source_value = graph.nodes[indexed]["record"].value if indexed in graph else None
+        if not is_bookkeeping(record, source_value):
+            continue
+        sources = list(out.predecessors(name))
+        through_tensor = isinstance(record.value, TensorMeta) or _holds_tensors(record.value)
+        for source in sources:
+            data = out.edges[source, name]
+            for target in out.successors(name):
+                tensor = data["tensor"] and through_tensor
+                if out.has_edge(source, target):
+                    out.edges[source, target]["tensor"] |= tensor
+                else:
+                    out.add_edge(source, target, label=data["label"], tensor=tensor)
+        for target in out.successors(name):
+            box = out.nodes[target]["box"]
+            out.nodes[target]["box"] = replace(box, hidden=[*box.hidden, *out.nodes[name]["box"].hidden, name],
+                                               tooltip=f"{box.tooltip}\nreads {name} ({record.target})")
+        out.remove_node(name)
+    return out
+
+
+def _chains(graph: nx.DiGraph) -> list[list[str]]:
+    """Maximal runs of nodes where each one's only consumer is the next, and the next's only
+    input is it (inputs and the output stay out), in graph order."""
+    def chained(name: str) -> bool:
+        return graph.nodes[name]["box"].kind not in ("input", "output")
+
+    def follower(name: str):
+        if graph.out_degree(name) != 1:
+            return None
+        (target,) = graph.successors(name)
+        return target if graph.in_degree(target) == 1 and chained(target) else None
+
+    starts = [n for n in graph if chained(n)
+              and not any(follower(p) == n for p in graph.predecessors(n) if chained(p))]
+    chains = []
+    for start in starts:
+        chain = [start]
+        while (nxt := follower(chain[-1])) is not None:
+            chain.append(nxt)
+        if len(chain) > 1:
+            chains.append(chain)
+    return chains
+
+
+def stack_chains(graph: nx.DiGraph) -> nx.DiGraph:
+    """A copy of ``graph`` where each chain of two or more nodes is one box (a stack), one row
+    per node with its output; the stack keeps the first node's name."""
+    out = graph.copy()
+    for chain in _chains(graph):
+        first, last = chain[0], chain[-1]
+        rows = [_row(graph, name) for name in chain]
+        hidden = [h for name in chain for h in graph.nodes[name]["box"].hidden]
+        tooltip = "\n".join(graph.nodes[name]["box"].tooltip for name in chain)
+        box = Box(first, "stack", rows[0].title, [], tooltip=tooltip, rows=rows, hidden=hidden)
+        outgoing = [(t, d) for _, t, d in graph.out_edges(last, data=True)]
+        out.remove_nodes_from(chain[1:])
+        out.nodes[first]["box"] = box
+        out.nodes[first]["record"] = graph.nodes[last]["record"]
+        for target, data in outgoing:
+            out.add_edge(first, target, **data)
+    return out
+
+
+def _row(graph: nx.DiGraph, name: str) -> Row:
+    box = graph.nodes[name]["box"]
+    text = " ".join(t for t, style in box.lines if style == "op") if box.kind not in ("lazy", "unresolved") else \
+        box.lines[0][0] + "(" + ", ".join(t for t, style in box.lines if style == "args") + ")"
+    if box.kind == "function" and text.startswith("in "):  # where a function runs: in its tooltip
+        text = ""
+    return Row(name, box.kind, box.title, text, describe(graph.nodes[name]["record"].value), list(box.tags))
+
+
+def picture(report, edges: Mapping[str, Sequence[str]], all_nodes: bool = False) -> nx.DiGraph:
+    """The graph ``show --graph`` draws: the dataflow, bookkeeping nodes behind their consumers
+    and, where the picture would be taller than one screen, chains as stacks. ``all_nodes``
+    keeps every node as its own box."""
+    graph = dataflow(report, edges)
+    if all_nodes:
+        return graph
+    graph = hide_bookkeeping(graph)
+    if svg_size(report, graph)[1] > SCREEN_HEIGHT:
+        graph = stack_chains(graph)
+    return graph
 
 
 def _box(record, report) -> Box:
@@ -158,7 +291,7 @@ class Font:
 
 TITLE, OP, ARGS, NOTE, TAG, LABEL, LEGEND = Font(13, bold=True), Font(11.5), Font(11, mono=True), Font(11), \
     Font(9.5, bold=True), Font(11, mono=True), Font(11)
-TITLE_BIG = Font(15, bold=True)
+TITLE_BIG, ROW_TITLE = Font(15, bold=True), Font(11.5, bold=True)
 STYLE_FONT = {"op": OP, "args": ARGS, "note": NOTE}
 
 # -- colours, each with a meaning (the legend lists them) -----------------------------------------
@@ -171,6 +304,7 @@ KINDS = {  # kind: (fill, stroke, legend text)
     "unresolved": ("#fde4e4", "#c93c3c", "lazy module depending on input symbols"),
 }
 KINDS["output"] = KINDS["input"]
+KINDS["stack"] = KINDS["module"]
 TAGS = {"meta kernel": ("#7a4fd0", "computed by PyTorch's meta kernel (no lazyfx rule)"),
         "abstract execution": ("#0f7b84", "abstract execution (not traced)")}
 TEXT, MUTED, EDGE, LABEL_FILL, LABEL_STROKE = "#1f2328", "#57606a", "#6e7781", "#f6f8fa", "#d0d7de"
@@ -178,7 +312,7 @@ TEXT, MUTED, EDGE, LABEL_FILL, LABEL_STROKE = "#1f2328", "#57606a", "#6e7781", "
 # -- layout -----------------------------------------------------------------------------------------
 
 PAD_X, PAD_Y, LINE_GAP = 12, 8, 4
-H_GAP, STEM, LABEL_H, LAYER_GAP, DUMMY_W = 28, 7, 19, 34, 10
+H_GAP, STEM, LABEL_H, LAYER_GAP, DUMMY_W = 28, 7, 19, 22, 10
 MARGIN, HEADER_GAP = 24, 18
 
 
@@ -194,7 +328,24 @@ class Placed:
     y: float = 0.0  # top of the box
 
 
+ROW_H, COLUMN_GAP = 15, 14
+
+
+def _columns(box: Box) -> tuple[float, float, float]:
+    """The widths of a stack's three columns: titles, operations, output shapes."""
+    return (max(ROW_TITLE.width(r.title) for r in box.rows),
+            max(OP.width(_row_text(r)) for r in box.rows),
+            max(LABEL.width(r.shape) for r in box.rows))
+
+
+def _row_text(row: Row) -> str:
+    return row.text + "".join(f" [{t}]" for t in row.tags)
+
+
 def _box_size(box: Box) -> tuple[float, float]:
+    if box.rows:
+        width = sum(_columns(box)) + 2 * COLUMN_GAP
+        return math.ceil(width + 2 * PAD_X), math.ceil(ROW_H * len(box.rows) + 2 * PAD_Y)
     width = TITLE.width(box.title)
     height = TITLE.size
     for text, style in box.lines:
@@ -399,22 +550,46 @@ def _place_y(nodes: dict[str, Placed], order: list[list[str]]) -> list[tuple[flo
 # -- SVG --------------------------------------------------------------------------------------------
 
 
-def _header(report) -> tuple[str, str]:
+def header(report) -> tuple[str, str]:
+    """The picture's heading: the report's ``Model(x: ...) → ...`` line and its domain."""
     inputs = ", ".join(f"{name}: {describe(value)}" for name, value in report.inputs.items())
     return f"{report.model}({inputs}) \u2192 {describe(report.output)}", f"valid for: {report.domain}"
 
 
-def to_svg(report, graph: nx.DiGraph, heading: bool = True) -> str:
-    """A standalone SVG picture of the dataflow graph: a heading (the report's input/output line
-    and domain, unless ``heading=False``), a legend, the graph."""
+@dataclass
+class Geometry:
+    placed: Layout
+    width: float
+    height: float
+    legend: list[list[LegendItem]]
+    legend_top: float
+    graph_top: float
+
+
+def _geometry(report, graph: nx.DiGraph, heading: bool = True) -> Geometry:
     placed = layout(graph)
-    title, subtitle = _header(report)
+    title, subtitle = header(report)
     width = max(placed.width, 360, *([TITLE_BIG.width(title) + 2 * MARGIN, OP.width(subtitle) + 2 * MARGIN]
                                      if heading else []))
     legend = _legend_rows(_legend_items(graph), width - 2 * MARGIN)
     legend_top = MARGIN + (44 if heading else 0)
     graph_top = legend_top + 18 * len(legend) + HEADER_GAP
-    height = graph_top + placed.height
+    return Geometry(placed, width, graph_top + placed.height, legend, legend_top, graph_top)
+
+
+def svg_size(report, graph: nx.DiGraph) -> tuple[float, float]:
+    """The width and height, in pixels, of :func:`to_svg`'s picture of ``graph``."""
+    geometry = _geometry(report, graph)
+    return geometry.width, geometry.height
+
+
+def to_svg(report, graph: nx.DiGraph, heading: bool = True) -> str:
+    """A standalone SVG picture of the dataflow graph: a heading (the report's input/output line
+    and domain, unless ``heading=False``), a legend, the graph."""
+    geometry = _geometry(report, graph, heading)
+    placed, width, height, legend = geometry.placed, geometry.width, geometry.height, geometry.legend
+    legend_top, graph_top = geometry.legend_top, geometry.graph_top
+    title, subtitle = header(report)
     out = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0f}" height="{height:.0f}" '
         f'viewBox="0 0 {width:.0f} {height:.0f}" font-family="{SANS_FONT}" class="lazyfx-graph">',
@@ -451,10 +626,13 @@ class LegendItem:
 
 def _legend_items(graph: nx.DiGraph) -> list[LegendItem]:
     """One item for each kind of box and edge the picture has."""
-    kinds = {d["box"].kind for _, d in graph.nodes(data=True)} | {"input"}
-    tags = {t for _, d in graph.nodes(data=True) for t in d["box"].tags}
+    boxes = [d["box"] for _, d in graph.nodes(data=True)]
+    kinds = {b.kind for b in boxes} | {r.kind for b in boxes for r in b.rows} | {"input"}
+    tags = {t for b in boxes for t in b.tags} | {t for b in boxes for r in b.rows for t in r.tags}
     items = [LegendItem(*KINDS[k]) for k in ("input", "module", "function", "lazy", "unresolved") if k in kinds]
     items += [LegendItem("#ffffff", TAGS[t][0], TAGS[t][1], dashed=True) for t in TAGS if t in tags]
+    if "stack" in kinds:
+        items.append(LegendItem(*KINDS["stack"][:2], "a chain of nodes, one row each (--all-nodes draws each)"))
     if any(not d["tensor"] for _, _, d in graph.edges(data=True)):
         items.append(LegendItem("none", EDGE, "a size or constant, not a tensor", dashed=True, line=True))
     return items
@@ -557,7 +735,41 @@ def _labels(graph: nx.DiGraph, placed: Layout) -> list[str]:
     return out
 
 
+def _stack(box: Box, node: Placed) -> str:
+    """A chain as one box: a row per node (its title, operation and output shape), lazy rows
+    filled with their kind's colour."""
+    left, top = node.x - node.box_w / 2, node.y
+    fill, stroke, _ = KINDS["stack"]
+    titles, texts, _ = _columns(box)
+    out = [f'<g class="node stack" id={quoteattr("node-" + box.name)} data-node={quoteattr(box.name)}>',
+           f"<title>{escape(box.tooltip)}</title>",
+           f'<rect x="{left:.1f}" y="{top:.1f}" width="{node.box_w:.1f}" height="{node.box_h:.1f}" rx="5" '
+           f'fill="{fill}" stroke="{stroke}" stroke-width="1.2"/>']
+    for i, row in enumerate(box.rows):
+        y = top + PAD_Y + i * ROW_H
+        classes = " ".join(["row", row.kind] + (["lazy"] if row.kind == "unresolved" else [])
+                           + [t.replace(" ", "-") for t in row.tags])
+        out.append(f'<g class="{classes}" data-node={quoteattr(row.name)}>')
+        if row.kind in ("lazy", "unresolved"):
+            row_fill, row_stroke, _ = KINDS[row.kind]
+            out.append(f'<rect x="{left + 3:.1f}" y="{y + 1:.1f}" width="{node.box_w - 6:.1f}" height="{ROW_H - 2}" '
+                       f'rx="3" fill="{row_fill}" stroke="{row_stroke}" stroke-width="1"/>')
+        base = y + ROW_H / 2 + 3.5
+        x = left + PAD_X
+        colour = TAGS[row.tags[0]][0] if row.tags else MUTED
+        out += [f'<text x="{x:.1f}" y="{base:.1f}" font-size="{ROW_TITLE.size}" font-weight="bold" '
+                f'fill="{TEXT}">{escape(row.title)}</text>',
+                f'<text x="{x + titles + COLUMN_GAP:.1f}" y="{base:.1f}" font-size="{OP.size}" '
+                f'fill="{colour}">{escape(_row_text(row))}</text>',
+                f'<text x="{x + titles + texts + 2 * COLUMN_GAP:.1f}" y="{base:.1f}" font-family="{MONO_FONT}" '
+                f'font-size="{LABEL.size}" fill="{TEXT}">{escape(row.shape)}</text>', "</g>"]
+    out.append("</g>")
+    return "".join(out)
+
+
 def _node(box: Box, node: Placed) -> str:
+    if box.rows:
+        return _stack(box, node)
     fill, stroke, _ = KINDS[box.kind]
     dashed = ""
     if box.tags:
@@ -600,7 +812,7 @@ def _node(box: Box, node: Placed) -> str:
 
 def to_html(report, graph: nx.DiGraph) -> str:
     """A standalone page: a title, the report's input/output line and domain, the SVG."""
-    title, subtitle = _header(report)
+    title, subtitle = header(report)
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -628,7 +840,7 @@ def to_html(report, graph: nx.DiGraph) -> str:
 
 def to_dot(report, graph: nx.DiGraph) -> str:
     """Graphviz text (``dot -Tsvg``) with the same boxes, colours and labels."""
-    title, _ = _header(report)
+    title, _ = header(report)
     out = ["digraph lazyfx {",
            f"  graph [rankdir=TB, label={_dot_quote(title)}, labelloc=t, fontname=\"DejaVu Sans\", fontsize=14];",
            '  node [shape=box, style="rounded,filled", fontname="DejaVu Sans", fontsize=11];',
@@ -638,6 +850,8 @@ def to_dot(report, graph: nx.DiGraph) -> str:
         fill, stroke, _ = KINDS[box.kind]
         style = "rounded,filled" + (",dashed" if box.tags else "")
         lines = [box.title] + [text for text, _ in box.lines] + [f"[{t}]" for t in box.tags]
+        if box.rows:
+            lines = [" ".join(p for p in (f"{r.title}:", _row_text(r), f"\u2192 {r.shape}") if p) for r in box.rows]
         label = "\\n".join(_dot_escape(line) for line in lines)
         color = TAGS[box.tags[0]][0] if box.tags else stroke
         width = 1.8 if box.kind in ("lazy", "unresolved") else 1.0
@@ -658,16 +872,82 @@ def _dot_quote(text: str) -> str:
     return f'"{_dot_escape(text)}"'
 
 
-def render(report, edges: Mapping[str, Sequence[str]], suffix: str) -> str:
-    """The picture as text, by file suffix: ``.svg``, ``.html`` or ``.dot``."""
-    graph = dataflow(report, edges)
-    renderers = dict(zip(FORMATS, (to_svg, to_html, to_dot)))
+# -- Mermaid ----------------------------------------------------------------------------------------
+
+# Mermaid's entity codes (#quot; ...) for what would end a label or be read as HTML
+_MERMAID_ESCAPES = {"#": "#35;", '"': "#quot;", "<": "#lt;", ">": "#gt;", "&": "#amp;", "|": "#124;"}
+
+
+def _mermaid_text(text: str) -> str:
+    return "".join(_MERMAID_ESCAPES.get(c, c) for c in text)
+
+
+def _mermaid_id(name: str) -> str:
+    # a prefix: an id may not be a keyword (end, graph) nor start an edge (o--, x--)
+    return "n_" + "".join(c if c.isalnum() or c == "_" else "_" for c in name)
+
+
+def _mermaid_label(box: Box) -> str:
+    if box.rows:
+        return "<br/>".join(" ".join(part for part in (f"<b>{_mermaid_text(r.title)}</b>", _mermaid_text(_row_text(r)),
+                                                      f"\u2192 {_mermaid_text(r.shape)}") if part.strip())
+                            for r in box.rows)
+    lines = [f"<b>{_mermaid_text(box.title)}</b>"] + [_mermaid_text(t) for t, _ in box.lines]
+    return "<br/>".join(lines + [f"[{_mermaid_text(t)}]" for t in box.tags])
+
+
+def to_mermaid(report, graph: nx.DiGraph) -> str:
+    """A Mermaid flowchart (GitHub renders it in Markdown, a PR comment included): the same
+    boxes, colours and edge labels, top to bottom; dashed edges carry a size, not a tensor."""
+    title, subtitle = header(report)
+    ids = {name: _mermaid_id(name) for name in graph.nodes}
+    out = ["flowchart TD", f"  %% {title.replace(chr(10), ' ')}", f"  %% {subtitle.replace(chr(10), ' ')}"]
+    for name, data in graph.nodes(data=True):
+        box = data["box"]
+        open_, close = ('(["', '"])') if box.kind in ("input", "output") else ('["', '"]')
+        out.append(f"  {ids[name]}{open_}{_mermaid_label(box)}{close}")
+    for source, target, data in graph.edges(data=True):
+        arrow = "-->" if data["tensor"] else "-.->"
+        out.append(f'  {ids[source]} {arrow}|"{_mermaid_text(data["label"])}"| {ids[target]}')
+    classes: dict[str, list[str]] = {}
+    for name, data in graph.nodes(data=True):
+        box = data["box"]
+        classes.setdefault(box.kind, []).append(ids[name])
+        for tag in box.tags + [t for r in box.rows for t in r.tags]:
+            classes.setdefault(tag.replace(" ", "_"), []).append(ids[name])
+    for kind, (fill, stroke, _) in KINDS.items():
+        if kind in classes:
+            width = "2px" if kind in ("lazy", "unresolved") else "1px"
+            out.append(f"  classDef {kind} fill:{fill},stroke:{stroke},stroke-width:{width},color:{TEXT}")
+    for tag, (colour, _) in TAGS.items():
+        if tag.replace(" ", "_") in classes:
+            out.append(f"  classDef {tag.replace(' ', '_')} stroke:{colour},stroke-dasharray:6 3")
+    out += [f"  class {','.join(dict.fromkeys(members))} {kind}" for kind, members in classes.items()]
+    return "\n".join(out) + "\n"
+
+
+def to_markdown(report, graph: nx.DiGraph) -> str:
+    """A Markdown page (or a PR comment): the input/output line, the domain, and the Mermaid
+    flowchart in a fenced block."""
+    title, subtitle = header(report)
+    return f"**{report.model}**: `{title}`\n\n{subtitle}\n\n```mermaid\n{to_mermaid(report, graph)}```\n"
+
+
+def render(report, edges: Mapping[str, Sequence[str]], suffix: str, all_nodes: bool = False) -> str:
+    """The picture as text, by file suffix: ``.svg``, ``.html``, ``.dot``, ``.mmd`` (Mermaid)
+    or ``.md`` (Markdown with a Mermaid block). The graph is :func:`picture`'s."""
+    renderers = dict(zip(FORMATS, (to_svg, to_html, to_dot, to_mermaid, to_markdown)))
     if suffix.lower() not in renderers:
-        raise ValueError(f"cannot draw a graph as {suffix or 'a file without a suffix'}: use .svg, .html or .dot")
-    return renderers[suffix.lower()](report, graph)
+        raise ValueError(f"cannot draw a graph as {suffix or 'a file without a suffix'}: use {_format_list()}")
+    return renderers[suffix.lower()](report, picture(report, edges, all_nodes))
 
 
-def write(report, edges: Mapping[str, Sequence[str]], path: str) -> None:
-    text = render(report, edges, os.path.splitext(path)[1])
+def _format_list() -> str:
+    return ", ".join(FORMATS[:-1]) + " or " + FORMATS[-1]
+
+
+def write(report, edges: Mapping[str, Sequence[str]], path: str, all_nodes: bool = False) -> None:
+    """Write :func:`render`'s picture to ``path``, in the format its suffix names."""
+    text = render(report, edges, os.path.splitext(path)[1], all_nodes)
     with open(path, "w", encoding="utf-8") as f:
         f.write(text)

@@ -10,13 +10,14 @@ from typing import Any, Optional
 import sympy
 import torch
 
-from lazyfx.analysis.records import Decision, NodeRecord
+from lazyfx.analysis.records import Decision, NodeRecord, op_label
 from lazyfx.analysis.resolve import LazyModuleRecord
 from lazyfx.build.checkpoint import fit
 from lazyfx.core.diagnostics import Diagnostic
 from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, UninitializedTensor, describe, dtype_name
 from lazyfx.domain.domain import Domain
+from lazyfx.outputs.explain import Explanation, explain
 
 
 @dataclass
@@ -137,6 +138,44 @@ class Report:
         """
         return fit(self, state_dict)
 
+    def explain(self, name: str) -> Explanation:
+        """Where a lazy size comes from: the chain of operations from the input dims to it.
+
+        A walk over the report's dataflow graph, from the inputs to the lazy
+        module's first call: each step with its value (a shape, as a formula
+        in the input symbols), the ``file:line`` that made it and the code
+        there. Steps that keep their input's shape are named as ``through``
+        on the next one that changes it.
+
+        Args:
+            name (str): A lazy module's constructor argument or parameter,
+                ``"path.name"``: ``"head.in_features"``, ``"head.weight"``.
+
+        Returns:
+            An ``Explanation``: it prints as text (the size, the dim of the
+                module's input it is read from, a line per step);
+                ``to_dict()`` and ``to_json()`` give it as data (``steps``,
+                each with ``node``, ``op``, ``value``, ``location``,
+                ``source``, ``through``).
+
+        Raises:
+            ValueError: ``name`` is no lazy size of the report; the message
+                lists those there are.
+
+        Examples:
+            >>> print(lazyfx.infer(Net(), ("B", 3, "H", "W")).explain("head.in_features"))
+            head.in_features = 64*((H - 9)//4 + 1)*((W - 9)//4 + 1): dim -1 of the input of 'head' (LazyLinear, demo.py:25), depends on H, W
+              x           input                 (B, 3, H, W)
+              features_0  LazyConv2d -> Conv2d  (B, 32, (H - 3)//2 + 1, (W - 3)//2 + 1)    demo.py:24  features = self.features(x)
+                          (through features_1, features_2: shape unchanged)
+              features_3  LazyConv2d -> Conv2d  (B, 64, (H - 3)//2 - 1, (W - 3)//2 - 1)    demo.py:24  features = self.features(x)
+              features_4  MaxPool2d             (B, 64, (H - 9)//4 + 1, (W - 9)//4 + 1)    demo.py:24  features = self.features(x)
+              flatten     Tensor.flatten        (B, 64*((H - 9)//4 + 1)*((W - 9)//4 + 1))  demo.py:25  return self.head(features.flatten(1))
+            >>> lazyfx.infer(Net(), ("B", 3, 32, 32)).explain("head.in_features").to_dict()["value"]
+            '2304'
+        """
+        return explain(self, name)
+
     @property
     def unresolved(self) -> list[LazyModuleRecord]:
         """The lazy modules whose parameters the inputs do not fix.
@@ -180,7 +219,7 @@ class Report:
             rows.append(
                 (
                     n.name,
-                    _op_label(n, self.lazy),
+                    op_label(n, self.lazy),
                     "" if n.module_path is None else (n.module_path or "<root>"),
                     ", ".join(str(t) for t in n.inputs) if n.op not in ("placeholder", "output") else "",
                     describe(n.value),
@@ -318,19 +357,6 @@ class Report:
             '{"model": "Net", "inputs": {"x": {"shape": ["B", 3, 32, 32],'
         """
         return json.dumps(self.to_dict(), **{"indent": 2, **kwargs})
-
-
-def _op_label(node: NodeRecord, lazy: dict[str, LazyModuleRecord]) -> str:
-    if node.op == "placeholder":
-        return "input"
-    if node.op == "output":
-        return "output"
-    record = lazy.get(node.module_path) if node.op == "call_module" else None
-    if record is not None:
-        return f"{record.lazy_class} -> {record.eager_class}"
-    if node.rule and node.rule.startswith("abstract execution"):
-        return f"{node.target} [abstract execution]"
-    return f"{node.target} [meta kernel]" if node.fallback else node.target
 
 
 def _lazy_line(record: LazyModuleRecord) -> str:
