@@ -32,7 +32,9 @@ EXPECTED = {
                         "gathered state equals one process's model: True",
                         "rank 1's seed differs from rank 0's"],
     "check_a_model_folder.py": ["models/classifier.py:16:9: LFX030 Linear has in_features=4096 but the input's last "
-                                "dim is 1024", "lazyfx: 1 model checked, no findings", "::error file=models/classifier.py"],
+                                "dim is 1024", "lazyfx: 1 model checked, no findings", "::error file=models/classifier.py",
+                                "$ lazyfx check --ignore LFX030\n  lazyfx: 2 models checked, no findings\n  exit code: 0",
+                                "SARIF 2.1.0: LFX030 (error) at models/classifier.py:16"],
 }
 
 
