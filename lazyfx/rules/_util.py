@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from itertools import zip_longest
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import sympy
 import torch
@@ -99,21 +99,18 @@ def _is_one(d: DimExpr) -> bool:
 
 def clamp_min(value: DimExpr, low: DimExpr) -> DimExpr:
     """``max(value, low)`` that stays a plain formula when the comparison is decided."""
-    decided = decide(ge(value, low))
-    if decided is True:
-        return value
-    if decided is False:
-        return low
-    return sym_max(value, low)
+    return _clamped(value, low, decide(ge(value, low)), sym_max)
 
 
 def clamp_max(value: DimExpr, high: DimExpr) -> DimExpr:
-    decided = decide(le(value, high))
-    if decided is True:
-        return value
-    if decided is False:
-        return high
-    return sym_min(value, high)
+    """``min(value, high)`` that stays a plain formula when the comparison is decided."""
+    return _clamped(value, high, decide(le(value, high)), sym_min)
+
+
+def _clamped(value: DimExpr, bound: DimExpr, value_inside: Optional[bool], both) -> DimExpr:
+    if value_inside is None:
+        return both(value, bound)
+    return value if value_inside else bound
 
 
 _SCALAR_STANDINS = {}

@@ -213,7 +213,7 @@ def prelu_function(input, weight) -> TensorMeta:
     numel = product(w.shape)
     # One weight applies to every channel; any other count must be the channel count.
     if x.ndim == 0:
-        require(sympy.Eq(numel, 1), lambda: f"prelu: Not allow zero-dim input tensor with {fmt(numel)} weights.")
+        require_equal(numel, 1, lambda: f"prelu: Not allow zero-dim input tensor with {fmt(numel)} weights.")
     else:
         channels = x.shape[1] if x.ndim > 1 else 1
         require(sympy.Or(sympy.Eq(numel, 1), sympy.Eq(channels, numel)), lambda: (

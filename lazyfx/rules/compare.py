@@ -17,9 +17,10 @@ from typing import Any
 import sympy
 import torch
 
+from lazyfx.core import checks
 from lazyfx.core.checks import decide, require_equal
 from lazyfx.core.registry import Method, rule
-from lazyfx.core.symbolic import fmt, is_concrete
+from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.rules._util import broadcast_shapes, shape_str, tensor_arg
@@ -47,13 +48,14 @@ def expect_inplace(x: TensorMeta, shape: tuple, op: str) -> None:
 
 # -- comparisons ---------------------------------------------------------------------------------
 
+# name -> (Python's operator for other values, the size relation: a bool on two ints, else a condition)
 _RELATIONS = {
-    "eq": (operator.eq, sympy.Eq),
-    "ne": (operator.ne, sympy.Ne),
-    "lt": (operator.lt, sympy.Lt),
-    "le": (operator.le, sympy.Le),
-    "gt": (operator.gt, sympy.Gt),
-    "ge": (operator.ge, sympy.Ge),
+    "eq": (operator.eq, checks.eq),
+    "ne": (operator.ne, checks.ne),
+    "lt": (operator.lt, checks.lt),
+    "le": (operator.le, checks.le),
+    "gt": (operator.gt, checks.gt),
+    "ge": (operator.ge, checks.ge),
 }
 
 _COMPARISON_KEYS = {
@@ -82,7 +84,7 @@ def _is_number(value: Any) -> bool:
 def compare_values(name: str, a: Any, b: Any) -> Any:
     """``a <op> b`` on sizes: a bool when decided for every admitted input, else the condition."""
     py, relation = _RELATIONS[name]
-    if _is_number(a) and _is_number(b) and not (is_concrete(a) and is_concrete(b)):
+    if _is_number(a) and _is_number(b):
         condition = relation(a, b)
         decided = decide(condition)
         return condition if decided is None else decided

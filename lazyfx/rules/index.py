@@ -20,7 +20,7 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.core.checks import assume, decide, equal, require, require_equal
+from lazyfx.core.checks import assume, decide, equal, le, require, require_equal, require_positive
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, ceildiv, fmt, is_concrete, product
 from lazyfx.core.target import TARGET_DEVICE
@@ -325,7 +325,7 @@ def _is_empty(shape: Sequence[DimExpr]) -> bool:
 def _check_index(i: Optional[DimExpr], size: DimExpr, d: int) -> None:
     """An int index must be in ``[-size, size)``; one known only at run time needs ``size >= 1``."""
     if i is None:
-        require(sympy.Ge(size, 1), lambda: f"index is out of bounds for dimension {d} with size {fmt(size)}")
+        require_positive(size, lambda: f"index is out of bounds for dimension {d} with size {fmt(size)}")
         return
     inside = sympy.And(sympy.Ge(i, -size), sympy.Lt(i, size))
     require(inside, lambda: f"index {fmt(i)} is out of bounds for dimension {d} with size {fmt(size)}")
@@ -484,7 +484,7 @@ def _nonempty(shape: Sequence[DimExpr]) -> tuple:
 def _require_no_larger(index: TensorMeta, other: TensorMeta, skip: Optional[int], message) -> None:
     for d, (i, o) in enumerate(zip(_nonempty(index.shape), _nonempty(other.shape))):
         if d != skip:
-            require(sympy.Le(i, o), message)
+            require(le(i, o), message)
 
 
 @rule(torch.gather, Method("gather"))

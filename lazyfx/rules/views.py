@@ -16,9 +16,9 @@ import sympy
 import torch
 import torch.nn as nn
 
-from lazyfx.core.checks import assume, decide, equal, ge, require, require_divisible, require_equal
+from lazyfx.core.checks import assume, decide, equal, ge, le, require, require_divisible, require_equal
 from lazyfx.core.registry import Method, rule
-from lazyfx.core.symbolic import DimExpr, as_dim, floordiv, fmt, is_concrete, mod, product
+from lazyfx.core.symbolic import DimExpr, as_dim, floordiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
@@ -146,8 +146,8 @@ def view_dtype(x: TensorMeta, dtype: torch.dtype) -> TensorMeta:
     if new < old:
         return TensorMeta((*x.shape[:-1], last * (old // new)), dtype)
     ratio = new // old
-    require(sympy.Eq(mod(last, ratio), 0), lambda: f"self.size(-1) must be divisible by {ratio} {what}, "
-                                                   f"but got {fmt(last)}")
+    require_divisible(last, ratio, lambda: f"self.size(-1) must be divisible by {ratio} {what}, but got "
+                                           f"{fmt(last)}")
     if is_concrete(last) and last == 0 and x.ndim > 1:  # the contiguous stride of dim -2 is then 1
         raise ShapeError(f"self.stride(-2) must be divisible by {ratio} {what}, but got 1")
     return TensorMeta((*x.shape[:-1], floordiv(last, ratio)), dtype)
@@ -489,8 +489,8 @@ def narrow(input, dim, start, length) -> TensorMeta:
         if start.ndim != 0 or start.dtype.is_floating_point or start.dtype.is_complex:
             raise ShapeError("start must be an 0-dim integral Tensor.")
         # whatever the start, the slice ends past it
-        require(sympy.Le(length, size), lambda: f"start + length ({fmt(length)}) exceeds dimension size "
-                                                f"({fmt(size)}) whatever the start")
+        require(le(length, size), lambda: f"start + length ({fmt(length)}) exceeds dimension size "
+                                          f"({fmt(size)}) whatever the start")
     else:
         _check_narrow_start(start, length, size)
     return x.with_shape((*x.shape[:d], length, *x.shape[d + 1 :]))
