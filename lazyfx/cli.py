@@ -489,7 +489,7 @@ def _analysed(model_config, source: Optional[str], sigint: Optional[_SigintWatch
         if isinstance(exc, KeyboardInterrupt) and (sigint is None or sigint.real()):
             raise exc
         what = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        code = diagnostics.FORWARD_RAISES if during == "forward" else diagnostics.CONFIG_INVALID
+        code = diagnostics.FORWARD_RAISES if during == "forward" else diagnostics.MODEL_CODE_RAISED
         return config_finding(f"{during} raises {what}; the other models are still checked", code, user_location(exc))
 
     try:
@@ -497,7 +497,8 @@ def _analysed(model_config, source: Optional[str], sigint: Optional[_SigintWatch
     except TargetError as exc:
         if source is None:
             raise UsageError(str(exc)) from None
-        return config_finding(exc.message, location=exc.location)
+        code = diagnostics.MODEL_CODE_RAISED if exc.raised else diagnostics.CONFIG_INVALID
+        return config_finding(exc.message, code, exc.location)
     except KeyboardInterrupt as exc:
         return interrupted(exc, f"loading {model_config.target}")
     try:
@@ -512,7 +513,9 @@ def _analysed(model_config, source: Optional[str], sigint: Optional[_SigintWatch
     except (SystemExit, KeyboardInterrupt) as exc:
         return interrupted(exc, "forward")
     except Exception as exc:  # the user's own code failed while lazyfx analysed it
-        return config_finding(f"analysing {model_config.target} failed: {type(exc).__name__}: {exc}")
+        location = user_location(exc)
+        return config_finding(f"analysing {model_config.target} failed: {type(exc).__name__}: {exc}",
+                              diagnostics.MODEL_CODE_RAISED if location else diagnostics.CONFIG_INVALID, location)
     findings = []
     for diag in report.diagnostics:
         if diag.code is diagnostics.SIZE_NOT_FREE and model_config.allow_fixed_sizes:

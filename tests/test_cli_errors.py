@@ -202,8 +202,41 @@ def test_import_and_factory_errors_carry_the_users_line(body, line, what, tmp_pa
     (tmp_path / "pyproject.toml").write_text('[[tool.lazyfx.models]]\ntarget = "bad_target.py:Net"\ninputs = ["B,3"]\n')
     assert main(["check"]) == 1
     out = capsys.readouterr().out
-    assert re.match(rf"bad_target.py:{line}:\d+: LFX080 ", out), out
+    assert re.match(rf"bad_target.py:{line}:\d+: LFX082 ", out), out  # model-code-raised, not config-invalid
     assert what in out
+
+
+def test_a_target_naming_no_module_is_config_invalid_but_a_missing_import_inside_it_is_not(tmp_path, capsys,
+                                                                                        monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pkg_ok").mkdir()
+    (tmp_path / "pkg_ok" / "__init__.py").write_text("")
+    (tmp_path / "pkg_ok" / "broken.py").write_text("import torch.nn as nn\nimport no_such_module_xyz\n")
+    (tmp_path / "pyproject.toml").write_text(
+        '[[tool.lazyfx.models]]\ntarget = "pkg_ok.nothing_here:Net"\ninputs = ["B,3"]\n\n'
+        '[[tool.lazyfx.models]]\ntarget = "pkg_ok.broken:Net"\ninputs = ["B,3"]\n')
+    assert main(["check"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("pyproject.toml:2:1: LFX080 cannot import pkg_ok.nothing_here: ModuleNotFoundError"), lines
+    assert re.match(r"pkg_ok/broken.py:2:\d+: LFX082 cannot import pkg_ok.broken: ModuleNotFoundError", lines[1]), lines
+
+
+def test_model_code_raising_while_analysed_is_a_finding_at_its_line(project, capsys):
+    project(ENTRY.replace("models.py", "odd.py"))
+    _write(pathlib.Path("odd.py"), """
+        import torch.nn as nn
+
+
+        class Net(nn.Module):
+            def named_modules(self, *args, **kwargs):
+                raise RuntimeError("no modules today")
+
+            def forward(self, x):
+                return x
+    """)
+    assert main(["check"]) == 1
+    out = capsys.readouterr().out
+    assert re.match(r"odd.py:6:\d+: LFX082 analysing odd.py:Net failed: RuntimeError: no modules today", out), out
 
 
 # -- point 9: exit codes ------------------------------------------------------------------------------
@@ -539,7 +572,7 @@ def test_a_keyboard_interrupt_while_importing_a_target_is_a_finding(tmp_path, ca
     (tmp_path / "models.py").write_text(GOOD_MODEL)
     assert main(["check"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("imp.py:3:1: LFX080 loading imp.py:Net raises KeyboardInterrupt: at import"), out
+    assert out.startswith("imp.py:3:1: LFX082 loading imp.py:Net raises KeyboardInterrupt: at import"), out
     assert out.count("\n") == 1
 
 

@@ -265,6 +265,14 @@ UNUSED_SUPPRESSION = _code(
     "A `# lazyfx: ignore[...]` comment silences no finding: the code is not reported on that line (or for "
     "the model defined there), or the comment names no code. Reported under `lazyfx check --strict`.",
 )
+MODEL_CODE_RAISED = _code(
+    "LFX082",
+    "model-code-raised",
+    Category.CONFIG,
+    Severity.ERROR,
+    "The model's own code raised an exception while lazyfx loaded the target (importing its module, building "
+    "the model) or analysed it; the finding is at the line that raised.",
+)
 MATERIALIZE_FAILED = _code(
     "LFX050",
     "materialize-failed",

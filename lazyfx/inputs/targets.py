@@ -3,7 +3,8 @@
 ``NAME`` is an ``nn.Module`` subclass (constructed without arguments), a
 factory function returning a module, or a module instance. Every failure
 (a missing file or attribute, an import error or an exception inside the
-user's code) is a :class:`TargetError` with a clear message.
+user's code) is a :class:`TargetError` with a clear message, which says whether the
+user's code raised.
 """
 
 from __future__ import annotations
@@ -23,12 +24,15 @@ from lazyfx.core.diagnostics import SourceLocation, is_internal, location_from_t
 
 class TargetError(Exception):
     """A target that cannot be loaded or built; ``location`` is the line of the user's code that
-    raised (a ``SourceLocation``), when the failure happened there."""
+    raised (a ``SourceLocation``), when the failure happened there. ``raised`` tells the two
+    kinds apart: True when the user's code raised (importing the target's module, calling its
+    factory), False when the target names nothing loadable (no such file, module or name)."""
 
-    def __init__(self, message: str, location=None) -> None:
+    def __init__(self, message: str, location=None, raised: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.location = location
+        self.raised = raised
 
     def __str__(self) -> str:
         return f"{self.location}: {self.message}" if self.location else self.message
@@ -100,7 +104,17 @@ def load_module(location: str, root: Optional[str] = None):
     except (TargetError, KeyboardInterrupt):  # Ctrl-C is the caller's to handle
         raise
     except BaseException as exc:  # user code may raise anything while importing, even SystemExit
-        raise TargetError(f"cannot import {location}: {_describe(exc)}", user_location(exc)) from None
+        raised = not _names_missing_module(exc, location)  # else no line of the user's code is at fault
+        raise TargetError(f"cannot import {location}: {_describe(exc)}", user_location(exc) if raised else None,
+                          raised=raised) from None
+
+
+def _names_missing_module(exc: BaseException, location: str) -> bool:
+    """Whether ``exc`` says the target's own module (or a package above it) does not exist, rather
+    than that the code it runs raised (an import inside it included)."""
+    if not isinstance(exc, ModuleNotFoundError) or is_path(location) or not exc.name:
+        return False
+    return location == exc.name or location.startswith(exc.name + ".")
 
 
 def _describe(exc: BaseException) -> str:
@@ -127,7 +141,7 @@ def load(target: str, root: Optional[str] = None) -> Any:
             raise
         except BaseException as exc:
             raise TargetError(f"calling {name}() to build the model failed: {_describe(exc)}",
-                              user_location(exc)) from None
+                              user_location(exc), raised=True) from None
         if isinstance(model, nn.Module):
             return model
         raise TargetError(f"{name}() returned {type(model).__name__}, not an nn.Module")
