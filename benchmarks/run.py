@@ -332,7 +332,8 @@ def replace_scaling(path: str, section: list[str]) -> None:
 
 
 def targets(results: dict, memory: dict, params: dict) -> list[str]:
-    """The performance targets of DESIGN.md, met or not."""
+    """The performance targets (from the project's design note, kept outside the repository), met or not:
+    the Targets table of docs/benchmarks.md."""
     resnet = results.get("ResNet-50")
     lines = ["## Targets", "", "| target | measured | met |", "| --- | --- | --- |"]
     for model, times in results.items():

@@ -32,12 +32,17 @@ class LazyFXError(Exception):
         notes: Hints on how to fix it, shown below the message.
         diagnostics (Sequence[Diagnostic] | None): Ready-made diagnostics,
             instead of ``message``.
+        final: Whether the error is the analysis's verdict (see ``final``
+            below).
         **context (Any): Fields of the diagnostic to create: ``module_path``,
             ``op``, ``node``, ``location``, ``severity``.
 
     Attributes:
         diagnostics (list[Diagnostic]): What went wrong, as
             [`Diagnostic`][lazyfx.core.diagnostics.Diagnostic]s.
+        final (bool): True when no other way of analysing the code can do
+            better (abstract execution, or an enclosing module analysed
+            whole): the analysis stops with this error instead of retrying.
 
     Examples:
         >>> try:
@@ -54,6 +59,7 @@ class LazyFXError(Exception):
     """
 
     default_code: d.ErrorCode = d.RULE_FAILED
+    final: bool = False
 
     def __init__(
         self,
@@ -62,6 +68,7 @@ class LazyFXError(Exception):
         code: Optional[d.ErrorCode] = None,
         notes: Sequence[str] = (),
         diagnostics: Optional[Sequence[d.Diagnostic]] = None,
+        final: bool = False,
         **context,
     ) -> None:
         if diagnostics is None:
@@ -71,6 +78,7 @@ class LazyFXError(Exception):
                 d.Diagnostic(code or self.default_code, message, notes=tuple(notes), **context)
             ]
         self.diagnostics: list[d.Diagnostic] = list(diagnostics)
+        self.final = final
         super().__init__(self._render())
 
     def _render(self) -> str:
@@ -105,7 +113,8 @@ class LazyFXError(Exception):
     def with_context(self, **context) -> "LazyFXError":
         """The same error with empty context fields (location, module path...) filled in."""
         new = type(self).__new__(type(self))
-        LazyFXError.__init__(new, diagnostics=[diag.with_context(**context) for diag in self.diagnostics])
+        LazyFXError.__init__(new, diagnostics=[diag.with_context(**context) for diag in self.diagnostics],
+                             final=self.final)
         new.__cause__ = self.__cause__
         new.__dict__.update({k: v for k, v in self.__dict__.items() if k != "diagnostics"})
         return new
@@ -214,6 +223,16 @@ class DataDependentError(UnsupportedOpError):
     initialization reads its input's values (fits a scale to the first batch),
     so a dry run's parameters depend on the data.
 
+    Args:
+        message: As for `LazyFXError`.
+        counted: Whether the size is how many elements a mask selects
+            (``x[mask]``, ``nonzero``), which abstract execution can count
+            where nothing depends on it.
+        **kwargs (Any): As for `LazyFXError`.
+
+    Attributes:
+        counted (bool): The ``counted`` given.
+
     Examples:
         >>> class Positive(nn.Module):
         ...     def forward(self, x):
@@ -225,6 +244,11 @@ class DataDependentError(UnsupportedOpError):
     """
 
     default_code = d.DATA_DEPENDENT
+    counted: bool = False
+
+    def __init__(self, message: Optional[str] = None, *, counted: bool = False, **kwargs) -> None:
+        super().__init__(message, **kwargs)
+        self.counted = counted
 
 
 class ShapeError(LazyFXError, ValueError):

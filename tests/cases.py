@@ -3,7 +3,8 @@
 Each case draws an :class:`~differential.Example` (a module whose forward
 exercises the rule, and concrete input shapes, sometimes invalid ones) plus
 which dims to make symbolic. ``test_rules_differential.py`` runs every case
-against PyTorch on the meta device; ``test_registry.py`` checks that together
+against PyTorch (real kernels on tiny CPU tensors, see ``differential.py``);
+``test_registry.py`` checks that together
 the cases reach every registered rule.
 """
 

@@ -21,6 +21,7 @@ ROOT = pathlib.Path(__file__).parent.parent
 RESULT_TYPES = {
     "Domain": "lazyfx.domain.domain",
     "NodeRecord": "lazyfx.analysis.propagate",
+    "Provenance": "lazyfx.analysis.records",
     "LazyModuleRecord": "lazyfx.analysis.resolve",
     "Resolution": "lazyfx.rules.lazy",
     "Diagnostic": "lazyfx.core.diagnostics",

@@ -12,7 +12,8 @@ import lazyfx
 from lazyfx.outputs import graph
 from lazyfx.cli import main
 from lazyfx.demo import Net
-from lazyfx.analysis.records import FALLBACK, NodeRecord
+from lazyfx.analysis.fallback.meta import RULE_NAME as FALLBACK
+from lazyfx.analysis.records import NodeRecord, Provenance
 from lazyfx.core.values import TensorMeta, describe
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -169,7 +170,8 @@ def test_fallback_and_abstract_execution_nodes_are_marked():
     inner = _nodes(ET.fromstring(svg))["inner"]
     assert "abstract-execution" in inner.get("class").split()
     assert "ABSTRACT EXECUTION" in _texts(inner) and "fc: Linear(in_features=6)" in _texts(inner)
-    record = NodeRecord("erf", "call_function", "torch.special_i0e", None, [], TensorMeta((2, 3)), FALLBACK, None)
+    record = NodeRecord("erf", "call_function", "torch.special_i0e", None, [], TensorMeta((2, 3)), FALLBACK, None,
+                        provenance=Provenance.META_KERNEL)
     box = graph._box(record, lazyfx.infer(Net(), ("B", 3, 32, 32)))
     assert box.tags == ["meta kernel"] and box.kind == "function"
 

@@ -1,4 +1,4 @@
-"""Every shape rule against PyTorch on the meta device: same output shapes and dtypes,
+"""Every shape rule against PyTorch (its real kernels, on tiny CPU tensors): same output shapes and dtypes,
 or both reject. Each case also runs with some sizes symbolic, and the symbolic answer
 (output formula and input domain) must agree with PyTorch at the drawn sizes."""
 

@@ -28,7 +28,7 @@ from lazyfx.analysis.fallback import abstract
 from lazyfx.analysis.fallback.generic import resolve_generic
 from lazyfx.analysis.fallback.meta import RULE_NAME as FALLBACK
 from lazyfx.analysis.fallback.meta import MetaKernelFallback
-from lazyfx.analysis.records import CALLERS, LOCATION, Decision, LazyCall, NodeRecord, call_notes
+from lazyfx.analysis.records import CALLERS, LOCATION, Decision, LazyCall, NodeRecord, Provenance, call_notes
 from lazyfx.core import diagnostics
 from lazyfx.core.checks import Recorder, assume, require
 from lazyfx.core.constraints import Constraints
@@ -131,7 +131,7 @@ class Propagator:
         result = self.result
         with result.recorder.at(node.name):
             try:
-                value, rule_name, key = self._dispatch(node, args, kwargs, location)
+                value, rule_name, provenance, key = self._dispatch(node, args, kwargs, location)
                 value = _simplified(value, result.recorder.constraints)
             except LazyFXError as exc:
                 raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name,
@@ -158,24 +158,25 @@ class Propagator:
             key=key,
             sources=tuple(n.name for n in node.all_input_nodes),
             callers=node.meta.get(CALLERS, ()),
+            provenance=provenance,
         )
         self.records[node] = record
         return record
 
-    def _dispatch(self, node, args, kwargs, location) -> tuple[Any, Optional[str], Any]:
-        """(value, rule name, registry key) of one node."""
+    def _dispatch(self, node, args, kwargs, location) -> tuple[Any, Optional[str], Provenance, Any]:
+        """(value, rule name, provenance, registry key) of one node."""
         op = node.op
         if op == "placeholder":
-            return self.placeholder_values[node.name], None, None
+            return self.placeholder_values[node.name], None, Provenance.GIVEN, None
         if op == "output":
-            return args[0], None, None
+            return args[0], None, Provenance.GIVEN, None
         if op == "get_attr":
             value = _get_attr(self.root, node.target, self.result.lazy_calls)
             if isinstance(value, UninitializedTensor):
                 self._uninitialized.add(node)
-            return value, None, None
+            return value, None, Provenance.GIVEN, None
         if self._uninitialized and not self._uninitialized.isdisjoint(node.all_input_nodes):
-            return uninitialized_query(node, args, kwargs), None, None
+            return uninitialized_query(node, args, kwargs), None, Provenance.GIVEN, None
         if op == "call_module":
             return _call_module(self.submodule(node.target), node, args, kwargs, self.result, location)
         key = node.target if op == "call_function" else Method(node.target)
@@ -187,8 +188,8 @@ class Propagator:
                 reusable=lambda: node.name not in self.result.seeded_nodes,
                 # a Python function (marked torch.fx.wrap) may call modules; PyTorch's own ops do not
                 within=real_modules if _may_call_modules(node, args) else contextlib.nullcontext)
-            return value, FALLBACK, key
-        return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, key
+            return value, FALLBACK, Provenance.META_KERNEL, key
+        return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, Provenance.RULE, key
 
 
 def _pure(node: fx.Node, args: tuple, key: Any) -> Any:
@@ -360,7 +361,7 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         result.opaque_draws[node.name] = found.draws
         for sym, rejection in found.rejected.items():  # it runs only below some size: say so
             _limit(node.target or "<root>", sym, rejection)
-        return found.output, ABSTRACT, type(module)
+        return found.output, ABSTRACT, Provenance.ABSTRACT_EXECUTION, type(module)
     if is_lazy_module(module):
         resolver = RESOLVERS.get(type(module))
         if resolver is None:  # a user's or a third-party lazy module: run its own initialization
@@ -368,7 +369,8 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
                 resolution, value, rule_name = resolve_generic(module, node.target, args, kwargs,
                                                                result.meta_kernels())
             result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
-            return value, f"{GENERIC_INIT} + {rule_name}" if rule_name else GENERIC, type(module)
+            rule_text = f"{GENERIC_INIT} + {rule_name}" if rule_name else GENERIC
+            return value, rule_text, Provenance.GENERIC_INIT, type(module)
         resolution = resolver.fn(module, *args, **kwargs)
         result.lazy_calls.append(LazyCall(node.target, module, resolution, node.name, location, _held(module)))
         eager = module.cls_to_become
@@ -376,14 +378,14 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         if rule is None:  # pragma: no cover - every built-in lazy class has an eager rule
             raise UnsupportedOpError(f"no shape rule for {eager.__name__}")
         view = ModuleView(module, resolution.arguments, eager)
-        return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", resolver.key
+        return rule.fn(view, *args, **kwargs), f"{resolver.name} + {rule.name}", Provenance.LAZY_RESOLVER, resolver.key
     rule = lookup_by_class(RULES, type(module))
     if rule is None:
         value = result.meta_kernels().run_module(module, args, kwargs, key_name(type(module)), reuse=True,
                                                  reusable=lambda: node.name not in result.seeded_nodes,
                                                  within=real_modules)
-        return value, FALLBACK, type(module)
-    return rule.fn(ModuleView(module), *args, **kwargs), rule.name, rule.key
+        return value, FALLBACK, Provenance.META_KERNEL, type(module)
+    return rule.fn(ModuleView(module), *args, **kwargs), rule.name, Provenance.RULE, rule.key
 
 
 def _lazy_with_lazy_children(module: nn.Module) -> bool:

@@ -6,12 +6,12 @@ The tracer (:mod:`lazyfx.analysis.trace`) creates these records and the propagat
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 from typing import Any, Mapping, Optional
 
 import torch.nn as nn
 
-from lazyfx.analysis.fallback.meta import RULE_NAME as FALLBACK
 from lazyfx.core.diagnostics import SourceLocation
 from lazyfx.core.values import TensorMeta
 from lazyfx.rules.lazy import Resolution
@@ -24,6 +24,29 @@ def call_notes(callers: tuple) -> tuple[str, ...]:
     """``called as 'block' from model.py:9``, outermost call first: how forward reached a node
     inside a submodule (defined in another file, say)."""
     return tuple(f"called as '{path}' from {location}" for location, path in callers)
+
+
+class Provenance(enum.Enum):
+    """How the analysis obtained a node's value: the data behind a record's ``rule`` text.
+
+    Examples:
+        >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
+        >>> for node in report.nodes[:4]:
+        ...     print(node.name, node.provenance.name, node.rule)
+        x GIVEN None
+        features_0 LAZY_RESOLVER lazy.resolve_conv + conv.conv_module
+        features_1 LAZY_RESOLVER lazy.resolve_batch_norm + norm.batch_norm_module
+        features_2 RULE activation.same_shape_module
+    """
+
+    GIVEN = "given"  # no rule: an input's spec, a tensor of the model, the output's values
+    RULE = "rule"  # a shape rule of lazyfx's registry
+    LAZY_RESOLVER = "lazy resolver + rule"  # a built-in lazy class's resolver, then its eager class's rule
+    META_KERNEL = "meta kernel"  # PyTorch's meta kernel, for want of a rule (analysis/fallback/meta.py)
+    ABSTRACT_EXECUTION = "abstract execution"  # forward run on meta tensors (analysis/fallback/abstract.py)
+    # a lazy module without a built-in resolver: its own initialization run on shape-only tensors,
+    # then the rule of the eager class it becomes, or the meta kernel (analysis/fallback/generic.py)
+    GENERIC_INIT = "generic lazy initialization"
 
 
 @dataclass
@@ -48,11 +71,15 @@ class NodeRecord:
         rule: The shape rule that computed the output (a lazy module's
             resolver and its eager class's rule joined by ``" + "``);
             ``"fallback: meta kernel"`` where PyTorch's meta kernel did; None
-            for inputs and the output.
+            for inputs and the output. Text for people: `provenance` says the
+            same as data.
         location: The line of your code that created the node, with ``file``
             and ``line`` (``str()`` gives ``path:line``); None when unknown.
         sources: The names of the nodes whose values it takes (the graph's
             edges into it), in argument order.
+        provenance: How the value was obtained, a `Provenance` (a rule, a lazy
+            resolver and a rule, a meta kernel, abstract execution, a generic
+            lazy module's own initialization, or given).
 
     Examples:
         >>> report = lazyfx.infer(Net(), ("B", 3, 32, 32))
@@ -78,6 +105,7 @@ class NodeRecord:
     key: Any = None  # the registry key the node dispatched on
     sources: tuple[str, ...] = ()
     callers: tuple = ()  # ((SourceLocation, module path), ...): the submodule calls that led here
+    provenance: Provenance = Provenance.GIVEN
 
     @property
     def fallback(self) -> bool:
@@ -95,7 +123,7 @@ class NodeRecord:
             >>> print(report.output)
             ((N*(N - 1))//2,)
         """
-        return self.rule == FALLBACK
+        return self.provenance is Provenance.META_KERNEL
 
 
 def op_label(node: NodeRecord, lazy: Mapping[str, Any]) -> str:
@@ -109,7 +137,7 @@ def op_label(node: NodeRecord, lazy: Mapping[str, Any]) -> str:
     record = lazy.get(node.module_path) if node.op == "call_module" else None
     if record is not None:
         return f"{record.lazy_class} -> {record.eager_class}"
-    if node.rule and node.rule.startswith("abstract execution"):
+    if node.provenance is Provenance.ABSTRACT_EXECUTION:
         return f"{node.target} [abstract execution]"
     return f"{node.target} [meta kernel]" if node.fallback else node.target
 

@@ -450,7 +450,7 @@ class LazyTracer(fx.Tracer):
             self._undo_since(mark)
             self.restore(m.modules())  # no fx Proxy left in m's attributes for abstract execution
             self.propagator.result.opaque[path] = untraceable_reason(exc)
-            if getattr(exc, "counted", False):  # the verdict should abstract execution not do better
+            if isinstance(exc, DataDependentError) and exc.counted:  # the verdict, should abstract execution not do better
                 self.propagator.result.refusals[path] = exc
             self._callers = callers
             return super().call_module(m, forward, args, kwargs)
@@ -514,7 +514,7 @@ class LazyTracer(fx.Tracer):
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if isinstance(exc, ShapeError) or (isinstance(exc, LazyFXError) and getattr(exc, "final", False)) \
+            if isinstance(exc, ShapeError) or (isinstance(exc, LazyFXError) and exc.final) \
                     or not (untraceable(exc) or isinstance(exc, LazyFXError)):
                 raise  # an answer about the shapes, not about the code
             self._undo_since(mark)
@@ -891,7 +891,7 @@ def trace(model: nn.Module, bound: inspect.BoundArguments, propagator: Propagato
         propagator.rollback(checkpoint, list(propagator.records))
         tracer.restore(model.modules())
         propagator.result.opaque[""] = untraceable_reason(exc)
-        if getattr(exc, "counted", False):
+        if isinstance(exc, DataDependentError) and exc.counted:
             propagator.result.refusals[""] = exc
         return _leaf_program(model, bound)
     finally:

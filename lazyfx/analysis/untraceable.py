@@ -17,7 +17,7 @@ def untraceable(exc: BaseException) -> bool:
     if isinstance(exc, RecursionError):  # too deep for the analysis: abstract execution would be too
         return False
     if isinstance(exc, LazyFXError):
-        return isinstance(exc, DataDependentError) and not getattr(exc, "final", False)
+        return isinstance(exc, DataDependentError) and not exc.final
     # Anything else Python or torch.fx raised on proxies (a module held in a plain list or a closure
     # is a NameError to fx): abstract execution runs the real code, and re-raises a real error.
     # The user's own assert, decided from shapes, is a verdict instead.

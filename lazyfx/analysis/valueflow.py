@@ -143,12 +143,11 @@ def follow_input_values(module: nn.Module, inputs: Any) -> Iterator[None]:
 
 def reads_values_error(path: str, module: nn.Module, reads: ReadsInputValues) -> DataDependentError:
     """The error for a lazy module whose initialization ``reads`` its input's values."""
-    error = DataDependentError(
+    return DataDependentError(
         f"the initialization of the lazy module '{path}' ({type(module).__name__}) {reads.what}: its parameters "
         f"depend on the data a dry run sees, not only on sizes, so lazyfx cannot resolve them",
         code=diagnostics.INIT_READS_VALUES, module_path=path, location=reads.location,
         notes=["initialize from the input's sizes only and fit the data-dependent part on the first real batch "
                "(after materializing), or initialize this module with a dry run on real data"],
+        final=True,  # no other way of analysing the model gets the values either
     )
-    error.final = True  # no other way of analysing the model gets the values either
-    return error

@@ -34,6 +34,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import networkx as nx
 
+from lazyfx.analysis.records import Provenance
 from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, describe
 
@@ -210,9 +211,9 @@ def picture(report, edges: Mapping[str, Sequence[str]], all_nodes: bool = False)
 
 def _box(record, report) -> Box:
     where = record.location.short() if record.location else ""
-    rule = record.rule or ""
-    tags = (["meta kernel"] if record.fallback else []) + (["abstract execution"] if rule.startswith("abstract") else [])
-    tooltip = "\n".join(t for t in (f"node {record.name}", record.target, where, rule) if t)
+    tags = {Provenance.META_KERNEL: ["meta kernel"], Provenance.ABSTRACT_EXECUTION: ["abstract execution"]}.get(
+        record.provenance, [])
+    tooltip = "\n".join(t for t in (f"node {record.name}", record.target, where, record.rule or "") if t)
     if record.op == "placeholder":
         return Box(record.name, "input", record.name, [("input", "op")], tooltip=tooltip)
     if record.op == "output":

@@ -596,10 +596,7 @@ def value_dependent(message: str, counted: bool = False) -> DataDependentError:
     except where the size is a ``counted`` one, how many elements a mask selects: abstract
     execution answers those counts (:mod:`lazyfx.analysis.counts`) and accepts the module where nothing
     depends on them; where something does, this error is the verdict."""
-    error = DataDependentError(message)
-    error.final = not counted
-    error.counted = counted
-    return error
+    return DataDependentError(message, final=not counted, counted=counted)
 
 
 def _data_dependent(op: str, what: str, counted: bool = False) -> DataDependentError:

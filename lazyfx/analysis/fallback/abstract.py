@@ -174,23 +174,18 @@ def _check_counts(module: nn.Module, path: str, args, kwargs, hints: dict, base:
             _COUNTS.reset(token)
         moved = [f"{path}.{sub}" if path else sub for sub, found in sizes(base).items() if sizes(run).get(sub) != found]
         if moved:
-            raise _final(DataDependentError(
+            raise DataDependentError(
                 f"{where}: the sizes of the lazy module{'s' if len(moved) > 1 else ''} {', '.join(moved)} depend on "
-                f"how many elements {counts.where()} {verb}, which only the data decides"))
+                f"how many elements {counts.where()} {verb}, which only the data decides", final=True)
         if run.output != base.output:
-            raise _final(DataDependentError(
+            raise DataDependentError(
                 f"{where}: its output shape depends on how many elements {counts.where()} {verb}, which only the "
-                f"data decides"))
+                f"data decides", final=True)
         agreed += 1
     if not agreed:
-        raise _final(DataDependentError(
+        raise DataDependentError(
             f"{where} fails unless masks select all of their elements ({counts.where()}): its shapes cannot be "
-            f"established without data"))
-
-
-def _final(error: DataDependentError) -> DataDependentError:
-    error.final = True
-    return error
+            f"established without data", final=True)
 
 
 def _explore_at_some_scale(module, path, args, kwargs, fallback, symbols) -> tuple[dict, list[Run], dict]:

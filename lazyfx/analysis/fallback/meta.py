@@ -1,8 +1,14 @@
 """The fallback for operations without a shape rule: PyTorch's own meta kernels,
 run on fake tensors with symbolic sizes.
 
-This is the one module that touches PyTorch internals (``FakeTensorMode``,
-``ShapeEnv``, ``torch.utils._sympy``), so their churn stays here. For a node
+This module holds lazyfx's use of PyTorch's fake-tensor machinery (``FakeTensorMode``,
+``ShapeEnv``, ``torch.utils._sympy``), so that its churn stays here. (Other PyTorch
+internals are used where they are needed: torch.fx's tracer internals in
+:mod:`lazyfx.analysis.trace` and :mod:`lazyfx.rules.control`, ``TorchDispatchMode`` in
+:mod:`lazyfx.analysis.counts`, :mod:`~lazyfx.analysis.randomness` and
+:mod:`~lazyfx.analysis.valueflow`, ``torch.utils._pytree`` and torch.fx's experimental config
+in :mod:`lazyfx.build.exporters`, ``torch._has_compatible_shallow_copy_type`` in
+:mod:`lazyfx.build.rewrite`, ``torch._C._VariableFunctions`` in :mod:`lazyfx.rules.index`.) For a node
 without a rule, each input symbol (``H``) gets a ShapeEnv symbol with a
 representative hint; input sizes (formulas in the user's symbols) become
 SymInts; the operation runs under ``FakeTensorMode``; output sizes, and the
@@ -161,11 +167,11 @@ class MetaKernelFallback:
                     _quiet_fake_tensor_logs():
                 out = call(*fake_args, **fake_kwargs)
         except (DataDependentOutputException, DynamicOutputShapeException) as exc:
-            raise _final(DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})")) \
-                from None
+            raise DataDependentError(f"{op}: the output shape depends on tensor values ({type(exc).__name__})",
+                                     final=True) from None
         except (RuntimeError, ValueError, IndexError, TypeError, AssertionError, NotImplementedError) as exc:
             if _is_data_dependent(exc):
-                raise _final(DataDependentError(f"{op}: the output shape depends on tensor values")) from None
+                raise DataDependentError(f"{op}: the output shape depends on tensor values", final=True) from None
             if _has_no_meta_kernel(exc):
                 raise UnsupportedOpError(
                     f"no shape rule for {op}, and PyTorch has no meta kernel for it either: {_describe(exc)}"
@@ -450,7 +456,7 @@ class MetaKernelFallback:
         if expr.is_Symbol:
             if expr in self._user:
                 return self._user[expr]
-            raise _final(DataDependentError(f"{op}: the output shape depends on tensor values (size {expr})"))
+            raise DataDependentError(f"{op}: the output shape depends on tensor values (size {expr})", final=True)
         if isinstance(expr, sympy.core.relational.Relational):
             lhs, rhs = self._expr(expr.lhs, op, replace), self._expr(expr.rhs, op, replace)
             if isinstance(expr, sympy.Eq) and not isinstance(lhs, sympy.Basic) and isinstance(rhs, sympy.Basic):
@@ -671,13 +677,6 @@ def _fold(fn, parts):
     for part in parts[1:]:
         result = fn(result, part)
     return result
-
-
-def _final(error: DataDependentError) -> DataDependentError:
-    """An operation whose output *size* depends on values: abstract execution cannot do better
-    (unlike a branch on values), so the error is final."""
-    error.final = True
-    return error
 
 
 def _has_no_meta_kernel(exc: BaseException) -> bool:
