@@ -365,13 +365,13 @@ def materialize(
     if shard is not None or fsdp_kwargs is not None:
         raise SpecError("shard= and fsdp_kwargs= shard the model with FSDP2 on a device mesh: give mesh= too")
     device, dtype = _checked_target(device, dtype, init_order)
-    records = _lazy_records(model, inputs, kw_inputs, device, dtype, state_dict, init_order)
-    finish = None if state_dict is None else checkpoint.Loader(state_dict, strict)
+    records, loader = _lazy_records(model, inputs, kw_inputs, device, dtype, state_dict, strict, init_order)
     return materialize_model(model, records, device=device, dtype=dtype, seed=seed, inplace=inplace,
-                             initialize=state_dict is None, finish=finish, init_order=init_order)
+                             initialize=loader is None, checkpoint=loader, init_order=init_order)
 
 
-def _checked_target(device, dtype, init_order: str) -> tuple[Optional[torch.device], Optional[torch.dtype]]:
+def _checked_target(device, dtype,
+                    init_order: str = "dry-run") -> tuple[Optional[torch.device], Optional[torch.dtype]]:
     if init_order not in ("dry-run", "registration"):
         raise SpecError(f"init_order must be 'dry-run' or 'registration', got {init_order!r}")
     device = _device(device)
@@ -380,18 +380,17 @@ def _checked_target(device, dtype, init_order: str) -> tuple[Optional[torch.devi
     return device, dtype
 
 
-def _lazy_records(model: nn.Module, inputs: tuple, kw_inputs: dict, device, dtype, state_dict,
-                  init_order: str) -> dict[str, LazyModuleRecord]:
-    """Every lazy module resolved, in the order a dry run initializes them: from the inputs, from
-    the checkpoint, or from the inputs fitted to the checkpoint."""
+def _lazy_records(model: nn.Module, inputs: tuple, kw_inputs: dict, device, dtype, state_dict, strict: bool,
+                  init_order: str) -> tuple[dict[str, LazyModuleRecord], Optional[checkpoint.Loader]]:
+    """Every lazy module resolved, in the order a dry run initializes them, and the loader of the
+    checkpoint that gives their values (None without one): from the inputs, from the
+    checkpoint, or from the inputs fitted to the checkpoint."""
     calls = calls_in(inputs, kw_inputs)
     if calls is not None and len(calls) == 1:
         (call,), calls = calls, None
         inputs, kw_inputs = call.inputs, call.kw_inputs
     if calls is not None and state_dict is not None:
         raise SpecError("materialize fits a state_dict to the inputs of one call; give one lazyfx.Call, or none")
-    if state_dict is not None and not inputs and not kw_inputs:
-        return checkpoint.from_state_dict(model, state_dict)
     if calls is not None:
         with target_device(device or "cpu"):
             reports, initialized = [], frozenset()
@@ -399,20 +398,97 @@ def _lazy_records(model: nn.Module, inputs: tuple, kw_inputs: dict, device, dtyp
                 reports.append(_analyze(model, call.inputs, call.kw_inputs, another_call_follows=index < len(calls) - 1,
                                         initialized=initialized))
                 initialized |= {path for path, record in reports[-1].lazy.items() if record.called}
-        return _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run")
-    # forward runs as a dry run on the device would, after model.to(dtype)
-    with target_device(device or "cpu"), analysis_dtype(dtype):
-        report = _analyze(model, inputs, kw_inputs)
+        return _lazy_of_calls(reports, calls, check_draws=init_order == "dry-run"), None
     if state_dict is None:
-        _require_resolved(report)
-        if init_order == "dry-run":
-            _require_dry_run_order(report)
-        return report.lazy
-    # the checkpoint must fit the inputs; it settles what they leave open
-    report.fit(state_dict)
-    from_checkpoint = checkpoint.from_state_dict(model, state_dict)
-    return {path: record if record.materializable else from_checkpoint[path]
-            for path, record in report.lazy.items()}
+        return _buildable(analyze(model, *inputs, device=device, dtype=dtype, **kw_inputs), init_order), None
+    # the shapes from the checkpoint alone, or from the inputs with the checkpoint fitted to them
+    report = analyze(model, *inputs, device=device, dtype=dtype, **kw_inputs) if inputs or kw_inputs else None
+    return checkpoint.prepare(model, state_dict, strict, report)
+
+
+def _buildable(report: Report, init_order: str) -> dict[str, LazyModuleRecord]:
+    """The report's lazy modules, once each is resolved to concrete parameters (from shapes that hold
+    for every input the spec allows) and, in dry-run order, no random draw before a first call
+    stands in the way of a dry run's values."""
+    _require_resolved(report)
+    if init_order == "dry-run":
+        _require_dry_run_order(report)
+    return report.lazy
+
+
+def analyze(model: nn.Module, *inputs: Any, device: Union[str, torch.device, None] = None,
+            dtype: Optional[torch.dtype] = None, **kw_inputs: Any) -> Report:
+    """The analysis [`materialize`][lazyfx.materialize] builds from: [`infer`][lazyfx.infer]'s,
+    with forward run as a dry run on ``device`` after ``model.to(dtype)`` would run it.
+
+    Pass the report to [`materialize_from`][lazyfx.api.materialize_from] (with the same
+    ``device`` and ``dtype``) to build the eager model without analysing it again, as
+    [`export`][lazyfx.export] does. Without ``device`` and ``dtype`` it is the report
+    ``infer`` gives.
+
+    Args:
+        model: The lazy model.
+        *inputs: Input specs for one call of forward, as [`infer`][lazyfx.infer] takes them.
+        device: The device the model is built on, as in [`materialize`][lazyfx.materialize].
+        dtype: The floating-point dtype, as in [`materialize`][lazyfx.materialize].
+        **kw_inputs: Input specs by forward's parameter names.
+
+    Returns:
+        The [`Report`][lazyfx.Report].
+
+    Raises:
+        SpecError: A spec, ``device`` or ``dtype`` is unusable (LFX001, LFX002).
+
+    Any error [`infer`][lazyfx.infer] raises for the inputs is raised too.
+
+    Examples:
+        >>> report = lazyfx.api.analyze(Net(), ("B", 3, 32, 32), dtype=torch.bfloat16)
+        >>> report.output
+        TensorMeta(shape=(B, 10), dtype=torch.bfloat16)
+        >>> lazyfx.api.analyze(Net(), ("B", 3, 32, 32)).to_dict() == lazyfx.infer(Net(), ("B", 3, 32, 32)).to_dict()
+        True
+    """
+    device, dtype = _checked_target(device, dtype)
+    with target_device(device or "cpu"), analysis_dtype(dtype):
+        return _analyze(model, inputs, kw_inputs)
+
+
+@_exclusive
+def materialize_from(model: nn.Module, report: Report, *, device: Union[str, torch.device, None] = None,
+                     dtype: Optional[torch.dtype] = None, seed: Optional[int] = None, inplace: bool = False,
+                     init_order: str = "dry-run") -> nn.Module:
+    """The eager model built from ``report``, an [`analyze`][lazyfx.api.analyze] of ``model``
+    with the same ``device`` and ``dtype``: what [`materialize`][lazyfx.materialize] returns
+    for those inputs, without analysing the model again.
+
+    Args:
+        model: The lazy model the report analyses.
+        report: Its analysis.
+        device: As in [`materialize`][lazyfx.materialize].
+        dtype: As in [`materialize`][lazyfx.materialize].
+        seed: As in [`materialize`][lazyfx.materialize].
+        inplace: As in [`materialize`][lazyfx.materialize].
+        init_order: As in [`materialize`][lazyfx.materialize].
+
+    Returns:
+        The eager model, as [`materialize`][lazyfx.materialize] returns it.
+
+    Raises:
+        ResolutionError: A lazy module the report leaves unresolved (LFX040, LFX023,
+            LFX041, LFX042), or random draws before a lazy module's first call (LFX025), as
+            in [`materialize`][lazyfx.materialize].
+        MaterializeError: Building the eager modules failed (LFX050, LFX052); the given
+            model is unchanged.
+
+    Examples:
+        >>> report = lazyfx.api.analyze(Net(), ("B", 3, 32, 32))
+        >>> eager = lazyfx.api.materialize_from(Net(), report, seed=0)
+        >>> torch.equal(eager.head.weight, lazyfx.materialize(Net(), ("B", 3, 32, 32), seed=0).head.weight)
+        True
+    """
+    device, dtype = _checked_target(device, dtype, init_order)
+    return materialize_model(model, _buildable(report, init_order), device=device, dtype=dtype, seed=seed,
+                             inplace=inplace, init_order=init_order)
 
 
 def _materialize_sharded(model: nn.Module, inputs: tuple, kw_inputs: dict, *, device, dtype, seed, inplace,
@@ -430,7 +506,7 @@ def _materialize_sharded(model: nn.Module, inputs: tuple, kw_inputs: dict, *, de
         shapes = sharding.checkpoint_shapes(directory) if directory is not None else state_dict
         if shapes is not None:
             shapes = checkpoint.checked(shapes)
-        records = _lazy_records(model, inputs, kw_inputs, device, dtype, shapes, init_order)
+        records, _ = _lazy_records(model, inputs, kw_inputs, device, dtype, shapes, strict, init_order)
         plan = sharding.plan(model, records, dtype, shard, shapes, strict)
         agreement.fingerprint = agree.fingerprint(
             model=agree.model_layout(model), inputs=(inputs, kw_inputs), device=device.type, dtype=dtype,

@@ -26,6 +26,8 @@ RESULT_TYPES = {
     "Resolution": "lazyfx.rules.lazy",
     "Diagnostic": "lazyfx.core.diagnostics",
 }
+# The two steps of materialize, public in lazyfx.api for tools that read the report first (export).
+STEPS = {"analyze": "lazyfx.api", "materialize_from": "lazyfx.api"}
 
 # Public-named methods that are plumbing for lazyfx itself (they return internal types or
 # fill in error context while an error propagates); not on the API page, no example needed.
@@ -42,7 +44,7 @@ def public_objects() -> dict[str, object]:
             found[name] = getattr(lazyfx, name)
             # a submodule named like a public function would replace it once imported
             assert not inspect.ismodule(found[name]), f"lazyfx.{name} is the module {found[name].__name__}"
-    for name, module in RESULT_TYPES.items():
+    for name, module in {**RESULT_TYPES, **STEPS}.items():
         found[name] = getattr(importlib.import_module(module), name)
     return found
 

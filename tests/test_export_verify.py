@@ -418,3 +418,30 @@ def test_onnx_output_matches_at_another_batch_and_length_in_onnxruntime(tmp_path
     got, _ = run_onnx(path, tokens(7, 3))
     expected = eager(EncoderNet, "B,T:int64")(tokens(7, 3))
     np.testing.assert_allclose(got.numpy(), expected.detach().numpy(), atol=1e-4)
+
+
+def test_export_analyses_the_model_once_and_builds_what_materialize_builds(monkeypatch):
+    """export reads the report (example sizes, dynamic dims) and builds the eager model from that
+    same analysis: the tracer runs as often as for one infer (it ran twice as often: export's own
+    analysis, then materialize's), and the values are materialize's."""
+    import lazyfx.api
+    from lazyfx.demo import Net
+
+    traced = []
+    trace = lazyfx.api.trace
+
+    def counted(model, *args, **kwargs):
+        traced.append(type(model).__name__)
+        return trace(model, *args, **kwargs)
+
+    monkeypatch.setattr(lazyfx.api, "trace", counted)
+    lazyfx.infer(Net(), ("B", 3, 32, 32))
+    one_analysis, traced[:] = len(traced), []
+    assert one_analysis >= 1
+    scripted = lazyfx.export(Net(), ("B", 3, 32, 32), format="torchscript", seed=0)
+    assert len(traced) == one_analysis
+    eager = lazyfx.materialize(Net(), ("B", 3, 32, 32), seed=0).eval()
+    assert scripted.state_dict().keys() == eager.state_dict().keys()
+    assert all(torch.equal(a, b) for a, b in zip(scripted.state_dict().values(), eager.state_dict().values()))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(scripted(x), eager(x))

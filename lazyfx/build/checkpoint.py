@@ -114,15 +114,31 @@ def from_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor]) ->
     return records
 
 
+def prepare(model: nn.Module, state_dict: Mapping[str, torch.Tensor], strict: bool,
+            report=None) -> tuple[dict[str, LazyModuleRecord], "Loader"]:
+    """What ``materialize(state_dict=...)`` builds from: every lazy module's record and the
+    loader that puts the checkpoint's values in. Without ``report`` the shapes come from the
+    checkpoint alone; with ``report`` (the analysis of the inputs) the checkpoint must fit it
+    (:func:`fit`) and settles the sizes the inputs leave open."""
+    if report is None:
+        records = from_state_dict(model, state_dict)
+    else:
+        fit(report, state_dict)
+        from_checkpoint = from_state_dict(model, state_dict)
+        records = {path: record if record.materializable else from_checkpoint[path]
+                   for path, record in report.lazy.items()}
+    return records, Loader(state_dict, strict)
+
+
 class Loader:
-    """Loads a checkpoint into the materialized model (``finish`` of the rewrite); ``keys`` are
+    """Loads a checkpoint into the materialized model (the rewrite's last step); ``keys`` are
     the names it brings values for."""
 
     def __init__(self, state_dict: Mapping[str, torch.Tensor], strict: bool) -> None:
         self.state_dict, self.strict = state_dict, strict
         self.keys = frozenset(state_dict)
 
-    def __call__(self, target: nn.Module) -> None:
+    def load(self, target: nn.Module) -> None:
         load(target, self.state_dict, self.strict)
 
 

@@ -46,7 +46,7 @@ from lazyfx.errors import LazyFXError, MaterializeError, SpecError
 if TYPE_CHECKING:
     from lazyfx.outputs.report import Report
 from lazyfx.core.symbolic import free_symbols, substitute
-from lazyfx.core.values import TensorMeta, analysis_dtype, map_values
+from lazyfx.core.values import TensorMeta, map_values
 
 FORMATS = ("torchscript", "torchscript-trace", "exported-program", "onnx")
 ON_STATIC = ("error", "pin")
@@ -184,7 +184,7 @@ def export(
         >>> [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
         ['B', 3, 32, 32]
     """
-    from lazyfx.api import _analyze, materialize
+    from lazyfx.api import analyze, materialize_from  # the api stage builds on this one: imported at call time
     from lazyfx.inputs.spec import calls_in
 
     calls = calls_in(inputs, kw_inputs)
@@ -201,9 +201,10 @@ def export(
         raise SpecError("ONNX export needs a path")
     if format == "onnx":
         _require_onnx_packages()
-    with analysis_dtype(dtype):  # the model as materialize builds it, after .to(dtype)
-        report = _analyze(model, inputs, kw_inputs)
-    eager = materialize(model, *inputs, device=device, dtype=dtype, seed=seed, **kw_inputs)
+    # one analysis, of the model as materialize builds it (on device, after .to(dtype)), for both
+    # the eager model and the example sizes
+    report = analyze(model, *inputs, device=device, dtype=dtype, **kw_inputs)
+    eager = materialize_from(model, report, device=device, dtype=dtype, seed=seed)
     eager.eval()
     job = _Job(type(model).__name__, format, eager, report, example_sizes(report), device, dtype, opset, path)
     try:

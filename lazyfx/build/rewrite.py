@@ -28,6 +28,7 @@ from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_l
 
 from lazyfx.analysis.fallback.generic import materialize_generic
 from lazyfx.analysis.resolve import LazyModuleRecord
+from lazyfx.build.checkpoint import Loader
 from lazyfx.core import diagnostics
 from lazyfx.core.copying import copy_module
 from lazyfx.core.diagnostics import first_line
@@ -47,21 +48,43 @@ def materialize_model(
     seed: Optional[int],
     inplace: bool,
     initialize: bool = True,
-    finish: Optional[Callable[[nn.Module], None]] = None,
+    checkpoint: Optional[Loader] = None,
     init_order: str = "dry-run",
 ) -> nn.Module:
-    """The eager twin of ``model`` (``model`` itself when ``inplace``). ``initialize=False``
-    creates the parameters without initializing them (a checkpoint fills them in ``finish``,
-    which runs inside the same rollback scope)."""
-    journal = Journal() if inplace else None
+    """The eager twin of ``model`` (``model`` itself when ``inplace``), in four steps: copy the
+    model (unless ``inplace``); create the lazy modules' tensors, and the eager ones built on
+    meta, in the order a dry run does (:func:`initialize_in_order`); move every tensor to
+    ``device``/``dtype``; load the ``checkpoint``. ``initialize=False`` creates the tensors
+    without initializing them (a checkpoint's values go in). With ``inplace`` every change is
+    journaled, and a failure of any step undoes them all (:func:`undone_on_failure`)."""
     meta_eager = meta_eager_modules(model, device, records)
-    loadable = getattr(finish, "keys", None)  # the checkpoint's keys, when it brings values
-    provided = (lambda key: key in loadable) if loadable is not None else (lambda key: False)
-    # the eager tensors the given model already has (a checkpoint overwrites them in place)
-    given = model.state_dict(keep_vars=True).values() if inplace and finish else ()
-    eager = {id(t) for t in given if not is_lazy(t)}
+    given: set[int] = set()  # the given model's eager tensors, which a checkpoint overwrites in place
+    if inplace and checkpoint is not None:
+        given = {id(t) for t in model.state_dict(keep_vars=True).values() if not is_lazy(t)}
+    target = model if inplace else _copied(model, device, dtype)
+    journal = Journal() if inplace else None
+    with undone_on_failure(model, journal):
+        provided = checkpoint.keys.__contains__ if checkpoint is not None else _nothing_provided
+        initialize_in_order(target, records, meta_eager, device=device, dtype=dtype, seed=seed, journal=journal,
+                            provided=provided, initialize=initialize, init_order=init_order)
+        convert_tensors(target.modules(), device, dtype, journal)
+        if checkpoint is not None:
+            if journal:  # the load writes into the given model's eager tensors in place
+                for tensor in target.state_dict(keep_vars=True).values():
+                    if id(tensor) in given:
+                        journal.save_values(tensor)
+            checkpoint.load(target)
+    return target
+
+
+def _nothing_provided(key: str) -> bool:
+    return False
+
+
+def _copied(model: nn.Module, device, dtype) -> nn.Module:
+    """``model`` copied for materialize (:func:`copy_model`), or a MaterializeError saying why not."""
     try:
-        target = model if inplace else copy_model(model, device, dtype)
+        return copy_model(model, device, dtype)
     except Exception as exc:
         holder = _lazy_outside_modules(model) if "uninitialized" in str(exc) else None
         if holder is not None:
@@ -77,26 +100,24 @@ def materialize_model(
             f"could not copy {type(model).__name__} (materialize copies the model unless inplace=True): "
             f"{type(exc).__name__}: {exc}"
         ) from exc
+
+
+@contextlib.contextmanager
+def undone_on_failure(model: nn.Module, journal: Optional[Journal]) -> Iterator[None]:
+    """What materialize undoes when it fails: every change ``journal`` recorded to the given
+    ``model`` (None for a copy, which is dropped), on any exception, KeyboardInterrupt and
+    SystemExit included. An exception that is not a LazyFXError becomes a MaterializeError."""
     try:
-        initialize_in_order(target, records, meta_eager, device=device, dtype=dtype, seed=seed, journal=journal,
-                            provided=provided, initialize=initialize, init_order=init_order)
-        convert_tensors(target.modules(), device, dtype, journal)
-        if finish is not None:
-            if journal:  # a checkpoint load writes into the eager tensors in place
-                for tensor in target.state_dict(keep_vars=True).values():
-                    if id(tensor) in eager:
-                        journal.save_values(tensor)
-            finish(target)
-    except BaseException as exc:  # KeyboardInterrupt and SystemExit roll back too
+        yield
+    except BaseException as exc:
         if journal:
             journal.rollback()
         if isinstance(exc, LazyFXError) or not isinstance(exc, Exception):
             raise
         raise MaterializeError(
             f"materializing {type(model).__name__} failed: {type(exc).__name__}: {exc}",
-            notes=["the given model is unchanged" if inplace else "the given model was not modified"],
+            notes=["the given model is unchanged" if journal else "the given model was not modified"],
         ) from exc
-    return target
 
 
 def _no_step(path: str) -> ContextManager:
@@ -115,35 +136,43 @@ def initialize_in_order(target: nn.Module, records: dict[str, LazyModuleRecord],
     their shards on exit)."""
     around = around or _no_step
     registration = init_order == "registration" and initialize
-    # In registration order the lazy modules are only created here (their own initialization,
-    # if any, runs on a discarded RNG stream); every module is then initialized from the seed.
-    with (torch.random.fork_rng(devices=[]) if registration else contextlib.nullcontext()):
-        with (contextlib.nullcontext() if registration else rng_scope(seed, device)):
-            # eager layers built on meta first, as their constructors would have on the device
-            initialize_off_meta(target, meta_eager, device, journal, provided, around)
-            for path, record in records.items():  # first-call order, as a dry run initializes them
-                with around(path):
-                    module = target.get_submodule(path)
-                    if journal:
-                        journal.save_module(module)
-                    if initialize and not registration:  # the generator as a dry run left it
-                        for draw in record.draws_before:
-                            draw.replay(device)
-                    if _meta_tensors(module):  # a LazyBatchNorm's step counter, built on meta
-                        convert_tensors([module], device, None, journal)
-                    # created in the target dtype, as a dry run after model.to(dtype) creates them (in
-                    # registration order every module is initialized again before the conversion)
-                    created_dtype = None if registration else dtype
-                    if record.resolution.init_inputs is not None and initialize:
-                        materialize_generic(module, record.resolution, device, path, created_dtype)
-                    else:
-                        materialize_module(module, record.resolution, device, path, initialize and not registration,
-                                           dtype=created_dtype, journal=journal)
-                    if not registration:  # converting right away keeps at most one module in two dtypes
-                        convert_tensors([module], device, dtype, journal)
+    # In registration order the lazy modules are only created here (their own initialization, if
+    # any, on a discarded RNG stream) and every module is then initialized again from the seed;
+    # otherwise they are created from the seed's stream (or the caller's), as a dry run.
+    creation_rng = torch.random.fork_rng(devices=[]) if registration else rng_scope(seed, device)
+    with creation_rng:
+        # eager layers built on meta first, as their constructors would have on the device
+        initialize_off_meta(target, meta_eager, device, journal, provided, around)
+        for path, record in records.items():  # first-call order, as a dry run initializes them
+            with around(path):
+                _create_lazy(target.get_submodule(path), path, record, device, dtype, journal,
+                             initialize=initialize, registration=registration)
     if registration:
         with rng_scope(seed, device):
             reinitialize_in_registration_order(target, journal)
+
+
+def _create_lazy(module: nn.Module, path: str, record: LazyModuleRecord, device, dtype: Optional[torch.dtype],
+                 journal: Optional[Journal], *, initialize: bool, registration: bool) -> None:
+    """One lazy module made eager: initialized as a dry run does at its first call (after replaying the
+    draws before it), or, in registration order, created with their own initialization on
+    the discarded stream and in their own dtype (converted with the rest afterwards)."""
+    if journal:
+        journal.save_module(module)
+    as_dry_run = initialize and not registration
+    if as_dry_run:  # the generator as a dry run left it
+        for draw in record.draws_before:
+            draw.replay(device)
+    if _meta_tensors(module):  # a LazyBatchNorm's step counter, built on meta
+        convert_tensors([module], device, None, journal)
+    # created in the target dtype, as a dry run after model.to(dtype) creates them
+    created_dtype = None if registration else dtype
+    if record.resolution.init_inputs is not None and initialize:
+        materialize_generic(module, record.resolution, device, path, created_dtype)
+    else:
+        materialize_module(module, record.resolution, device, path, as_dry_run, dtype=created_dtype, journal=journal)
+    if not registration:  # converting right away keeps at most one module in two dtypes
+        convert_tensors([module], device, dtype, journal)
 
 
 def materialize_module(module: nn.Module, resolution: Resolution, device, path: str, initialize: bool = True,
