@@ -18,7 +18,7 @@ from lazyfx.core import VERSION as __version__
 _EXPORTS = {
     "infer": "lazyfx.api",
     "materialize": "lazyfx.api",
-    "export": "lazyfx.build.exporters",
+    "export": "lazyfx.api",
     "Call": "lazyfx.inputs.spec",
     "Const": "lazyfx.inputs.spec",
     "Dim": "lazyfx.inputs.spec",
@@ -39,8 +39,7 @@ _EXPORTS = {
 __all__ = [*_EXPORTS, "__version__"]
 
 if TYPE_CHECKING:
-    from lazyfx.api import infer, materialize
-    from lazyfx.build.exporters import export
+    from lazyfx.api import export, infer, materialize
     from lazyfx.core.values import TensorMeta
     from lazyfx.errors import (
         DataDependentError,

@@ -1,4 +1,4 @@
-"""``lazyfx.infer`` and ``lazyfx.materialize``: the passes, run in order."""
+"""``lazyfx.infer``, ``lazyfx.materialize`` and ``lazyfx.export``: the stages, run in order."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import dataclasses
 import functools
 import gc
+import os
 from typing import Any, Callable, Iterator, Mapping, Optional, Sequence, Union
 
 import sympy
@@ -19,7 +20,7 @@ from lazyfx.analysis.randomness import draws_in_graph
 from lazyfx.analysis.records import call_notes
 from lazyfx.analysis.resolve import LazyModuleRecord, resolve
 from lazyfx.analysis.trace import patches_restored, recursion_room, trace
-from lazyfx.build import checkpoint
+from lazyfx.build import checkpoint, exporters
 from lazyfx.build import agree
 from lazyfx.build import shard as sharding
 from lazyfx.build.rewrite import materialize_model
@@ -414,6 +415,125 @@ def _buildable(report: Report, init_order: str) -> dict[str, LazyModuleRecord]:
     if init_order == "dry-run":
         _require_dry_run_order(report)
     return report.lazy
+
+
+def export(
+    model: nn.Module,
+    *inputs: Any,
+    format: str,
+    path: Union[str, os.PathLike, None] = None,
+    device=None,
+    dtype: Optional[torch.dtype] = None,
+    seed: Optional[int] = None,
+    opset: Optional[int] = None,
+    on_static: str = "error",
+    **kw_inputs: Any,
+) -> Any:
+    """Materialize a lazy model for the given inputs and export it in one call.
+
+    The model is materialized as by [`materialize`][lazyfx.materialize] (a copy:
+    ``model`` is never modified), put in eval mode, and handed to the exporter
+    with example inputs: zero tensors at sizes inside the model's input domain.
+    The input symbols become the exported program's dynamic dimensions, under
+    their own names.
+
+    Before anything is written to ``path`` the artifact (as saved and loaded
+    back) runs at the example sizes and at a second valid input that moves
+    every symbol (``torch.export`` programs also at the smallest sizes their
+    Dims admit), on seeded random floats, and must match the eager model:
+    the same output shapes, values within ``rtol=1e-3, atol=1e-4`` (float32).
+    An exporter that bakes a size in (an unrolled loop over ``T`` in a trace,
+    a ``Reshape`` to the example's ``T`` in ONNX) is an error naming the
+    symbol and, where the runtime says, the operation.
+
+    Args:
+        model: The lazy model.
+        *inputs: Input specs, one per positional parameter of forward, in any
+            form [`infer`][lazyfx.infer] takes. Symbols a lazy parameter depends
+            on must be pinned; the others stay dynamic.
+        format: ``"torchscript"`` (``torch.jit.script``),
+            ``"torchscript-trace"`` (``torch.jit.trace`` on the example inputs),
+            ``"exported-program"`` (``torch.export.export``: each input symbol
+            becomes a ``torch.export.Dim`` with the symbol's name and the range
+            lazyfx's domain proves, the minimum at least 2 as torch.export
+            requires; ``H % 32 == 0`` becomes the derived dim ``32*H_k``) or
+            ``"onnx"`` (``torch.onnx.export`` on top of torch.export, else the
+            TorchScript-based exporter: each input symbol becomes a dynamic axis
+            named after it; needs the ``onnx`` extra: ``pip install lazyfx[onnx]``).
+            Underscores work as hyphens (``"exported_program"``); any other
+            name is a ``SpecError`` that lists the formats.
+        path (str | os.PathLike | None): Where to save the result (required
+            for ONNX). The file is written through a temporary file in the
+            same folder, so a failed export leaves no partial file at ``path``.
+        device (str | torch.device | None): Where the parameters and example
+            inputs are created, as in [`materialize`][lazyfx.materialize].
+        dtype: Floating-point dtype for the parameters and the floating-point
+            example inputs, as in [`materialize`][lazyfx.materialize].
+        seed: RNG seed for the parameters' initialization.
+        opset: The ONNX opset version (None: the exporter's default).
+        on_static: What to do when an exporter cannot keep a symbol dynamic:
+            ``"error"`` (the default: LFX051, nothing written) or ``"pin"``
+            (write the artifact with that size static at its example value, and
+            warn with a ``lazyfx.build.exporters.StaticAxisWarning``
+            that names it; the other symbols stay dynamic and verified). For
+            ONNX, ``torch.onnx.export(dynamo=True)`` is tried first and the
+            TorchScript-based exporter (``dynamo=False``, ``dynamic_axes``,
+            which keeps GRU/LSTM sequence lengths dynamic) second; the first
+            one that verifies is written.
+        **kw_inputs: Input specs by forward's parameter names.
+
+    Returns:
+        The ``torch.jit.ScriptModule`` (both TorchScript formats), the
+            ``torch.export.ExportedProgram``, or, for ONNX, ``path``.
+
+    Raises:
+        SpecError: ``format`` is unknown, ONNX is asked for without a ``path``,
+            the inputs are several [`Call`][lazyfx.Call]s (one is exported), a dynamic dim of an input is a formula rather than a plain symbol
+            (torch.export), or no example sizes inside the input domain are
+            found (LFX002).
+        MaterializeError: The exporter failed, or its artifact differs from the
+            model at the example sizes (LFX050); or it keeps a symbol static
+            (LFX051: the message names the symbol and its example size, the
+            notes each exporter tried, where it failed, and torch.export's own
+            explanation of a refusal: the guard and its suggested fixes). The
+            model is unchanged and nothing was written to ``path``.
+
+    Any error [`materialize`][lazyfx.materialize] raises for the inputs is
+    raised too, e.g. [`ResolutionError`][lazyfx.ResolutionError] (LFX040)
+    when a lazy size depends on a symbol.
+
+    Examples:
+        >>> program = lazyfx.export(Net(), ("B", 3, 32, 32), format="exported-program")
+        >>> program.module()(torch.zeros(5, 3, 32, 32)).shape
+        torch.Size([5, 10])
+        >>> scripted = lazyfx.export(Net(), ("B", 3, 32, 32), format="torchscript", seed=0)
+        >>> scripted(torch.zeros(2, 3, 32, 32)).shape
+        torch.Size([2, 10])
+
+        ONNX, with ``B`` as a dynamic axis:
+
+        >>> import os, tempfile
+        >>> import onnx
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = lazyfx.export(Net(), ("B", 3, 32, 32), format="onnx",
+        ...                          path=os.path.join(folder, "net.onnx"))
+        ...     graph = onnx.load(path).graph
+        >>> [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+        ['B', 3, 32, 32]
+    """
+    calls = calls_in(inputs, kw_inputs)
+    if calls is not None:
+        if len(calls) != 1:
+            raise SpecError(f"export exports one call of forward, got {len(calls)} lazyfx.Call(...)s: materialize "
+                            f"with them all first, then export the eager model with the inputs of the call to export")
+        inputs, kw_inputs = calls[0].inputs, calls[0].kw_inputs
+    format = exporters.check_request(format, path, on_static)
+    # one analysis, of the model as materialize builds it (on device, after .to(dtype)), for both
+    # the eager model and the example sizes
+    report = analyze(model, *inputs, device=device, dtype=dtype, **kw_inputs)
+    eager = materialize_from(model, report, device=device, dtype=dtype, seed=seed)
+    return exporters.export_eager(eager, report, name=type(model).__name__, format=format, path=path, device=device,
+                                  dtype=dtype, opset=opset, on_static=on_static)
 
 
 def analyze(model: nn.Module, *inputs: Any, device: Union[str, torch.device, None] = None,

@@ -35,10 +35,7 @@ def _modules() -> dict[str, ast.Module]:
 MODULES = _modules()
 # What is still known to break the rule, each with its way out (strict xfail: fixing it fails
 # the test until the entry is removed).
-KNOWN = {
-    "lazyfx.build.exporters": "export() orchestrates analysis and materialization through lazyfx.api (its private "
-                              "_analyze); it moves up beside materialize (issue 15, orchestration)",
-}
+KNOWN: dict[str, str] = {}
 
 
 def _known(modules):
