@@ -22,7 +22,7 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.core.checks import decide, ge, gt, require, require_equal
+from lazyfx.core.checks import decide, eq, ge, gt, require, require_equal
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, as_dim, ceildiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -366,7 +366,7 @@ def bernoulli_(input, p=0.5, *, generator=None) -> TensorMeta:
     ``x``, or an integral ``p``, passes only when ``x`` has no elements (as on the CPU)."""
     x = tensor_arg(input, "bernoulli_ input")
     if isinstance(p, TensorMeta):
-        empty = decide(sympy.Eq(product(x.shape), 0))
+        empty = decide(eq(product(x.shape), 0))
         if empty is None:
             raise UnsupportedOpError(f"bernoulli_: PyTorch checks p's shape {shape_str(p.shape)} only where the tensor "
                                      f"{shape_str(x.shape)} has elements, and lazyfx cannot tell whether it has")
