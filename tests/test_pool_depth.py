@@ -84,3 +84,20 @@ def test_a_2d_ceil_mode_stack_with_asymmetric_pools_matches_pytorch():
             want = None
         got = (substitute(h, {"H": H}), substitute(w, {"W": W})) if report.domain.contains(B=1, H=H, W=W) else None
         assert got == want, (H, W)
+
+
+def test_sizes_past_2_to_the_1024_are_decided_without_float_overflow():
+    # 1,100 halvings (stride-2 pools) make T's lower bound 2**1100: interval arithmetic must not
+    # turn that int into a float against an infinite bound (it raised OverflowError, LFX021)
+    import sympy
+
+    from lazyfx.core.constraints import Constraints
+    from lazyfx.core.symbolic import FloorDiv, symbol
+
+    T, B = symbol("T"), symbol("B")
+    constraints = Constraints()
+    constraints.tighten(sympy.Ge(T, 2**1100))
+    assert constraints.decide(sympy.Ge(B * T - 1, 2**1100, evaluate=False)) is None
+    assert constraints.decide(sympy.Ge(B * FloorDiv(T, 2**1100) + T, 2, evaluate=False)) is True
+    assert constraints.decide(sympy.Lt(T + B, 2**1100, evaluate=False)) is False
+    assert constraints.bounds(B * T) == (2**1100, float("inf"))

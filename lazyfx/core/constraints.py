@@ -205,7 +205,7 @@ class Constraints:
             lo = hi = 0
             for arg in expr.args:
                 a, b = self.bounds(arg)
-                lo, hi = lo + a, hi + b
+                lo, hi = _plus(lo, a), _plus(hi, b)
             return (lo, hi)
         if expr.is_Mul:
             result: Interval = (1, 1)
@@ -259,9 +259,24 @@ def _floor_div(a, b):
     return a // b
 
 
+def _plus(a, b):
+    """``a + b`` where either may be infinite: an int past 2**1024 plus a float infinity would
+    convert the int to a float, which raises OverflowError (a lower bound is never +INF, an
+    upper one never -INF, so no sum meets both)."""
+    if a in (INF, -INF):
+        return a
+    if b in (INF, -INF):
+        return b
+    return a + b
+
+
 def _mul(x: Interval, y: Interval) -> Interval:
     def times(a, b):
-        return 0 if a == 0 or b == 0 else a * b
+        if a == 0 or b == 0:
+            return 0
+        if a in (INF, -INF) or b in (INF, -INF):  # without converting a huge int to a float
+            return INF if (a > 0) == (b > 0) else -INF
+        return a * b
 
     products = [times(a, b) for a in x for b in y]
     return (min(products), max(products))
