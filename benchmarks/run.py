@@ -200,7 +200,7 @@ def scaling(sizes: list[int]) -> dict[str, dict[int, float]]:
     def mlp(n):
         return nn.Sequential(*[nn.LazyLinear(16) for _ in range(n)])
 
-    def pools(n):  # ten halvings at most: past 2**1024 a size no longer converts to a float
+    def pools(n):  # ten halvings at most, as in a real model (the rest stride 1)
         return nn.Sequential(*[nn.MaxPool1d(3, stride=2 if i % 8 == 0 and i < 80 else 1, padding=1, ceil_mode=True)
                                for i in range(n)])
 
