@@ -1,4 +1,4 @@
-"""Pass 2, propagate: an abstract value (symbolic shape and dtype) for every node.
+"""Propagate: an abstract value (symbolic shape and dtype) for every node.
 
 A :class:`Propagator` computes each node's value as soon as the node exists:
 placeholders take the user's input specs, ``get_attr`` the shapes of the

@@ -1,4 +1,4 @@
-"""Pass 3, resolve: one answer per lazy module, from all of its call sites.
+"""Resolve: one answer per lazy module, from all of its call sites.
 
 A lazy module called at several sites must be resolved the same way at each
 (PyTorch would initialize it at the first and fail at the next): sites that

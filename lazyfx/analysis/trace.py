@@ -1,4 +1,4 @@
-"""Pass 1, trace: the model's forward as a torch.fx graph, with shapes known while tracing.
+"""Trace: the model's forward as a torch.fx graph, with shapes known while tracing.
 
 Lazy modules stay leaves (their forward would touch uninitialized
 parameters), as do PyTorch's own modules; containers (Sequential, ModuleList,

@@ -1,4 +1,4 @@
-"""Pass 4, rewrite: the eager model, with parameters created on the target device.
+"""Rewrite: the eager model, with parameters created on the target device.
 
 Each lazy module becomes its eager class the way PyTorch's own lazy
 initialization does it (``LazyModuleMixin._infer_parameters``): resolved
