@@ -86,3 +86,36 @@ def test_the_numel_of_a_shape_is_the_product_of_its_sizes():
         NumelOfShape()(torch.zeros(2))
     with pytest.raises(lazyfx.LazyFXError, match="numel"):
         lazyfx.infer(NumelOfShape(), ("B",))
+
+
+def test_an_analysis_does_not_import_torch_dynamo():
+    """torch wraps each TorchDispatchMode subclass's __torch_dispatch__ so that its first use
+    imports torch._dynamo (as long as importing torch itself); lazyfx's modes opt out, so a
+    process's first analysis (every `lazyfx check` of a changed model) does not pay it."""
+    import subprocess
+    import sys
+
+    program = """
+import sys, torch, torch.nn as nn, lazyfx
+from torch.utils._python_dispatch import TorchDispatchMode
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.norm, self.head = nn.LazyConv2d(8, 3), nn.LazyBatchNorm2d(), nn.LazyLinear(4)
+    def forward(self, x):
+        y = self.norm(self.conv(x))
+        return self.head(torch.flatten(torch.relu(y) * 2 + y, 1))
+model = Net()
+lazyfx.infer(model, ("B", 3, 16, 16))
+lazyfx.materialize(model, ("B", 3, 16, 16), seed=0)
+print("after lazyfx:", "torch._dynamo" in sys.modules)
+class Plain(TorchDispatchMode):  # the counterpart: a mode without the opt-out does import it
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+with Plain():
+    torch.empty(1, device="meta")
+print("after a plain mode:", "torch._dynamo" in sys.modules)
+"""
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:2] == ["after lazyfx: False", "after a plain mode: True"], out.stdout

@@ -22,8 +22,8 @@ import contextlib
 from typing import Any, Iterator, Optional
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from lazyfx.core.compat import DispatchMode
 from lazyfx.core.diagnostics import SourceLocation, caller_location
 
 aten = torch.ops.aten
@@ -33,7 +33,7 @@ aten = torch.ops.aten
 POLICIES = ("all", "half", "none")
 
 
-class Counts(TorchDispatchMode):
+class Counts(DispatchMode):
     """Answers the value-dependent counts of the operations in :data:`_COUNTED` by ``policy``
     (on meta tensors), recording which operation asked and where."""
 

@@ -55,10 +55,12 @@ def _initialization_hooks(m: nn.Module) -> set:
 
 
 def has_user_hooks(m: nn.Module) -> bool:
-    return bool(_forward_hooks(m)) or has_pre_hooks(m)
+    return bool(m._forward_hooks or _module._global_forward_hooks) or has_pre_hooks(m)
 
 
 def has_pre_hooks(m: nn.Module) -> bool:
+    if not (m._forward_pre_hooks or _module._global_forward_pre_hooks):  # most layers: asked once per call
+        return False
     init = _initialization_hooks(m)
     return any(i not in init for i, _, _ in _pre_hooks(m))
 

@@ -87,7 +87,7 @@ class Propagator:
     def submodule(self, target: str) -> nn.Module:
         module = self._submodules.get(target)
         if module is None:
-            module = self._submodules[target] = self.root.get_submodule(target)
+            module = self._submodules[target] = _registered_submodule(self.root, target)
         return module
 
     def checkpoint(self) -> tuple:
@@ -190,6 +190,19 @@ class Propagator:
                 within=real_modules if _may_call_modules(node, args) else contextlib.nullcontext)
             return value, FALLBACK, Provenance.META_KERNEL, key
         return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, Provenance.RULE, key
+
+
+def _registered_submodule(root: nn.Module, target: str) -> nn.Module:
+    """The submodule at ``target``, a call_module node's path, found through ``_modules``:
+    ``get_submodule`` reads each step with ``getattr``, which torch.fx patches while it traces
+    (a tenth of analysing an EfficientNet went there)."""
+    module = root
+    for name in target.split(".") if target else ():
+        child = module._modules.get(name)
+        if child is None:  # not a registered path: get_submodule says why
+            return root.get_submodule(target)
+        module = child
+    return module
 
 
 def _pure(node: fx.Node, args: tuple, key: Any) -> Any:

@@ -35,8 +35,8 @@ import torch
 import torch.fx as fx
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils._python_dispatch import TorchDispatchMode
 
+from lazyfx.core.compat import DispatchMode
 from lazyfx.core.diagnostics import SourceLocation, caller_location
 from lazyfx.core.symbolic import free_symbols
 from lazyfx.core.values import TensorMeta, map_values
@@ -292,7 +292,7 @@ def _private_generator(kwargs: dict) -> bool:
         and not (torch.cuda.is_available() and generator in torch.cuda.default_generators)
 
 
-class GeneratorWatcher(TorchDispatchMode):
+class GeneratorWatcher(DispatchMode):
     """Random draws while forward is traced (see the module's docstring). ``stepping()``: the
     node being analysed, None while forward's own code runs; ``calls()``: how many lazy
     modules forward has first called so far; ``position()``: the last node of the graph.
@@ -344,7 +344,7 @@ def device_given() -> Iterator[None]:
         _DEVICE_GIVEN.reset(token)
 
 
-class DrawWatcher(TorchDispatchMode):
+class DrawWatcher(DispatchMode):
     """Records the ATen operations that draw random numbers while forward runs (abstract
     execution), with how many lazy modules had been first called by then (``calls()``).
     Draws inside a lazy module's own call (its initialization) are its initialization's."""

@@ -20,10 +20,10 @@ import torch
 import torch.nn as nn
 from torch.multiprocessing.reductions import StorageWeakRef
 from torch.nn.parameter import is_lazy
-from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from lazyfx.core import diagnostics
+from lazyfx.core.compat import DispatchMode
 from lazyfx.core.diagnostics import SourceLocation, caller_location
 from lazyfx.errors import DataDependentError
 
@@ -72,7 +72,7 @@ def _storages(value: Any) -> list[StorageWeakRef]:
     return found
 
 
-class _InputValues(TorchDispatchMode):
+class _InputValues(DispatchMode):
     """Marks the storages that hold data derived from the inputs, op by op."""
 
     def __init__(self, inputs: Any) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 #: The oldest torch release lazyfx supports (the floor pyproject.toml declares).
 MIN_TORCH = (2, 13)
@@ -75,3 +76,21 @@ PAD_EVERY_OUTPUT_POSITIVE = {"replicate": torch_at_least(2, 14), "reflect": torc
 #: that ``hx`` is 2-D after the unsqueeze ("Expected 2D hidden0 (batch x hidden_size), but got 3D
 #: tensor"), for every cell.
 RNN_CELL_BROADCASTS_2D_HIDDEN = not torch_at_least(2, 15)
+
+
+# -- torch internals the analysis works around ---------------------------------------------------
+
+class DispatchMode(TorchDispatchMode):
+    """A ``TorchDispatchMode`` whose ``__torch_dispatch__`` stays a plain method.
+
+    torch (2.13 at least) wraps every subclass's ``__torch_dispatch__`` in
+    ``torch._disable_dynamo``, which imports ``torch._dynamo`` at the mode's first use: about
+    1.5 s here, as long as importing torch itself, paid by the first analysis in each process
+    (every ``lazyfx check`` of a changed model). lazyfx's modes only watch or answer what the
+    analysis runs, never under ``torch.compile``, so they opt out by the class hook torch
+    provides for it (``_should_skip_dynamo``; a release without the hook has no wrapper either).
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False

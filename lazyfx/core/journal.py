@@ -61,7 +61,11 @@ class Journal:
                 continue
             if kind in SAVED_AS_IS:
                 continue
-            if name not in MODULE_INTERNALS and isinstance(value, (dict, list, set)):
+            if name in MODULE_STATE:  # the common case, cheaply
+                if not value:
+                    empty.append(value)
+                    continue
+            elif isinstance(value, (dict, list, set)):
                 tensors += _tensors_inside(value)
             copy_of = _CONTAINERS.get(kind)
             if copy_of is None and isinstance(value, (dict, list, set)):
@@ -138,6 +142,10 @@ SAVED_AS_IS = frozenset({bool, int, float, complex, str, bytes, type(None), tupl
 # nn.Module's own dicts: parameters, buffers and submodules are saved by other means, hooks hold
 # functions
 MODULE_INTERNALS = frozenset({"_parameters", "_buffers", "_modules", "_non_persistent_buffers_set"})
+
+# What every module holds, as the installed torch's nn.Module.__init__ sets it: its mode, its
+# parameter, buffer and submodule dicts and its hook dicts (none of them tensors forward changes)
+MODULE_STATE = frozenset(vars(nn.Module()))
 
 
 def _tensors_inside(container: Any, depth: int = 3) -> list[torch.Tensor]:

@@ -43,6 +43,7 @@ from torch.nn.parameter import is_lazy
 
 from lazyfx.core import checks
 from lazyfx.core.diagnostics import first_line
+from lazyfx.core.journal import MODULE_STATE
 from lazyfx.core.symbolic import (
     FloorDiv,
     as_dim,
@@ -600,9 +601,6 @@ def _argument_key(value: Any) -> Any:
     raise _NotPlain
 
 
-_MODULE_INTERNALS = frozenset(vars(torch.nn.Module()))  # what every module holds (its state, its hooks)
-
-
 def _layer_key(module: torch.nn.Module) -> Optional[tuple]:
     """What the forward of a layer of PyTorch's own reads besides its tensors: its class, its
     mode and its settings (``stride``, ``eps``); None for another module, one with sublayers,
@@ -610,7 +608,7 @@ def _layer_key(module: torch.nn.Module) -> Optional[tuple]:
     cls = type(module)
     if not cls.__module__.startswith("torch.nn.") or module._modules:
         return None
-    settings = {k: v for k, v in vars(module).items() if k not in _MODULE_INTERNALS}
+    settings = {k: v for k, v in vars(module).items() if k not in MODULE_STATE}
     try:
         return cls, module.training, _argument_key(settings)
     except _NotPlain:
