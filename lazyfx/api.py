@@ -967,9 +967,10 @@ def _random_draw_diagnostics(model: nn.Module, graph, propagation, records,
     path): the next call of forward may initialize lazy modules of its own. ``initialized``:
     the lazy modules earlier calls (``lazyfx.Call``) initialized; a draw before them only
     matters for the modules initialized after it."""
-    first_calls, upto = [], {}
+    first_calls, called, upto = [], set(), {}
     for call in propagation.lazy_calls:
-        if call.path not in first_calls:
+        if call.path not in called:  # (a set beside the list: 10,000 lazy layers made the list's test quadratic)
+            called.add(call.path)
             first_calls.append(call.path)
         upto[call.node] = len(first_calls)
     if not first_calls and not another_call_follows:

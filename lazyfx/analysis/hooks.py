@@ -46,7 +46,7 @@ def _initialization_hooks(m: nn.Module) -> set:
     and for a third-party lazy layer (an ``UninitializedParameter`` with a pre-hook of its own, as
     PyTorch Geometric's ``Linear(-1, out)``) the pre-hooks that are its own bound methods."""
     ids = set()
-    handle = getattr(m, "_initialize_hook", None)
+    handle = m.__dict__.get("_initialize_hook")  # (not getattr: torch.fx patches a module's __getattr__)
     if handle is not None:
         ids.add(handle.id)
     if any(is_lazy(t) for t in (*m._parameters.values(), *m._buffers.values()) if t is not None):
@@ -59,8 +59,13 @@ def has_user_hooks(m: nn.Module) -> bool:
 
 
 def has_pre_hooks(m: nn.Module) -> bool:
-    if not (m._forward_pre_hooks or _module._global_forward_pre_hooks):  # most layers: asked once per call
-        return False
+    own = m._forward_pre_hooks
+    if not _module._global_forward_pre_hooks:  # asked at every module call: the common cases cheaply
+        if not own:
+            return False
+        handle = m.__dict__.get("_initialize_hook")
+        if len(own) == 1 and handle is not None and handle.id in own:  # a lazy module's own only
+            return False
     init = _initialization_hooks(m)
     return any(i not in init for i, _, _ in _pre_hooks(m))
 

@@ -82,7 +82,19 @@ from lazyfx.rules.lazy import is_lazy_container, is_lazy_module
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
 class _AnswersFromValue:
-    """``len()``, ``int()`` and ``range()`` on a proxy, answered from its computed value."""
+    """``len()``, ``int()`` and ``range()`` on a proxy, answered from its computed value; and
+    iteration, as torch.fx does it."""
+
+    def __iter__(self) -> Iterator[fx.Proxy]:
+        """torch.fx's iteration (``a, b = x`` unpacks into ``x[0]``, ``x[1]``; any other loop
+        asks the tracer), with the disassembly of the calling code done once per call site
+        rather than at every iteration: torch.fx disassembles the caller's whole function
+        each time, which cost a third of tracing a ViT."""
+        caller = sys._getframe(1)
+        count = _unpacked_count(caller.f_code, caller.f_lasti)
+        if count is not None:
+            return (self[i] for i in range(count))
+        return self.tracer.iter(self)
 
     def __len__(self) -> int:
         return self.tracer.length(self)
@@ -107,17 +119,6 @@ class _AnswersFromValue:
 
 
 class ShapeProxy(_AnswersFromValue, fx.Proxy):
-    def __iter__(self) -> Iterator[fx.Proxy]:
-        """torch.fx's iteration (``a, b = x`` unpacks into ``x[0]``, ``x[1]``; any other loop
-        asks the tracer), with the disassembly of the calling code done once per call site
-        rather than at every iteration: torch.fx disassembles the caller's whole function
-        each time, which cost a third of tracing a ViT."""
-        caller = sys._getframe(1)
-        count = _unpacked_count(caller.f_code, caller.f_lasti)
-        if count is not None:
-            return (self[i] for i in range(count))
-        return self.tracer.iter(self)
-
     def __setitem__(self, index, value) -> None:
         """``mask[:h, :w] = count`` (torch.fx has no node for it): an ``operator.setitem`` node,
         for the shapes to be checked; the tensor keeps its shape."""
@@ -550,7 +551,7 @@ class LazyTracer(fx.Tracer):
                 raise
 
     def _mark(self) -> tuple:
-        return list(self.graph.nodes)[-1], len(self.module_stack), self.propagator.checkpoint()
+        return next(reversed(self.graph.nodes), None), len(self.module_stack), self.propagator.checkpoint()
 
     def _undo_since(self, mark: tuple) -> None:
         """Erase the nodes traced since ``mark`` and forget what was learned from them."""
@@ -812,9 +813,16 @@ def is_wrapped(module: nn.Module) -> bool:
     return getattr(type(module).forward, "__wrapped__", None) is not None
 
 
-def _nodes_after(graph: fx.Graph, last: fx.Node) -> list[fx.Node]:
-    nodes = list(graph.nodes)
-    return nodes[nodes.index(last) + 1 :]
+def _nodes_after(graph: fx.Graph, last: Optional[fx.Node]) -> list[fx.Node]:
+    """The nodes after ``last`` (all of them when ``last`` is None: the graph was empty)."""
+    nodes = []
+    for node in reversed(graph.nodes):  # from the end: the nodes since a mark are few, the graph large
+        if node is last:
+            return nodes[::-1]
+        nodes.append(node)
+    if last is not None:
+        raise ValueError(f"{last} is not in the graph")
+    return nodes[::-1]
 
 
 def _statement_length(location) -> int:

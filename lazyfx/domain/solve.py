@@ -21,6 +21,7 @@ formula): exact or explicit.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
@@ -238,6 +239,7 @@ def _relation(op: str, evaluate) -> Callable[[int], bool]:
     return lambda h: compare(evaluate(h), 0)
 
 
+@functools.lru_cache(maxsize=1024)  # lambdify generates and compiles Python source: the same conditions recur
 def _compile(expr: sympy.Expr, symbol: sympy.Symbol) -> Callable[[int], int]:
     functions = {"FloorDiv": lambda a, b: a // b, "Mod": lambda a, b: a % b, "Max": max, "Min": min}
     return sympy.lambdify(symbol, expr, modules=[functions, "math"])

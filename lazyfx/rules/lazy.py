@@ -32,12 +32,12 @@ from typing import Any, Callable, Mapping, Optional
 import torch
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, is_lazy
+from torch.nn.parameter import UninitializedBuffer, UninitializedParameter, UninitializedTensorMixin, is_lazy
 
 from lazyfx.core.checks import require_divisible
 from lazyfx.core.registry import lookup_by_class, resolver
 from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
-from lazyfx.core.values import TensorMeta, analysed_dtype
+from lazyfx.core.values import ANALYSIS_DTYPE, TensorMeta, analysed_dtype
 from lazyfx.errors import ShapeError
 from lazyfx.rules._util import expect_ndim, shape_str, tensor_arg
 
@@ -47,8 +47,14 @@ def is_lazy_module(module: nn.Module) -> bool:
     turned into its eager class, or any module holding an uninitialized parameter or buffer."""
     if isinstance(module, LazyModuleMixin):
         return True
-    tensors = list(module._parameters.values()) + list(module._buffers.values())
-    return any(is_lazy(t) for t in tensors)
+    # (asked several times per module call while tracing: plain loops, no lists)
+    for tensor in module._parameters.values():
+        if isinstance(tensor, UninitializedTensorMixin):
+            return True
+    for tensor in module._buffers.values():
+        if isinstance(tensor, UninitializedTensorMixin):
+            return True
+    return False
 
 
 def is_lazy_container(module: nn.Module) -> bool:
@@ -143,8 +149,8 @@ def read_analysed(module: nn.Module, name: str) -> Any:
     dtype (``materialize(dtype=)``, see :func:`lazyfx.core.values.analysis_dtype`), as a meta stand-in
     where that differs from its own."""
     value = read_attribute(module, name)
-    if not isinstance(value, torch.Tensor) or not is_state(module, name):
-        return value
+    if ANALYSIS_DTYPE.get() is None or not isinstance(value, torch.Tensor) or not is_state(module, name):
+        return value  # (no target dtype: as it is, without reading a parameter's dtype under the tracer's mode)
     dtype = analysed_dtype(value.dtype)
     if dtype == value.dtype:
         return value
