@@ -238,16 +238,25 @@ def map_values(fn: Callable[[Any], Any], value: Any) -> Any:
 
 
 def tensors_in(value: Any) -> list[TensorMeta]:
-    """The TensorMeta leaves of a nested value, in order."""
+    """The TensorMeta leaves of a nested value, in order (as :func:`map_values` visits them)."""
     found: list[TensorMeta] = []
-
-    def visit(v):
-        if isinstance(v, TensorMeta):
-            found.append(v)
-        return v
-
-    map_values(visit, value)
+    _collect_tensors(value, found)
     return found
+
+
+def _collect_tensors(value: Any, found: list[TensorMeta]) -> None:
+    # asked for every node's inputs: plain containers walked directly, without map_values' copies
+    kind = type(value)
+    if kind is TensorMeta:
+        found.append(value)
+    elif kind is tuple or kind is list:
+        for item in value:
+            _collect_tensors(item, found)
+    elif kind is dict:
+        for item in value.values():
+            _collect_tensors(item, found)
+    elif isinstance(value, (tuple, list, dict, TensorMeta)):  # a named tuple, a ModelOutput, a subclass
+        map_values(lambda v: found.append(v) if isinstance(v, TensorMeta) else None, value)
 
 
 def describe(value: Any) -> str:
