@@ -29,10 +29,9 @@ made outside propagation.
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 from dataclasses import dataclass
-from typing import Callable, Iterator, Optional, Union
+from typing import Callable, Optional, Union
 
 import sympy
 
@@ -72,24 +71,37 @@ class Recorder:
             self.constraints.tighten(expr)
 
     def checkpoint(self) -> tuple:
-        return len(self.conditions), set(self._seen), self.constraints.snapshot()
+        # (taken at every traced-into module's call: no copy of what was seen, which rollback
+        # rebuilds from the conditions it keeps, as each seen condition is recorded once)
+        return len(self.conditions), self.constraints.snapshot()
 
     def rollback(self, checkpoint: tuple) -> None:
         """Forget what was recorded since ``checkpoint`` (an abandoned analysis attempt)."""
-        count, seen, ranges = checkpoint
+        count, ranges = checkpoint
         del self.conditions[count:]
-        self._seen = seen
+        self._seen = {condition.expr for condition in self.conditions}
         self.constraints.restore(ranges)
 
-    @contextlib.contextmanager
-    def at(self, node_name: Optional[str]) -> Iterator[None]:
-        previous, self.node = self.node, node_name
-        token = _ACTIVE.set(self)
-        try:
-            yield
-        finally:
-            _ACTIVE.reset(token)
-            self.node = previous
+    def at(self, node_name: Optional[str]) -> "_RecordingAt":
+        """Within the block, checks record into this recorder, as made at node ``node_name``."""
+        return _RecordingAt(self, node_name)
+
+
+class _RecordingAt:
+    """:meth:`Recorder.at`'s block: a class, not a generator (entered once per node)."""
+
+    __slots__ = ("recorder", "node", "previous", "token")
+
+    def __init__(self, recorder: Recorder, node: Optional[str]) -> None:
+        self.recorder, self.node = recorder, node
+
+    def __enter__(self) -> None:
+        self.previous, self.recorder.node = self.recorder.node, self.node
+        self.token = _ACTIVE.set(self.recorder)
+
+    def __exit__(self, *exc: object) -> None:
+        _ACTIVE.reset(self.token)
+        self.recorder.node = self.previous
 
 
 _ACTIVE: contextvars.ContextVar[Optional[Recorder]] = contextvars.ContextVar("lazyfx_recorder", default=None)

@@ -37,7 +37,7 @@ from typing import Any, Iterable, Optional
 from lazyfx.core import VERSION
 from lazyfx.core.diagnostics import PACKAGE_DIR
 from lazyfx.inputs.config import ModelConfig
-from lazyfx.inputs.targets import dependencies, inside
+from lazyfx.inputs.targets import dependencies
 from lazyfx.outputs.findings import Finding
 
 FORMAT = 1  # the layout of an entry: a change makes every older entry foreign

@@ -44,7 +44,6 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from lazyfx.core import diagnostics
 from lazyfx.core.diagnostics import display_path
-from lazyfx.core.symbolic import fmt
 from lazyfx.rules.lazy import LAZY_CLASSES
 
 # -- where each lazy instance was constructed ---------------------------------------------------
