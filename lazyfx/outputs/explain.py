@@ -16,8 +16,6 @@ import linecache
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-import networkx as nx
-
 from lazyfx.analysis.records import op_label
 from lazyfx.core.symbolic import fmt, free_symbols
 from lazyfx.core.values import TensorMeta, describe
@@ -135,6 +133,10 @@ def explain(report, name: str) -> Explanation:
     value = sizes[attribute]
     records = {n.name: n for n in report.nodes}
     call = records[record.nodes[0]]
+    # imported here, not with the module: every analysis imports the report, and networkx
+    # (a third of a second) is needed only when a size is explained
+    import networkx as nx
+
     graph = nx.DiGraph()
     graph.add_nodes_from(records)
     graph.add_edges_from((source, n.name) for n in report.nodes for source in n.sources if source in records)
