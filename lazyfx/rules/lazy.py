@@ -138,10 +138,12 @@ _MODULE_GETATTR = nn.Module.__getattr__
 
 def read_attribute(module: nn.Module, name: str) -> Any:
     """``module.name`` as nn.Module defines it, whatever torch.fx has patched."""
-    try:
-        return object.__getattribute__(module, name)
-    except AttributeError:
-        return _MODULE_GETATTR(module, name)
+    if name in module.__dict__ or hasattr(type(module), name):  # else (a parameter) no exception to raise
+        try:
+            return object.__getattribute__(module, name)
+        except AttributeError:  # a property that raised it
+            pass
+    return _MODULE_GETATTR(module, name)
 
 
 def read_analysed(module: nn.Module, name: str) -> Any:
