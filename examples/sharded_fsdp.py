@@ -7,8 +7,8 @@ and device="cuda")
 """
 
 import os
-import socket
 import sys
+import tempfile
 
 import torch
 import torch.distributed as dist
@@ -45,13 +45,12 @@ def build_on_meta():
         return TinyLM()  # nothing allocated, the lazy layers unresolved
 
 
-def main(rank, world, port):
+def main(rank, world, rendezvous):
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
     from torch.distributed.device_mesh import init_device_mesh
     from torch.distributed.fsdp import FSDPModule
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
     mesh = init_device_mesh("cpu", (world,))
 
     model = lazyfx.materialize(build_on_meta(), "B,T:int64", device="cpu", seed=0, mesh=mesh,
@@ -85,7 +84,6 @@ def main(rank, world, port):
 
 
 if __name__ == "__main__":
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(main, args=(2, port), nprocs=2, join=True)
+    # the ranks meet through a file (a port picked as free could be taken before rank 0 listens)
+    with tempfile.TemporaryDirectory() as folder:
+        mp.spawn(main, args=(2, "file://" + os.path.join(folder, "rendezvous")), nprocs=2, join=True)

@@ -23,6 +23,23 @@ settings.register_profile("dev", deadline=None, max_examples=25, suppress_health
 settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHESIS_PROFILE", "dev"))
 
 
+def pytest_addoption(parser, pluginmanager):
+    """pyproject.toml's addopts distribute the tests with pytest-xdist (--numprocesses=2
+    --dist=loadgroup, written long: a conftest may not add the short -n).
+    Without the plugin (`-p no:xdist`, for a debugger, or not installed) its options are accepted
+    here and mean nothing: the tests run in this process, one after another."""
+    if not pluginmanager.has_plugin("xdist"):
+        group = parser.getgroup("xdist", "distributed testing (pytest-xdist is not loaded: ignored)")
+        group.addoption("--numprocesses", dest="numprocesses", default=None)
+        group.addoption("--dist", dest="dist", default="no")
+
+
+def pytest_configure(config):
+    # the mark pytest-xdist registers, registered here too so that --strict-markers accepts it
+    # without the plugin
+    config.addinivalue_line("markers", "xdist_group(name): run these tests on one worker (--dist loadgroup)")
+
+
 @pytest.fixture(autouse=True)
 def _lazyfx_cache_of_its_own(tmp_path_factory, monkeypatch):
     """`lazyfx check` keeps results beside the project's pyproject.toml; in the tests, in a

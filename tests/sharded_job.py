@@ -4,12 +4,15 @@ round-trip a torch.distributed.checkpoint directory, load a full checkpoint, and
 wrongly on one rank. Rank 0 saves what it gathered; the test compares it with one process.
 
 Run: python tests/sharded_job.py OUT.pt SCRATCH_DIR [cuda]
+
+The ranks meet through a file in SCRATCH_DIR (torch.distributed's FileStore), not a loopback
+port: a port found free and released before rank 0 listens on it can be taken meanwhile by
+another job (a test running in parallel), and two jobs on one port join each other's groups.
 """
 
 import copy
 import datetime
 import os
-import socket
 import sys
 
 import torch
@@ -127,13 +130,19 @@ def outcome(call):
     return None
 
 
-def run(rank, port, out, scratch):
+def rendezvous(scratch) -> str:
+    """The init_method of the job's process group: a file of its own (gloo's connections
+    between the ranks then take ports the kernel assigns)."""
+    return "file://" + os.path.join(os.path.abspath(scratch), "rendezvous")
+
+
+def run(rank, out, scratch):
     import torch.distributed.checkpoint as dcp
     from torch.distributed.checkpoint.state_dict import get_model_state_dict
     from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group("gloo", init_method=rendezvous(scratch), rank=rank, world_size=WORLD,
+                            timeout=datetime.timedelta(seconds=60))
     meshes = {WORLD: init_device_mesh("cpu", (WORLD,))}
     for size in SIZES[:-1]:
         group = dist.new_group(list(range(size)))  # every rank takes part in creating it
@@ -206,13 +215,13 @@ def run(rank, port, out, scratch):
     os._exit(0)
 
 
-def run_cuda(rank, port, out, world):
+def run_cuda(rank, out, scratch, world):
     """NCCL on one GPU per rank: the gathered state, for the test to compare with one process."""
     from torch.distributed.device_mesh import init_device_mesh
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.cuda.set_device(rank)
-    dist.init_process_group("nccl", rank=rank, world_size=world, timeout=datetime.timedelta(seconds=60))
+    dist.init_process_group("nccl", init_method=rendezvous(scratch), rank=rank, world_size=world,
+                            timeout=datetime.timedelta(seconds=60))
     mesh = init_device_mesh("cuda", (world,))
     results = {name: full_state(sharded(name, mesh, device="cuda")) for name in MODELS}
     if rank == 0:
@@ -224,14 +233,12 @@ def run_cuda(rank, port, out, world):
 
 
 if __name__ == "__main__":
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
     if sys.argv[3:] == ["cuda"]:
         world = torch.cuda.device_count()
-        mp.start_processes(run_cuda, args=(free, sys.argv[1], world), nprocs=world, join=True, start_method="spawn")
+        mp.start_processes(run_cuda, args=(sys.argv[1], sys.argv[2], world), nprocs=world, join=True,
+                           start_method="spawn")
     else:
         for name in MODELS:  # the analysis's first-call setup, done once before the workers fork
             lazyfx.materialize(on_meta(name), MODELS[name][1], device="meta")
         # forked after the imports: the workers share them instead of importing torch four times
-        mp.start_processes(run, args=(free, sys.argv[1], sys.argv[2]), nprocs=WORLD, join=True, start_method="fork")
+        mp.start_processes(run, args=(sys.argv[1], sys.argv[2]), nprocs=WORLD, join=True, start_method="fork")

@@ -7,6 +7,7 @@ here."""
 import json
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ import pytest
 import sympy
 import torch
 
+import lazyfx
 from lazyfx.cli import main
 from lazyfx.outputs import cache as cache_module
 
@@ -191,7 +193,7 @@ def test_the_versions_are_part_of_the_key(project, monkeypatch):
     assert built(project) == []
 
 
-def test_a_change_to_lazyfx_itself_is_part_of_the_key(project, monkeypatch):
+def test_a_change_to_lazyfx_itself_is_part_of_the_key(project, monkeypatch, tmp_path_factory):
     first = cache_module.environment()
     assert first == cache_module.environment()
     assert {"python", "lazyfx", "lazyfx files", "torch", "sympy"} <= set(first)
@@ -200,13 +202,18 @@ def test_a_change_to_lazyfx_itself_is_part_of_the_key(project, monkeypatch):
     versions = {torch.__version__, torch.__version__.split("+")[0]}
     assert first["torch"][3] in [[f"torch-{version}.dist-info"] for version in versions]
     assert first["sympy"][3] == [f"sympy-{sympy.__version__}.dist-info"]
-    touched = pathlib.Path(cache_module.__file__)
+    # a file touched in a copy of the package (copied with its times: the same key), not in the
+    # checkout, where a `lazyfx check` running meanwhile (pytest -n) would see the touched time
+    package = os.path.dirname(os.path.abspath(lazyfx.__file__))
+    assert cache_module.PACKAGE_DIR == package
+    copy = tmp_path_factory.mktemp("package") / "lazyfx"
+    shutil.copytree(package, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(cache_module, "PACKAGE_DIR", str(copy))
+    assert cache_module.environment() == first
+    touched = copy / pathlib.Path(cache_module.__file__).relative_to(package)
     stat = touched.stat()
-    try:
-        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
-        assert cache_module.environment()["lazyfx files"] != first["lazyfx files"]
-    finally:
-        os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.utime(touched, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    assert cache_module.environment()["lazyfx files"] != first["lazyfx files"]
 
 
 def test_corrupt_and_foreign_entries_are_ignored_and_rewritten(project, capsys):

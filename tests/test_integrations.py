@@ -247,9 +247,8 @@ DISTRIBUTED = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from integration_models import MODELS
 
-    def run(rank, world, port, mode, name):
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-        dist.init_process_group("gloo", rank=rank, world_size=world)
+    def run(rank, world, rendezvous, mode, name):
+        dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=world)
         torch.manual_seed(0)
         cls, spec, shape = MODELS[name]
         if mode == "ddp":
@@ -272,20 +271,19 @@ DISTRIBUTED = textwrap.dedent("""
         os._exit(0)
 
     if __name__ == "__main__":
-        mp.spawn(run, args=(2, int(sys.argv[2]), sys.argv[3], sys.argv[4]), nprocs=2, join=True)
+        mp.spawn(run, args=(2, sys.argv[2], sys.argv[3], sys.argv[4]), nprocs=2, join=True)
 """)
 
 
 @pytest.mark.parametrize("name", NAMES)
 @pytest.mark.parametrize("mode", ["ddp", "fsdp2"])
 def test_distributed_wrappers_accept_a_materialized_model(mode, name, tmp_path):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    # The ranks meet through a file of this test's own, not a loopback port: a port found free
+    # and released before rank 0 listens on it can be taken meanwhile by a test running in
+    # parallel (pytest -n), whose ranks would then join this group.
+    rendezvous = (tmp_path / "rendezvous").as_uri()
     script = tmp_path / "dist.py"
     script.write_text(DISTRIBUTED)
-    result = subprocess.run([sys.executable, str(script), os.path.dirname(__file__), str(port), mode, name],
+    result = subprocess.run([sys.executable, str(script), os.path.dirname(__file__), rendezvous, mode, name],
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -18,6 +18,9 @@ from sharded_job import MODELS, built_on_cpu, on_meta
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = sorted(MODELS)
+# one worker runs this module under pytest -n (--dist loadgroup): the job behind `gathered` (a
+# module fixture) then runs once, not once on each worker that got some of the tests
+pytestmark = pytest.mark.xdist_group("sharded")
 
 
 @pytest.fixture(scope="module")
