@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import case_reach
 import lazyfx
 from cases import CASES
 from differential import Example, check, fn_module
@@ -230,25 +231,12 @@ def test_a_kernel_that_specializes_a_size_is_flagged_and_not_trusted_for_paramet
     assert_same_model(expected, materialized(Model, (2, 16)))  # concrete sizes: nothing to specialize
 
 
+@pytest.mark.xdist_group(case_reach.GROUP)
 def test_every_case_op_has_a_rule_so_the_fallback_is_not_hiding_gaps():
     """The differential cases exercise rules, not the fallback: a case that silently fell back
     would test PyTorch against itself."""
-    def explore(name):
-        @settings(max_examples=5, derandomize=True, database=None, deadline=None,
-                  suppress_health_check=list(HealthCheck))
-        @given(st.data())
-        def run(data):
-            ex = CASES[name](data.draw)
-            try:
-                report = lazyfx.infer(ex.module, *[lazyfx.TensorSpec(s, dtype=d) for s, d in ex.inputs])
-            except lazyfx.LazyFXError:
-                return
-            assert not any(n.fallback for n in report.nodes), name
-
-        run()
-
-    for name in CASES:
-        explore(name)
+    fallback = [node for name in CASES for node in case_reach.reach(name).fallback]
+    assert not fallback, f"case nodes that took the meta-kernel fallback: {fallback}"
 
 
 class SpectralPatchEmbed(nn.Module):

@@ -1,49 +1,20 @@
 """The registry is consistent: one rule per key, and every rule is reached by a
 differential case (so adding a rule without a case fails here)."""
 
-import functools
-
 import pytest
 import torch.nn as nn
 from torch.nn.modules.lazy import LazyModuleMixin
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
-import lazyfx
+import case_reach
 from cases import CASES
 import lazyfx.rules.all  # noqa: F401  (registers every rule)
 from lazyfx.core.registry import NOT_DIFFERENTIALLY_TESTED, RESOLVERS, RULES, Registry, key_name, lookup_by_class
 
 
-def keys_reached(name: str) -> set:
-    reached: set = set()
-
-    @settings(max_examples=10, derandomize=True, database=None, deadline=None,
-              suppress_health_check=list(HealthCheck))
-    @given(st.data())
-    def explore(data):
-        example = CASES[name](data.draw)
-        specs = [lazyfx.TensorSpec(shape, dtype=dtype) for shape, dtype in example.inputs]
-        try:
-            report = lazyfx.infer(example.module, *specs)
-        except lazyfx.LazyFXError:
-            return
-        reached.update(n.key for n in report.nodes if n.key is not None)
-
-    explore()
-    return reached
-
-
-@functools.lru_cache(maxsize=None)
-def all_reached() -> frozenset:
-    reached = set()
-    for name in CASES:
-        reached |= keys_reached(name)
-    return frozenset(reached)
-
-
+@pytest.mark.xdist_group(case_reach.GROUP)
 def test_every_rule_has_a_differential_case():
-    missing = [key_name(r.key) for r in RULES if r.key not in all_reached() and r.key not in NOT_DIFFERENTIALLY_TESTED]
+    reached = frozenset().union(*(case_reach.reach(name).keys for name in CASES))
+    missing = [key_name(r.key) for r in RULES if r.key not in reached and r.key not in NOT_DIFFERENTIALLY_TESTED]
     assert not missing, f"rules without a differential case in tests/cases.py: {sorted(missing)}"
 
 
