@@ -28,6 +28,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
+from benchmarks.models import stochastic_depth
 from lazyfx.analysis.fallback.meta import MetaKernelFallback
 from lazyfx.core.registry import RULES, Method
 
@@ -47,22 +48,8 @@ def convs(n: int) -> nn.Module:
     return nn.Sequential(*[nn.Conv2d(4, 4, 3, padding=1) for _ in range(n)])
 
 
-def stochastic_depth(input: torch.Tensor, p: float, mode: str, training: bool = True) -> torch.Tensor:
-    """torchvision.ops.stochastic_depth, as torchvision writes it (marked ``torch.fx.wrap``)."""
-    if p < 0.0 or p > 1.0:
-        raise ValueError(f"drop probability has to be between 0 and 1, but got {p}")
-    if mode not in ["batch", "row"]:
-        raise ValueError(f"mode has to be either 'batch' or 'row', but got {mode}")
-    if not training or p == 0.0:
-        return input
-    survival_rate = 1.0 - p
-    size = [input.shape[0]] + [1] * (input.ndim - 1) if mode == "row" else [1] * input.ndim
-    noise = torch.empty(size, dtype=input.dtype, device=input.device).bernoulli_(survival_rate)
-    if survival_rate > 0.0:
-        noise.div_(survival_rate)
-    return input * noise
-
-
+# torch.fx.wrap patches the name in the globals of the module that calls it: the global here,
+# which drop_path looks up (benchmarks.models wraps its own)
 torch.fx.wrap("stochastic_depth")
 
 
