@@ -10,11 +10,18 @@ fallback serves in real models too: ``stochastic_depth`` in training mode
 (torchvision's, traced into: ``torch.empty``, ``bernoulli_``, ``div_``, a
 product), ``torch.fft.rfft`` (no rule, and its meta kernel fixes the batch
 to its representative size; its column "rule" is a chain of as many nodes with
-rules of the same shapes, ``torch.neg`` and ``abs``) and an einops-style rearrange (``view``, ``permute``, ``reshape``). The fallback keeps
-the output of a call for the next call like it (the blocks of a model repeat);
-"every call new" runs every call's kernels anew, as for a call unlike any
-before it. Reported: microseconds per operation (median of --repeat) and the
-ratios to the rule.
+rules of the same shapes, ``torch.neg`` and ``abs``) and an einops-style rearrange
+(``view``, ``permute``, ``reshape``).
+
+The fallback keeps the output of a call for the next call like it (the blocks of a
+model repeat); "every call new" runs every call's kernels anew, as for a call unlike
+any before it. Per operation is the slope: the analysis of ``--nodes`` operations
+less that of one, divided by ``--nodes - 1`` (medians of ``--repeat``), so that what
+an analysis pays once is apart: "first call" is what the fallback's first call in an
+analysis costs over the rule's (PyTorch's fake-tensor mode and ShapeEnv start empty in
+each analysis, and its first kernel run on symbolic sizes runs PyTorch's Python
+decompositions and the size-one check). Reported: microseconds per operation, the
+ratios to the rule, and the first call in milliseconds.
 """
 
 from __future__ import annotations
@@ -82,7 +89,8 @@ WORKLOADS = {
 }
 
 
-def per_node_us(factory, spec, n: int, repeat: int, suspend=(), reuse: bool = True) -> float:
+def analysis_seconds(factory, spec, n: int, repeat: int, suspend=(), reuse: bool = True) -> float:
+    """Median seconds of ``infer`` on a chain of ``n`` operations."""
     model = factory(n)
     times = []
     MetaKernelFallback.reuse = reuse
@@ -95,7 +103,14 @@ def per_node_us(factory, spec, n: int, repeat: int, suspend=(), reuse: bool = Tr
                 times.append(time.perf_counter() - start)
     finally:
         MetaKernelFallback.reuse = True
-    return statistics.median(times) / n * 1e6
+    return statistics.median(times)
+
+
+def costs(factory, spec, n: int, repeat: int, suspend=(), reuse: bool = True) -> tuple[float, float]:
+    """(microseconds per operation, the slope from 1 to ``n`` operations; seconds of one)."""
+    one = analysis_seconds(factory, spec, 1, repeat, suspend, reuse)
+    many = analysis_seconds(factory, spec, n, repeat, suspend, reuse)
+    return (many - one) / (n - 1) * 1e6, one
 
 
 def main(argv=None) -> int:
@@ -104,16 +119,19 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--only", nargs="*", choices=sorted(WORKLOADS), help="some of the workloads")
     args = parser.parse_args(argv)
-    print(f"torch {torch.__version__}; {args.nodes} operations per model; microseconds per operation "
-          f"(median of {args.repeat})")
-    print(f"{'op':18}{'rule':>8}{'fallback':>10}{'ratio':>7}{'every call new':>16}{'ratio':>7}")
+    if args.nodes < 2:
+        parser.error("--nodes must be at least 2 (the cost per operation is a slope from 1 to --nodes)")
+    print(f"torch {torch.__version__}; 1 and {args.nodes} operations per model; microseconds per operation "
+          f"(the slope, medians of {args.repeat}); first call: milliseconds over the rule's")
+    print(f"{'op':18}{'rule':>8}{'fallback':>10}{'ratio':>7}{'first call':>12}{'every call new':>16}{'ratio':>7}")
     for name in args.only or WORKLOADS:
         factory, spec, keys, *reference = WORKLOADS[name]
         lazyfx.infer(factory(1), spec)  # the rules are loaded before any is suspended
-        rule = per_node_us(reference[0] if reference else factory, spec, args.nodes, args.repeat)
-        fallback = per_node_us(factory, spec, args.nodes, args.repeat, keys)
-        anew = per_node_us(factory, spec, args.nodes, args.repeat, keys, reuse=False)
-        print(f"{name:18}{rule:8.0f}{fallback:10.0f}{fallback / rule:7.1f}{anew:16.0f}{anew / rule:7.1f}")
+        rule, rule_once = costs(reference[0] if reference else factory, spec, args.nodes, args.repeat)
+        fallback, fallback_once = costs(factory, spec, args.nodes, args.repeat, keys)
+        anew, _ = costs(factory, spec, args.nodes, args.repeat, keys, reuse=False)
+        first = (fallback_once - rule_once) * 1e3
+        print(f"{name:18}{rule:8.0f}{fallback:10.0f}{fallback / rule:7.1f}{first:12.1f}{anew:16.0f}{anew / rule:7.1f}")
     return 0
 
 
