@@ -16,7 +16,7 @@ import operator
 import pytest
 import sympy
 import torch.nn as nn
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import lazyfx
@@ -619,6 +619,29 @@ def test_domain_agrees_with_brute_force(data, n, info):
         assert domain.contains(H=h) is expected, f"H={h}"
         # what str(domain) says is the same set of inputs
         assert all(holds(c, h) for c in printed) is expected, f"{domain} at H={h}"
+
+
+@settings(max_examples=60)
+@given(
+    c=st.integers(-3000, 3000).filter(bool), a=st.integers(-20, 20), d=st.integers(1, 8),
+    e=st.integers(-50, 50), k=st.integers(-6000, 6000), op=st.sampled_from(sorted(RELATIONS)),
+    low=st.integers(1, 12),
+)
+@example(c=3000, a=20, d=8, e=50, k=6000, op="==", low=1)  # a bound past every constant: 576,000 sizes
+@example(c=-2176, a=9, d=4, e=128, k=-2304, op=">=", low=9)
+def test_a_monotone_condition_is_solved_exactly_however_far_its_answer_changes(c, a, d, e, k, op, low):
+    # c*((H - a)//d) + e op k: monotone in H (either way), its answer changes where the formula
+    # reaches k, which a large c or k puts far out; the solver reads it off past that point only
+    # (a checkpoint's fit, 64*((H - 9)//4 + 1)*((W - 9)//4 + 1) == 2304, solves one at each H)
+    from lazyfx.domain.solve import solve
+
+    sizes = solve(H, [RELATIONS[op](c * floordiv(H - a, d) + e, k, evaluate=False)], SymbolInfo("H", min=low))
+    assert sizes is not None
+    value = lambda h: c * ((h - a) // d) + e  # noqa: E731
+    settled = low + d * (abs(k) + abs(e) + abs(a) + 2)  # past it the formula is beyond k for good
+    for h in [*range(1, settled + 2 * d + 3), settled * 10, settled * 1000 + 7]:
+        expected = h >= low and python_compare(value(h), op, k)
+        assert sizes.contains(h) is expected, f"H={h}: {sizes.conditions()}"
 
 
 @settings(max_examples=40)

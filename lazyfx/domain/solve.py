@@ -176,6 +176,21 @@ def _check(cond: sympy.Basic, symbol: sympy.Symbol, low: int, window: list) -> O
     raw = cond.lhs - cond.rhs
     diff = sympy.expand(raw)
     evaluate = _compile(diff, symbol)
+    direction = _direction(raw, symbol, low)
+    if direction is None:
+        direction = _direction(diff, symbol, low)
+    if direction == 0:  # constant in the symbol: the same answer at every size
+        return _relation(cond.rel_op, evaluate)
+    if direction is not None:
+        # monotone: a comparison with 0 keeps its answer below where the formula reaches 0,
+        # from there to where it passes 0, and beyond, so the window need only reach past those
+        # two sizes (a floor-linear bound reaches past every constant: 56,000 sizes for the
+        # checkpoint fit 64*((H - 9)//4 + 1)*((W - 9)//4 + 1) == 2304, at each H)
+        reaches = (_first(lambda h: direction * evaluate(h) >= 0, low),
+                   _first(lambda h: direction * evaluate(h) > 0, low))
+        if None not in reaches:
+            window[1] = max(window[1], *reaches)
+            return _relation(cond.rel_op, evaluate)
     linear = _floor_linear(diff, symbol)
     if linear is not None:
         modulus, constants = linear
@@ -286,6 +301,9 @@ def _direction(expr: sympy.Expr, symbol: sympy.Symbol, low: int) -> Optional[int
     if expr.is_Mul:
         coeff, rest = expr.as_coeff_Mul()
         factors = sympy.Mul.make_args(rest)
+        if len(factors) == 1 and coeff.is_Number and coeff != 0:  # a monotone formula times a constant, of any sign
+            direction = _direction(factors[0], symbol, low)
+            return None if direction is None else direction * (1 if coeff > 0 else -1)
         directions = [_direction(f, symbol, low) for f in factors]
         at_low = [_value_at(f, symbol, low) for f in factors]
         if None in directions or -1 in directions or any(v is None or v < 0 for v in at_low):
@@ -315,21 +333,28 @@ def _transitions(evaluate, direction: int, low: int) -> list[Optional[int]]:
         return []
     sign = direction
 
-    def first(predicate) -> Optional[int]:
-        if predicate(low):
-            return low
-        high = low + 1
-        while not predicate(high):
-            if high > SEARCH_LIMIT:
-                return low  # never: the window does not need to reach further
-            high = 2 * high - low
-        lo = low
-        while high - lo > 1:
-            mid = (lo + high) // 2
-            lo, high = (lo, mid) if predicate(mid) else (mid, high)
-        return high
+    def first(predicate) -> int:
+        found = _first(predicate, low)
+        return low if found is None else found  # never: the window does not need to reach further
 
     return [first(lambda h: sign * evaluate(h) >= 0), first(lambda h: sign * evaluate(h) > 0)]
+
+
+def _first(predicate: Callable[[int], bool], low: int) -> Optional[int]:
+    """The smallest size from ``low`` where a predicate that stays true once true holds (doubling,
+    then bisecting), or None when it does not hold up to ``SEARCH_LIMIT``."""
+    if predicate(low):
+        return low
+    high = low + 1
+    while not predicate(high):
+        if high > SEARCH_LIMIT:
+            return None
+        high = 2 * high - low
+    lo = low
+    while high - lo > 1:
+        mid = (lo + high) // 2
+        lo, high = (lo, mid) if predicate(mid) else (mid, high)
+    return high
 
 
 def _lcm(*values: int) -> int:
