@@ -28,8 +28,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
+import tempfile
 import time
 
 import torch
@@ -104,11 +104,10 @@ def build(way: str, args, mesh) -> nn.Module:
     return model
 
 
-def run(rank: int, port: int, way: str, args, bound: int) -> None:
+def run(rank: int, rendezvous: str, way: str, args, bound: int) -> None:
     from torch.distributed.device_mesh import init_device_mesh
 
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    dist.init_process_group("gloo", rank=rank, world_size=args.ranks)
+    dist.init_process_group("gloo", init_method=rendezvous, rank=rank, world_size=args.ranks)
     mesh = init_device_mesh("cpu", (args.ranks,))
     torch.set_num_threads(1)
     with open("/proc/self/clear_refs", "w") as refs:
@@ -145,10 +144,12 @@ def main(argv=None) -> int:
                       "largest_mib": round(largest / 2**20), "ranks": args.ranks,
                       "bound_mib": round(bound / 2**20)}), flush=True)
     for way in args.ways.split(","):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        mp.start_processes(run, args=(port, way, args, bound), nprocs=args.ranks, join=True, start_method="fork")
+        # the ranks meet through a file of their own: a port found free and released could be
+        # taken by another job before rank 0 listens on it
+        with tempfile.TemporaryDirectory() as scratch:
+            rendezvous = "file://" + os.path.join(scratch, "rendezvous")
+            mp.start_processes(run, args=(rendezvous, way, args, bound), nprocs=args.ranks, join=True,
+                               start_method="fork")
     return 0
 
 
