@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import lazyfx
-from sharded_job import MODELS, built_on_cpu, on_meta
+from sharded_job import MODELS, built_on_cpu, on_meta, step
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NAMES = sorted(MODELS)
@@ -72,12 +72,7 @@ def test_one_training_step(gathered, name):
     model sharded afterwards (FSDP2 computes on gathered parameters, whose kernels may round in
     another order than the unsharded model's: the updated state is compared with it closely)."""
     model = dry_run(name)
-    torch.manual_seed(1)
-    batch = MODELS[name][2]()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-    loss = model(batch).square().mean()
-    loss.backward()
-    optimizer.step()
+    loss = step(model, name)  # the step each rank takes, on the unsharded model
     sharded_loss, sharded_state = gathered[name, "step"]
     control_loss, control_state = gathered[name, "control"]
     assert torch.equal(sharded_loss, control_loss)

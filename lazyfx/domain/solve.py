@@ -176,11 +176,11 @@ def _check(cond: sympy.Basic, symbol: sympy.Symbol, low: int, window: list) -> O
     raw = cond.lhs - cond.rhs
     diff = sympy.expand(raw)
     evaluate = _compile(diff, symbol)
-    direction = _direction(raw, symbol, low)
-    if direction is None:
-        direction = _direction(diff, symbol, low)
+    raw_direction = _direction(raw, symbol, low)
+    direction = raw_direction if raw_direction is not None else _direction(diff, symbol, low)
     if direction == 0:  # constant in the symbol: the same answer at every size
         return _relation(cond.rel_op, evaluate)
+    reaches: tuple = ()
     if direction is not None:
         # monotone: a comparison with 0 keeps its answer below where the formula reaches 0,
         # from there to where it passes 0, and beyond, so the window need only reach past those
@@ -196,14 +196,10 @@ def _check(cond: sympy.Basic, symbol: sympy.Symbol, low: int, window: list) -> O
         modulus, constants = linear
         window[0] = _lcm(window[0], modulus)
         window[1] = max(window[1], low + (constants + 2) * modulus)
-    else:
-        direction = _direction(raw, symbol, low)
-        if direction is None:
-            return None
-        for point in _transitions(evaluate, direction, low):
-            if point is None:
-                return None
-            window[1] = max(window[1], point)
+    elif raw_direction is None:
+        return None
+    else:  # a point not reached by SEARCH_LIMIT is taken as never reached: the window need not reach it
+        window[1] = max(window[1], *(low if r is None else r for r in reaches))
     return _relation(cond.rel_op, evaluate)
 
 
@@ -325,19 +321,6 @@ def _direction(expr: sympy.Expr, symbol: sympy.Symbol, low: int) -> Optional[int
 def _value_at(expr: sympy.Expr, symbol: sympy.Symbol, value: int) -> Optional[int]:
     result = expr.xreplace({symbol: sympy.Integer(value)})
     return int(result) if result.is_Integer else None
-
-
-def _transitions(evaluate, direction: int, low: int) -> list[Optional[int]]:
-    """Where a monotone expression reaches 0 and where it passes it (when it does)."""
-    if direction == 0:
-        return []
-    sign = direction
-
-    def first(predicate) -> int:
-        found = _first(predicate, low)
-        return low if found is None else found  # never: the window does not need to reach further
-
-    return [first(lambda h: sign * evaluate(h) >= 0), first(lambda h: sign * evaluate(h) > 0)]
 
 
 def _first(predicate: Callable[[int], bool], low: int) -> Optional[int]:
