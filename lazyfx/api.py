@@ -802,9 +802,9 @@ def _mark_reached_in_the_other_mode(records: dict[str, LazyModuleRecord], model:
     behind ``if not self.training``): the analysis runs once more with every module in the
     other mode, then puts the modes back."""
     uncalled = [r for r in records.values() if not r.called]
-    modes = [(m, m.training) for m in model.modules()]
     if not uncalled:
         return
+    modes = [(m, m.training) for m in model.modules()]
     to_training = not all(training for _, training in modes)
     try:
         model.train(to_training)

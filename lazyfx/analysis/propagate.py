@@ -36,7 +36,7 @@ from lazyfx.core.diagnostics import first_line, location_from_stack_trace
 from lazyfx.core.registry import RESOLVERS, RULES, Method, key_name, lookup_by_class
 from lazyfx.core.values import TensorMeta, UninitializedTensor, analysed_dtype, map_values, tensors_in
 from lazyfx.errors import LazyFXError, UnsupportedOpError
-from lazyfx.rules.lazy import ModuleView, is_lazy_module, is_state, read_attribute
+from lazyfx.rules.lazy import ModuleView, is_lazy_module, is_state, read_attribute, registered_submodule
 
 if TYPE_CHECKING:
     from lazyfx.analysis.trace import TracedProgram
@@ -87,7 +87,7 @@ class Propagator:
     def submodule(self, target: str) -> nn.Module:
         module = self._submodules.get(target)
         if module is None:
-            module = self._submodules[target] = _registered_submodule(self.root, target)
+            module = self._submodules[target] = registered_submodule(self.root, target)
         return module
 
     def checkpoint(self) -> tuple:
@@ -156,7 +156,7 @@ class Propagator:
             rule=rule_name,
             location=location,
             key=key,
-            sources=tuple(n.name for n in node.all_input_nodes),
+            sources=tuple([n.name for n in node.all_input_nodes]),
             callers=node.meta.get(CALLERS, ()),
             provenance=provenance,
         )
@@ -190,19 +190,6 @@ class Propagator:
                 within=real_modules if _may_call_modules(node, args) else contextlib.nullcontext)
             return value, FALLBACK, Provenance.META_KERNEL, key
         return _keeping_values(key, rule.fn(*args, **kwargs), args), rule.name, Provenance.RULE, key
-
-
-def _registered_submodule(root: nn.Module, target: str) -> nn.Module:
-    """The submodule at ``target``, a call_module node's path, found through ``_modules``:
-    ``get_submodule`` reads each step with ``getattr``, which torch.fx patches while it traces
-    (a tenth of analysing an EfficientNet went there)."""
-    module = root
-    for name in target.split(".") if target else ():
-        child = module._modules.get(name)
-        if child is None:  # not a registered path: get_submodule says why
-            return root.get_submodule(target)
-        module = child
-    return module
 
 
 def _pure(node: fx.Node, args: tuple, key: Any) -> Any:
@@ -280,7 +267,7 @@ ABSTRACT = "abstract execution: forward on meta tensors"
 def _enclosing_module(node: fx.Node) -> Optional[str]:
     stack = node.meta.get("nn_module_stack")
     if stack:
-        path = list(stack.values())[-1]
+        path = next(reversed(stack.values()))
         return path[0] if isinstance(path, tuple) else path
     return None
 

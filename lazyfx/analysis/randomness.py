@@ -40,6 +40,7 @@ from lazyfx.core.compat import DispatchMode
 from lazyfx.core.diagnostics import SourceLocation, caller_location
 from lazyfx.core.symbolic import free_symbols
 from lazyfx.core.values import TensorMeta, map_values
+from lazyfx.rules.lazy import registered_submodule
 
 
 @dataclass(frozen=True)
@@ -152,7 +153,8 @@ def function_draws(function, args: tuple, kwargs: dict) -> bool:
 
 def module_draws(module: nn.Module) -> Optional[str]:
     """What draws random numbers when ``module`` (a leaf of the graph) runs, or None."""
-    for name, sub in module.named_modules():
+    # (checked for every module node: a layer without sublayers, the usual leaf, is all there is)
+    for name, sub in module.named_modules() if module._modules else (("", module),):
         if not sub.training:
             continue
         if isinstance(sub, _DROPOUT_MODULES) and _probability(sub.p):
@@ -229,7 +231,7 @@ def _node_draw(node: fx.Node, root: nn.Module, records: dict, location, before: 
                     obstacle=f"it draws inside {what}, which lazyfx analyses with PyTorch's meta kernels and does "
                              f"not run")
     if node.op == "call_module":
-        module = root.get_submodule(target)
+        module = registered_submodule(root, target)
         what = module_draws(module)
         if what is None:
             return None
@@ -262,7 +264,7 @@ def _node_draw(node: fx.Node, root: nn.Module, records: dict, location, before: 
 def _listed(node: fx.Node, root: nn.Module) -> bool:
     """Whether :func:`_node_draw` knows ``node``'s operation by name (and can replay it)."""
     if node.op == "call_module":
-        return module_draws(root.get_submodule(node.target)) is not None
+        return module_draws(registered_submodule(root, node.target)) is not None
     if node.op == "call_method":
         return node.target in _DRAWING_METHODS
     return node.target in _DRAWING_FUNCTIONS or node.target in _TRAINING_FUNCTIONS \

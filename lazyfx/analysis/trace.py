@@ -244,6 +244,8 @@ class LazyTracer(fx.Tracer):
         # the lazy module whose own initialization has run while its later pre-hooks are traced
         # (before its node exists): their draws come after that initialization (hooks.py)
         self.initializing: Optional[str] = None
+        self._parameter_paths: Optional[dict[int, tuple[nn.Parameter, str]]] = None  # see _parameter_path
+        self._leaf_answer: Optional[tuple[nn.Module, str, bool]] = None  # see _fx_call_module
 
     def first_calls_so_far(self) -> int:
         """How many lazy modules forward has first called so far, as a dry run initializes them."""
@@ -331,11 +333,44 @@ class LazyTracer(fx.Tracer):
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict):
         """A lazy parameter is a new node at each read: before its module's first call it has no
-        shape, after it has one (torch.fx would reuse the first read's node)."""
-        if isinstance(attr_val, torch.Tensor) and is_lazy(attr_val):
+        shape, after it has one (torch.fx would reuse the first read's node).
+
+        A parameter's path is found in a table made once per trace (:meth:`_parameter_path`):
+        torch.fx walks ``named_parameters()`` at every read it has not cached, and
+        ``inspect.signature`` of ``create_proxy`` at every new one (a lazy parameter's reads are
+        all new: 8% of analysing a ConvNeXt, whose blocks read their layer scale)."""
+        if not isinstance(attr_val, nn.Parameter) or self.proxy_buffer_attributes:
+            return super().getattr(attr, attr_val, parameter_proxy_cache)  # (buffers: as torch.fx reads them)
+        if is_lazy(attr_val):
             for name in [n for n in parameter_proxy_cache if n.rpartition(".")[2] == attr]:
                 del parameter_proxy_cache[name]
-        return super().getattr(attr, attr_val, parameter_proxy_cache)
+        path = self._parameter_path(attr_val)
+        if path is None:  # registered while forward ran, or not the model's: torch.fx's own search
+            return super().getattr(attr, attr_val, parameter_proxy_cache)
+        if path not in parameter_proxy_cache:
+            factory = (None if not self.param_shapes_constant
+                       else lambda node: fx_symbolic_trace.ParameterProxy(self, node, path, attr_val))
+            parameter_proxy_cache[path] = self.create_proxy("get_attr", path, (), {}, proxy_factory_fn=factory)
+        return parameter_proxy_cache[path]
+
+    def _parameter_path(self, parameter: nn.Parameter) -> Optional[str]:
+        """The path torch.fx gives ``parameter``: its first name in ``named_parameters()``, from
+        a table of the model's parameters made at the first read, and used only where the path
+        still leads to that parameter (forward may reassign or delete one)."""
+        if self._parameter_paths is None:
+            self._parameter_paths = {}
+            for name, p in self.root.named_parameters():
+                self._parameter_paths.setdefault(id(p), (p, name))
+        found = self._parameter_paths.get(id(parameter))
+        if found is None or found[0] is not parameter:
+            return None
+        *owners, name = found[1].split(".")
+        module: Optional[nn.Module] = self.root
+        for step in owners:
+            module = module._modules.get(step)
+            if module is None:
+                return None
+        return found[1] if module._parameters.get(name) is parameter else None
 
     def create_arg(self, a: Any):
         """A parameter of a module outside the model (see :meth:`_call_unregistered`) enters the
@@ -353,11 +388,25 @@ class LazyTracer(fx.Tracer):
         return self.create_node("get_attr", name, (), {})
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        answer = self._leaf_answer
+        if answer is not None:  # torch.fx asking again about the call _call_module just decided
+            self._leaf_answer = None
+            if answer[0] is m and answer[1] == module_qualified_name:
+                return answer[2]
         return (
             is_lazy_module(m) and not is_lazy_container(m)
             or module_qualified_name in self.propagator.result.opaque
             or super().is_leaf_module(m, module_qualified_name)
         )
+
+    def _fx_call_module(self, m: nn.Module, path: str, leaf: bool, forward, args, kwargs):
+        """torch.fx's ``call_module``, which first asks :meth:`is_leaf_module` what the caller
+        has just asked: it gets that answer again without computing it twice."""
+        self._leaf_answer = (m, path, leaf)
+        try:
+            return super().call_module(m, forward, args, kwargs)
+        finally:
+            self._leaf_answer = None
 
     def create_args_for_root(self, root_fn, is_module, concrete_args=None):
         """torch.fx calls the root's forward itself, never its ``__call__``: the root's own
@@ -464,7 +513,7 @@ class LazyTracer(fx.Tracer):
 
                 return call_with_hooks(self, m, path, initialized_leaf, args, kwargs)
             self.read_as_uninitialized(m)
-            out = super().call_module(m, forward, args, kwargs)
+            out = self._fx_call_module(m, path, True, forward, args, kwargs)
             self.read_as_initialized(m, path, args, kwargs)
             return out
         if is_wrapped(m):
@@ -479,7 +528,7 @@ class LazyTracer(fx.Tracer):
         if call is not None:
             self._callers = callers + ((call, path),)
         try:
-            return super().call_module(m, forward, args, kwargs)
+            return self._fx_call_module(m, path, False, forward, args, kwargs)
         except Exception as exc:
             if not untraceable(exc) and not self.assertion_not_about_shapes(exc):
                 raise

@@ -57,7 +57,8 @@ class Journal:
         for name, value in attrs.items():
             kind = type(value)
             if kind is tuple:  # immutable, but the tensors in it are not (a KV cache as a tuple)
-                tensors += _tensors_inside(value)
+                if not _SCALARS.issuperset(map(type, value)):  # (kernel_size and the like: ints only)
+                    tensors += _tensors_inside(value)
                 continue
             if kind in SAVED_AS_IS:
                 continue
@@ -138,6 +139,8 @@ _CONTAINERS: dict[type, Callable] = {dict: dict, OrderedDict: dict, list: list, 
 SAVED_AS_IS = frozenset({bool, int, float, complex, str, bytes, type(None), tuple, torch.Size, torch.dtype, torch.device,
                         RemovableHandle, nn.Parameter, UninitializedParameter})
 
+
+_SCALARS = frozenset({bool, int, float, complex, str, type(None)})  # a tuple of only these holds no tensor
 
 # nn.Module's own dicts: parameters, buffers and submodules are saved by other means, hooks hold
 # functions

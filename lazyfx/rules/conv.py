@@ -17,6 +17,7 @@ from lazyfx.core.symbolic import DimExpr, floordiv, fmt, is_concrete
 from lazyfx.core.values import TensorMeta
 from lazyfx.errors import ShapeError
 from lazyfx.rules._util import expect_ndim, ntuple, shape_str, tensor_arg
+from lazyfx.rules.lazy import weight_dtype_of
 
 
 def conv_output_size(size: DimExpr, kernel: int, stride: int, padding: int, dilation: int) -> DimExpr:
@@ -134,11 +135,6 @@ def conv_transpose_shape(
     return x.with_shape((*batch, out_channels, *out))
 
 
-def _weight_dtype(module: nn.Module):
-    weight = getattr(module, "weight", None)
-    return getattr(weight, "dtype", None)
-
-
 # -- padding modes other than zeros pad the input with F.pad first ----------------
 
 
@@ -179,7 +175,7 @@ def conv_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
         padding=module.padding,
         dilation=module.dilation,
         groups=module.groups,
-        weight_dtype=_weight_dtype(module),
+        weight_dtype=weight_dtype_of(module),
         op=op,
     )
 
@@ -235,7 +231,7 @@ def conv_transpose_module(module: nn.Module, x: TensorMeta, output_size=None) ->
         out_channels=module.out_channels,
         output_padding=output_padding,
         groups=module.groups,
-        weight_dtype=_weight_dtype(module),
+        weight_dtype=weight_dtype_of(module),
         op=op,
         **hyper,
     )

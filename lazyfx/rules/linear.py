@@ -25,6 +25,7 @@ from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
 from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str, tensor_arg
 from lazyfx.rules.index import broadcast_size
+from lazyfx.rules.lazy import weight_dtype_of
 from lazyfx.rules.views import expand_shape
 
 
@@ -51,7 +52,7 @@ def linear_module(module: nn.Linear, x: TensorMeta) -> TensorMeta:
         tensor_arg(x, "Linear input"),
         in_features=module.in_features,
         out_features=module.out_features,
-        weight_dtype=getattr(module.weight, "dtype", None),
+        weight_dtype=weight_dtype_of(module),
         op="Linear",
     )
 
