@@ -285,3 +285,55 @@ def test_an_uninitialized_parameter_in_an_operation_is_refused():
         lazyfx.infer(MatmulFirst(), ("B", 5))
     with pytest.raises(RuntimeError):  # PyTorch fails too (the uninitialized weight has no data)
         MatmulFirst()(torch.zeros(2, 5))
+
+
+class TiedScales(nn.Module):
+    """Two blocks share one parameter (tied weights); forward reads it through the second."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = nn.Module(), nn.Module()
+        self.first.scale = nn.Parameter(torch.ones(8))
+        self.second.scale = self.first.scale
+        self.proj = nn.LazyLinear(4)
+
+    def forward(self, x):
+        x = x * self.second.scale + self.first.scale  # one parameter, read twice: one node
+        return self.proj(x) * self.proj.bias + self.proj.bias
+
+
+def _read_parameters(report) -> list[tuple[str, str]]:
+    return [(n.target, str(n.value)) for n in report.nodes if n.op == "get_attr"]
+
+
+def test_a_parameter_read_in_forward_is_named_as_torch_fx_names_it():
+    report = lazyfx.infer(TiedScales(), ("B", 8))
+    eager = TiedScales()
+    eager(torch.zeros(2, 8))  # initialized, so that torch.fx can trace it
+    traced = torch.fx.symbolic_trace(eager)
+    # torch.fx reads each parameter once; lazyfx reads a lazy one anew at each read (its shape
+    # changes at its module's first call), under the same name
+    assert [f"self.{n.target}" for n in traced.graph.nodes if n.op == "get_attr"] == [
+        "self.first.scale", "self.proj.bias"]
+    assert _read_parameters(report) == [("self.first.scale", "(8,)"), ("self.proj.bias", "(4,)"),
+                                        ("self.proj.bias", "(4,)")]
+
+
+def test_a_parameter_forward_replaces_is_read_as_it_is_then():
+    class Replaced(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = nn.Parameter(torch.ones(8))
+            self.proj = nn.LazyLinear(4)
+
+        def forward(self, x):
+            x = x * self.scale
+            self.scale = nn.Parameter(torch.ones(4))  # (a forward that rebinds its own parameter)
+            return self.proj(x) * self.scale
+
+    model = Replaced()
+    original = model.scale
+    report = lazyfx.infer(model, ("B", 8))
+    assert _read_parameters(report) == [("self.scale", "(8,)"), ("self.scale", "(4,)")]
+    assert str(report.output) == "(B, 4)"
+    assert model.scale is original and model.scale.shape == (8,)  # put back after the analysis

@@ -245,6 +245,7 @@ class LazyTracer(fx.Tracer):
         # (before its node exists): their draws come after that initialization (hooks.py)
         self.initializing: Optional[str] = None
         self._parameter_paths: Optional[dict[int, tuple[nn.Parameter, str]]] = None  # see _parameter_path
+        self._parameters_read: dict[str, nn.Parameter] = {}  # path -> the parameter its cached node reads
         self._leaf_answer: Optional[tuple[nn.Module, str, bool]] = None  # see _fx_call_module
 
     def first_calls_so_far(self) -> int:
@@ -332,45 +333,47 @@ class LazyTracer(fx.Tracer):
             self._outside.pop().rollback()
 
     def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict):
-        """A lazy parameter is a new node at each read: before its module's first call it has no
-        shape, after it has one (torch.fx would reuse the first read's node).
+        """A parameter forward reads is a ``get_attr`` node of its path (its first name in
+        ``named_parameters()``, as torch.fx names it), made anew at a read where
 
-        A parameter's path is found in a table made once per trace (:meth:`_parameter_path`):
-        torch.fx walks ``named_parameters()`` at every read it has not cached, and
-        ``inspect.signature`` of ``create_proxy`` at every new one (a lazy parameter's reads are
-        all new: 8% of analysing a ConvNeXt, whose blocks read their layer scale)."""
+        * it is lazy: before its module's first call it has no shape, after it has one;
+        * forward has bound another parameter to that path since the last read
+          (``self.scale = nn.Parameter(...)``);
+
+        where torch.fx would give the first read's node. The paths come from a table made
+        once per trace (:meth:`_parameter_path`): torch.fx walks ``named_parameters()`` at
+        every read it has not cached, and ``inspect.signature`` of ``create_proxy`` at every
+        new one (a lazy parameter's reads are all new: 8% of analysing a ConvNeXt, whose
+        blocks read their layer scale)."""
         if not isinstance(attr_val, nn.Parameter) or self.proxy_buffer_attributes:
             return super().getattr(attr, attr_val, parameter_proxy_cache)  # (buffers: as torch.fx reads them)
-        if is_lazy(attr_val):
-            for name in [n for n in parameter_proxy_cache if n.rpartition(".")[2] == attr]:
-                del parameter_proxy_cache[name]
         path = self._parameter_path(attr_val)
-        if path is None:  # registered while forward ran, or not the model's: torch.fx's own search
-            return super().getattr(attr, attr_val, parameter_proxy_cache)
-        if path not in parameter_proxy_cache:
+        if path is None:  # not the model's: a plain value, as torch.fx leaves it
+            return attr_val
+        proxy = parameter_proxy_cache.get(path)
+        if proxy is None or is_lazy(attr_val) or self._parameters_read.get(path) is not attr_val:
             factory = (None if not self.param_shapes_constant
                        else lambda node: fx_symbolic_trace.ParameterProxy(self, node, path, attr_val))
-            parameter_proxy_cache[path] = self.create_proxy("get_attr", path, (), {}, proxy_factory_fn=factory)
-        return parameter_proxy_cache[path]
+            proxy = parameter_proxy_cache[path] = self.create_proxy("get_attr", path, (), {}, proxy_factory_fn=factory)
+            self._parameters_read[path] = attr_val
+        return proxy
 
     def _parameter_path(self, parameter: nn.Parameter) -> Optional[str]:
-        """The path torch.fx gives ``parameter``: its first name in ``named_parameters()``, from
-        a table of the model's parameters made at the first read, and used only where the path
-        still leads to that parameter (forward may reassign or delete one)."""
+        """The first name of ``parameter`` in the model's ``named_parameters()``, or None. From a
+        table made at the first read, where the name still leads to that parameter; else
+        (forward registered, rebound or deleted one) from a new search."""
         if self._parameter_paths is None:
             self._parameter_paths = {}
             for name, p in self.root.named_parameters():
                 self._parameter_paths.setdefault(id(p), (p, name))
         found = self._parameter_paths.get(id(parameter))
-        if found is None or found[0] is not parameter:
-            return None
-        *owners, name = found[1].split(".")
-        module: Optional[nn.Module] = self.root
-        for step in owners:
-            module = module._modules.get(step)
-            if module is None:
-                return None
-        return found[1] if module._parameters.get(name) is parameter else None
+        if found is not None and found[0] is parameter and _parameter_at(self.root, found[1]) is parameter:
+            return found[1]
+        for name, p in self.root.named_parameters():
+            if p is parameter:
+                self._parameter_paths[id(parameter)] = (parameter, name)
+                return name
+        return None
 
     def create_arg(self, a: Any):
         """A parameter of a module outside the model (see :meth:`_call_unregistered`) enters the
@@ -818,6 +821,17 @@ class _RealTensors(TorchFunctionMode):
         if converted is None:
             converted = self.converted[id(value)] = _in_dtype(value, self.target)
         return converted
+
+
+def _parameter_at(root: nn.Module, path: str) -> Optional[nn.Parameter]:
+    """The parameter registered at ``path`` now, or None."""
+    *owners, name = path.split(".")
+    module: Optional[nn.Module] = root
+    for step in owners:
+        module = module._modules.get(step)
+        if module is None:
+            return None
+    return module._parameters.get(name)
 
 
 def _in_dtype(tensor: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
