@@ -702,6 +702,7 @@ def _restored(model: nn.Module) -> Iterator[Optional[Journal]]:
         yield snapshot
     finally:
         snapshot.rollback()
+        snapshot.clear()  # its copies freed now, not scanned by the garbage collector as it resumes
 
 
 def _analyze_model(model: nn.Module, inputs: tuple, kw_inputs: dict, snapshot: Optional[Journal] = None,

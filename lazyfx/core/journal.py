@@ -97,6 +97,10 @@ class Journal:
         if tensor.device.type != "meta":  # a meta tensor has no values to change
             self._values.append((tensor, _version(tensor), tensor.detach().clone()))
 
+    def clear(self) -> None:
+        """Forget everything saved (after a rollback, when nothing more is to be undone)."""
+        self.__init__()
+
     def rollback(self, modules: Optional[Iterable[nn.Module]] = None) -> None:
         """Undo every change (only those to ``modules`` and their tensors, when given)."""
         only = None if modules is None else {id(m) for m in modules}
