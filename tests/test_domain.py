@@ -212,3 +212,16 @@ def test_a_model_no_input_fits_is_a_shape_error_at_the_condition_that_empties_th
         assert info.value.diagnostics[0].module_path == "2"
     meta = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Flatten(), nn.Linear(100, 10)).to("meta")
     assert not any(accepts(meta, (1, 3, h, w)) for h in range(1, 40) for w in range(1, 40))
+
+
+@pytest.mark.parametrize("spatial, needs", [((1, 1), "B >= 2"), ((2, 1), None), ((1, "W"), "B*W > 1"), ((0, 1), None)])
+def test_batch_norm_in_training_needs_more_than_one_value_exactly_where_pytorch_does(spatial, needs):
+    """A constant factor of 2 or more decides it (no condition); a factor of 1 leaves one."""
+    model = lambda: nn.Sequential(nn.LazyBatchNorm2d())  # noqa: E731 (training mode)
+    report = lazyfx.infer(model(), ("B", 3, *spatial))
+    assert [str(c) for c in report.domain.conditions()] == ([needs] if needs else [])
+    eager = lazyfx.materialize(model(), (2, 3, spatial[0], 1), device="meta")
+    for b in (1, 2, 3):
+        for w in ((1, 2) if spatial[1] == "W" else (spatial[1],)):
+            sizes = {"B": b, "W": w} if spatial[1] == "W" else {"B": b}
+            assert accepts(eager, (b, 3, spatial[0], w)) == report.domain.contains(**sizes), (b, w)

@@ -345,6 +345,8 @@ class LazyTracer(fx.Tracer):
         every read it has not cached, and ``inspect.signature`` of ``create_proxy`` at every
         new one (a lazy parameter's reads are all new: 8% of analysing a ConvNeXt, whose
         blocks read their layer scale)."""
+        if not isinstance(attr_val, torch.Tensor):  # a submodule, a setting: as it is (torch.fx leaves it too)
+            return attr_val
         if not isinstance(attr_val, nn.Parameter) or self.proxy_buffer_attributes:
             return super().getattr(attr, attr_val, parameter_proxy_cache)  # (buffers: as torch.fx reads them)
         path = self._parameter_path(attr_val)
@@ -559,14 +561,17 @@ class LazyTracer(fx.Tracer):
         call = next((c for c in reversed(self.propagator.result.lazy_calls) if c.path == path and c.module is m), None)
         if call is None:
             return
-        tensors: list[fx.Proxy] = []
-        fx.node.map_aggregate((args, kwargs), lambda a: tensors.append(a) if isinstance(a, fx.Proxy) else None)
+        tensors: Optional[list[fx.Proxy]] = None  # the call's traced inputs, found where a size is symbolic
         for name, size in call.resolution.arguments.items():
             if not isinstance(m.__dict__.get(name), int) or isinstance(m.__dict__[name], bool):
                 continue
             if is_concrete(size):
                 value: Any = int(size)
             else:
+                if tensors is None:
+                    tensors = []
+                    fx.node.map_aggregate((args, kwargs),
+                                          lambda a: tensors.append(a) if isinstance(a, fx.Proxy) else None)
                 value = next((t.size(d) for t in tensors if isinstance(v := self.propagator.value(t.node), TensorMeta)
                               for d in range(v.ndim) if v.shape[d] == size), None)
                 if value is not None:  # a size node forward may never read: dropped after tracing then

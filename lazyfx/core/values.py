@@ -245,18 +245,26 @@ def tensors_in(value: Any) -> list[TensorMeta]:
 
 
 def _collect_tensors(value: Any, found: list[TensorMeta]) -> None:
-    # asked for every node's inputs: plain containers walked directly, without map_values' copies
+    # asked for every node's inputs: plain containers walked directly, without map_values' copies,
+    # and their tensors and plain numbers without a call each
     kind = type(value)
     if kind is TensorMeta:
         found.append(value)
-    elif kind is tuple or kind is list:
-        for item in value:
-            _collect_tensors(item, found)
+        return
+    if kind is tuple or kind is list:
+        items = value
     elif kind is dict:
-        for item in value.values():
+        items = value.values()
+    else:
+        if isinstance(value, (tuple, list, dict, TensorMeta)):  # a named tuple, a ModelOutput, a subclass
+            map_values(lambda v: found.append(v) if isinstance(v, TensorMeta) else None, value)
+        return
+    for item in items:
+        kind = type(item)
+        if kind is TensorMeta:
+            found.append(item)
+        elif kind is not int and kind is not float and kind is not bool and item is not None:
             _collect_tensors(item, found)
-    elif isinstance(value, (tuple, list, dict, TensorMeta)):  # a named tuple, a ModelOutput, a subclass
-        map_values(lambda v: found.append(v) if isinstance(v, TensorMeta) else None, value)
 
 
 def describe(value: Any) -> str:

@@ -115,8 +115,14 @@ class Resolution:
             >>> report.lazy["features.0"].resolution.is_concrete, report.lazy["head"].resolution.is_concrete
             (True, False)
         """
-        dims = list(self.arguments.values()) + [d for s in self.parameter_shapes.values() for d in s]
-        return all(is_concrete(d) for d in dims)
+        for d in self.arguments.values():
+            if not is_concrete(d):
+                return False
+        for shape in self.parameter_shapes.values():
+            for d in shape:
+                if not is_concrete(d):
+                    return False
+        return True
 
     def needs(self) -> str:
         """The sizes it needs, as messages say them: its arguments, or where it has none (a

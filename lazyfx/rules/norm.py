@@ -33,14 +33,22 @@ _BATCHNORM_RANKS = {nn.BatchNorm1d: (2, 3), nn.BatchNorm2d: (4,), nn.BatchNorm3d
 _INSTANCENORM_SPATIAL = {nn.InstanceNorm1d: 1, nn.InstanceNorm2d: 2, nn.InstanceNorm3d: 3}
 
 
-def _require_more_than_one(count: DimExpr, message) -> None:
-    """PyTorch refuses exactly one value (an empty batch is fine); a product of positive
-    symbols is not 1 exactly when it is > 1."""
-    if is_concrete(count):
-        if count == 1:
-            raise ShapeError(message())
+def _require_more_than_one(sizes: Sequence[DimExpr], message) -> None:
+    """PyTorch refuses exactly one value (an empty batch is fine) in a tensor of ``sizes``.
+    Sizes are never negative, so a product of them with a constant factor other than 1 (0, or
+    2 and more) is never 1: decided without sympy, as for every batch norm in training. Else a
+    product of positive symbols is not 1 exactly when it is > 1."""
+    constant, symbolic = 1, []
+    for size in sizes:
+        if is_concrete(size):
+            constant *= int(size)
+        else:
+            symbolic.append(size)
+    if constant != 1:
         return
-    require(sympy.Gt(count, 1, evaluate=False), message)  # decided by the constraints (cached), not by sympy
+    if not symbolic:
+        raise ShapeError(message())
+    require(sympy.Gt(product(symbolic), 1, evaluate=False), message)  # decided by the constraints (cached)
 
 
 @rule(nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d)
@@ -59,9 +67,8 @@ def batch_norm_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
         )
     uses_batch_stats = module.training or not module.track_running_stats
     if uses_batch_stats:
-        values = product((x.shape[0], *x.shape[2:]))
         _require_more_than_one(
-            values, lambda: f"{op}: expected more than 1 value per channel when training, "
+            (x.shape[0], *x.shape[2:]), lambda: f"{op}: expected more than 1 value per channel when training, "
             f"got input of size {shape_str(x.shape)}"
         )
     return x
@@ -86,7 +93,7 @@ def instance_norm_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
         )
     if module.training or not module.track_running_stats:
         _require_more_than_one(
-            product(x.shape[-n:]),
+            x.shape[-n:],
             lambda: f"{op}: expected more than 1 spatial element when training, got input of size "
             f"{shape_str(x.shape)}",
         )
@@ -140,9 +147,8 @@ def group_norm_module(module: nn.GroupNorm, x: TensorMeta) -> TensorMeta:
         f"channels (input of size {shape_str(x.shape)})",
     )
     # F.group_norm always runs _verify_batch_size on (N*C/G, G, *spatial).
-    values = product((floordiv(x.shape[0] * module.num_channels, module.num_groups), *x.shape[2:]))
     _require_more_than_one(
-        values, lambda: f"GroupNorm: expected more than 1 value per group, got input of size {shape_str(x.shape)}"
+        (floordiv(x.shape[0] * module.num_channels, module.num_groups), *x.shape[2:]), lambda: f"GroupNorm: expected more than 1 value per group, got input of size {shape_str(x.shape)}"
     )
     return x
 
@@ -204,7 +210,7 @@ def batch_norm_function(input, running_mean, running_var, weight=None, bias=None
     if x.ndim < 2:
         raise ShapeError(f"{op} expects an input of at least 2 dims (N, C, *), got size {shape_str(x.shape)}")
     if training:
-        _require_more_than_one(product((x.shape[0], *x.shape[2:])), lambda: f"{op}: Expected more than 1 value "
+        _require_more_than_one((x.shape[0], *x.shape[2:]), lambda: f"{op}: Expected more than 1 value "
                                f"per channel when training, got input size {shape_str(x.shape)}")
     if eps <= 0 if training else eps < 0:
         raise ShapeError(f"{op} eps must be {'positive during training' if training else 'non-negative'}, "
@@ -242,7 +248,7 @@ def instance_norm_function(input, running_mean=None, running_var=None, weight=No
     params = {name: _optional_tensor(v, f"{op} {name}") for name, v in (
         ("running_mean", running_mean), ("running_var", running_var), ("weight", weight), ("bias", bias))}
     if use_input_stats:
-        _require_more_than_one(product(x.shape[2:]), lambda: f"{op}: Expected more than 1 spatial element when "
+        _require_more_than_one(x.shape[2:], lambda: f"{op}: Expected more than 1 spatial element when "
                                f"training, got input size {shape_str(x.shape)}")
     elif params["running_mean"] is None or params["running_var"] is None:
         raise ShapeError(f"{op}: Expected running_mean and running_var to be defined when use_input_stats is false")
@@ -285,8 +291,7 @@ def group_norm_function(input, num_groups, weight=None, bias=None, eps=1e-5) -> 
     if num_groups <= 0:
         raise ShapeError(f"{op}: Expected num groups to be greater than 0, got {num_groups}")
     channels = x.shape[1]
-    values = product((floordiv(x.shape[0] * channels, num_groups), *x.shape[2:]))
-    _require_more_than_one(values, lambda: f"{op}: Expected more than 1 value per channel when training, got input "
+    _require_more_than_one((floordiv(x.shape[0] * channels, num_groups), *x.shape[2:]), lambda: f"{op}: Expected more than 1 value per channel when training, got input "
                            f"size {shape_str(x.shape)} with num_groups={num_groups}")
     require_divisible(channels, num_groups,
                       lambda: f"{op}: Expected number of channels in input to be divisible by num_groups, but got "
