@@ -78,7 +78,7 @@ from lazyfx.errors import (
     UndecidedConditionError,
 )
 from lazyfx.inputs.bind import with_defaults
-from lazyfx.rules.lazy import is_lazy_container, is_lazy_module
+from lazyfx.rules.lazy import is_lazy_container, is_lazy_module, registered_submodule
 
 _VAR_KINDS = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
 
@@ -830,12 +830,11 @@ class _RealTensors(TorchFunctionMode):
 
 def _parameter_at(root: nn.Module, path: str) -> Optional[nn.Parameter]:
     """The parameter registered at ``path`` now, or None."""
-    *owners, name = path.split(".")
-    module: Optional[nn.Module] = root
-    for step in owners:
-        module = module._modules.get(step)
-        if module is None:
-            return None
+    owner, _, name = path.rpartition(".")
+    try:
+        module = registered_submodule(root, owner)
+    except AttributeError:  # forward removed a module on the way
+        return None
     return module._parameters.get(name)
 
 
