@@ -24,3 +24,28 @@ def test_circular_pad_wrapping_next_to_an_emptied_dim():
     module = fn_module(lambda x: F.pad(x, (-1, -3, -1, 2), "circular"), 1, "circular next to an empty dim")
     for symbolic in ([False, False, True], [False, True, True], [False, False, False]):
         check(Example(module, [((1, 2, 4), torch.float32)], [symbolic]))
+
+
+@pytest.mark.parametrize("op", ["clamp_", "masked_fill_", "bernoulli_"])
+@pytest.mark.parametrize("x, operand", [
+    ((1, 1, 1), (1, 1, 1)),  # PyTorch accepts: a bound of size 1 along the symbolic dim
+    ((1, 1, 1), (1, 1, 2)),  # rejects: the operand would grow the output
+    ((1, 1, 3), (1, 1, 1)),  # accepts
+    ((1, 1, 3), (1, 1, 3)),  # accepts
+    ((1, 1, 3), (1, 1, 2)),  # rejects
+    ((1, 3), (2, 1, 3)),  # rejects: more dims than the output
+])
+def test_in_place_operands_broadcast_to_the_output_exactly(op, x, operand):
+    """Hypothesis found it: ``x.clamp_(lo, hi)`` with both bounds symbolic along a dim where ``x``
+    has size 1 was refused for every size (the bounds' broadcast assumed them != 1, then the
+    output needed them to be 1). Each operand must broadcast to the output itself, which is
+    exact wherever one side is concrete."""
+    calls = {
+        "clamp_": (lambda x, lo, hi: x.clone().clamp_(lo, hi), 3),
+        "masked_fill_": (lambda x, m: x.clone().masked_fill_(m > 0, 1.0), 2),
+        "bernoulli_": (lambda x, p: x.clone().bernoulli_(p.sigmoid()), 2),
+    }
+    fn, arity = calls[op]
+    operands = [operand] * (arity - 1)
+    masks = [[False] * len(x)] + [[i == len(s) - 1 for i in range(len(s))] for s in operands]
+    check(Example(fn_module(fn, arity, op), [(s, torch.float32) for s in [x, *operands]], masks))

@@ -12,7 +12,7 @@ the condition itself (``Eq(B, 3)``), which is what a guard on it depends on.
 from __future__ import annotations
 
 import operator
-from typing import Any
+from typing import Any, Sequence
 
 import sympy
 import torch
@@ -23,7 +23,7 @@ from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.rules._util import broadcast_shapes, shape_str, tensor_arg
+from lazyfx.rules._util import broadcast_into, broadcast_shapes, shape_str, tensor_arg
 from lazyfx.rules.elementwise import (
     as_number,
     broadcast_all,
@@ -35,15 +35,15 @@ from lazyfx.rules.elementwise import (
 )
 
 
-def expect_inplace(x: TensorMeta, shape: tuple, op: str) -> None:
-    """An in-place op's broadcast result must have ``x``'s own shape."""
-    def message() -> str:
-        return f"{op}: output with shape {shape_str(x.shape)} doesn't match the broadcast shape {shape_str(shape)}"
+def expect_inplace(x: TensorMeta, shapes: Sequence[tuple], op: str) -> None:
+    """An in-place op's output is ``x`` itself: every other operand's shape must broadcast to
+    ``x``'s (PyTorch: the broadcast shape of all operands must be ``x``'s own)."""
+    for shape in shapes:
+        def message(shape=shape) -> str:
+            return (f"{op}: output with shape {shape_str(x.shape)} doesn't match the broadcast shape of it and "
+                    f"{shape_str(shape)}")
 
-    if len(shape) != x.ndim:
-        raise ShapeError(message())
-    for have, want in zip(x.shape, shape):
-        require_equal(have, want, message)
+        broadcast_into(x.shape, shape, message)
 
 
 # -- comparisons ---------------------------------------------------------------------------------
@@ -245,10 +245,11 @@ def where_method(input, condition, other) -> TensorMeta:
     return where(condition, tensor_arg(input, "where input"), other)
 
 
-def _clamp(input, min, max, op: str) -> tuple[TensorMeta, bool]:
+def _clamp(input, min, max, op: str, *, in_place: bool = False) -> tuple[TensorMeta, bool]:
     """``(result, bounds are numbers)``: bounds are both numbers or both tensors. With numbers a
     floating input keeps its dtype and others promote (``clamp`` meta in ATen's
-    ``TensorCompare.cpp``); tensors broadcast and promote."""
+    ``TensorCompare.cpp``); tensors broadcast and promote. ``in_place``: tensor bounds must
+    broadcast to the input's own shape, which the result keeps."""
     x = tensor_arg(input, f"{op} input")
     bounds = [b for b in (min, max) if b is not None]
     if not bounds:
@@ -259,6 +260,9 @@ def _clamp(input, min, max, op: str) -> tuple[TensorMeta, bool]:
         # One tensor bound runs maximum/minimum; two run the clamp kernel, which has no bool.
         if dtype.is_complex or (dtype == torch.bool and len(bounds) == 2):
             raise ShapeError(f'"clamp_cpu" not implemented for \'{dtype_name(dtype)}\'')
+        if in_place:
+            expect_inplace(x, [b.shape for b in bounds], op)
+            return TensorMeta(x.shape, dtype), False
         return TensorMeta(broadcast_all(x, *bounds), dtype), False
     if any(isinstance(b, TensorMeta) and b.ndim for b in bounds):
         raise ShapeError(f"{op}() received an invalid combination of arguments: min and max must both be "
@@ -301,8 +305,7 @@ def clamp_(input, min=None, max=None) -> TensorMeta:
     """In place: the broadcast result must have the input's shape, and its type must be the
     input's (number bounds) or cast to it (tensor bounds)."""
     x = tensor_arg(input, "clamp_ input")
-    result, numbers = _clamp(x, min, max, "clamp_")
-    expect_inplace(x, result.shape, "clamp_")
+    result, numbers = _clamp(x, min, max, "clamp_", in_place=True)
     if result.dtype != x.dtype if numbers else not torch.can_cast(result.dtype, x.dtype):
         raise ShapeError(f"clamp_: result type {dtype_name(result.dtype)} can't be cast to the desired output "
                          f"type {dtype_name(x.dtype)}")
@@ -352,5 +355,5 @@ def masked_fill_(input, mask, value) -> TensorMeta:
     """In place: the mask must broadcast to the input's own shape."""
     x = tensor_arg(input, "masked_fill_ input")
     m = _fill_arguments(x, mask, value, "masked_fill_")
-    expect_inplace(x, broadcast_shapes(x.shape, m.shape), "masked_fill_")
+    expect_inplace(x, [m.shape], "masked_fill_")
     return x

@@ -27,7 +27,7 @@ from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, as_dim, ceildiv, fmt, is_concrete, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.rules._util import broadcast_shapes, shape_str, tensor_arg
+from lazyfx.rules._util import shape_str, tensor_arg
 from lazyfx.rules.compare import expect_inplace
 from lazyfx.rules.elementwise import check_number_fits, no_out, scalar_dtype
 from lazyfx.rules.reduce import is_inexact, require_no_elements
@@ -371,7 +371,7 @@ def bernoulli_(input, p=0.5, *, generator=None) -> TensorMeta:
             raise UnsupportedOpError(f"bernoulli_: PyTorch checks p's shape {shape_str(p.shape)} only where the tensor "
                                      f"{shape_str(x.shape)} has elements, and lazyfx cannot tell whether it has")
         if not empty:
-            expect_inplace(x, broadcast_shapes(x.shape, p.shape), "bernoulli_")
+            expect_inplace(x, [p.shape], "bernoulli_")
         if not p.dtype.is_floating_point:
             require_no_elements(x.shape, f"bernoulli_: not implemented for '{dtype_name(p.dtype)}' (p must be floating)")
     elif isinstance(p, (int, float)):
