@@ -35,11 +35,12 @@ def test_circular_pad_wrapping_next_to_an_emptied_dim():
     ((1, 1, 3), (1, 1, 2)),  # rejects
     ((1, 3), (2, 1, 3)),  # rejects: more dims than the output
 ])
-def test_in_place_operands_broadcast_to_the_output_exactly(op, x, operand):
+@pytest.mark.parametrize("output_symbolic", [False, True])
+def test_in_place_operands_broadcast_to_the_output_exactly(op, x, operand, output_symbolic):
     """Hypothesis found it: ``x.clamp_(lo, hi)`` with both bounds symbolic along a dim where ``x``
     has size 1 was refused for every size (the bounds' broadcast assumed them != 1, then the
-    output needed them to be 1). Each operand must broadcast to the output itself, which is
-    exact wherever one side is concrete."""
+    output needed them to be 1). Each operand must broadcast to the output itself: exact, with
+    the output's last dim concrete or symbolic too (``d == 1 or d == t``, nothing assumed)."""
     calls = {
         "clamp_": (lambda x, lo, hi: x.clone().clamp_(lo, hi), 3),
         "masked_fill_": (lambda x, m: x.clone().masked_fill_(m > 0, 1.0), 2),
@@ -47,5 +48,6 @@ def test_in_place_operands_broadcast_to_the_output_exactly(op, x, operand):
     }
     fn, arity = calls[op]
     operands = [operand] * (arity - 1)
-    masks = [[False] * len(x)] + [[i == len(s) - 1 for i in range(len(s))] for s in operands]
+    masks = [[output_symbolic and i == len(x) - 1 for i in range(len(x))]]
+    masks += [[i == len(s) - 1 for i in range(len(s))] for s in operands]
     check(Example(fn_module(fn, arity, op), [(s, torch.float32) for s in [x, *operands]], masks))

@@ -124,3 +124,31 @@ print("after a plain mode:", "torch._dynamo" in sys.modules)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split("\n")[:3] == ["after lazyfx: False False", "after explain: True",
                                            "after a plain mode: True"], out.stdout
+
+
+class _NamesOfEveryKind(nn.Module):
+    """Targets whose node names torch.fx derives differently: mixed case (snake-cased), a
+    leading digit (a Sequential's index), a magic method, non-ASCII letters."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convA = nn.Conv2d(3, 4, 3)
+        self.BN = nn.BatchNorm2d(4)
+        self.seq = nn.Sequential(nn.Linear(4, 4), nn.ReLU())
+        self.ÄLayer = nn.Identity()
+
+    def forward(self, x):
+        y = self.BN(self.convA(x))
+        y = torch.nn.functional.relu(y) + torch.sigmoid(y)
+        y = self.seq(y.permute(0, 2, 3, 1)).sum(dim=-1)
+        y = self.ÄLayer(y).__add__(1)
+        return y.transpose(1, 2).contiguous()
+
+
+def test_nodes_are_named_as_torch_fx_names_them():
+    """lazyfx derives node names on its own fast path; they must be torch.fx's own, which users
+    see in messages and in the rewritten module's code."""
+    fx_names = [n.name for n in torch.fx.symbolic_trace(_NamesOfEveryKind()).graph.nodes]
+    report = lazyfx.infer(_NamesOfEveryKind(), ("B", 3, 16, 16))
+    assert [n.name for n in report.nodes] == fx_names
+    assert "conv_a" in fx_names and "seq_0" in fx_names and "add_1" in fx_names

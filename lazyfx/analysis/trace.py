@@ -218,6 +218,21 @@ class _ModuleStack(collections.OrderedDict):
         return collections.OrderedDict(self)
 
 
+class _Scope(fx.proxy.Scope):
+    """torch.fx's current scope, which it copies (``copy.copy``) at every module call to put it
+    back afterwards: copied field by field, without ``copy.copy``'s generic reduce protocol."""
+
+    def __copy__(self) -> fx.proxy.Scope:
+        return fx.proxy.Scope(self.module_path, self.module_type)
+
+
+# Arguments torch.fx's ``Tracer.create_arg`` hands back as they are, after asking of each whether
+# it is a parameter, a tensor, a module, a named tuple or an opaque object (exact types only:
+# a subclass takes torch.fx's own way)
+_PLAIN_ARGUMENTS = frozenset({int, float, bool, complex, str, type(None), type(Ellipsis), torch.dtype, torch.device,
+                              torch.memory_format, torch.layout})
+
+
 class LazyTracer(fx.Tracer):
     """A torch.fx tracer that keeps lazy modules as leaves, records for each node the user's
     line that created it, and computes node values as it goes (for control flow)."""
@@ -225,6 +240,7 @@ class LazyTracer(fx.Tracer):
     def __init__(self, propagator: Propagator, inputs: list[Any], restore=None) -> None:
         super().__init__()
         self.module_stack = _ModuleStack()
+        self.scope = _Scope("", None)
         self.propagator = propagator
         self._inputs = iter(inputs)  # placeholder values, in forward's parameter order
         # puts modules back as they were before forward ran (undoes what a failed trace did)
@@ -247,6 +263,7 @@ class LazyTracer(fx.Tracer):
         self._parameter_paths: Optional[dict[int, tuple[nn.Parameter, str]]] = None  # see _parameter_path
         self._parameters_read: dict[str, nn.Parameter] = {}  # path -> the parameter its cached node reads
         self._leaf_answer: Optional[tuple[nn.Module, str, bool]] = None  # see _fx_call_module
+        self._node_names: dict[Any, tuple[Any, str]] = {}  # see _node_name
 
     def first_calls_so_far(self) -> int:
         """How many lazy modules forward has first called so far, as a dry run initializes them."""
@@ -379,7 +396,14 @@ class LazyTracer(fx.Tracer):
 
     def create_arg(self, a: Any):
         """A parameter of a module outside the model (see :meth:`_call_unregistered`) enters the
-        graph as a constant, as torch.fx stows other tensors (it refuses parameters)."""
+        graph as a constant, as torch.fx stows other tensors (it refuses parameters). A traced
+        value and a plain number, string or dtype are answered at once, as torch.fx answers them
+        after its checks for tensors and opaque objects (a quarter of its per-node work)."""
+        cls = type(a)
+        if cls is ShapeProxy:
+            return a.node
+        if cls in _PLAIN_ARGUMENTS:
+            return a
         try:
             return super().create_arg(a)
         except NameError:
@@ -631,8 +655,11 @@ class LazyTracer(fx.Tracer):
             self.module_stack.popitem()
         self.propagator.rollback(checkpoint, erased)
 
-    def create_node(self, kind: str, *args, **kwargs) -> fx.Node:
-        node = super().create_node(kind, *args, **kwargs)
+    def create_node(self, kind: str, target: Any, args: tuple, kwargs: dict, name: Optional[str] = None,
+                    type_expr: Any = None) -> fx.Node:
+        if name is None:
+            name = self._node_name(target)
+        node = super().create_node(kind, target, args, kwargs, name, type_expr)
         if kind == "placeholder":
             self.propagator.placeholder_values[node.name] = next(self._inputs)
         elif kind != "output":  # made outside forward's body
@@ -641,6 +668,25 @@ class LazyTracer(fx.Tracer):
                 node.meta[CALLERS] = self._callers
         self.propagator.step(node)
         return node
+
+    def _node_name(self, target: Any) -> Optional[str]:
+        """The name torch.fx derives from a node's target (``Graph._target_to_str``: the name
+        without a magic method's underscores, in snake case). A module path or method name
+        in lower case without them is its own name (its snake case changes nothing); other
+        targets are derived once, by identity (kept alive, so that the id is not reused). None
+        where torch.fx would refuse the target: it says why."""
+        if type(target) is str:
+            if target.lower() == target and not (target.startswith("__") and target.endswith("__")):
+                return target
+        elif not callable(target):
+            return None
+        key = target if type(target) is str else id(target)
+        known = self._node_names.get(key)
+        if known is not None and (known[0] is target or type(target) is str):
+            return known[1]
+        name = self.graph._target_to_str(target)
+        self._node_names[key] = (target, name)
+        return name
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
         return ShapeProxy(node, self)

@@ -94,25 +94,20 @@ def broadcast_shapes(*shapes: Sequence[DimExpr]) -> tuple[DimExpr, ...]:
 
 
 def broadcast_into(target: Sequence[DimExpr], shape: Sequence[DimExpr], message) -> None:
-    """Require ``shape`` to broadcast to ``target`` itself (an in-place op's operand, an
-    ``expand``-like argument): aligned from the right, each size is 1 or the target's.
+    """Require ``shape`` to broadcast to ``target`` itself without growing it (an in-place op's
+    operand, an attention mask added to the scores): aligned from the right, each size is 1
+    or the target's.
 
-    Unlike :func:`broadcast_shapes` the result is known in advance, so where either side is
-    concrete the condition is exact (a target size of 1 requires 1). Between two symbolic
-    sizes the operand's is taken not to be 1, as in :func:`broadcast_shapes`, and that
-    choice is recorded as an assumption.
-    """
+    Unlike :func:`broadcast_shapes` the result is known in advance, so nothing is assumed:
+    the condition is exact (against a target size of 1 it requires 1; between two symbolic
+    sizes it is ``d == 1 or d == t``)."""
     if len(shape) > len(target):
         raise ShapeError(message())
     for want, d in zip(reversed(tuple(target)), reversed(tuple(shape))):
         if _is_one(d) or equal(want, d) is True:
             continue
-        if is_concrete(want) or is_concrete(d):
-            options = [sympy.Eq(d, v) for v in (1, want) if decide(sympy.Eq(d, v)) is not False]
-            require(sympy.Or(*options) if options else sympy.false, message)
-            continue
-        assume(sympy.Ne(d, 1), lambda v=d: f"{fmt(v)} != 1 (broadcasting)")
-        require_equal(want, d, message)
+        options = [sympy.Eq(d, v) for v in (1, want) if decide(sympy.Eq(d, v)) is not False]
+        require(sympy.Or(*options) if options else sympy.false, message)
 
 
 def _is_one(d: DimExpr) -> bool:

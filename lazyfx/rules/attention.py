@@ -31,7 +31,7 @@ from lazyfx.core.registry import RULES, lookup_by_class, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str, tensor_arg
+from lazyfx.rules._util import broadcast_into, broadcast_shapes, result_dtype, shape_str, tensor_arg
 from lazyfx.rules.lazy import ModuleView
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -155,10 +155,7 @@ def _check_mask_fits(mask: TensorMeta, scores: tuple) -> None:
     without growing them."""
     message = lambda: (f"attn_mask of size {shape_str(mask.shape)} does not broadcast to the attention "  # noqa: E731
                        f"scores' size {shape_str(scores)}")
-    if mask.ndim > len(scores):
-        raise ShapeError(message())
-    for m, s in zip(reversed(mask.shape), reversed(scores)):
-        require(_one_of(m, [s, 1]), message)
+    broadcast_into(scores, mask.shape, message)
 
 
 def _check_fused_cpu_mask(q, k, v, mask: TensorMeta, dropout_p, enable_gqa: bool) -> None:

@@ -18,7 +18,7 @@ import sympy
 import torch
 
 from lazyfx.core import checks
-from lazyfx.core.checks import decide, require_equal
+from lazyfx.core.checks import decide
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import fmt
 from lazyfx.core.values import TensorMeta, dtype_name
