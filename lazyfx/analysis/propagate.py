@@ -90,6 +90,10 @@ class Propagator:
             module = self._submodules[target] = registered_submodule(self.root, target)
         return module
 
+    def called_at(self, target: str, module: nn.Module) -> None:
+        """``module`` is the one a call_module node at ``target`` runs (the tracer saw it called)."""
+        self._submodules[target] = module
+
     def checkpoint(self) -> tuple:
         result = self.result
         specialized = len(result.fallback.specialized) if result.fallback else 0

@@ -404,6 +404,10 @@ class LazyTracer(fx.Tracer):
             return a.node
         if cls in _PLAIN_ARGUMENTS:
             return a
+        if cls is tuple:  # (a node's args)
+            return tuple([self.create_arg(v) for v in a])
+        if cls is dict and all(type(k) is str for k in a):  # (its kwargs)
+            return {k: self.create_arg(v) for k, v in a.items()}
         try:
             return super().create_arg(a)
         except NameError:
@@ -430,7 +434,10 @@ class LazyTracer(fx.Tracer):
 
     def _fx_call_module(self, m: nn.Module, path: str, leaf: bool, forward, args, kwargs):
         """torch.fx's ``call_module``, which first asks :meth:`is_leaf_module` what the caller
-        has just asked: it gets that answer again without computing it twice."""
+        has just asked: it gets that answer again without computing it twice. A leaf's node is
+        analysed with ``m`` itself, the module this call runs (not looked up again by path)."""
+        if leaf:
+            self.propagator.called_at(path, m)
         self._leaf_answer = (m, path, leaf)
         try:
             return super().call_module(m, forward, args, kwargs)
