@@ -152,3 +152,7 @@ def test_nodes_are_named_as_torch_fx_names_them():
     report = lazyfx.infer(_NamesOfEveryKind(), ("B", 3, 16, 16))
     assert [n.name for n in report.nodes] == fx_names
     assert "conv_a" in fx_names and "seq_0" in fx_names and "add_1" in fx_names
+    nested = lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.Sequential(nn.ReLU()), nn.Conv2d(4, 4, 1)))  # noqa: E731
+    fx_names = [n.name for n in torch.fx.symbolic_trace(nested()).graph.nodes]
+    assert [n.name for n in lazyfx.infer(nested(), ("B", 3, 16, 16)).nodes] == fx_names
+    assert fx_names[1:4] == ["_0", "_1_0_0", "_1_1"]

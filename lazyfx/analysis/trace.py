@@ -34,6 +34,7 @@ import itertools
 import linecache
 import operator
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -231,6 +232,10 @@ class _Scope(fx.proxy.Scope):
 # a subclass takes torch.fx's own way)
 _PLAIN_ARGUMENTS = frozenset({int, float, bool, complex, str, type(None), type(Ellipsis), torch.dtype, torch.device,
                               torch.memory_format, torch.layout})
+
+
+# A module path or attribute name of lower-case ASCII letters, digits and underscores
+_PLAIN_PATH = re.compile(r"[0-9a-z_]+(?:\.[0-9a-z_]+)*").fullmatch
 
 
 class LazyTracer(fx.Tracer):
@@ -678,13 +683,17 @@ class LazyTracer(fx.Tracer):
 
     def _node_name(self, target: Any) -> Optional[str]:
         """The name torch.fx derives from a node's target (``Graph._target_to_str``: the name
-        without a magic method's underscores, in snake case). A module path or method name
-        in lower case without them is its own name (its snake case changes nothing); other
-        targets are derived once, by identity (kept alive, so that the id is not reused). None
-        where torch.fx would refuse the target: it says why."""
+        without a magic method's underscores, in snake case), which its namespace then makes a
+        unique identifier. A module path or method name in lower case is its own name (its
+        snake case changes nothing), with its dots already the underscores the namespace would
+        put there; other targets are derived once, by identity (kept alive, so that the id is
+        not reused). None where torch.fx would refuse the target: it says why."""
         if type(target) is str:
-            if target.lower() == target and not (target.startswith("__") and target.endswith("__")):
-                return target
+            if not (target.startswith("__") and target.endswith("__")):
+                if _PLAIN_PATH(target):  # (torch.fx would then replace each dot by "_" itself)
+                    return target.replace(".", "_")
+                if target.lower() == target:
+                    return target
         elif not callable(target):
             return None
         key = target if type(target) is str else id(target)
