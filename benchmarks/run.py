@@ -42,6 +42,7 @@ from typing import Callable, Optional
 import torch
 import torch.fx
 import torch.nn as nn
+from sympy.core.cache import clear_cache
 
 import lazyfx
 from lazyfx.core.symbolic import fmt
@@ -198,10 +199,15 @@ CONV_HW, CONV_B, FX_TRACE, MLP, POOLS = ("conv stack (H, W symbolic)", "conv sta
 
 
 def scaling(sizes: list[int]) -> dict[str, dict[int, float]]:
-    """Microseconds per node on deep stacks, the fastest of three runs each (the one least
-    disturbed by other processes): ``infer`` on conv stacks with symbolic H, W and with a
+    """Microseconds per node on deep stacks, the fastest of five runs each (the one least
+    disturbed by other processes), each after an untimed full garbage collection: ``infer`` on conv stacks with symbolic H, W and with a
     symbolic batch only, a bare ``torch.fx.symbolic_trace`` of the same conv stack (the front
-    end's floor), MLPs and ceil-mode max-pool stacks."""
+    end's floor), MLPs and ceil-mode max-pool stacks.
+
+    Each run starts with sympy's cache emptied, as a first analysis in a process does (a
+    ``lazyfx check`` run): sympy keeps its last 1,000 results process-wide, which hold every
+    formula of a 100-node stack from the run before but not those of a 10,000-node one, so
+    warm runs would compare a small stack's repeated analysis with a large one's first."""
     def convs(n):
         return nn.Sequential(*[nn.Conv2d(4, 4, 3, stride=2 if i % 8 == 0 else 1, padding=1) for i in range(n)])
 
@@ -224,7 +230,9 @@ def scaling(sizes: list[int]) -> dict[str, dict[int, float]]:
         for label, build, run in cases:
             model = build(n)
             seconds = []
-            for _ in range(3):
+            for _ in range(5):
+                clear_cache()
+                gc.collect()  # (as in time_candidates: no collection of the heap built so far lands in a run)
                 start = time.perf_counter()
                 run(model)
                 seconds.append(time.perf_counter() - start)
@@ -305,7 +313,8 @@ def scaling_section(scale: dict, depth: Optional[dict], plot: Optional[str], mac
     if machine_line:
         lines += ["Measured by `python -m benchmarks --scaling-only`; machine: " + machine() + ".", ""]
     lines += ["Microseconds per node of `lazyfx.infer` (and of a bare `torch.fx.symbolic_trace` of the conv",
-              "stack), the fastest of three runs:", "",
+              "stack), the fastest of five runs, each with sympy's cache emptied (as in a first analysis) and",
+              "after a full garbage collection:", "",
               "| nodes | " + " | ".join(scale) + " |", "| --- |" + " --- |" * len(scale)]
     for n in next(iter(scale.values())):
         lines.append(f"| {n} | " + " | ".join(f"{scale[k][n]:.0f}" for k in scale) + " |")

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cases import CASES
+from cases_nn import fn_module_n
 from differential import Example, check, fn_module
 
 
@@ -51,3 +52,16 @@ def test_in_place_operands_broadcast_to_the_output_exactly(op, x, operand, outpu
     masks = [[output_symbolic and i == len(x) - 1 for i in range(len(x))]]
     masks += [[i == len(s) - 1 for i in range(len(s))] for s in operands]
     check(Example(fn_module(fn, arity, op), [(s, torch.float32) for s in [x, *operands]], masks))
+
+
+def test_bilinear_bias_whose_first_size_fixes_the_output_size():
+    """Hypothesis found it: a bias ``(1, C)`` fixes out_features (symbolic in the weight) to 1,
+    and broadcasting the output with that bias then took out_features to be != 1 (the usual
+    choice between two symbolic sizes): no input was valid, where PyTorch accepts."""
+    module = fn_module_n(lambda x1, x2, w, b: torch.bilinear(x1, x2, w, b), 4, "bilinear")
+    shapes = [(1,), (1,), (1, 1, 1), (1, 1)]
+    for masks in ([[False], [False], [True, False, False], [False, True]],
+                  [[False], [False], [True, False, False], [False, False]]):
+        check(Example(module, [(s, torch.float32) for s in shapes], masks))
+    check(Example(module, [(s, torch.float32) for s in [(1,), (1,), (1, 1, 1), (1, 3)]],
+                  [[False], [False], [True, False, False], [False, True]]))

@@ -59,6 +59,15 @@ class SymbolInfo:
         return out
 
 
+# How many decisions a Constraints keeps. Bounded, because Python hashes integers modulo
+# 2**61 - 1: 2**k and 2**(k + 61) hash alike, so a deep stack of halvings (sizes
+# (H - 1)//2**k + 1) fills one dict bucket chain per residue, and each lookup compares along it.
+# Unbounded, that made every decision slower the deeper the model (a 10,000-conv stack with
+# symbolic H, W: 43 sympy comparisons per node from this cache alone); the conditions a
+# model asks again (its repeated blocks) come again soon after.
+_DECISIONS_KEPT = 512
+
+
 class Constraints:
     """The symbols of one analysis and a decision procedure for comparisons."""
 
@@ -151,10 +160,13 @@ class Constraints:
             return False
         if not isinstance(cond, sympy.Basic):
             return bool(cond)
-        if cond in self._cache:
-            return self._cache[cond]
+        cache = self._cache
+        if cond in cache:
+            return cache[cond]
         result = self._decide(cond)
-        self._cache[cond] = result
+        if len(cache) >= _DECISIONS_KEPT:  # the oldest goes (see _DECISIONS_KEPT)
+            del cache[next(iter(cache))]
+        cache[cond] = result
         return result
 
     def _decide(self, cond: sympy.Basic) -> Optional[bool]:
