@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import lazyfx
+from lazyfx.core.symbolic import substitute
 
 
 def accepts(model: nn.Module, shape) -> bool:
@@ -225,3 +226,32 @@ def test_batch_norm_in_training_needs_more_than_one_value_exactly_where_pytorch_
         for w in ((1, 2) if spatial[1] == "W" else (spatial[1],)):
             sizes = {"B": b, "W": w} if spatial[1] == "W" else {"B": b}
             assert accepts(eager, (b, 3, spatial[0], w)) == report.domain.contains(**sizes), (b, w)
+
+
+class _AddAfterAView(nn.Module):
+    """``x.view(1)`` requires ``x`` to have one element; ``x + y`` then broadcasts it."""
+
+    def forward(self, x, y):
+        return x.view(1) + y, x + y
+
+
+def test_a_size_the_constraints_fix_to_one_broadcasts_without_an_assumption():
+    """A symbol whose range is one size (a declared max=1, or an earlier ``view(1)``) is 1 when it
+    broadcasts against another symbol: the result is the other one, exactly, and nothing is
+    assumed. Its counterpart, a symbol that may be 2, keeps the usual != 1 assumption."""
+    for spec in ((lazyfx.Dim("T", max=1),), ("T",)):
+        report = lazyfx.infer(_AddAfterAView(), spec, ("S",))
+        assert not report.domain.assumptions
+        for s in (1, 3):
+            x, y = torch.zeros(1), torch.zeros(s)
+            expected = [tuple(t.shape) for t in _AddAfterAView()(x, y)]
+            assert report.domain.contains(T=1, S=s)
+            assert [tuple(substitute(d, {"S": s}) for d in t.shape) for t in report.output] == expected
+        assert not report.domain.contains(T=2, S=2)  # view(1) fails there
+
+    class Add(nn.Module):
+        def forward(self, x, y):
+            return x + y
+
+    report = lazyfx.infer(Add(), (lazyfx.Dim("T", max=2),), ("S",))
+    assert [str(a.expr) for a in report.domain.assumptions] == ["Ne(T, 1)", "Ne(S, 1)"]

@@ -88,7 +88,14 @@ class Constraints:
 
     def tighten(self, cond: sympy.Basic) -> None:
         """Narrow a symbol's range by a condition the model requires (``H >= 3``), so that
-        later comparisons are decided within the domain the earlier ones leave."""
+        later comparisons are decided within the domain the earlier ones leave. ``T == 1``
+        fixes the range to that one size."""
+        if isinstance(cond, sympy.Eq):
+            for sym, value in ((cond.lhs, cond.rhs), (cond.rhs, cond.lhs)):
+                if sym.is_Symbol and value.is_Integer:
+                    self.tighten(sympy.Ge(sym, value))
+                    self.tighten(sympy.Le(sym, value))
+                    return
         bound = as_bound(simplify_condition(cond))
         if bound is None:
             return
@@ -198,10 +205,10 @@ class Constraints:
             return True if hi <= 0 else (False if lo > 0 else None)
         if op == "<":
             return True if hi < 0 else (False if lo >= 0 else None)
-        if op == "==":
-            return True if diff == 0 else (False if lo > 0 or hi < 0 else None)
+        if op == "==":  # (a sound interval of one point 0: the sides are equal wherever admitted)
+            return True if diff == 0 or lo == hi == 0 else (False if lo > 0 or hi < 0 else None)
         if op == "!=":
-            return False if diff == 0 else (True if lo > 0 or hi < 0 else None)
+            return False if diff == 0 or lo == hi == 0 else (True if lo > 0 or hi < 0 else None)
         return None  # pragma: no cover
 
     # -- interval bounds ----------------------------------------------------------

@@ -57,13 +57,8 @@ def expect_ndim(x: TensorMeta, allowed: Iterable[int], what: str) -> None:
 
 
 def broadcast_shapes(*shapes: Sequence[DimExpr]) -> tuple[DimExpr, ...]:
-    """NumPy broadcasting: sizes are aligned from the right; each pair must be equal or 1.
-
-    A symbolic size against a concrete one ``c`` must be 1 or ``c``, and the result is ``c``
-    either way. Between two symbolic sizes, one that could be 1 is taken not to be (PyTorch
-    would then broadcast, and the result would be the other size); that choice is recorded
-    as an assumption.
-    """
+    """NumPy broadcasting: sizes are aligned from the right; each pair must be equal or 1
+    (:func:`broadcast_size` per pair)."""
     ndim = max((len(s) for s in shapes), default=0)
     result: list[DimExpr] = []
     for position, dims in enumerate(zip_longest(*(tuple(reversed(s)) for s in shapes), fillvalue=1)):
@@ -76,21 +71,55 @@ def broadcast_shapes(*shapes: Sequence[DimExpr]) -> tuple[DimExpr, ...]:
                 continue
             if equal(out, d) is True:
                 continue
-            message = (lambda a=out, b=d, i=ndim - 1 - position: f"The size of tensor a ({fmt(a)}) must match "
-                       f"the size of tensor b ({fmt(b)}) at non-singleton dimension {i}")
-            fixed = [v for v in (out, d) if is_concrete(v)]
-            if len(fixed) == 1:  # a symbol against a concrete size: either way the result is that size
-                free = out + d - fixed[0]
-                options = [sympy.Eq(free, v) for v in (1, fixed[0]) if decide(sympy.Eq(free, v)) is not False]
-                require(sympy.Or(*options) if options else sympy.false, message)
-                out = fixed[0]
-                continue
-            for value in (out, d):
-                if not is_concrete(value):
-                    assume(sympy.Ne(value, 1), lambda v=value: f"{fmt(v)} != 1 (broadcasting)")
-            require_equal(out, d, message)
+            out = broadcast_size(out, d, lambda a=out, b=d, i=ndim - 1 - position: _broadcast_message(a, b, i))
         result.append(out)
     return tuple(reversed(result))
+
+
+def _broadcast_message(a: DimExpr, b: DimExpr, i: int) -> str:
+    return (f"The size of tensor a ({fmt(a)}) must match the size of tensor b ({fmt(b)}) at non-singleton "
+            f"dimension {i}")
+
+
+def broadcast_size(a: DimExpr, b: DimExpr, message) -> DimExpr:
+    """One broadcast dim: a size of 1 stretches. A symbol against a concrete size ``c`` must be
+    1 or ``c``, and the result is ``c`` either way: a condition, not an assumption (so an empty
+    operand, ``c == 0``, is exact). Between two symbolic sizes, one the constraints fix to 1
+    stretches; one that could be 1 is taken not to be (PyTorch would then broadcast, and the
+    result would be the other size), and that choice is recorded as an assumption."""
+    if _is_one(b):
+        return a
+    if _is_one(a):
+        return b
+    if equal(a, b) is True:
+        return a
+    if is_concrete(a) or is_concrete(b):
+        known, other = (a, b) if is_concrete(a) else (b, a)
+        options = [sympy.Eq(other, v) for v in (1, known) if decide(sympy.Eq(other, v)) is not False]
+        require(sympy.Or(*options) if options else sympy.false, message)
+        return known
+    if decide(sympy.Eq(b, 1)) is True:  # (fixed by a declared max=1, or by a requirement before)
+        return a
+    if decide(sympy.Eq(a, 1)) is True:
+        return b
+    for value in (a, b):
+        assume(sympy.Ne(value, 1), lambda v=value: f"{fmt(v)} != 1 (broadcasting)")
+    require_equal(a, b, message)
+    return a
+
+
+def broadcast_exactly(*shapes: Sequence[DimExpr], message=_broadcast_message) -> tuple:
+    """NumPy broadcasting (aligned from the right) with :func:`broadcast_size` per dim;
+    ``message(a, b, dim)`` explains a mismatch."""
+    ndim = max((len(s) for s in shapes), default=0)
+    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for i, dims in enumerate(zip(*padded)):
+        size: DimExpr = 1
+        for d in dims:
+            size = broadcast_size(size, d, lambda a=size, b=d, i=i: message(a, b, i))
+        out.append(size)
+    return tuple(out)
 
 
 def broadcast_into(target: Sequence[DimExpr], shape: Sequence[DimExpr], message) -> None:

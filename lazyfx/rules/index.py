@@ -20,13 +20,13 @@ from typing import Any, Optional, Sequence
 import sympy
 import torch
 
-from lazyfx.core.checks import assume, decide, equal, le, require, require_equal, require_positive
+from lazyfx.core.checks import assume, decide, le, require, require_equal, require_positive
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, ceildiv, fmt, is_concrete, product
 from lazyfx.core.target import TARGET_DEVICE
 from lazyfx.core.values import RecordValue, TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.rules._util import clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
+from lazyfx.rules._util import broadcast_exactly, clamp_max, clamp_min, normalize_dim, shape_str, tensor_arg
 from lazyfx.rules.activation import complex_to_real
 
 
@@ -368,49 +368,6 @@ def _bound(value: DimExpr, size: DimExpr) -> DimExpr:
     if negative:
         return clamp_min(size + value, 0)
     return clamp_max(value, size)
-
-
-# -- broadcasting, exact where one side is concrete -----------------------------------------------
-
-
-def _broadcast_message(a: DimExpr, b: DimExpr, i: int) -> str:
-    return (f"The size of tensor a ({fmt(a)}) must match the size of tensor b ({fmt(b)}) at non-singleton "
-            f"dimension {i}")
-
-
-def broadcast_size(a: DimExpr, b: DimExpr, message) -> DimExpr:
-    """One broadcast dim: a size of 1 stretches. A symbol against a concrete size ``c != 1`` must
-    be 1 or ``c``, and the result is ``c`` either way: a condition, not an assumption (so an empty
-    operand, ``c == 0``, is exact). Two symbols are taken not to be 1 (recorded), as in
-    :func:`lazyfx.rules._util.broadcast_shapes`."""
-    if is_concrete(b) and b == 1:
-        return a
-    if is_concrete(a) and a == 1:
-        return b
-    if equal(a, b) is True:
-        return a
-    if is_concrete(a) or is_concrete(b):
-        known, other = (a, b) if is_concrete(a) else (b, a)
-        require(sympy.Or(sympy.Eq(other, 1), sympy.Eq(other, known)), message)
-        return known
-    for value in (a, b):
-        assume(sympy.Ne(value, 1), lambda v=value: f"{fmt(v)} != 1 (broadcasting)")
-    require_equal(a, b, message)
-    return a
-
-
-def broadcast_exactly(*shapes: Sequence[DimExpr], message=_broadcast_message) -> tuple:
-    """NumPy broadcasting (aligned from the right) with :func:`broadcast_size` per dim;
-    ``message(a, b, dim)`` explains a mismatch."""
-    ndim = max((len(s) for s in shapes), default=0)
-    padded = [(1,) * (ndim - len(s)) + tuple(s) for s in shapes]
-    out = []
-    for i, dims in enumerate(zip(*padded)):
-        size: DimExpr = 1
-        for d in dims:
-            size = broadcast_size(size, d, lambda a=size, b=d, i=i: message(a, b, i))
-        out.append(size)
-    return tuple(out)
 
 
 # -- select, index_select, gather, scatter, take_along_dim ---------------------------------------

@@ -23,8 +23,7 @@ from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import ShapeError, UnsupportedOpError
-from lazyfx.rules._util import broadcast_shapes, result_dtype, shape_str, tensor_arg
-from lazyfx.rules.index import broadcast_size
+from lazyfx.rules._util import broadcast_shapes, broadcast_size, result_dtype, shape_str, tensor_arg
 from lazyfx.rules.lazy import weight_dtype_of
 from lazyfx.rules.views import expand_shape
 
