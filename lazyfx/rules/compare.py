@@ -20,7 +20,7 @@ import torch
 from lazyfx.core import checks
 from lazyfx.core.checks import decide
 from lazyfx.core.registry import Method, rule
-from lazyfx.core.symbolic import fmt
+from lazyfx.core.symbolic import fmt, is_concrete
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
 from lazyfx.rules._util import broadcast_into, broadcast_shapes, shape_str, tensor_arg
@@ -40,8 +40,10 @@ def expect_inplace(x: TensorMeta, shapes: Sequence[tuple], op: str) -> None:
     ``x``'s (PyTorch: the broadcast shape of all operands must be ``x``'s own)."""
     for shape in shapes:
         def message(shape=shape) -> str:
-            return (f"{op}: output with shape {shape_str(x.shape)} doesn't match the broadcast shape of it and "
-                    f"{shape_str(shape)}")
+            padded = (1,) * (len(shape) - x.ndim) + tuple(x.shape)  # (the operand may have more dims)
+            operand = (1,) * (len(padded) - len(shape)) + tuple(shape)
+            both = [d if is_concrete(t) and t == 1 else t for t, d in zip(padded, operand)]
+            return f"{op}: output with shape {shape_str(x.shape)} doesn't match the broadcast shape {shape_str(both)}"
 
         broadcast_into(x.shape, shape, message)
 
