@@ -110,12 +110,13 @@ def recurrent(draw, cls):
 # -- cells ------------------------------------------------------------------------------------
 
 
-def cell_state(draw, cls, batch: tuple, hidden: int, batched: bool) -> tuple:
+def cell_state(draw, cls, batch: tuple, hidden: int, x: tuple) -> tuple:
     shape = (*(near(draw, b) for b in batch), near(draw, hidden))
-    if cls is nn.LSTMCell and not batched:
-        # An unbatched input with a 2-D state crashes LSTMCell (a segfault in lstm_cell's
-        # chunk), so only other ranks are drawn for it.
-        return mostly(draw, shape, st.sampled_from([(1, 2, hidden), (hidden, hidden, hidden)]))
+    if cls in (nn.LSTMCell, nn.GRUCell) and len(x) == 1:
+        # An unbatched input with a 2-D state can crash LSTMCell and GRUCell (a segfault in
+        # lstm_cell's chunk; gru_cell with a (1, hidden) state, torch 2.13), so only other ranks
+        # are drawn for it. (lazyfx refuses that state: "hidden must be 1-D".)
+        return mostly(draw, (near(draw, hidden),), st.sampled_from([(1, 2, hidden), (hidden, hidden, hidden)]))
     return wrong_rank(draw, shape, 0, 3)
 
 
@@ -136,7 +137,7 @@ def recurrent_cell(draw, cls):
     x_dtype = dtype(draw)
     if state == "none":
         return example(draw, module, x, dtypes=[x_dtype])
-    h = cell_state(draw, cls, batch, hidden, batched)
+    h = cell_state(draw, cls, batch, hidden, x)
     if cls is not nn.LSTMCell:
         return example(draw, Apply(module, lambda x, h, *_: ((x, h), {}), "x, h"), x, h,
                        dtypes=[x_dtype, dtype(draw)])
@@ -146,7 +147,7 @@ def recurrent_cell(draw, cls):
         stacked = (draw(st.integers(1, 3)), *rows)
         return example(draw, Apply(module, lambda x, s, *_: ((x, s), {}), "x, stacked"), x, stacked,
                        dtypes=[x_dtype, dtype(draw)])
-    c = cell_state(draw, cls, batch, hidden, batched)
+    c = cell_state(draw, cls, batch, hidden, x)
     arrange = (lambda x, h, c, *_: ((x, (h, c)), {})) if state == "given" else \
         (lambda x, h, c, *_: ((x, [h, c, c]), {}))
     return example(draw, Apply(module, arrange, state), x, h, c, dtypes=[x_dtype, dtype(draw), c_dtype])
