@@ -199,8 +199,8 @@ CONV_HW, CONV_B, FX_TRACE, MLP, POOLS = ("conv stack (H, W symbolic)", "conv sta
 
 
 def scaling(sizes: list[int]) -> dict[str, dict[int, float]]:
-    """Microseconds per node on deep stacks, the fastest of five runs each (the one least
-    disturbed by other processes), each after an untimed full garbage collection: ``infer`` on conv stacks with symbolic H, W and with a
+    """Microseconds per node on deep stacks, the fastest of five interleaved runs each (the one
+    least disturbed by other processes), each after an untimed full garbage collection: ``infer`` on conv stacks with symbolic H, W and with a
     symbolic batch only, a bare ``torch.fx.symbolic_trace`` of the same conv stack (the front
     end's floor), MLPs and ceil-mode max-pool stacks.
 
@@ -227,16 +227,17 @@ def scaling(sizes: list[int]) -> dict[str, dict[int, float]]:
         run(build(2))
     out: dict[str, dict[int, float]] = {label: {} for label, _, _ in cases}
     for n in sizes:
-        for label, build, run in cases:
-            model = build(n)
-            seconds = []
-            for _ in range(5):
+        models = [build(n) for _, build, _ in cases]
+        seconds: dict[str, list[float]] = {label: [] for label, _, _ in cases}
+        for _ in range(5):  # interleaved, as in time_candidates: a slower spell of the machine hits every case
+            for (label, _, run), model in zip(cases, models):
                 clear_cache()
                 gc.collect()  # (as in time_candidates: no collection of the heap built so far lands in a run)
                 start = time.perf_counter()
                 run(model)
-                seconds.append(time.perf_counter() - start)
-            out[label][n] = min(seconds) / n * 1e6
+                seconds[label].append(time.perf_counter() - start)
+        for label in seconds:
+            out[label][n] = min(seconds[label]) / n * 1e6
     return out
 
 
@@ -313,8 +314,8 @@ def scaling_section(scale: dict, depth: Optional[dict], plot: Optional[str], mac
     if machine_line:
         lines += ["Measured by `python -m benchmarks --scaling-only`; machine: " + machine() + ".", ""]
     lines += ["Microseconds per node of `lazyfx.infer` (and of a bare `torch.fx.symbolic_trace` of the conv",
-              "stack), the fastest of five runs, each with sympy's cache emptied (as in a first analysis) and",
-              "after a full garbage collection:", "",
+              "stack), the fastest of five interleaved runs, each with sympy's cache emptied (as in a first",
+              "analysis) and after a full garbage collection:", "",
               "| nodes | " + " | ".join(scale) + " |", "| --- |" + " --- |" * len(scale)]
     for n in next(iter(scale.values())):
         lines.append(f"| {n} | " + " | ".join(f"{scale[k][n]:.0f}" for k in scale) + " |")
@@ -343,7 +344,9 @@ def scaling_section(scale: dict, depth: Optional[dict], plot: Optional[str], mac
                   "  and source line, the snapshot that puts the model back) comes on top of torch.fx's. On this",
                   "  stack (no module building to share, as in the full models' comparison) callgrind counted",
                   "  1.17x torch.fx's instructions on 2026-12-03 (300 convs); the snapshot was a tenth of that",
-                  "  and the source lines a twentieth;"]
+                  "  and the source lines a twentieth. At 10,000 convs cProfile counts the same work per node as",
+                  "  at 1,000 (331 and 333 us under the profiler): what grows is memory traffic, the snapshot",
+                  "  of 10,000 modules' dicts and the garbage collection of the analysis as it ends;"]
     lines += ["* the runs start with sympy's cache empty: a repeated analysis of a small stack, whose formulas",
               "  sympy still holds from the run before, is cheaper than a first one (a 100-node H, W stack,",
               "  2026-12-03: about 130 against 210 us per node); a 10,000-node stack's formulas never fit in it;",
