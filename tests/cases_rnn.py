@@ -113,9 +113,9 @@ def recurrent(draw, cls):
 def cell_state(draw, cls, batch: tuple, hidden: int, x: tuple) -> tuple:
     shape = (*(near(draw, b) for b in batch), near(draw, hidden))
     if cls in (nn.LSTMCell, nn.GRUCell) and len(x) == 1:
-        # An unbatched input with a 2-D state can crash LSTMCell and GRUCell (a segfault in
-        # lstm_cell's chunk; gru_cell with a (1, hidden) state, torch 2.13), so only other ranks
-        # are drawn for it. (lazyfx refuses that state: "hidden must be 1-D".)
+        # An unbatched input with a 2-D state can crash LSTMCell and GRUCell (torch 2.13 segfaults
+        # in lstm_cell and gru_cell on a (1, 1) state; larger ones raise), so only other ranks are
+        # drawn for it. (lazyfx refuses every 2-D state there: "hidden must be 1-D".)
         return mostly(draw, (near(draw, hidden),), st.sampled_from([(1, 2, hidden), (hidden, hidden, hidden)]))
     return wrong_rank(draw, shape, 0, 3)
 

@@ -69,24 +69,25 @@ def test_bilinear_bias_whose_first_size_fixes_the_output_size():
 
 @pytest.mark.parametrize("cls", [torch.nn.GRUCell, torch.nn.LSTMCell])
 def test_a_cell_refuses_a_two_dim_state_for_an_unbatched_input(cls):
-    """PyTorch 2.13 crashes the process (a segfault) on an unbatched input with a (1, hidden)
-    state for these cells, so the differential cases never draw it; lazyfx refuses it as PyTorch
-    refuses a (2, hidden) state. Its counterpart, a 1-D state, is accepted."""
+    """PyTorch 2.13 crashes the process (a segfault) on an unbatched input with a (1, 1) state
+    for these cells, and raises for larger 2-D states, so the differential cases never draw a
+    2-D state there; lazyfx refuses every one. Its counterpart, a 1-D state, is accepted."""
     import lazyfx
 
     class Cell(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.cell = cls(2, 3)
+            self.cell = cls(2, hidden)
 
         def forward(self, x, h):
             return self.cell(x, (h, h) if cls is torch.nn.LSTMCell else h)
 
-    for state in ((1, 3), (2, 3)):
-        with pytest.raises(lazyfx.ShapeError, match="must be 1-D"):
-            lazyfx.infer(Cell(), (2,), state)
-    report = lazyfx.infer(Cell(), (2,), (3,))
-    expected = Cell()(torch.zeros(2), torch.zeros(3))
+    for hidden in (1, 3):
+        for state in ((1, hidden), (2, hidden)):
+            with pytest.raises(lazyfx.ShapeError, match="must be 1-D"):
+                lazyfx.infer(Cell(), (2,), state)
+    report = lazyfx.infer(Cell(), (2,), (hidden,))
+    expected = Cell()(torch.zeros(2), torch.zeros(hidden))
     got = report.output if isinstance(report.output, tuple) else (report.output,)
     want = expected if isinstance(expected, tuple) else (expected,)
-    assert [tuple(t.shape) for t in got] == [tuple(t.shape) for t in want] == [(3,)] * len(want)
+    assert [tuple(t.shape) for t in got] == [tuple(t.shape) for t in want] == [(hidden,)] * len(want)

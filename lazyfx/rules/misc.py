@@ -57,8 +57,6 @@ def bilinear_shape(
             raise ShapeError("bilinear(): bias must have at least one dimension, got a 0-dim tensor")
         require_equal(bias.shape[0], out_features, lambda: f"bilinear(): bias size does not match weight size: got "
                                                            f"{fmt(bias.shape[0])} but expected {fmt(out_features)}")
-        if is_concrete(bias.shape[0]):  # the size the check just fixed: a broadcast must not take it to be another
-            out = (*out[:-1], bias.shape[0])
         out = broadcast_shapes(out, bias.shape)
     return TensorMeta(tuple(out), x1.dtype)
 
