@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
+import lazyfx
+
 from cases import CASES
 from cases_nn import fn_module_n
 from differential import Example, check, fn_module
@@ -72,8 +74,6 @@ def test_a_cell_refuses_a_two_dim_state_for_an_unbatched_input(cls):
     """PyTorch 2.13 crashes the process (a segfault) on an unbatched input with a (1, 1) state
     for these cells, and raises for larger 2-D states, so the differential cases never draw a
     2-D state there; lazyfx refuses every one. Its counterpart, a 1-D state, is accepted."""
-    import lazyfx
-
     class Cell(torch.nn.Module):
         def __init__(self):
             super().__init__()

@@ -23,6 +23,7 @@ import lazyfx
 from lazyfx import demo
 from lazyfx.core import checks
 from lazyfx.core.checks import Condition, Recorder
+from lazyfx.core import constraints as constraints_module
 from lazyfx.core.constraints import Constraints, SymbolInfo, as_bound, simplify_condition
 from lazyfx.domain.domain import Domain
 from lazyfx.core.symbolic import (
@@ -820,3 +821,16 @@ def test_simplified_formulas_agree_at_every_admitted_size(tree, m):
     simple = constraints.simplify(sympy.sympify(symbolic(tree)))
     for h in range(m, 12 * m + 1, m):
         assert sympy.sympify(simple).subs(H, h) == concrete(tree, h)
+
+
+def test_decisions_stay_right_past_the_ones_kept():
+    """Constraints keeps only its latest decisions (see constraints._DECISIONS_KEPT): a decision
+    asked again after it was dropped is decided anew, to the same answer, and the kept ones
+    stay bounded however many conditions an analysis asks about."""
+    kept = constraints_module._DECISIONS_KEPT
+    constraints = Constraints({"H": SymbolInfo("H", min=4)})
+    first = [constraints.decide(sympy.Ge(H, k)) for k in range(2 * kept)]
+    assert first == [k <= 4 or None for k in range(2 * kept)]
+    assert len(constraints._cache) <= kept
+    assert [constraints.decide(sympy.Ge(H, k)) for k in range(8)] == first[:8]  # dropped, decided again
+    assert constraints.decide(sympy.Lt(H, 4)) is False  # the quiet counterpart: a decided False stays False

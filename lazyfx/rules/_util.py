@@ -95,8 +95,7 @@ def broadcast_size(a: DimExpr, b: DimExpr, message) -> DimExpr:
         return a
     if is_concrete(a) or is_concrete(b):
         known, other = (a, b) if is_concrete(a) else (b, a)
-        options = [sympy.Eq(other, v) for v in (1, known) if decide(sympy.Eq(other, v)) is not False]
-        require(sympy.Or(*options) if options else sympy.false, message)
+        require(one_of(other, (1, known)), message)
         return known
     if decide(sympy.Eq(b, 1)) is True:  # (fixed by a declared max=1, or by a requirement before)
         return a
@@ -135,8 +134,16 @@ def broadcast_into(target: Sequence[DimExpr], shape: Sequence[DimExpr], message)
     for want, d in zip(reversed(tuple(target)), reversed(tuple(shape))):
         if _is_one(d) or equal(want, d) is True:
             continue
-        options = [sympy.Eq(d, v) for v in (1, want) if decide(sympy.Eq(d, v)) is not False]
-        require(sympy.Or(*options) if options else sympy.false, message)
+        require(one_of(d, (1, want)), message)
+
+
+def one_of(value: DimExpr, options: Sequence[DimExpr]) -> Any:
+    """``value`` equals one of ``options``: a bool where all are concrete, else the condition
+    (only the options the constraints still allow; false where none is left)."""
+    if is_concrete(value) and all(is_concrete(o) for o in options):
+        return value in options
+    possible = [sympy.Eq(value, o) for o in options if decide(sympy.Eq(value, o)) is not False]
+    return sympy.Or(*possible) if possible else sympy.false
 
 
 def _is_one(d: DimExpr) -> bool:

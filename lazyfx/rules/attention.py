@@ -31,7 +31,7 @@ from lazyfx.core.registry import RULES, lookup_by_class, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete, mod, product
 from lazyfx.core.values import TensorMeta, dtype_name
 from lazyfx.errors import DataDependentError, ShapeError, UnsupportedOpError
-from lazyfx.rules._util import broadcast_into, broadcast_shapes, result_dtype, shape_str, tensor_arg
+from lazyfx.rules._util import broadcast_into, broadcast_shapes, one_of, result_dtype, shape_str, tensor_arg
 from lazyfx.rules.lazy import ModuleView
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -100,13 +100,6 @@ def _canonical_mask(mask: Optional[TensorMeta], name: str, target: torch.dtype) 
 
 def _is_float(mask: Optional[TensorMeta]) -> bool:
     return mask is not None and mask.dtype.is_floating_point
-
-
-def _one_of(value: DimExpr, options: list) -> Any:
-    """``value`` equals one of ``options`` (a bool when all are concrete, else a condition)."""
-    if is_concrete(value) and all(is_concrete(o) for o in options):
-        return value in options
-    return sympy.Or(*(sympy.Eq(value, o) for o in options))
 
 
 def _require_shape(x: TensorMeta, expected: tuple, message) -> None:
@@ -377,7 +370,7 @@ def _check_fused_masks(bsz, seq, heads: int, attn_mask, kpm) -> None:
     numel = product(attn_mask.shape)
     if attn_mask.ndim == 3:
         sizes = [bsz * heads * seq * seq] + ([bsz * seq * seq] if kpm is not None else [])
-        require(_one_of(numel, sizes), lambda: f"attn_mask of size {shape_str(attn_mask.shape)} cannot be viewed "
+        require(one_of(numel, sizes), lambda: f"attn_mask of size {shape_str(attn_mask.shape)} cannot be viewed "
                 f"as {fmt(scores)}")
     else:
         require_equal(numel, seq * seq, lambda: f"shape '[1, 1, {fmt(seq)}, {fmt(seq)}]' is invalid for "
