@@ -123,6 +123,8 @@ def current_node() -> Optional[str]:
 
 def decide(cond: object) -> Optional[bool]:
     """True/False when ``cond`` is settled for every admitted input, else None."""
+    if cond is True or cond is False:  # (a relation of two concrete ints: most checks)
+        return cond
     return _recorder().constraints.decide(cond)
 
 
@@ -215,11 +217,19 @@ def equal(a: DimExpr, b: DimExpr) -> Optional[bool]:
 
 def require_equal(a: DimExpr, b: DimExpr, message: Message) -> None:
     """PyTorch requires ``a == b`` (:func:`require` of :func:`eq`)."""
+    if type(a) is int and type(b) is int:  # (most checks: plain Python, as eq would make it)
+        if a != b:
+            raise ShapeError(_text(message))
+        return
     require(eq(a, b), message)
 
 
 def require_positive(value: DimExpr, message: Message) -> None:
     """A size PyTorch computes must be at least 1 ("Output size is too small")."""
+    if type(value) is int:  # (most checks: plain Python, as ge would make it)
+        if value < 1:
+            raise ShapeError(_text(message))
+        return
     if not is_concrete(value):
         # Decided unevaluated first: sympy evaluating Ge(value, 1) asks its assumptions about every
         # floor division in value, which costs more than the rest of a conv's rule. Only where the

@@ -41,8 +41,9 @@ def _split_batch(x: TensorMeta, n: int, op: str) -> tuple[tuple[DimExpr, ...], D
 
 def _check_hyper(kernel, stride, dilation, op: str) -> None:
     for name, values in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
-        if any(is_concrete(v) and v <= 0 for v in values):
-            raise ShapeError(f"{op}: {name} must be positive, got {tuple(values)}")
+        for v in values:  # (a plain loop: asked for every convolution and pool)
+            if is_concrete(v) and v <= 0:
+                raise ShapeError(f"{op}: {name} must be positive, got {tuple(values)}")
 
 
 def _check_dtype(x: TensorMeta, weight_dtype, op: str) -> None:

@@ -26,6 +26,7 @@ attributes only (parameter values are the same):
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional
 
@@ -207,23 +208,51 @@ class ModuleView:
     them, a lazy module's resolved arguments filled in, and the class it stands for (a
     lazy module's view is its eager class for rules and ``isinstance``)."""
 
+    __slots__ = ("_module", "_cls", "__dict__")
+
     def __init__(self, module: nn.Module, arguments: Optional[dict[str, Any]] = None,
                  cls: Optional[type] = None) -> None:
-        object.__setattr__(self, "_module", module)
-        object.__setattr__(self, "_arguments", arguments or {})
-        object.__setattr__(self, "_cls", cls or type(module))
+        _SET_MODULE(self, module)  # (the slots' own setters: the view refuses every other write)
+        _SET_CLASS(self, cls or type(module))
+        # The view's attributes are the module's own plain ones: a rule reads most of them (a
+        # convolution's kernel size, stride, padding, ...), and a dict answers each read at once,
+        # where __getattr__ runs only after a failed lookup (a tenth of analysing a conv stack
+        # went to those lookups). Without arguments to fill in, that dict is the module's own
+        # (shared, not copied: rules only read, and the view cannot be written to); a name its
+        # class answers with a data descriptor first (a property with a setter) is left to
+        # __getattr__, as are parameters, buffers, submodules and class attributes.
+        shadowed = _shadowed_attributes(type(module))
+        if not arguments and not shadowed:
+            _SET_DICT(self, module.__dict__)
+            return
+        attributes = dict(module.__dict__)
+        for name in shadowed:
+            attributes.pop(name, None)
+        attributes.update(arguments or {})
+        _SET_DICT(self, attributes)
 
     @property
     def __class__(self) -> type:  # rules see the class the module stands for
         return self._cls
 
     def __getattr__(self, name: str) -> Any:
-        if name in self._arguments:
-            return self._arguments[name]
         return read_analysed(self._module, name)
 
     def __setattr__(self, name: str, value: Any) -> None:  # pragma: no cover - rules are pure
         raise AttributeError("a module view is read-only")
+
+
+_SET_MODULE, _SET_CLASS = ModuleView._module.__set__, ModuleView._cls.__set__
+_SET_DICT = ModuleView.__dict__["__dict__"].__set__
+
+
+@functools.lru_cache(maxsize=1024)  # (the classes of the models at hand)
+def _shadowed_attributes(cls: type) -> tuple[str, ...]:
+    """The names a data descriptor of ``cls`` (a property with a setter, a slot) answers before an
+    instance's own attribute of that name does: a view must not answer those from its copy."""
+    return tuple(sorted({name for klass in cls.__mro__[:-1] for name, v in vars(klass).items()  # (not object's)
+                         if name not in ("__dict__", "__weakref__")
+                         and (hasattr(type(v), "__set__") or hasattr(type(v), "__delete__"))}))
 
 
 def _present(module: nn.Module, names: tuple[str, ...]) -> list[str]:
