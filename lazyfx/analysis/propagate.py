@@ -348,7 +348,8 @@ def uninitialized_query(node: fx.Node, args: tuple, kwargs: dict) -> Any:
 
 
 def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, location):
-    if node.target in result.opaque or _lazy_with_lazy_children(module):  # abstract execution
+    lazy = is_lazy_module(module)
+    if node.target in result.opaque or lazy and _lazy_with_lazy_children(module):  # abstract execution
         try:
             with real_modules():
                 found = abstract.execute(module, node.target, args, kwargs, result.meta_kernels())
@@ -366,7 +367,7 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
         for sym, rejection in found.rejected.items():  # it runs only below some size: say so
             _limit(node.target or "<root>", sym, rejection)
         return found.output, ABSTRACT, Provenance.ABSTRACT_EXECUTION, type(module)
-    if is_lazy_module(module):
+    if lazy:
         resolver = RESOLVERS.get(type(module))
         if resolver is None:  # a user's or a third-party lazy module: run its own initialization
             with real_modules():
@@ -393,11 +394,10 @@ def _call_module(module: nn.Module, node, args, kwargs, result: Propagation, loc
 
 
 def _lazy_with_lazy_children(module: nn.Module) -> bool:
-    """A lazy module without a built-in resolver that has lazy tensors of its own and lazy
-    submodules: its forward initializes them in a dry run, so it runs by abstract execution
-    (the meta-kernel fallback cannot run a lazy submodule's initialization)."""
-    return (is_lazy_module(module) and type(module) not in RESOLVERS
-            and any(is_lazy_module(sub) for sub in list(module.modules())[1:]))
+    """Whether a lazy module has no built-in resolver and lazy submodules: its forward
+    initializes them in a dry run, so it runs by abstract execution (the meta-kernel fallback
+    cannot run a lazy submodule's initialization)."""
+    return type(module) not in RESOLVERS and any(is_lazy_module(sub) for sub in list(module.modules())[1:])
 
 
 def _held(module: nn.Module) -> frozenset:

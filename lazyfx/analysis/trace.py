@@ -63,6 +63,7 @@ from lazyfx.core.diagnostics import (
     first_line,
     is_internal,
     location_from_traceback,
+    locations_found_once_above,
     source_line,
 )
 from lazyfx.core.journal import Journal
@@ -431,10 +432,14 @@ class LazyTracer(fx.Tracer):
             self._leaf_answer = None
             if answer[0] is m and answer[1] == module_qualified_name:
                 return answer[2]
+        return self._is_leaf(m, module_qualified_name, is_lazy_module(m))
+
+    def _is_leaf(self, m: nn.Module, path: str, lazy: bool) -> bool:
+        """:meth:`is_leaf_module`, with whether ``m`` is lazy already known."""
         return (
-            is_lazy_module(m) and not is_lazy_container(m)
-            or module_qualified_name in self.propagator.result.opaque
-            or super().is_leaf_module(m, module_qualified_name)
+            lazy and not is_lazy_container(m)
+            or path in self.propagator.result.opaque
+            or super().is_leaf_module(m, path)
         )
 
     def _fx_call_module(self, m: nn.Module, path: str, leaf: bool, forward, args, kwargs):
@@ -542,7 +547,8 @@ class LazyTracer(fx.Tracer):
         path = self._registered_path(m)
         if path is None:  # held in a plain list, a dict or a closure: no path for a graph node
             return self._call_unregistered(m, forward, args, kwargs)
-        if self.is_leaf_module(m, path):
+        lazy = is_lazy_module(m)
+        if self._is_leaf(m, path, lazy):
             if path not in self.propagator.result.opaque and has_user_hooks(m):  # fx never runs a leaf's hooks
                 leaf = super().call_module
 
@@ -555,7 +561,8 @@ class LazyTracer(fx.Tracer):
                 return call_with_hooks(self, m, path, initialized_leaf, args, kwargs)
             self.read_as_uninitialized(m)
             out = self._fx_call_module(m, path, True, forward, args, kwargs)
-            self.read_as_initialized(m, path, args, kwargs)
+            if lazy:  # (a leaf's forward is not run: it stays as lazy as it was)
+                self.read_as_initialized(m, path, args, kwargs)
             return out
         if is_wrapped(m):
             self.propagator.result.opaque[path] = WRAPPED
@@ -628,7 +635,8 @@ class LazyTracer(fx.Tracer):
         opaque = fx_symbolic_trace._create_wrapped_func
         fx_symbolic_trace._create_wrapped_func = _traced_into(opaque)  # read by fx as it patches them
         try:
-            return super().trace(root, concrete_args)
+            with locations_found_once_above(sys._getframe()):  # (a location for every node)
+                return super().trace(root, concrete_args)
         finally:
             fx_symbolic_trace._create_wrapped_func = opaque
 

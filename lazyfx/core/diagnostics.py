@@ -447,13 +447,36 @@ def caller_location() -> Optional[SourceLocation]:
     """The innermost user frame of the current call stack (cheap: no source is read).
 
     While tracing, this is the line of the user's ``forward`` that made the call."""
-    frame = sys._getframe(1)
+    return _user_frame_from(sys._getframe(1))
+
+
+def _user_frame_from(frame) -> Optional[SourceLocation]:
+    stop, above = _WALK_STOP.get()
     while frame is not None:
+        if frame is stop:  # (asked for every traced node: the walk above it was made once)
+            return above
         code = frame.f_code
         if not _is_internal(code.co_filename):
             return SourceLocation(code.co_filename, frame.f_lineno, code.co_name)
         frame = frame.f_back
     return None
+
+
+# A frame that stays on the stack while many locations are asked (tracing's own), with the user
+# frame above it: found once, as every walk from below would find it (the frames above a running
+# one do not move). Per thread and task.
+_WALK_STOP: contextvars.ContextVar[tuple] = contextvars.ContextVar("lazyfx_walk_stop", default=(None, None))
+
+
+@contextlib.contextmanager
+def locations_found_once_above(frame) -> Iterator[None]:
+    """Within the block, :func:`caller_location` stops its walk at ``frame``, a frame below
+    which the block runs, with the user frame above it found now."""
+    token = _WALK_STOP.set((frame, _user_frame_from(frame)))
+    try:
+        yield
+    finally:
+        _WALK_STOP.reset(token)
 
 
 _FRAME_RE = re.compile(r'File "(?P<file>.+?)", line (?P<line>\d+), in (?P<func>\S+)(?:\n\s+(?P<code>.*))?')

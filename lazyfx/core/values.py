@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
 import torch
+from torch.fx.immutable_collections import immutable_dict, immutable_list
 
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
 
@@ -251,9 +252,9 @@ def _collect_tensors(value: Any, found: list[TensorMeta]) -> None:
     if kind is TensorMeta:
         found.append(value)
         return
-    if kind is tuple or kind is list:
+    if kind is tuple or kind is list or kind is immutable_list:
         items = value
-    elif kind is dict:
+    elif kind is dict or kind is immutable_dict:  # (a node's kwargs, as torch.fx maps them)
         items = value.values()
     else:
         if isinstance(value, (tuple, list, dict, TensorMeta)):  # a named tuple, a ModelOutput, a subclass

@@ -236,7 +236,17 @@ class ModuleView:
         return self._cls
 
     def __getattr__(self, name: str) -> Any:
-        return read_analysed(self._module, name)
+        module = self._module
+        if ANALYSIS_DTYPE.get() is None:  # a parameter or buffer as it is, as nn.Module.__getattr__ finds it:
+            # no class attribute hides it (register_parameter and register_buffer refuse a name the
+            # module already answers), and the view's dict, the module's own, has answered first
+            parameters = module._parameters
+            if name in parameters:
+                return parameters[name]
+            buffers = module._buffers
+            if name in buffers:
+                return buffers[name]
+        return read_analysed(module, name)
 
     def __setattr__(self, name: str, value: Any) -> None:  # pragma: no cover - rules are pure
         raise AttributeError("a module view is read-only")
