@@ -1,6 +1,7 @@
 """Tracing: lazy modules stay leaves, containers are traced through with qualified paths,
 every node knows the user's line that created it."""
 
+import contextlib
 import inspect
 
 import pytest
@@ -156,3 +157,41 @@ def test_nodes_are_named_as_torch_fx_names_them():
     fx_names = [n.name for n in torch.fx.symbolic_trace(nested()).graph.nodes]
     assert [n.name for n in lazyfx.infer(nested(), ("B", 3, 16, 16)).nodes] == fx_names
     assert fx_names[1:4] == ["_0", "_1_0_0", "_1_1"]
+
+
+class _Located(nn.Module):
+    """Nodes made at every depth: the model's own forward, a submodule's forward, a Sequential
+    (torch's code) of leaves, a leaf called from a helper function."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = _NamesOfEveryKind()
+        self.seq = nn.Sequential(nn.ReLU(), nn.Sequential(nn.Tanh()))
+
+    def forward(self, x):
+        return _helper(self.seq(self.inner(x)))
+
+
+def _helper(y):
+    return y * 2
+
+
+def test_node_locations_are_those_of_a_full_walk(monkeypatch):
+    """The tracer's location walk stops at its own frame, with the user frame above found once;
+    every node's location must be what walking the whole stack finds (the user's line, or for
+    nodes that torch's own code made, the line that called lazyfx)."""
+    from lazyfx.analysis import trace as trace_module
+
+    def located(build):
+        report = lazyfx.infer(build(), ("B", 3, 16, 16))
+        return [(n.name, n.location and (n.location.file, n.location.line, n.location.function))
+                for n in report.nodes]
+
+    fast = located(_Located)
+    sequential = lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.Sequential(nn.ReLU()))  # noqa: E731 (torch's code only)
+    fast_sequential = located(sequential)
+    monkeypatch.setattr(trace_module, "locations_found_once_above", lambda frame: contextlib.nullcontext())
+    assert fast == located(_Located)
+    assert fast_sequential == located(sequential)
+    assert {where[2] for _, where in fast if where} == {"forward", "_helper"}  # (counterpart: not all one line)
+    assert {where[2] for _, where in fast_sequential if where} == {"located"}  # the line that called lazyfx
