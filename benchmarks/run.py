@@ -341,12 +341,12 @@ def scaling_section(scale: dict, depth: Optional[dict], plot: Optional[str], mac
     if fx_missed:
         lines += ["* infer with a symbolic batch against a bare `torch.fx.symbolic_trace`, missed at some sizes:",
                   "  lazyfx traces with torch.fx, so its own work per node (the shape rule, each node's record",
-                  "  and source line, the snapshot that puts the model back) comes on top of torch.fx's. On this",
-                  "  stack (no module building to share, as in the full models' comparison) callgrind counted",
-                  "  1.17x torch.fx's instructions on 2026-12-03 (300 convs); the snapshot was a tenth of that",
-                  "  and the source lines a twentieth. At 10,000 convs cProfile counts the same work per node as",
-                  "  at 1,000 (331 and 333 us under the profiler): what grows is memory traffic, the snapshot",
-                  "  of 10,000 modules' dicts and the garbage collection of the analysis as it ends;"]
+                  "  and source line, the snapshot that puts the model back) comes on top of torch.fx's, less",
+                  "  the GraphModule code that `symbolic_trace` generates and compiles. On this stack (no module",
+                  "  building to share, as in the full models' comparison) callgrind counted 0.90x torch.fx's",
+                  "  instructions on 2026-12-04 (300 convs), while interleaved wall-clock runs that day gave",
+                  "  1.0x to 1.2x: fewer instructions, yet more time (the snapshot of every module's dict,",
+                  "  timed inside the analysis, was 8% of its wall time at 1,000 convs);"]
     lines += ["* the runs start with sympy's cache empty: a repeated analysis of a small stack, whose formulas",
               "  sympy still holds from the run before, is cheaper than a first one (a 100-node H, W stack,",
               "  2026-12-03: about 130 against 210 us per node); a 10,000-node stack's formulas never fit in it;",
