@@ -451,6 +451,7 @@ def caller_location() -> Optional[SourceLocation]:
 
 
 def _user_frame_from(frame) -> Optional[SourceLocation]:
+    """The innermost user frame at or above ``frame``."""
     stop, above = _WALK_STOP.get()
     while frame is not None:
         if frame is stop:  # (asked for every traced node: the walk above it was made once)

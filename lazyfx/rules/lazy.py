@@ -219,7 +219,7 @@ class ModuleView:
         # where __getattr__ runs only after a failed lookup (a tenth of analysing a conv stack
         # went to those lookups). Without arguments to fill in, that dict is the module's own
         # (shared, not copied: rules only read, and the view cannot be written to); a name its
-        # class answers with a data descriptor first (a property with a setter) is left to
+        # class answers with a data descriptor first (a property, a slot) is left to
         # __getattr__, as are parameters, buffers, submodules and class attributes.
         shadowed = _shadowed_attributes(type(module))
         if not arguments and not shadowed:
@@ -239,7 +239,7 @@ class ModuleView:
         module = self._module
         if ANALYSIS_DTYPE.get() is None:  # a parameter or buffer as it is, as nn.Module.__getattr__ finds it:
             # no class attribute hides it (register_parameter and register_buffer refuse a name the
-            # module already answers), and the view's dict, the module's own, has answered first
+            # module already answers), and the view's dict (the module's own attributes) answered first
             parameters = module._parameters
             if name in parameters:
                 return parameters[name]
@@ -258,8 +258,8 @@ _SET_DICT = ModuleView.__dict__["__dict__"].__set__
 
 @functools.lru_cache(maxsize=1024)  # (the classes of the models at hand)
 def _shadowed_attributes(cls: type) -> tuple[str, ...]:
-    """The names a data descriptor of ``cls`` (a property with a setter, a slot) answers before an
-    instance's own attribute of that name does: a view must not answer those from its copy."""
+    """The names a data descriptor of ``cls`` (a property, a slot) answers before an instance's
+    own attribute of that name does: a view must not answer those from the module's dict."""
     return tuple(sorted({name for klass in cls.__mro__[:-1] for name, v in vars(klass).items()  # (not object's)
                          if name not in ("__dict__", "__weakref__")
                          and (hasattr(type(v), "__set__") or hasattr(type(v), "__delete__"))}))
