@@ -91,3 +91,40 @@ def test_a_cell_refuses_a_two_dim_state_for_an_unbatched_input(cls):
     got = report.output if isinstance(report.output, tuple) else (report.output,)
     want = expected if isinstance(expected, tuple) else (expected,)
     assert [tuple(t.shape) for t in got] == [tuple(t.shape) for t in want] == [(hidden,)] * len(want)
+
+
+class _Einsum(torch.nn.Module):
+    def __init__(self, equation: str) -> None:
+        super().__init__()
+        self.equation = equation
+
+    def forward(self, a, b):
+        return torch.einsum(self.equation, a, b)
+
+
+@pytest.mark.parametrize("equation, first, second", [
+    ("ab,bb", (1, "P"), ("Q", 1)),  # found by hypothesis (thorough profile): b is 1 on the diagonal
+    ("b,bb", ("P",), ("Q", 1)),
+    ("b,bb", ("P",), (1, "Q")),
+    ("b,bb", ("P",), ("Q", "Q")),  # (the counterpart: no size fixed to 1, the broadcast assumes)
+])
+def test_a_diagonal_that_fixes_a_size_to_one_lets_it_broadcast(equation, first, second):
+    """A label repeated within an operand needs equal sizes there; where that fixes a symbolic size
+    to 1, the label broadcasts against the other operand's, as in PyTorch. lazyfx said no input
+    was valid: it assumed the size was not 1 (broadcasting) before the diagonal required it."""
+    report = lazyfx.infer(_Einsum(equation), first, second)
+    for p in (1, 2, 3):
+        for q in (1, 2, 3):
+            sizes = {"P": p, "Q": q}
+            shapes = [tuple(sizes.get(d, d) for d in spec) for spec in (first, second)]
+            try:
+                expected = tuple(torch.einsum(equation, *[torch.zeros(s) for s in shapes]).shape)
+            except RuntimeError:
+                expected = None
+            if report.domain.assumptions and expected is not None and not report.domain.contains(**sizes):
+                continue  # outside what the analysis assumed (P, Q != 1): it says so, it does not answer
+            assert report.domain.contains(**sizes) == (expected is not None), (sizes, report.domain)
+            if expected is not None:
+                out = tuple(int(d.subs({s: sizes[s.name] for s in d.free_symbols})) if hasattr(d, "subs") else d
+                            for d in report.output_shape)
+                assert out == expected, sizes

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import sympy
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lazyfx.core.checks import require, require_equal
+from lazyfx.core.checks import decide, eq, require, require_equal
 from lazyfx.core.registry import Method, rule
 from lazyfx.core.symbolic import DimExpr, fmt, is_concrete
 from lazyfx.core.values import TensorMeta, dtype_name
@@ -400,19 +400,31 @@ def _merge_ellipsis(ellipsis: list[DimExpr], covered: list[DimExpr], i: int) -> 
 
 def _merge_labels(sizes: dict[str, DimExpr], named, i: int) -> None:
     """Broadcast operand ``i``'s label sizes into ``sizes``; a label repeated within it needs equal sizes."""
+    named = list(named)
     own: dict[str, DimExpr] = {}
     for label, size in named:
+        # A diagonal's equal sizes are required before any of its sizes is broadcast, where that
+        # is open: a broadcast would otherwise assume a size != 1 that the diagonal fixes to 1
+        # ("ab,bb" with b of size 1 in the second operand). Where it is decided, PyTorch's own
+        # order of checks (and of messages) below is kept.
+        first = own.setdefault(label, size)
+        if first is not size and decide(eq(size, first)) is None:
+            require(eq(size, first), _diagonal_message(label, i, size, first))
+    own.clear()
+    for label, size in named:
         if label in own:  # a diagonal
-            first = own[label]
-            require_equal(size, first, lambda label=label, size=size, first=first: (
-                f"einsum(): subscript {label} is repeated for operand {i} but the sizes don't match, "
-                f"{fmt(size)} != {fmt(first)}"))
+            require_equal(size, own[label], _diagonal_message(label, i, size, own[label]))
             continue
         own[label] = size
         seen = sizes.get(label, 1)
         sizes[label] = broadcast_size(seen, size, lambda label=label, size=size, seen=seen: (
             f"einsum(): subscript {label} has size {fmt(size)} for operand {i} which does not broadcast with "
             f"previously seen size {fmt(seen)}"))
+
+
+def _diagonal_message(label: str, i: int, size: DimExpr, first: DimExpr) -> Callable[[], str]:
+    return lambda: (f"einsum(): subscript {label} is repeated for operand {i} but the sizes don't match, "
+                    f"{fmt(size)} != {fmt(first)}")
 
 
 def _ellipsis_dims(labels: list[str], op: TensorMeta) -> list[DimExpr]:
