@@ -401,16 +401,16 @@ def _merge_ellipsis(ellipsis: list[DimExpr], covered: list[DimExpr], i: int) -> 
 def _merge_labels(sizes: dict[str, DimExpr], named, i: int) -> None:
     """Broadcast operand ``i``'s label sizes into ``sizes``; a label repeated within it needs equal sizes."""
     named = list(named)
-    own: dict[str, DimExpr] = {}
+    # A diagonal's equal sizes are required before any of its sizes is broadcast, where that is
+    # open: a broadcast would otherwise assume a size != 1 that the diagonal fixes to 1 ("ab,bb"
+    # with b of size 1 in the second operand). Where it is decided, PyTorch's own order of checks
+    # (and of messages) below is kept.
+    firsts: dict[str, DimExpr] = {}
     for label, size in named:
-        # A diagonal's equal sizes are required before any of its sizes is broadcast, where that
-        # is open: a broadcast would otherwise assume a size != 1 that the diagonal fixes to 1
-        # ("ab,bb" with b of size 1 in the second operand). Where it is decided, PyTorch's own
-        # order of checks (and of messages) below is kept.
-        first = own.setdefault(label, size)
+        first = firsts.setdefault(label, size)
         if first is not size and decide(eq(size, first)) is None:
             require(eq(size, first), _diagonal_message(label, i, size, first))
-    own.clear()
+    own: dict[str, DimExpr] = {}
     for label, size in named:
         if label in own:  # a diagonal
             require_equal(size, own[label], _diagonal_message(label, i, size, own[label]))
@@ -423,6 +423,7 @@ def _merge_labels(sizes: dict[str, DimExpr], named, i: int) -> None:
 
 
 def _diagonal_message(label: str, i: int, size: DimExpr, first: DimExpr) -> Callable[[], str]:
+    """PyTorch's message for a repeated label whose sizes differ, made only when it is needed."""
     return lambda: (f"einsum(): subscript {label} is repeated for operand {i} but the sizes don't match, "
                     f"{fmt(size)} != {fmt(first)}")
 
