@@ -120,55 +120,55 @@ class Propagator:
         return self.records[node].value
 
     def step(self, node: fx.Node) -> NodeRecord:
-        self.stepping.append(node.name)
+        name, op, meta = node.name, node.op, node.meta
+        self.stepping.append(name)
         try:
-            return self._step(node)
+            args = fx.node.map_arg(node.args, self.value)
+            kwargs = fx.node.map_arg(node.kwargs, self.value) if node.kwargs else {}
+            location = meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)
+            module = self.submodule(node.target) if op == "call_module" else None
+            module_path = node.target if op == "call_module" else _enclosing_module(node)
+            op_name = _op_name(module, node)
+            result = self.result
+            with result.recorder.at(name):
+                try:
+                    value, rule_name, provenance, key = self._dispatch(node, module, args, kwargs, location)
+                    value = _simplified(value, result.recorder.constraints)
+                except LazyFXError as exc:
+                    raise exc.with_context(location=location, module_path=module_path, op=op_name, node=name,
+                                           callers=call_notes(meta.get(CALLERS, ()))) from exc.__cause__
+                except RecursionError:  # the model nests too deep: the analysis says so (trace.recursion_room)
+                    raise
+                except Exception as exc:  # a rule that cannot handle these arguments
+                    raise UnsupportedOpError(
+                        f"the shape rule for {op_name} could not handle its arguments: {type(exc).__name__}: {exc}",
+                        code=diagnostics.RULE_FAILED,
+                        location=location,
+                        module_path=module_path,
+                        node=name,
+                    ) from exc
+            record = NodeRecord(
+                name=name,
+                op=op,
+                target=op_name,
+                module_path=module_path,
+                inputs=tensors_in((args, kwargs) if kwargs else args),
+                value=value,
+                rule=rule_name,
+                location=location,
+                key=key,
+                sources=tuple([n.name for n in node.all_input_nodes]),
+                callers=meta.get(CALLERS, ()),
+                provenance=provenance,
+            )
+            self.records[node] = record
+            return record
         finally:
             self.stepping.pop()
 
-    def _step(self, node: fx.Node) -> NodeRecord:
-        args = fx.node.map_arg(node.args, self.value)
-        kwargs = fx.node.map_arg(node.kwargs, self.value)
-        location = node.meta.get(LOCATION) or location_from_stack_trace(node.stack_trace)
-        module_path = node.target if node.op == "call_module" else _enclosing_module(node)
-        op_name = _op_name(self.submodule(node.target) if node.op == "call_module" else None, node)
-        result = self.result
-        with result.recorder.at(node.name):
-            try:
-                value, rule_name, provenance, key = self._dispatch(node, args, kwargs, location)
-                value = _simplified(value, result.recorder.constraints)
-            except LazyFXError as exc:
-                raise exc.with_context(location=location, module_path=module_path, op=op_name, node=node.name,
-                                       callers=call_notes(node.meta.get(CALLERS, ()))) from exc.__cause__
-            except RecursionError:  # the model nests too deep: the analysis says so (trace.recursion_room)
-                raise
-            except Exception as exc:  # a rule that cannot handle these arguments
-                raise UnsupportedOpError(
-                    f"the shape rule for {op_name} could not handle its arguments: {type(exc).__name__}: {exc}",
-                    code=diagnostics.RULE_FAILED,
-                    location=location,
-                    module_path=module_path,
-                    node=node.name,
-                ) from exc
-        record = NodeRecord(
-            name=node.name,
-            op=node.op,
-            target=op_name,
-            module_path=module_path,
-            inputs=tensors_in((args, kwargs)),
-            value=value,
-            rule=rule_name,
-            location=location,
-            key=key,
-            sources=tuple([n.name for n in node.all_input_nodes]),
-            callers=node.meta.get(CALLERS, ()),
-            provenance=provenance,
-        )
-        self.records[node] = record
-        return record
-
-    def _dispatch(self, node, args, kwargs, location) -> tuple[Any, Optional[str], Provenance, Any]:
-        """(value, rule name, provenance, registry key) of one node."""
+    def _dispatch(self, node, module, args, kwargs, location) -> tuple[Any, Optional[str], Provenance, Any]:
+        """(value, rule name, provenance, registry key) of one node (``module``: the one a
+        call_module node calls)."""
         op = node.op
         if op == "placeholder":
             return self.placeholder_values[node.name], None, Provenance.GIVEN, None
@@ -182,7 +182,7 @@ class Propagator:
         if self._uninitialized and not self._uninitialized.isdisjoint(node.all_input_nodes):
             return uninitialized_query(node, args, kwargs), None, Provenance.GIVEN, None
         if op == "call_module":
-            return _call_module(self.submodule(node.target), node, args, kwargs, self.result, location)
+            return _call_module(module, node, args, kwargs, self.result, location)
         key = node.target if op == "call_function" else Method(node.target)
         rule = RULES.get(key)
         if rule is None:

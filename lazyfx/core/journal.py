@@ -41,10 +41,11 @@ class Journal:
         seen: set[int] = set()
         for module in model.modules():
             tensors = journal.save_module(module)
-            for tensor in (*module._buffers.values(), *tensors):
-                if tensor is not None and id(tensor) not in seen and not is_lazy(tensor):
-                    seen.add(id(tensor))
-                    journal.save_values(tensor)
+            if module._buffers or tensors:  # (most modules hold neither)
+                for tensor in (*module._buffers.values(), *tensors):
+                    if tensor is not None and id(tensor) not in seen and not is_lazy(tensor):
+                        seen.add(id(tensor))
+                        journal.save_values(tensor)
         return journal
 
     def save_module(self, module: nn.Module) -> list[torch.Tensor]:

@@ -21,6 +21,7 @@ of its parameters; the eager class's rule then computes the output.
 from __future__ import annotations
 
 import contextlib
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
@@ -40,7 +41,7 @@ class Rule:
     key: Any
     fn: Callable[..., Any]
 
-    @property
+    @functools.cached_property  # (read for every node the rule computes)
     def name(self) -> str:
         return f"{self.fn.__module__.removeprefix('lazyfx.rules.')}.{self.fn.__name__}"
 

@@ -126,7 +126,7 @@ def _simplify_floordiv_by_int(p: sympy.Expr, q: int):
 
 
 def floordiv(a: DimExpr, b: DimExpr) -> DimExpr:
-    if is_concrete(a) and is_concrete(b):
+    if type(a) is int and type(b) is int or is_concrete(a) and is_concrete(b):  # (plain ints first: most sizes)
         return a // b
     if b == 1:  # a stride of 1: no sympy call (its cache and assumptions cost most of a conv's rule)
         return a

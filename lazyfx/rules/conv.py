@@ -41,8 +41,8 @@ def _split_batch(x: TensorMeta, n: int, op: str) -> tuple[tuple[DimExpr, ...], D
 
 def _check_hyper(kernel, stride, dilation, op: str) -> None:
     for name, values in (("kernel size", kernel), ("stride", stride), ("dilation", dilation)):
-        for v in values:  # (a plain loop: asked for every convolution and pool)
-            if is_concrete(v) and v <= 0:
+        for v in values:  # (a plain loop, plain ints first: asked for every convolution and pool)
+            if (type(v) is int or is_concrete(v)) and v <= 0:
                 raise ShapeError(f"{op}: {name} must be positive, got {tuple(values)}")
 
 
@@ -89,11 +89,12 @@ def conv_shape(
         out = []
         for size, k, s, p, d in zip(spatial, kernel_size, stride, pads, dilation):
             o = conv_output_size(size, k, s, p, d)
-            require_positive(
-                o,
-                lambda size=size, p=p, k=k, d=d: f"{op}: padded input size {fmt(size + 2 * p)} is smaller "
-                f"than the kernel size {d * (k - 1) + 1} (input of size {shape_str(x.shape)})",
-            )
+            if type(o) is not int or o < 1:  # (a size of 1 or more needs no check, nor its message)
+                require_positive(
+                    o,
+                    lambda size=size, p=p, k=k, d=d: f"{op}: padded input size {fmt(size + 2 * p)} is smaller "
+                    f"than the kernel size {d * (k - 1) + 1} (input of size {shape_str(x.shape)})",
+                )
             out.append(o)
     return x.with_shape((*batch, out_channels, *out))
 
@@ -162,7 +163,8 @@ def _check_padding_mode(module: nn.Module, x: TensorMeta, n: int, op: str) -> No
 def conv_module(module: nn.Module, x: TensorMeta) -> TensorMeta:
     n = len(module.kernel_size)
     op = module.__class__.__name__
-    x = tensor_arg(x, f"{op} input")
+    if type(x) is not TensorMeta:  # (the message is made only where it may be needed)
+        x = tensor_arg(x, f"{op} input")
     if module.padding_mode != "zeros":
         expect_ndim(x, (n + 1, n + 2), op)
         _check_padding_mode(module, x, n, op)
