@@ -505,12 +505,21 @@ BINARY_KEYS = [k for keys in elementwise._KEYS.values() for k in keys] + [
 ]
 
 
-def _binary_call(key):
+def _binary_call(key, keyword: bool = False):
+    """The call of ``key`` on two operands; ``keyword``: the second one by its name
+    (``torch.pow(a, exponent=b)``, ``a.add(other=b)``), where PyTorch's own function takes it so."""
     from lazyfx.core.registry import Method
 
+    name = "exponent" if key in elementwise._KEYS["pow"] else "other"
     if isinstance(key, Method):
-        return lambda a, b: getattr(a, key.name)(b)
+        return (lambda a, b: getattr(a, key.name)(**{name: b})) if keyword else (lambda a, b: getattr(a, key.name)(b))
+    if keyword and _takes_keywords(key):
+        return lambda a, b: key(a, **{name: b})
     return key
+
+
+def _takes_keywords(key) -> bool:
+    return isinstance(key, Method) or key.__module__ not in ("_operator", "operator")
 
 
 def _divides_by_data(key) -> bool:
@@ -528,7 +537,9 @@ def binary_tensor(draw, key):
     dtypes = [draw(st.sampled_from([FLOAT, FLOAT, torch.int64, torch.float64])) for _ in range(2)]
     if _divides_by_data(key):
         dtypes = [FLOAT, draw(st.sampled_from([FLOAT, torch.float64]))]
-    return example(draw, fn_module(_binary_call(key), 2, str(key)), a, b, dtypes=dtypes)
+    keyword = _takes_keywords(key) and draw(st.booleans())
+    return example(draw, fn_module(_binary_call(key, keyword), 2, f"{key}{' by keyword' if keyword else ''}"),
+                   a, b, dtypes=dtypes)
 
 
 @case("binary tensor-scalar ops", over=BINARY_KEYS)
@@ -585,7 +596,7 @@ def unflatten_case(draw, kind):
     return example(draw, module, shape)
 
 
-@case("view/reshape", over=["view", "reshape", "view tuple", "torch.reshape", "sizes"])
+@case("view/reshape", over=["view", "reshape", "view tuple", "view(size=)", "reshape(shape=)", "torch.reshape", "sizes"])
 def view_case(draw, kind):
     shape = sizes(draw, draw(st.integers(0, 4)), 1, 4)
     numel = 1
@@ -597,6 +608,8 @@ def view_case(draw, kind):
         "view": lambda x: x.view(*target),
         "reshape": lambda x: x.reshape(*target),
         "view tuple": lambda x: x.view(target),
+        "view(size=)": lambda x: x.view(size=target),
+        "reshape(shape=)": lambda x: x.reshape(shape=target),
         "torch.reshape": lambda x: torch.reshape(x, target),
         "sizes": (lambda x: x.view(x.size(0), -1)) if shape else (lambda x: x.view(-1)),
     }
@@ -609,7 +622,8 @@ def view_as_case(draw, name):
     return example(draw, fn_module(lambda x, y: getattr(x, name)(y), 2, name), a, b)
 
 
-@case("permute", over=["Tensor.permute(*dims)", "Tensor.permute(dims)", "torch.permute"])
+@case("permute", over=["Tensor.permute(*dims)", "Tensor.permute(dims)", "Tensor.permute(dims=dims)", "torch.permute",
+                        "torch.permute(dims=dims)"])
 def permute_case(draw, kind):
     rank = draw(st.integers(0, 4))
     dims = list(draw(st.permutations(range(rank))))
@@ -617,7 +631,8 @@ def permute_case(draw, kind):
         dims[0] = draw(st.integers(-rank, rank))
     dims = [d - rank if draw(st.booleans()) and 0 <= d < rank else d for d in dims]
     call = {"Tensor.permute(*dims)": lambda x: x.permute(*dims), "Tensor.permute(dims)": lambda x: x.permute(dims),
-            "torch.permute": lambda x: torch.permute(x, dims)}[kind]
+            "Tensor.permute(dims=dims)": lambda x: x.permute(dims=dims), "torch.permute": lambda x: torch.permute(x, dims),
+            "torch.permute(dims=dims)": lambda x: torch.permute(x, dims=dims)}[kind]
     return example(draw, fn_module(call, 1, f"permute{dims}"), sizes(draw, rank, 1, 4))
 
 

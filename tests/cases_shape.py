@@ -155,7 +155,7 @@ def _expand_target(draw, shape: tuple) -> tuple:
     return target
 
 
-@case("expand", over=["expand(*sizes)", "expand(sizes)", "expand(y.size())", "expand_as"])
+@case("expand", over=["expand(*sizes)", "expand(sizes)", "expand(size=sizes)", "expand(y.size())", "expand_as"])
 def expand_case(draw, kind):
     shape = tuple(draw(st.sampled_from([1, 1, 2, 3])) for _ in range(draw(st.integers(0, 3))))
     target = _expand_target(draw, shape)
@@ -163,26 +163,28 @@ def expand_case(draw, kind):
     calls = {
         "expand(*sizes)": lambda x, y: x.expand(*target),
         "expand(sizes)": lambda x, y: x.expand(target),
+        "expand(size=sizes)": lambda x, y: x.expand(size=target),
         "expand(y.size())": lambda x, y: x.expand(y.size()),
         "expand_as": lambda x, y: x.expand_as(y),
     }
     return example(draw, fn_module(calls[kind], 2, f"{kind} {target}"), shape, other)
 
 
-@case("repeat", over=["repeat(*sizes)", "repeat(sizes)"])
+@case("repeat", over=["repeat(*sizes)", "repeat(sizes)", "repeat(repeats=sizes)"])
 def repeat_case(draw, kind):
     shape = sizes(draw, draw(st.integers(0, 3)), 1, 3)
     repeats = tuple(mostly(draw, draw(st.integers(0, 3)), st.just(-1)) for _ in range(draw(st.integers(0, 4))))
-    call = (lambda x: x.repeat(*repeats)) if kind == "repeat(*sizes)" else (lambda x: x.repeat(repeats))
+    call = {"repeat(*sizes)": lambda x: x.repeat(*repeats), "repeat(sizes)": lambda x: x.repeat(repeats),
+            "repeat(repeats=sizes)": lambda x: x.repeat(repeats=repeats)}[kind]
     return example(draw, fn_module(call, 1, f"repeat{repeats}"), shape)
 
 
-@case("tile", over=["torch.tile", "Tensor.tile(*dims)", "Tensor.tile(dims)"])
+@case("tile", over=["torch.tile", "Tensor.tile(*dims)", "Tensor.tile(dims)", "Tensor.tile(dims=dims)"])
 def tile_case(draw, kind):
     shape = sizes(draw, draw(st.integers(0, 3)), 1, 3)
     dims = tuple(mostly(draw, draw(st.integers(0, 3)), st.just(-1)) for _ in range(draw(st.integers(0, 4))))
     calls = {"torch.tile": lambda x: torch.tile(x, dims), "Tensor.tile(*dims)": lambda x: x.tile(*dims),
-             "Tensor.tile(dims)": lambda x: x.tile(dims)}
+             "Tensor.tile(dims)": lambda x: x.tile(dims), "Tensor.tile(dims=dims)": lambda x: x.tile(dims=dims)}
     return example(draw, fn_module(calls[kind], 1, f"tile{dims}"), shape)
 
 
@@ -212,13 +214,14 @@ def movedim_case(draw, key):
     return example(draw, fn_module(call, 1, f"{name}({source}, {dest})"), sizes(draw, rank, 1, 4))
 
 
-@case("flip", over=["torch.flip", "Tensor.flip(*dims)", "Tensor.flip(dims)", "torch.fliplr", "torch.flipud",
+@case("flip", over=["torch.flip", "Tensor.flip(*dims)", "Tensor.flip(dims)", "Tensor.flip(dims=dims)", "torch.fliplr", "torch.flipud",
                     "Tensor.fliplr", "Tensor.flipud"])
 def flip_case(draw, kind):
     rank = draw(st.integers(0, 3))
     dims = [_dim(draw, rank) for _ in range(draw(st.integers(0 if kind == "torch.flip" else 1, 3)))]
     calls = {"torch.flip": lambda x: torch.flip(x, dims), "Tensor.flip(*dims)": lambda x: x.flip(*dims),
-             "Tensor.flip(dims)": lambda x: x.flip(dims), "torch.fliplr": torch.fliplr, "torch.flipud": torch.flipud,
+             "Tensor.flip(dims)": lambda x: x.flip(dims), "Tensor.flip(dims=dims)": lambda x: x.flip(dims=dims),
+             "torch.fliplr": torch.fliplr, "torch.flipud": torch.flipud,
              "Tensor.fliplr": lambda x: x.fliplr(), "Tensor.flipud": lambda x: x.flipud()}
     return example(draw, fn_module(calls[kind], 1, f"{kind}({dims})"), sizes(draw, rank, 1, 4))
 

@@ -128,3 +128,42 @@ def test_a_diagonal_that_fixes_a_size_to_one_lets_it_broadcast(equation, first, 
                 out = tuple(int(d.subs({s: sizes[s.name] for s in d.free_symbols})) if hasattr(d, "subs") else d
                             for d in report.output_shape)
                 assert out == expected, sizes
+
+
+_KEYWORD_MISUSE = {  # calls PyTorch's argument parser refuses, next to their valid twins
+    "view(2, size=)": lambda x: x.view(2, size=(3, 4)),
+    "view(size=int)": lambda x: x.view(size=24),
+    "reshape(size=)": lambda x: x.reshape(size=(2, 12)),
+    "permute(dims=int)": lambda x: x.permute(dims=0),
+    "flip(dims=int)": lambda x: x.flip(dims=0),
+    "expand(sizes=)": lambda x: x.expand(sizes=(2, 3, 4)),
+    "pow(other=)": lambda x: x.pow(other=2),
+    "pow()": lambda x: x.pow(),
+}
+_KEYWORD_USE = {
+    "view(size=)": lambda x: x.view(size=(2, -1)),
+    "reshape(shape=)": lambda x: x.reshape(shape=[4, 6]),
+    "permute(dims=)": lambda x: x.permute(dims=(2, 0, 1)),
+    "flip(dims=)": lambda x: x.flip(dims=[0, 2]),
+    "expand(size=)": lambda x: x.expand(size=(2, 3, 4)),
+    "pow(exponent=)": lambda x: x.pow(exponent=2),
+    "torch.pow(exponent=)": lambda x: torch.pow(x, exponent=x),
+}
+
+
+@pytest.mark.parametrize("name", _KEYWORD_MISUSE)
+def test_a_keyword_pytorch_refuses_is_refused(name):
+    """A size argument given by keyword where PyTorch's parser refuses it (with a positional
+    one, under another name, as an int) is a shape error, not a rule that could not cope."""
+    call = _KEYWORD_MISUSE[name]
+    with pytest.raises((TypeError, RuntimeError)):
+        call(torch.zeros(2, 3, 4))
+    with pytest.raises(lazyfx.ShapeError):
+        lazyfx.infer(fn_module(call, 1, name), ("B", 3, 4))
+
+
+@pytest.mark.parametrize("name", _KEYWORD_USE)
+def test_a_size_argument_by_keyword_is_as_pytorch_takes_it(name):
+    call = _KEYWORD_USE[name]
+    report = lazyfx.infer(fn_module(call, 1, name), (2, 3, 4))
+    assert report.output.shape == tuple(call(torch.zeros(2, 3, 4)).shape)

@@ -9,6 +9,7 @@ import torch
 import torch.nn as nn
 
 import lazyfx
+from lazyfx import api
 from dryrun import assert_same_model, dry_run, materialized
 
 
@@ -157,6 +158,40 @@ def test_nodes_are_named_as_torch_fx_names_them():
     fx_names = [n.name for n in torch.fx.symbolic_trace(nested()).graph.nodes]
     assert [n.name for n in lazyfx.infer(nested(), ("B", 3, 16, 16)).nodes] == fx_names
     assert fx_names[1:4] == ["_0", "_1_0_0", "_1_1"]
+
+
+class _CallsWithKeywords(nn.Module):
+    """Calls with keyword arguments, constants and nested containers among their arguments,
+    a parameter read, a size query and a method call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x):
+        y = self.conv(x) * self.scale
+        y = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+        z = torch.cat([y, y.flip(dims=(1,))], dim=1)
+        return torch.sum(z.view(z.size(0), -1, 4), dim=(1, 2), keepdim=True).expand(-1, x.size(1), 2)
+
+
+def _node_rows(graph) -> list[tuple]:
+    def names(value):
+        return torch.fx.node.map_arg(value, lambda n: f"%{n.name}")
+
+    return [(n.name, n.op, n.target, names(n.args), dict(names(n.kwargs)), sorted(u.name for u in n.users))
+            for n in graph.nodes]
+
+
+@pytest.mark.parametrize("model", [_NamesOfEveryKind, _CallsWithKeywords])
+def test_the_traced_graph_is_torch_fx_own(model):
+    """lazyfx makes each node without its arguments and sets them right after (skipping
+    torch.fx's per-node pytree walk): every node's arguments, keyword arguments and users must
+    be those torch.fx's own trace gives."""
+    _, _, program, _ = api._propagated(model(), (("B", 3, 8, 8),), {}, None)
+    assert _node_rows(program.graph) == _node_rows(torch.fx.symbolic_trace(model()).graph)
+    assert any(n.kwargs for n in program.graph.nodes)  # (keyword arguments were set too)
 
 
 class _Located(nn.Module):

@@ -58,6 +58,21 @@ def unflatten(input, dim, sizes) -> TensorMeta:
     return x.with_shape((*x.shape[:d], *new, *x.shape[d + 1 :]))
 
 
+def _sizes_given(op: str, name: str, positional: tuple, keywords: dict) -> tuple:
+    """The sizes of a tensor method that takes them as ``*sizes`` or as the one keyword ``name``
+    (``x.view(2, 3)``, ``x.view((2, 3))``, ``x.view(size=(2, 3))``), as PyTorch's argument
+    parser takes them: the keyword alone, and a tuple or list."""
+    if not keywords:
+        return positional
+    if positional or any(k != name for k in keywords):
+        given = ", ".join([type(v).__name__ for v in positional] + [f"{k}={type(v).__name__}" for k, v in keywords.items()])
+        raise ShapeError(f"{op}() received an invalid combination of arguments - got ({given})")
+    value = keywords[name]
+    if not isinstance(value, (tuple, list)):
+        raise ShapeError(f"{op}(): argument '{name}' must be tuple of ints, not {type(value).__name__}")
+    return (value,)
+
+
 def _size_args(size: Sequence[Any]) -> tuple:
     """``view(2, 3)`` and ``view((2, 3))`` / ``view(torch.Size)`` are the same call."""
     if len(size) == 1 and isinstance(size[0], (tuple, list)):
@@ -115,9 +130,10 @@ def _infer_sizes(sizes: tuple, numel: DimExpr, *, op: str) -> tuple:
 
 
 @rule(Method("view"))
-def view(input, *size, dtype=None) -> TensorMeta:
+def view(input, *size, dtype=None, **keywords) -> TensorMeta:
     """Same elements in a new shape (one entry may be -1); ``view(dtype)``: see :func:`view_dtype`."""
     x = tensor_arg(input, "view input")
+    size = _sizes_given("view", "size", size, keywords)
     if len(size) == 1 and isinstance(size[0], torch.dtype):
         size, dtype = (), size[0]
     if dtype is not None and not size:
@@ -126,9 +142,10 @@ def view(input, *size, dtype=None) -> TensorMeta:
 
 
 @rule(Method("reshape"))
-def reshape_method(input, *shape) -> TensorMeta:
+def reshape_method(input, *shape, **keywords) -> TensorMeta:
     """Same elements in a new shape (one entry may be -1)."""
     x = tensor_arg(input, "reshape input")
+    shape = _sizes_given("reshape", "shape", shape, keywords)
     return x.with_shape(_infer_sizes(_size_args(shape), product(x.shape), op="reshape"))
 
 
@@ -166,9 +183,10 @@ def view_as(input, other) -> TensorMeta:
 
 
 @rule(torch.permute, Method("permute"))
-def permute(input, *dims) -> TensorMeta:
+def permute(input, *dims, **keywords) -> TensorMeta:
     """Reorders dims; ``dims`` must be a permutation of ``range(ndim)``."""
     x = tensor_arg(input, "permute input")
+    dims = _sizes_given("permute", "dims", dims, keywords)
     if not dims:
         raise ShapeError('permute() missing 1 required positional argument: "dims"')
     order = tuple(normalize_dim(d, x.ndim, wrap_scalar=False) for d in _size_args(dims)) if x.ndim else ()
@@ -301,9 +319,10 @@ def _expanded_size(x: TensorMeta, i: int, target: DimExpr, lead: int, sizes: tup
 
 
 @rule(Method("expand"))
-def expand(input, *sizes) -> TensorMeta:
-    """``x.expand(*sizes)`` / ``x.expand(sizes)``; see :func:`expand_shape`."""
+def expand(input, *sizes, **keywords) -> TensorMeta:
+    """``x.expand(*sizes)`` / ``x.expand(sizes)`` / ``x.expand(size=sizes)``; see :func:`expand_shape`."""
     x = tensor_arg(input, "expand input")
+    sizes = _sizes_given("expand", "size", sizes, keywords)
     if not sizes:
         raise ShapeError('expand() missing 1 required positional arguments: "size"')
     return x.with_shape(expand_shape(x, _size_args(sizes)))
@@ -329,9 +348,10 @@ def repeat_shape(x: TensorMeta, repeats: tuple) -> tuple:
 
 
 @rule(Method("repeat"))
-def repeat(input, *repeats) -> TensorMeta:
-    """``x.repeat(*repeats)``; see :func:`repeat_shape`."""
+def repeat(input, *repeats, **keywords) -> TensorMeta:
+    """``x.repeat(*repeats)`` / ``x.repeat(repeats=...)``; see :func:`repeat_shape`."""
     x = tensor_arg(input, "repeat input")
+    repeats = _sizes_given("repeat", "repeats", repeats, keywords)
     if not repeats:
         raise ShapeError('repeat() missing 1 required positional arguments: "repeats"')
     return x.with_shape(repeat_shape(x, _size_args(repeats)))
@@ -353,8 +373,9 @@ def tile(input, dims) -> TensorMeta:
 
 
 @rule(Method("tile"))
-def tile_method(input, *dims) -> TensorMeta:
-    """``x.tile(*dims)`` / ``x.tile(dims)``; see :func:`_tile`."""
+def tile_method(input, *dims, **keywords) -> TensorMeta:
+    """``x.tile(*dims)`` / ``x.tile(dims)`` / ``x.tile(dims=dims)``; see :func:`_tile`."""
+    dims = _sizes_given("tile", "dims", dims, keywords)
     if not dims:
         raise ShapeError('tile() missing 1 required positional arguments: "dims"')
     return _tile(tensor_arg(input, "tile input"), _size_args(dims))
@@ -410,9 +431,10 @@ def flip(input, dims) -> TensorMeta:
 
 
 @rule(Method("flip"))
-def flip_method(input, *dims) -> TensorMeta:
-    """``x.flip(*dims)`` / ``x.flip(dims)``: as :func:`flip`."""
+def flip_method(input, *dims, **keywords) -> TensorMeta:
+    """``x.flip(*dims)`` / ``x.flip(dims)`` / ``x.flip(dims=dims)``: as :func:`flip`."""
     x = tensor_arg(input, "flip input")
+    dims = _sizes_given("flip", "dims", dims, keywords)
     if not dims:
         raise ShapeError('flip() missing 1 required positional arguments: "dims"')
     _check_flip_dims(x, _size_args(dims))
