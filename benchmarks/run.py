@@ -346,11 +346,10 @@ def scaling_section(scale: dict, depth: Optional[dict], plot: Optional[str], mac
                   "  lazyfx traces with torch.fx, so its own work per node (the shape rule, each node's record",
                   "  and source line, the snapshot that puts the model back) comes on top of torch.fx's, less",
                   "  the GraphModule code that `symbolic_trace` generates and compiles. On this stack (no module",
-                  "  building to share, as in the full models' comparison) callgrind counted 0.90x torch.fx's",
-                  "  instructions on 2026-12-04 (300 convs), while this benchmark's runs that day gave 1.03x",
-                  "  to 1.23x at 100 to 10,000 convs (1.52x once, at 1,000, in a run where every candidate was",
-                  "  slower): fewer instructions, yet more time (the snapshot of every module's dict, timed",
-                  "  inside the analysis, was 8% of its wall time at 1,000 convs);"]
+                  "  building to share, as in the full models' comparison) callgrind counts 0.78x torch.fx's",
+                  "  instructions (2026-12-04, 300 convs: 127M against 163M), and most of this benchmark's runs",
+                  "  that day gave 0.9x to 1.05x; single runs reached 1.3x to 1.46x, in processes where the",
+                  "  interleaved fx runs were not slowed alike;"]
     lines += ["* the runs start with sympy's cache empty: a repeated analysis of a small stack, whose formulas",
               "  sympy still holds from the run before, is cheaper than a first one (a 100-node H, W stack,",
               "  2026-12-03: about 130 against 210 us per node); a 10,000-node stack's formulas never fit in it;",
