@@ -69,15 +69,15 @@ _SECOND_OPERAND = {"pow": "exponent"}
 
 def _binary(name: str):
     size_op = _SIZE_OPS[name]
-    second = _SECOND_OPERAND.get(name)
+    second = _SECOND_OPERAND.get(name, "other")
 
     def binary(input, *args, **kwargs):
         if args:
             other, args = args[0], args[1:]
-        elif (second or "other") in kwargs:
-            other = kwargs.pop(second or "other")
+        elif second in kwargs:
+            other = kwargs.pop(second)
         else:
-            raise ShapeError(f"{name}() missing 1 required argument: '{second or 'other'}'")
+            raise ShapeError(f"{name}() missing 1 required argument: '{second}'")
         if isinstance(input, TensorMeta) or isinstance(other, TensorMeta):
             return broadcast(input, other, true_division=name == "truediv" and kwargs.get("rounding_mode") is None)
         return size_op(input, other)
